@@ -1,0 +1,66 @@
+"""The errors gradfit raises on purpose.
+
+Every one of them carries a message meant for a person: one line, naming the
+file, column and row where that is known. The command-line tool prints the
+message alone (no traceback) and exits non-zero.
+"""
+
+from __future__ import annotations
+
+
+class GradfitError(Exception):
+    """Base class of gradfit's deliberate, user-facing errors."""
+
+
+class DataError(GradfitError, ValueError):
+    """The data cannot be used: unreadable file, bad value, wrong shape.
+
+    Subclasses ``ValueError`` so that scikit-learn's conventions hold.
+    """
+
+
+class ModelFileError(GradfitError, ValueError):
+    """A model file is damaged, foreign, or written by a newer gradfit."""
+
+
+class OptionError(GradfitError, ValueError):
+    """An option has a value gradfit does not know; the message lists the valid ones."""
+
+
+class DivergenceError(GradfitError, ArithmeticError):
+    """Training diverged: the cost became non-finite or kept growing.
+
+    Attributes
+    ----------
+    epoch : int
+        The epoch at which divergence was detected (0-based, like ``loss_curve_``).
+    cost : float
+        The cost at that epoch (may be ``inf`` or ``nan``).
+    learning_rate : float
+        The learning rate that was used.
+    max_stable_learning_rate : float or None
+        ``2 / L``, with ``L`` the largest eigenvalue of the cost's Hessian in the
+        units training ran in; plain gradient descent with a constant step
+        converges for any step below it. ``None`` when it is not defined (a
+        loss without bounded curvature).
+    """
+
+    def __init__(self, epoch, cost, learning_rate, max_stable_learning_rate, standardized):
+        self.epoch = epoch
+        self.cost = cost
+        self.learning_rate = learning_rate
+        self.max_stable_learning_rate = max_stable_learning_rate
+        self.standardized = standardized
+        limit = (
+            f"; the largest stable learning rate for these data is "
+            f"{max_stable_learning_rate:.4g} (2/L, L the largest eigenvalue of the Hessian)"
+            if max_stable_learning_rate is not None
+            else ""
+        )
+        advice = 'use learning_rate="auto" (1/L, never diverges)'
+        if not standardized:
+            advice += " or standardize the features"
+        super().__init__(
+            f"training diverged at epoch {epoch}: cost {cost:.4g} with learning rate "
+            f"{learning_rate:.4g}{limit}; {advice}"
+        )

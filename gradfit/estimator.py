@@ -1,0 +1,361 @@
+"""``GDRegressor``: the scikit-learn estimator contract, and nothing else.
+
+Parameters are stored by ``__init__`` and checked in ``fit``; the fitting
+itself lives in :mod:`gradfit.fitting`.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+
+from . import model as model_file
+from . import registry
+from .engines import ENGINES
+from .fitting import fit_source, prepare
+from .progress import PrintProgress
+from .scaling import Scaling
+from .sources import ArraySource, FileSource, Source
+
+
+class GDRegressor(RegressorMixin, BaseEstimator):
+    """Linear regression fitted by gradient descent.
+
+    Minimizes ``F(w, b) = (1/(W k)) Σ_i v_i Σ_j ℓ(x_i·w_j + b_j − y_ij) + alpha·R(w)``
+    over ``n_samples`` rows with weights ``v`` (``W = Σ v``) and ``k`` outputs,
+    from ``w = 0, b = 0``; with the squared error ``ℓ(r) = r²`` and no penalty
+    this is the tutorial's mean squared error.
+
+    Parameters
+    ----------
+    learning_rate : float or "auto", default="auto"
+        The step ``η`` of ``θ ← θ − η ∇F``. ``"auto"`` takes ``1/L``, ``L`` the
+        largest eigenvalue of the Hessian (in the units training runs in), for
+        which gradient descent cannot diverge; any step above ``2/L`` does.
+    epochs : int, default=1000
+        The most epochs to run.
+    tol : float or None, default=1e-6
+        Stop once the cost has not improved on the best so far by more than
+        ``tol`` relative for ``n_iter_no_change`` epochs in a row; a
+        ``ConvergenceWarning`` tells when ``epochs`` ran out first. ``None``
+        runs all epochs.
+    n_iter_no_change : int, default=5
+    fit_intercept : bool, default=True
+    standardize : bool, default=True
+        Train on standardized features (centred when there is an intercept,
+        divided by their spread); ``coef_`` and ``intercept_`` are reported in
+        the data's own units, and the optimum does not change.
+    optimizer : {"gd", "momentum", "nesterov", "adam", "cg"}, default="gd"
+    loss : {"squared_error", "huber", "absolute_error"}, default="squared_error"
+    epsilon : float, default=1.35
+        Huber's threshold, in the target's units.
+    penalty : {None, "l2", "l1", "elasticnet"}, default=None
+        See :mod:`gradfit.penalties` for how ``alpha`` maps to scikit-learn's.
+    alpha : float, default=1e-4
+    l1_ratio : float in [0, 1], default=0.15
+    batch_size : int or None, default=None
+        ``None``: full batch. An integer: minibatches, rows shuffled every
+        epoch from ``random_state``.
+    schedule : {"constant", "invscaling", "step"}, default="constant"
+        ``η_t = η``, ``η / (1 + t)^power_t`` or ``η · gamma^⌊t/step_size⌋`` (t in epochs).
+    power_t : float, default=0.5
+    step_size : int, default=100
+    gamma : float, default=0.5
+    engine : {"auto", "statistics", "pass"}, default="auto"
+        Where the gradient comes from; see :mod:`gradfit.engines`.
+    random_state : int, Generator or None, default=None
+    warm_start : bool, default=False
+        Start ``fit`` from the previous coefficients.
+    verbose : int, default=0
+        Print the tutorial's ``Epoch: i Cost: c`` lines (thinned for long runs;
+        every epoch from 2).
+
+    Attributes
+    ----------
+    coef_ : ndarray of shape (n_features,) or (n_outputs, n_features)
+    intercept_ : float or ndarray of shape (n_outputs,)
+    n_iter_ : int
+        Epochs run.
+    loss_curve_ : list of float
+        ``loss_curve_[i]``: the cost at the parameters before epoch ``i``'s update.
+    final_cost_ : float
+        The cost at the returned parameters.
+    converged_ : bool
+    stop_reason_ : {"converged", "max_epochs", "interrupted"}
+    learning_rate_ : float or None
+        The base step used (``None`` for ``cg``).
+    engine_ : {"statistics", "pass"}
+    scaling_ : Scaling
+        The standardization (``center``, ``scale``) training ran in.
+    n_samples_ : int
+    n_features_in_ : int
+    feature_names_in_ : ndarray of str, when X had string column names
+    feature_names_ : list of str
+    target_names_ : list of str
+    """
+
+    _parameter_constraints = {
+        "learning_rate": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
+        "epochs": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left"), None],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "fit_intercept": ["boolean"],
+        "standardize": ["boolean"],
+        "optimizer": [StrOptions(set(registry.OPTIMIZERS))],
+        "loss": [StrOptions(set(registry.LOSSES))],
+        "epsilon": [Interval(Real, 0, None, closed="neither")],
+        "penalty": [StrOptions(set(registry.PENALTIES)), None],
+        "alpha": [Interval(Real, 0, None, closed="left")],
+        "l1_ratio": [Interval(Real, 0, 1, closed="both")],
+        "batch_size": [Interval(Integral, 1, None, closed="left"), None],
+        "schedule": [StrOptions(set(registry.SCHEDULES))],
+        "power_t": [Interval(Real, 0, None, closed="left")],
+        "step_size": [Interval(Integral, 1, None, closed="left")],
+        "gamma": [Interval(Real, 0, 1, closed="right")],
+        "engine": [StrOptions(set(ENGINES))],
+        "random_state": ["random_state"],
+        "warm_start": ["boolean"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        *,
+        learning_rate="auto",
+        epochs=1000,
+        tol=1e-6,
+        n_iter_no_change=5,
+        fit_intercept=True,
+        standardize=True,
+        optimizer="gd",
+        loss="squared_error",
+        epsilon=1.35,
+        penalty=None,
+        alpha=1e-4,
+        l1_ratio=0.15,
+        batch_size=None,
+        schedule="constant",
+        power_t=0.5,
+        step_size=100,
+        gamma=0.5,
+        engine="auto",
+        random_state=None,
+        warm_start=False,
+        verbose=0,
+    ):
+        self.learning_rate = learning_rate
+        self.epochs = epochs
+        self.tol = tol
+        self.n_iter_no_change = n_iter_no_change
+        self.fit_intercept = fit_intercept
+        self.standardize = standardize
+        self.optimizer = optimizer
+        self.loss = loss
+        self.epsilon = epsilon
+        self.penalty = penalty
+        self.alpha = alpha
+        self.l1_ratio = l1_ratio
+        self.batch_size = batch_size
+        self.schedule = schedule
+        self.power_t = power_t
+        self.step_size = step_size
+        self.gamma = gamma
+        self.engine = engine
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.verbose = verbose
+
+    # -- input ----------------------------------------------------------------
+
+    def _source(self, X, y, sample_weight, reset):
+        """A :class:`~gradfit.sources.Source` for what ``fit`` was given."""
+        if isinstance(X, Source):
+            if y is not None:
+                raise ValueError("y must be None when X is a gradfit data source (it names its targets)")
+            source = X
+        elif isinstance(X, (str, os.PathLike)):
+            if y is None:
+                raise ValueError("fitting a file needs y: the name of its target column(s)")
+            source = FileSource(X, target=y)
+        else:
+            if y is None:
+                raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None")
+            X, y = validate_data(
+                self, X, y, reset=reset, multi_output=True, y_numeric=True,
+                dtype=[np.float64, np.float32], ensure_all_finite=False, ensure_min_samples=2,
+            )
+            target_names = self._target_names_of(y)
+            y = np.asarray(y, dtype=np.float64)
+            if reset:
+                self._y_ndim = y.ndim
+            y = y.reshape(y.shape[0], -1)
+            if sample_weight is not None:
+                sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
+            names = getattr(self, "feature_names_in_", None)
+            return ArraySource(X, y, sample_weight, names, target_names)
+        if sample_weight is not None:
+            raise ValueError("with a file or data source, give the weights as a column (sample_weight=...)")
+        if reset:
+            self._y_ndim = 1 if source.n_outputs == 1 else 2
+            self.n_features_in_ = source.n_features
+        return source
+
+    @staticmethod
+    def _target_names_of(y):
+        name = getattr(y, "name", None)
+        if isinstance(name, str):
+            return [name]
+        columns = getattr(y, "columns", None)
+        if columns is not None and all(isinstance(c, str) for c in columns):
+            return list(columns)
+        return None
+
+    # -- fitting --------------------------------------------------------------
+
+    def _callbacks(self):
+        if not self.verbose:
+            return ()
+        return (PrintProgress(self.epochs, every=1 if self.verbose >= 2 else None),)
+
+    def fit(self, X, y=None, sample_weight=None):
+        """Fit by gradient descent.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), a path to a CSV or
+            Parquet file, or a gradfit data source
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs); for a
+            path, the target column name(s); for a source, None
+        sample_weight : array-like of shape (n_samples,), optional
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        DivergenceError
+            If the cost diverges; the estimator is then left as it was.
+        """
+        self._validate_params()
+        start = None
+        if self.warm_start and hasattr(self, "coef_"):
+            start = (np.atleast_2d(self.coef_), np.atleast_1d(self.intercept_))
+        source = self._source(X, y, sample_weight, reset=True)
+        settings = self.get_params(deep=False)
+        params = None
+        problem = None
+        if start is not None:
+            problem = prepare(source, settings)
+            params = problem.scaling.from_raw(start[0], start[1], self.fit_intercept)
+        result = fit_source(source, settings, params=params, problem=problem, callbacks=self._callbacks())
+        self._set_result(result, source)
+        if self.tol is not None and not result.converged and result.stop_reason == "max_epochs":
+            warnings.warn(
+                f"gradient descent stopped after epochs={self.epochs} before the cost settled "
+                f"(tol={self.tol}); raise epochs, or use learning_rate='auto' / optimizer='cg'",
+                ConvergenceWarning,
+            )
+        return self
+
+    def partial_fit(self, X, y=None, sample_weight=None):
+        """One epoch over the batch given, continuing the optimizer's state.
+
+        The first call fixes the standardization and the step size from its
+        batch; later calls must have the same features.
+        """
+        first = not hasattr(self, "_partial")
+        if first:
+            self._validate_params()
+        source = self._source(X, y, sample_weight, reset=first)
+        settings = self.get_params(deep=False)
+        if first:
+            problem = prepare(source, settings)
+            result = fit_source(source, settings, problem=problem, epochs=1, callbacks=self._callbacks())
+        else:
+            state = self._partial
+            if source.n_outputs != state.params.shape[1]:
+                raise ValueError(f"y has {source.n_outputs} outputs; earlier batches had {state.params.shape[1]}")
+            problem = prepare(source, settings, scaling=state.scaling)
+            result = fit_source(
+                source, settings, params=state.params, opt_state=state.opt_state,
+                loss_curve=state.loss_curve, problem=problem, epochs=1,
+                learning_rate=state.learning_rate, rng=state.rng, callbacks=self._callbacks(),
+            )
+        self._set_result(result, source)
+        self._partial = result
+        return self
+
+    def _set_result(self, result, source):
+        single = self._y_ndim == 1
+        self.coef_ = result.coef[0] if single else result.coef
+        self.intercept_ = float(result.intercept[0]) if single else result.intercept
+        self.n_iter_ = result.n_iter
+        self.loss_curve_ = list(result.loss_curve)
+        self.final_cost_ = result.final_cost
+        self.converged_ = result.converged
+        self.stop_reason_ = result.stop_reason
+        self.learning_rate_ = result.learning_rate
+        self.engine_ = result.engine
+        self.scaling_ = result.scaling
+        self.n_samples_ = result.statistics.n_samples
+        self.feature_names_ = list(source.feature_names)
+        self.target_names_ = list(source.target_names)
+        self.statistics_ = result.statistics
+
+    # -- using ----------------------------------------------------------------
+
+    def predict(self, X):
+        """Predictions ``X @ coef_ᵀ + intercept_``, shape (n_samples,) or (n_samples, n_outputs)."""
+        check_is_fitted(self, "coef_")
+        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        coef = np.atleast_2d(self.coef_)
+        out = X @ coef.T.astype(np.float64) + np.atleast_1d(self.intercept_)
+        return out[:, 0] if self._y_ndim == 1 else out
+
+    def save(self, path):
+        """Write the model as JSON to ``path``, atomically (see :mod:`gradfit.model`)."""
+        check_is_fitted(self, "coef_")
+        model_file.save(self, path)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        tags.target_tags.single_output = True
+        return tags
+
+
+def load(path):
+    """Read a model file written by :meth:`GDRegressor.save`; returns a fitted estimator."""
+    document = model_file.read_document(path)
+    settings = document["settings"]
+    valid = GDRegressor().get_params()
+    estimator = GDRegressor(**{k: v for k, v in settings.items() if k in valid})
+    coef, intercept = document["_coef"], document["_intercept"]
+    k, d = coef.shape
+    estimator._y_ndim = 1 if k == 1 else 2
+    estimator.coef_ = coef[0] if k == 1 else coef
+    estimator.intercept_ = float(intercept[0]) if k == 1 else intercept
+    estimator.n_features_in_ = d
+    estimator.feature_names_ = document["feature_names"]
+    estimator.target_names_ = document["target_names"]
+    if not all(name == f"x{j}" for j, name in enumerate(estimator.feature_names_)):
+        estimator.feature_names_in_ = np.asarray(estimator.feature_names_, dtype=object)
+    estimator.scaling_ = Scaling(document["_center"], document["_scale"])
+    training = document["training"]
+    estimator.n_iter_ = training.get("n_iter")
+    estimator.loss_curve_ = training.get("loss_curve", [])
+    estimator.final_cost_ = training.get("final_cost")
+    estimator.converged_ = training.get("converged")
+    estimator.stop_reason_ = training.get("stop_reason")
+    estimator.learning_rate_ = training.get("learning_rate")
+    estimator.engine_ = training.get("engine")
+    estimator.n_samples_ = training.get("n_samples")
+    return estimator

@@ -1,0 +1,76 @@
+"""Pointwise regression losses, as functions of the residual.
+
+Each loss is ``ℓ(r)`` with ``r = prediction - target``; the engines do all the
+linear algebra (``X @ w`` and ``Xᵀ g``) and call a loss only on a block of
+residuals (scikit-learn's ``_linear_loss.py`` split). The data term of the cost
+is the weighted mean ``J = Σ_i v_i Σ_j ℓ(r_ij) / (k Σ_i v_i)`` over rows ``i``
+and the ``k`` outputs ``j``.
+
+All three are scaled so that they agree with the squared error ``r²`` for small
+residuals (no factor ½: the tutorial's cost is the plain mean squared error).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class SquaredError:
+    """``ℓ(r) = r²``, ``ℓ'(r) = 2r``. The tutorial's cost."""
+
+    name = "squared_error"
+    #: sup ℓ''; the Hessian of J is at most ``curvature`` times the design's second moment.
+    curvature = 2.0
+    #: whether the statistics engine can serve it (J depends on X only through XᵀX, Xᵀy …)
+    quadratic = True
+
+    def value_and_derivative(self, residual):
+        """Return ``(ℓ(r), ℓ'(r))`` elementwise; arrays of ``residual``'s shape."""
+        return residual * residual, 2.0 * residual
+
+    def params(self):
+        return {}
+
+
+class Huber:
+    """Huber's loss, scaled to agree with ``r²`` inside the threshold.
+
+    ``ℓ(r) = r²`` for ``|r| ≤ ε`` and ``2ε|r| − ε²`` beyond; ``ℓ'(r) = 2·clip(r, −ε, ε)``.
+    This is twice scikit-learn's ``SGDRegressor(loss="huber")`` loss. Unlike
+    ``HuberRegressor``, ε is in the target's own units: no scale is estimated.
+    """
+
+    name = "huber"
+    curvature = 2.0
+    quadratic = False
+
+    def __init__(self, epsilon):
+        self.epsilon = float(epsilon)
+
+    def value_and_derivative(self, residual):
+        eps = self.epsilon
+        absr = np.abs(residual)
+        inside = absr <= eps
+        value = np.where(inside, residual * residual, 2.0 * eps * absr - eps * eps)
+        return value, 2.0 * np.clip(residual, -eps, eps)
+
+    def params(self):
+        return {"epsilon": self.epsilon}
+
+
+class AbsoluteError:
+    """``ℓ(r) = |r|``, subgradient ``sign(r)``: the median regression.
+
+    Not differentiable at 0, so constant-step gradient descent does not settle
+    exactly; use a decaying ``schedule`` to approach the optimum.
+    """
+
+    name = "absolute_error"
+    curvature = None
+    quadratic = False
+
+    def value_and_derivative(self, residual):
+        return np.abs(residual), np.sign(residual)
+
+    def params(self):
+        return {}

@@ -1,0 +1,113 @@
+"""What every data source yields: row chunks of ``(X, y, sample_weight)``.
+
+A source knows its shape and names and can be read any number of times, chunk
+by chunk, in a fixed order. Engines never see where the chunks come from
+(``../shared/DESIGN.md``: arrays, files, Dask).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import DataError
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A block of consecutive rows (or, for minibatches, chosen rows).
+
+    Attributes
+    ----------
+    X : ndarray of shape (n_rows, n_features), float32 or float64
+        As stored: no copy, no standardization.
+    y : ndarray of shape (n_rows, n_outputs), float64
+    sample_weight : ndarray of shape (n_rows,) or None
+        ``None`` means every row weighs 1.
+    start : int
+        Index in the source of the chunk's first row (0-based, header excluded).
+    """
+
+    X: np.ndarray
+    y: np.ndarray
+    sample_weight: np.ndarray | None
+    start: int
+
+    @property
+    def n_rows(self):
+        return self.X.shape[0]
+
+
+class Source:
+    """Base class: a re-readable sequence of :class:`Chunk`.
+
+    Subclasses set ``n_features``, ``n_outputs``, ``feature_names``,
+    ``target_names``, ``dtype`` (of X), ``n_samples`` (``None`` until known) and
+    ``has_weights``, and implement :meth:`chunks`; :meth:`take` is needed only
+    for minibatches.
+    """
+
+    #: rows a chunk may hold is chosen so that a float64 copy of it fits in cache
+    chunk_bytes = 2 * 1024 * 1024
+
+    def rows_per_chunk(self):
+        """Rows per chunk: a chunk of X and y, in float64, about ``chunk_bytes``."""
+        width = self.n_features + self.n_outputs + 1
+        return int(max(1024, min(1 << 20, self.chunk_bytes // (8 * width))))
+
+    def chunks(self):
+        """Yield the chunks of the whole source, in order."""
+        raise NotImplementedError
+
+    def take(self, rows):
+        """Return the :class:`Chunk` of the given sorted row indices (for minibatches)."""
+        raise DataError(f"{self.describe()} cannot be read in minibatches")
+
+    def describe(self):
+        """A short name for messages, e.g. ``file 'data.csv'`` or ``X``."""
+        raise NotImplementedError
+
+    def where(self, row, column=None):
+        """Where a value is, for messages: ``"row 17, column 'x3'"``.
+
+        ``row`` is 0-based over the data rows; the message counts from 1.
+        ``column`` indexes features, or ``n_features + j`` for output ``j``,
+        or ``-1`` for the sample weight.
+        """
+        text = f"row {row + 1}"
+        if column is not None:
+            text += f", column {self.column_name(column)!r}"
+        return text
+
+    def column_name(self, column):
+        if column == -1:
+            return "sample_weight"
+        if column < self.n_features:
+            return self.feature_names[column]
+        return self.target_names[column - self.n_features]
+
+
+def check_finite(source, chunk):
+    """Raise :class:`DataError` at the first NaN or infinity in ``chunk``.
+
+    Called on the slow path only, once a cheap chunk sum has come out
+    non-finite; it names the row and column of the first bad value.
+    """
+    for block, offset in ((chunk.X, 0), (chunk.y, source.n_features)):
+        bad = ~np.isfinite(block)
+        if bad.any():
+            row, column = np.argwhere(bad)[0]
+            value = block[row, column]
+            kind = "missing value (NaN)" if np.isnan(value) else f"infinite value ({value})"
+            raise DataError(
+                f"{kind} in {source.describe()} at {source.where(chunk.start + row, offset + column)}"
+            )
+    if chunk.sample_weight is not None:
+        bad = ~np.isfinite(chunk.sample_weight) | (chunk.sample_weight < 0)
+        if bad.any():
+            row = int(np.argmax(bad))
+            raise DataError(
+                f"sample weight {chunk.sample_weight[row]} in {source.describe()} at "
+                f"{source.where(chunk.start + row, -1)} is not a finite non-negative number"
+            )

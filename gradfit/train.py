@@ -1,0 +1,156 @@
+"""THE training loop: epochs, stopping, divergence, history, callbacks.
+
+Every optimizer, engine, source and surface (estimator, CLI) goes through
+:func:`train`. One epoch is one update (full batch) or one sweep of shuffled
+minibatches; ``loss_curve[i]`` is the cost at the parameters *before* epoch
+``i``'s update (full batch: exactly the number the tutorial prints) or the
+weighted mean of the minibatch costs seen during epoch ``i``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .errors import DivergenceError
+
+#: consecutive rising epochs, above the starting cost, that count as divergence
+RISING_EPOCHS = 5
+
+
+@dataclass
+class TrainResult:
+    """What training produced (in working units; see :mod:`gradfit.scaling`).
+
+    Attributes
+    ----------
+    params : ndarray of shape (n_params, n_outputs)
+    loss_curve : list of float
+        One cost per epoch run.
+    n_iter : int
+        Epochs run (``len(loss_curve)``), counting a resumed run's earlier epochs.
+    stop_reason : str
+        ``"converged"`` (tol met), ``"max_epochs"``, or ``"interrupted"`` (a
+        callback asked to stop, e.g. after Ctrl-C).
+    opt_state : object
+        The optimizer's state, for ``partial_fit`` and ``warm_start``.
+    """
+
+    params: np.ndarray
+    loss_curve: list = field(default_factory=list)
+    stop_reason: str = "max_epochs"
+    opt_state: Any = None
+
+    @property
+    def n_iter(self):
+        return len(self.loss_curve)
+
+    @property
+    def converged(self):
+        return self.stop_reason == "converged"
+
+
+def _minibatches(rng, n_samples, batch_size):
+    order = rng.permutation(n_samples)
+    for start in range(0, n_samples, batch_size):
+        # Sorted, so that a batch reads its rows in storage order; the sum is the same.
+        yield np.sort(order[start : start + batch_size])
+
+
+def train(
+    objective,
+    optimizer,
+    params,
+    *,
+    epochs,
+    tol=None,
+    n_iter_no_change=5,
+    schedule,
+    batch_size=None,
+    n_samples=None,
+    rng=None,
+    opt_state=None,
+    loss_curve=None,
+    max_stable_learning_rate=None,
+    standardized=False,
+    callbacks=(),
+):
+    """Run up to ``epochs`` epochs of ``optimizer`` on ``objective`` from ``params``.
+
+    Parameters
+    ----------
+    objective : Objective
+    optimizer : GradientTransformation
+    params : ndarray of shape (n_params, n_outputs)
+        Starting point (zeros for a fresh fit). Not modified.
+    epochs : int
+        Epochs to run in this call.
+    tol : float or None
+        Stop once the cost has failed to improve on the best so far by more than
+        ``tol × |best|`` for ``n_iter_no_change`` consecutive epochs. ``None``
+        runs every epoch.
+    schedule : callable
+        ``epoch -> step size``; also the step of the L1 proximal operator.
+    batch_size : int or None
+        ``None`` for full batch; else minibatches of this many rows, shuffled
+        every epoch by ``rng`` over ``n_samples`` rows.
+    opt_state, loss_curve :
+        To continue earlier training (``warm_start``, ``partial_fit``).
+    max_stable_learning_rate : callable
+        Returns ``2/L`` for the divergence message; called only on divergence.
+    callbacks : sequence
+        Objects with ``on_epoch_end(epoch, cost, params) -> bool | None``; a true
+        return stops training after that epoch (``stop_reason="interrupted"``).
+
+    Raises
+    ------
+    DivergenceError
+        At once, when the cost is non-finite or has risen for ``RISING_EPOCHS``
+        epochs in a row above the starting cost. No parameters are returned.
+    """
+    state = optimizer.init(params) if opt_state is None else opt_state
+    curve = list(loss_curve or [])
+    first_epoch = len(curve)
+    best = min(curve) if curve else np.inf
+    stalled = rising = 0
+    steps_per_epoch = 1 if batch_size is None else -(-n_samples // batch_size)
+    stop_reason = "max_epochs"
+
+    for epoch in range(first_epoch, first_epoch + epochs):
+        if batch_size is None:
+            batches = (None,)
+        else:
+            batches = _minibatches(rng, n_samples, batch_size)
+        epoch_cost, epoch_weight = 0.0, 0
+        for step, rows in enumerate(batches):
+            value, grads = objective.value_and_grad(params, rows)
+            if not np.isfinite(value):
+                break  # reported below
+            weight = 1 if rows is None else len(rows)
+            epoch_cost += value * weight
+            epoch_weight += weight
+            updates, state = optimizer.update(grads, state, params, value=value, hvp=objective.hvp)
+            params = params + updates
+            if objective.has_prox:
+                params = objective.prox(params, schedule(epoch + step / steps_per_epoch))
+        cost = epoch_cost / epoch_weight if np.isfinite(value) else value
+        rising = rising + 1 if curve and cost > curve[-1] else 0
+        curve.append(cost)
+        if not np.isfinite(cost) or (rising >= RISING_EPOCHS and cost > curve[0]):
+            limit = max_stable_learning_rate() if max_stable_learning_rate else None
+            raise DivergenceError(epoch, cost, schedule(epoch), limit, standardized)
+        stop = False
+        for callback in callbacks:
+            stop = bool(callback.on_epoch_end(epoch, cost, params)) or stop
+        if stop:
+            stop_reason = "interrupted"
+            break
+        if tol is not None:
+            stalled = stalled + 1 if cost >= best - tol * abs(best) else 0
+            best = min(best, cost)
+            if stalled >= n_iter_no_change:
+                stop_reason = "converged"
+                break
+    return TrainResult(params=params, loss_curve=curve, stop_reason=stop_reason, opt_state=state)
