@@ -219,12 +219,13 @@ class GDRegressor(RegressorMixin, BaseEstimator):
 
     # -- fitting --------------------------------------------------------------
 
-    def _callbacks(self):
+    def _callbacks(self, callbacks):
+        extra = tuple(callbacks or ())
         if not self.verbose:
-            return ()
-        return (PrintProgress(self.epochs, every=1 if self.verbose >= 2 else None),)
+            return extra
+        return (PrintProgress(self.epochs, every=1 if self.verbose >= 2 else None),) + extra
 
-    def fit(self, X, y=None, sample_weight=None):
+    def fit(self, X, y=None, sample_weight=None, *, callbacks=None):
         """Fit by gradient descent.
 
         Parameters
@@ -234,6 +235,9 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         y : array-like of shape (n_samples,) or (n_samples, n_outputs); for a
             path, the target column name(s); for a source, None
         sample_weight : array-like of shape (n_samples,), optional
+        callbacks : sequence, optional
+            Objects with ``on_epoch_end(epoch, cost, params)``, called after every
+            epoch; a true return stops training (see :func:`gradfit.train.train`).
 
         Returns
         -------
@@ -255,7 +259,7 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         if start is not None:
             problem = prepare(source, settings)
             params = problem.scaling.from_raw(start[0], start[1], self.fit_intercept)
-        result = fit_source(source, settings, params=params, problem=problem, callbacks=self._callbacks())
+        result = fit_source(source, settings, params=params, problem=problem, callbacks=self._callbacks(callbacks))
         self._set_result(result, source)
         if self.tol is not None and not result.converged and result.stop_reason == "max_epochs":
             warnings.warn(
@@ -265,7 +269,7 @@ class GDRegressor(RegressorMixin, BaseEstimator):
             )
         return self
 
-    def partial_fit(self, X, y=None, sample_weight=None):
+    def partial_fit(self, X, y=None, sample_weight=None, *, callbacks=None):
         """One epoch over the batch given, continuing the optimizer's state.
 
         The first call fixes the standardization and the step size from its
@@ -278,7 +282,7 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         settings = self.get_params(deep=False)
         if first:
             problem = prepare(source, settings)
-            result = fit_source(source, settings, problem=problem, epochs=1, callbacks=self._callbacks())
+            result = fit_source(source, settings, problem=problem, epochs=1, callbacks=self._callbacks(callbacks))
         else:
             state = self._partial
             if source.n_outputs != state.params.shape[1]:
@@ -287,7 +291,7 @@ class GDRegressor(RegressorMixin, BaseEstimator):
             result = fit_source(
                 source, settings, params=state.params, opt_state=state.opt_state,
                 loss_curve=state.loss_curve, problem=problem, epochs=1,
-                learning_rate=state.learning_rate, rng=state.rng, callbacks=self._callbacks(),
+                learning_rate=state.learning_rate, rng=state.rng, callbacks=self._callbacks(callbacks),
             )
         self._set_result(result, source)
         self._partial = result
@@ -308,7 +312,7 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         self.n_samples_ = result.statistics.n_samples
         self.feature_names_ = list(source.feature_names)
         self.target_names_ = list(source.target_names)
-        self.statistics_ = result.statistics
+        self._fit_result = result
 
     # -- using ----------------------------------------------------------------
 

@@ -103,6 +103,7 @@ def train(
     callbacks : sequence
         Objects with ``on_epoch_end(epoch, cost, params) -> bool | None``; a true
         return stops training after that epoch (``stop_reason="interrupted"``).
+        An optional ``on_train_end()`` is called when training ends normally.
 
     Raises
     ------
@@ -153,4 +154,7 @@ def train(
             if stalled >= n_iter_no_change:
                 stop_reason = "converged"
                 break
+    for callback in callbacks:
+        if hasattr(callback, "on_train_end"):
+            callback.on_train_end()
     return TrainResult(params=params, loss_curve=curve, stop_reason=stop_reason, opt_state=state)

@@ -143,8 +143,8 @@ def _raise_overflow(source, column):
 class StatisticsEngine:
     """Value, gradient and Hessian products of the squared error from :class:`Statistics`.
 
-    In working units (see :mod:`gradfit.scaling`) with ``u = w / scale``,
-    ``m = (μₓ − center) / scale`` and ``δ = m·w + b − μ_y``, for each output:
+    In working units (see :mod:`gradfit.scaling`) with ``m = (μₓ − center) / scale``
+    and ``δ = m·w + b − μ_y``, for each output:
 
         J      = (1/k) Σ_outputs [ wᵀ G w − 2 wᵀ h + q + δ² ]
         ∇_w J  = (2/k) (G w − h + m δ),      ∇_b J = (2/k) δ
@@ -152,6 +152,17 @@ class StatisticsEngine:
     with ``G = D Sₓₓ D / W``, ``h = D Sₓᵧ / W``, ``q = diag(Sᵧᵧ) / W``, ``D = diag(1/scale)``.
     When the features are centred (``center = μₓ``), ``m = 0`` exactly and the
     intercept decouples from the weights.
+
+    Expanded like that, J suffers cancellation near the optimum (its rounding
+    error is about ε·q, so a cost below that, or a relative improvement below
+    ε·q/J, cannot be seen). So the engine evaluates J exactly as the quadratic
+    it is, about a reference point θ̂ (the least-squares solution, from an
+    eigendecomposition of the Hessian H, refined once):
+
+        J(θ) = J(θ̂) + ∇J(θ̂)ᵀΔ + ½ ΔᵀHΔ,      ∇J(θ) = ∇J(θ̂) + HΔ,      Δ = θ − θ̂
+
+    Only the constant ``J(θ̂)`` carries the ε·q rounding; differences between
+    epochs, and the gap to the optimum, are computed to full precision.
     """
 
     name = "statistics"
@@ -171,7 +182,9 @@ class StatisticsEngine:
         self.target_moment = np.diagonal(stats.scatter)[d:] / total
         self.mean_offset = (stats.mean[:d] - scaling.center) * inv_scale
         self.target_mean = stats.mean[d:]
-        self._curvature = None
+        self._solve()
+
+    # -- the expansion, used only to set up the reference point ----------------
 
     def _split(self, params):
         d = self.n_features
@@ -179,25 +192,71 @@ class StatisticsEngine:
         bias = params[d] if self.fit_intercept else 0.0
         return weights, bias
 
-    def value_and_grad(self, params, rows=None):
-        """``(J, ∇J)`` at ``params`` of shape (n_params, k)."""
-        if rows is not None:
-            raise ValueError("the statistics engine cannot compute minibatch gradients")
+    def _expanded(self, params):
+        """Per-output J (clamped at 0) and ∇J by the direct expansion."""
         weights, bias = self._split(params)
         k = self.n_outputs
         gram_w = self.gram @ weights
         delta = self.mean_offset @ weights + bias - self.target_mean
-        value = (
-            np.sum(weights * (gram_w - 2.0 * self.cross)) + np.sum(self.target_moment) + np.sum(delta * delta)
-        ) / k
+        per_output = np.einsum("ij,ij->j", weights, gram_w - 2.0 * self.cross) + self.target_moment + delta * delta
         grad = np.empty_like(params)
         grad[: self.n_features] = (2.0 / k) * (gram_w - self.cross + np.outer(self.mean_offset, delta))
         if self.fit_intercept:
             grad[self.n_features] = (2.0 / k) * delta
-        return float(value), grad
+        return np.maximum(per_output, 0.0), grad
+
+    def _solve(self):
+        """Eigendecompose H once: L, the condition number and the reference point θ̂."""
+        hessian = self.hessian()
+        eigenvalues, vectors = scipy.linalg.eigh(hessian)
+        self.eigenvalues = eigenvalues
+        top = max(float(eigenvalues[-1]), 0.0)
+        # Directions the data do not determine (rank deficiency) are left alone:
+        # gradient descent from zero never moves along them either.
+        keep = eigenvalues > top * hessian.shape[0] * np.finfo(float).eps
+        self.rank = int(np.sum(keep))
+
+        def pseudo_solve(rhs):
+            return vectors[:, keep] @ ((vectors[:, keep].T @ rhs) / eigenvalues[keep][:, None])
+
+        p, k = hessian.shape[0], self.n_outputs
+        reference = np.zeros((p, k))
+        for _ in range(2):  # a Newton step from zero, then one step of iterative refinement
+            _, grad = self._expanded(reference)
+            reference = reference - pseudo_solve(grad)
+        per_output, grad = self._expanded(reference)
+        self.reference = reference
+        self.reference_value = float(np.sum(per_output)) / k
+        self.reference_per_output = per_output
+        self.reference_grad = grad
+
+    # -- what the loop uses ------------------------------------------------------
+
+    def value_and_grad(self, params, rows=None):
+        """``(J, ∇J)`` at ``params`` of shape (n_params, k)."""
+        if rows is not None:
+            raise ValueError("the statistics engine cannot compute minibatch gradients")
+        step = params - self.reference
+        curvature = self.hvp(step)
+        value = self.reference_value + np.sum(step * (self.reference_grad + 0.5 * curvature))
+        return float(max(value, 0.0)), self.reference_grad + curvature
 
     def value(self, params):
         return self.value_and_grad(params)[0]
+
+    def squared_error_per_output(self, params):
+        """Mean squared error of each output at ``params``: shape (k,), no extra pass."""
+        step = params - self.reference
+        curvature = self.hvp(step)
+        k = self.n_outputs
+        per_output = self.reference_per_output + k * np.einsum(
+            "ij,ij->j", step, self.reference_grad + 0.5 * curvature
+        )
+        return np.maximum(per_output, 0.0)
+
+    def optimum(self):
+        """``(θ*, J*)``: the least-squares solution in working units and its cost."""
+        return self.reference, self.reference_value
 
     def hvp(self, direction):
         """Hessian of J times ``direction`` (n_params, k)."""
@@ -224,9 +283,10 @@ class StatisticsEngine:
         return (2.0 / k) * matrix
 
     def curvature(self):
-        """``L``: the largest eigenvalue of the Hessian (O(d³) once, then cached)."""
-        if self._curvature is None:
-            hessian = self.hessian()
-            p = hessian.shape[0]
-            self._curvature = float(scipy.linalg.eigvalsh(hessian, subset_by_index=[p - 1, p - 1])[0])
-        return self._curvature
+        """``L``: the largest eigenvalue of the Hessian."""
+        return float(self.eigenvalues[-1])
+
+    def condition_number(self):
+        """``λmax / λmin`` of the Hessian in working units (``inf`` if singular)."""
+        smallest = float(self.eigenvalues[0])
+        return float(self.eigenvalues[-1]) / smallest if smallest > 0 else np.inf

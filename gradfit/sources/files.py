@@ -68,7 +68,8 @@ class FileSource(Source):
     ----------
     path : str or path-like
     target : str or list of str
-        The target column(s); several give a multi-output model.
+        The target column(s); several give a multi-output model. Empty for
+        reading features alone (predictions), which needs ``features``.
     features : list of str, optional
         The feature columns; by default every column but the targets and weight.
     sample_weight : str, optional
@@ -83,7 +84,7 @@ class FileSource(Source):
         _check_readable(self.path)
         self.batch_rows = int(batch_rows)
         targets = [target] if isinstance(target, str) else list(target)
-        if not targets:
+        if not targets and features is None:
             raise DataError("no target column given")
         self._open()
         columns = self.schema.names
@@ -126,7 +127,9 @@ class FileSource(Source):
                 reader = pa_csv.open_csv(self.path, read_options=pa_csv.ReadOptions(block_size=1 << 20))
                 self.schema = reader.schema
                 reader.close()
-            except (pa.ArrowInvalid, OSError) as exc:
+            except pa.ArrowInvalid as exc:
+                raise self._locate_csv_error(exc, columns=()) from None
+            except OSError as exc:
                 raise DataError(f"{self.describe()}: {_first_line(exc)}") from None
             self.dataset = None
         else:
@@ -233,14 +236,18 @@ class FileSource(Source):
         weight = columns[-1].to_numpy(zero_copy_only=False).astype(np.float64) if self.has_weights else None
         return Chunk(X, y, weight, start)
 
-    def _locate_csv_error(self, exc):
-        """Find the line and column pyarrow stopped at; it does not report them itself."""
-        wanted = None
+    def _locate_csv_error(self, exc, columns=None):
+        """Find the line and column pyarrow stopped at; it does not report them itself.
+
+        ``columns`` are the columns whose values must be numbers (default: the
+        ones read); field counts are checked on every line.
+        """
+        columns = self.columns if columns is None else list(columns)
         try:
             with open(self.path, newline="", encoding="utf-8", errors="replace") as handle:
                 reader = csv.reader(handle)
                 header = next(reader)
-                wanted = [header.index(name) for name in self.columns]
+                wanted = [header.index(name) for name in columns]
                 for fields in reader:
                     if len(fields) != len(header):
                         if not fields:
@@ -249,7 +256,7 @@ class FileSource(Source):
                             f"{self.describe()}, line {reader.line_num}: {len(fields)} fields, "
                             f"but the header has {len(header)}"
                         )
-                    for name, index in zip(self.columns, wanted):
+                    for name, index in zip(columns, wanted):
                         text = fields[index].strip()
                         if text in NULL_SPELLINGS:
                             continue
