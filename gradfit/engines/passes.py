@@ -51,10 +51,8 @@ class PassEngine:
     def _pass(self, params, rows, loss, with_target):
         """Σ v ℓ, Xᵀ(v g), Σ v g and Σ v over the rows (all, or ``rows``)."""
         coef, offset = self._raw(params)
-        d, k = self.n_features, self.n_outputs
-        value, grad_coef, grad_sum, total = 0.0, np.zeros((d, k)), np.zeros(k), 0.0
-        chunks = self.source.chunks() if rows is None else (self.source.take(rows),)
-        for chunk in chunks:
+
+        def partial_sums(chunk):
             # float32 blocks are widened one block at a time, so that every
             # engine and source gives the same float64 iterates.
             X = np.asarray(chunk.X, dtype=np.float64)
@@ -65,15 +63,21 @@ class PassEngine:
             pointwise, derivative = loss.value_and_derivative(residual)
             weight = chunk.sample_weight
             if weight is None:
-                value += float(np.sum(pointwise))
-                total += chunk.n_rows
+                value, total = float(np.sum(pointwise)), float(chunk.n_rows)
             else:
-                value += float(weight @ pointwise.sum(axis=1))
-                total += float(np.sum(weight))
+                value, total = float(weight @ pointwise.sum(axis=1)), float(np.sum(weight))
                 derivative *= weight[:, None]
-            grad_coef += X.T @ derivative
-            grad_sum += derivative.sum(axis=0)
-        return value, grad_coef, grad_sum, total
+            return [value, X.T @ derivative, derivative.sum(axis=0), total]
+
+        def add(a, b):
+            for i in range(4):
+                a[i] += b[i]
+            return a
+
+        if rows is not None:
+            return partial_sums(self.source.take(rows))
+        result = self.source.reduce(partial_sums, add)
+        return result
 
     def _to_working(self, grad_coef, grad_sum, scale_by):
         d = self.n_features

@@ -52,6 +52,76 @@ class Statistics:
     scatter_diagonal: np.ndarray
 
 
+@dataclass
+class Moments:
+    """Partial sums of one or more chunks, merged pairwise (:func:`merge`)."""
+
+    count: int
+    total: float
+    mean: np.ndarray
+    scatter: np.ndarray | None
+    diagonal: np.ndarray
+
+
+def chunk_moments(chunk, full, source):
+    """The :class:`Moments` of one chunk, centred on the chunk's own mean.
+
+    ``source`` is used only to name a bad value in the error message.
+    """
+    d = chunk.X.shape[1]
+    n = chunk.n_rows
+    width = d + chunk.y.shape[1]
+    if n == 0:
+        return None
+    # One float64 copy of the chunk (it fits in cache): z = [X, y], then centred.
+    z = np.empty((n, width))
+    z[:, :d] = chunk.X
+    z[:, d:] = chunk.y
+    weight = chunk.sample_weight
+    if weight is None:
+        total = float(n)
+        mean = np.add.reduce(z, axis=0) / n
+    else:
+        total = float(np.sum(weight))
+        if not np.isfinite(total) or np.any(weight < 0):
+            check_finite(source, chunk)
+        if total == 0:
+            return Moments(n, 0.0, np.zeros(width), np.zeros((width, width)) if full else None, np.zeros(width))
+        mean = (weight @ z) / total
+    if not np.all(np.isfinite(mean)):
+        check_finite(source, chunk)  # names the NaN or inf; else the sum overflowed
+        _raise_overflow(source, np.argmax(~np.isfinite(mean)))
+    z -= mean
+    if weight is not None:
+        z *= np.sqrt(weight)[:, None]
+    if full:
+        scatter = z.T @ z
+        return Moments(n, total, mean, scatter, np.diagonal(scatter).copy())
+    return Moments(n, total, mean, None, np.einsum("ij,ij->j", z, z))
+
+
+def merge(a, b):
+    """Chan, Golub & LeVeque's pairwise merge of two :class:`Moments` (``a`` may be reused)."""
+    if a is None or a.total == 0:
+        return b if a is None else Moments(a.count + b.count, b.total, b.mean, b.scatter, b.diagonal)
+    if b is None:
+        return a
+    if b.total == 0:
+        a.count += b.count
+        return a
+    total = a.total + b.total
+    delta = b.mean - a.mean
+    factor = a.total * b.total / total
+    a.diagonal += b.diagonal + factor * delta * delta
+    if a.scatter is not None:
+        a.scatter += b.scatter
+        a.scatter += factor * np.outer(delta, delta)
+    a.mean = a.mean + delta * (b.total / total)
+    a.count += b.count
+    a.total = total
+    return a
+
+
 def accumulate(source, full=True):
     """One pass over ``source``: its :class:`Statistics`, validating every chunk.
 
@@ -68,69 +138,17 @@ def accumulate(source, full=True):
         On a NaN or infinite value (naming its row and column), a negative
         weight, values whose squares overflow, or no rows at all.
     """
-    d, k = source.n_features, source.n_outputs
-    width = d + k
-    count, total = 0, 0.0
-    mean = np.zeros(width)
-    scatter = np.zeros((width, width)) if full else None
-    diagonal = np.zeros(width)
-    buffer = None
-    for chunk in source.chunks():
-        n = chunk.n_rows
-        count += n
-        if n == 0:
-            continue
-        if buffer is None or buffer.shape[0] < n:
-            buffer = np.empty((n, width))
-        z = buffer[:n]
-        z[:, :d] = chunk.X
-        z[:, d:] = chunk.y
-        weight = chunk.sample_weight
-        if weight is None:
-            chunk_total = float(n)
-            chunk_mean = np.add.reduce(z, axis=0) / n
-        else:
-            chunk_total = float(np.sum(weight))
-            if not np.isfinite(chunk_total) or np.any(weight < 0):
-                check_finite(source, chunk)
-            if chunk_total == 0:
-                continue
-            chunk_mean = (weight @ z) / chunk_total
-        if not np.all(np.isfinite(chunk_mean)):
-            check_finite(source, chunk)  # names the NaN or inf; else the sum overflowed
-            _raise_overflow(source, np.argmax(~np.isfinite(chunk_mean)))
-        z -= chunk_mean
-        if weight is not None:
-            z *= np.sqrt(weight)[:, None]
-        if full:
-            chunk_scatter = z.T @ z
-            chunk_diagonal = np.diagonal(chunk_scatter)
-        else:
-            chunk_diagonal = np.einsum("ij,ij->j", z, z)
-        if total == 0:
-            mean, total = chunk_mean, chunk_total
-            diagonal = chunk_diagonal.copy()
-            if full:
-                scatter = chunk_scatter
-            continue
-        merged = total + chunk_total
-        delta = chunk_mean - mean
-        factor = total * chunk_total / merged
-        mean = mean + delta * (chunk_total / merged)
-        diagonal += chunk_diagonal + factor * delta * delta
-        if full:
-            scatter += chunk_scatter
-            scatter += factor * np.outer(delta, delta)
-        total = merged
-    if count == 0:
+    moments = source.reduce(lambda chunk: chunk_moments(chunk, full, source), merge)
+    if moments is None or moments.count == 0:
         raise DataError(f"{source.describe()} has no data rows")
-    if total == 0:
+    if moments.total == 0:
         raise DataError(f"the sample weights in {source.describe()} sum to zero")
-    if not np.all(np.isfinite(diagonal)):
-        _raise_overflow(source, int(np.argmax(~np.isfinite(diagonal))))
-    if full:
-        diagonal = np.diagonal(scatter).copy()
-    return Statistics(d, k, count, total, mean, scatter, diagonal)
+    if not np.all(np.isfinite(moments.diagonal)):
+        _raise_overflow(source, int(np.argmax(~np.isfinite(moments.diagonal))))
+    diagonal = np.diagonal(moments.scatter).copy() if full else moments.diagonal
+    return Statistics(
+        source.n_features, source.n_outputs, moments.count, moments.total, moments.mean, moments.scatter, diagonal
+    )
 
 
 def _raise_overflow(source, column):

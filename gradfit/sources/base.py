@@ -60,6 +60,22 @@ class Source:
         """Yield the chunks of the whole source, in order."""
         raise NotImplementedError
 
+    def reduce(self, function, combine):
+        """``combine``-fold of ``function(chunk)`` over every chunk, in order.
+
+        The one way engines read a whole source: a source whose chunks live
+        elsewhere (a cluster) overrides this to run ``function`` where the
+        chunks are and send back only the partial results. ``function`` may
+        return ``None`` for an empty chunk; the result is ``None`` for no chunks.
+        """
+        result = None
+        for chunk in self.chunks():
+            partial = function(chunk)
+            if partial is None:
+                continue
+            result = partial if result is None else combine(result, partial)
+        return result
+
     def take(self, rows):
         """Return the :class:`Chunk` of the given sorted row indices (for minibatches)."""
         raise DataError(f"{self.describe()} cannot be read in minibatches")
