@@ -11,7 +11,7 @@ __version__ = "0.1.0"
 
 from sklearn.exceptions import ConvergenceWarning
 
-from .errors import DataError, DivergenceError, GradfitError, ModelFileError, OptionError
+from .errors import DataError, DivergenceError, GradfitError, IllConditionedError, ModelFileError, OptionError
 from .estimator import GDRegressor, load
 from .sources import ArraySource, FileSource
 
@@ -23,6 +23,7 @@ __all__ = [
     "FileSource",
     "GDRegressor",
     "GradfitError",
+    "IllConditionedError",
     "ModelFileError",
     "OptionError",
     "load",

@@ -14,18 +14,22 @@ import inspect
 import json
 import math
 import os
+import re
 import sys
-import tempfile
+import warnings
 
 import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils._param_validation import InvalidParameterError
 
-from . import metrics, registry
+from . import metrics, progress, registry
 from .engines import ENGINES
-from .errors import GradfitError
+from .errors import DataError, DivergenceError, GradfitError
 from .estimator import GDRegressor, load
-from .model import atomic_write_text
+from .model import atomic_writer, read_document
 from .progress import PrintProgress
-from .sources import FileSource
+from .report import outputs
+from .sources import FileSource, check_finite
 
 DEFAULTS = {name: p.default for name, p in inspect.signature(GDRegressor).parameters.items()}
 
@@ -72,6 +76,24 @@ def _optional(kind):
     return parse
 
 
+def _penalty(text):
+    if text.lower() == "none":
+        return None
+    if text not in registry.PENALTIES:
+        valid = ", ".join(repr(name) for name in sorted(registry.PENALTIES) + ["none"])
+        raise argparse.ArgumentTypeError(f"invalid choice: {text!r} (choose from {valid})")
+    return text
+
+
+def _dask_address(text):
+    from .sources.dask import parse_address  # Dask itself is imported only when used
+
+    try:
+        return parse_address(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _names(text):
     names = [name.strip() for name in text.split(",") if name.strip()]
     if not names:
@@ -88,7 +110,7 @@ TRAINING_OPTIONS = [
     ("--optimizer", "optimizer", dict(choices=sorted(registry.OPTIMIZERS))),
     ("--loss", "loss", dict(choices=sorted(registry.LOSSES))),
     ("--epsilon", "epsilon", dict(type=float)),
-    ("--penalty", "penalty", dict(type=_optional(str), metavar="{" + ",".join(sorted(registry.PENALTIES)) + ",none}")),
+    ("--penalty", "penalty", dict(type=_penalty, metavar="{" + ",".join(sorted(registry.PENALTIES)) + ",none}")),
     ("--alpha", "alpha", dict(type=float)),
     ("--l1-ratio", "l1_ratio", dict(type=float)),
     ("--batch-size", "batch_size", dict(type=_optional(int), metavar="N|none")),
@@ -112,12 +134,68 @@ def _add_training_options(parser, epochs_default=None):
     group.add_argument("--quiet", "-q", action="store_true", help="print no progress")
 
 
+FLAGS = {name: flag for flag, name, _ in TRAINING_OPTIONS}
+
+
 def _settings(args):
+    """The estimator's parameters from the flags, range-checked before any data is read.
+
+    The ranges are the estimator's own (``GDRegressor._parameter_constraints``);
+    a value out of range is a usage error that names the flag, not the parameter.
+    """
     names = [name for _, name, _ in TRAINING_OPTIONS] + ["standardize", "fit_intercept"]
     settings = {name: getattr(args, name) for name in names}
-    if settings["penalty"] is not None and settings["penalty"] not in registry.PENALTIES:
-        registry.lookup(registry.PENALTIES, "penalty", settings["penalty"])
+    try:
+        GDRegressor(**settings)._validate_params()
+    except InvalidParameterError as exc:
+        args.parser.error(_flag_message(str(exc)))
     return settings
+
+
+def _flag_message(text):
+    """scikit-learn's "The 'epochs' parameter of GDRegressor must be … Got -5 instead." in flag terms."""
+    match = re.match(r"The '(\w+)' parameter of \w+ must be (.*)\. Got (.*) instead\.$", " ".join(text.split()))
+    if match is None or match.group(1) not in FLAGS:
+        return text
+    name, rule, value = match.groups()
+    return f"argument {FLAGS[name]}: must be {rule}, not {value}"
+
+
+def _divergence_message(exc):
+    """:class:`DivergenceError`'s explanation, with the advice given as flags."""
+    limit = (
+        f"; the largest stable learning rate for these data is {exc.max_stable_learning_rate:.4g} "
+        "(2/L, L the largest eigenvalue of the Hessian)"
+        if exc.max_stable_learning_rate is not None
+        else ""
+    )
+    advice = "use --lr auto (1/L, never diverges)" + ("" if exc.standardized else " or drop --no-standardize")
+    return (
+        f"training diverged at epoch {exc.epoch}: cost {exc.cost:.4g} with learning rate "
+        f"{exc.learning_rate:.4g}{limit}; {advice}"
+    )
+
+
+def _fit(model, callbacks, *data):
+    """``model.fit(*data)``, with its ConvergenceWarning told in flags, on one line."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        try:
+            model.fit(*data, callbacks=callbacks)
+        except DivergenceError as exc:
+            raise GradfitError(_divergence_message(exc)) from None
+    if model.tol is not None and model.stop_reason_ == "max_epochs":
+        advice = ["raise --epochs"]
+        if model.learning_rate != "auto":
+            advice.append("use --lr auto")
+        if model.optimizer != "cg" and model.loss == "squared_error" and model.batch_size is None:
+            advice.append("try --optimizer cg")
+        print(
+            f"gradfit: warning: stopped after {model.n_iter_} epochs before the cost settled "
+            f"(--tol {model.tol:g}); {', or '.join(advice)}",
+            file=sys.stderr,
+        )
+    return model
 
 
 # -- commands -----------------------------------------------------------------
@@ -125,6 +203,8 @@ def _settings(args):
 
 def cmd_demo(args):
     settings = _settings(args)
+    if outputs.check_plot_dir(args.plot):
+        raise GradfitError(outputs.check_plot_dir(args.plot))
     if args.tol_given is False:
         settings["tol"] = None  # the tutorial runs every epoch
     model = GDRegressor(**settings)
@@ -135,7 +215,7 @@ def cmd_demo(args):
         f"{'standardized' if settings['standardize'] else 'raw'} features"
     )
     callbacks = () if args.quiet else (PrintProgress(settings["epochs"]),)
-    model.fit(TUTORIAL_X, TUTORIAL_Y, callbacks=callbacks)
+    _fit(model, callbacks, TUTORIAL_X, TUTORIAL_Y)
     if model.learning_rate_ is not None and rate == "auto":
         print(f"learning rate auto = 1/L = {model.learning_rate_:.6g}")
     print(f"final cost {model.final_cost_:.6g} after {model.n_iter_} epochs")
@@ -143,15 +223,73 @@ def cmd_demo(args):
     print(f"{'test row':<16}{'prediction':>14}{'expected':>10}")
     for row, predicted, expected in zip(TUTORIAL_TEST_X, predictions, TUTORIAL_TEST_Y):
         print(f"{' '.join(f'{v:g}' for v in row):<16}{predicted:>14.6f}{expected:>10g}")
+    if args.plot is not None:
+        _demo_plots(args, settings, model)
     return 0
 
 
+#: the learning rates of the demo's picture: too small, small, auto, and the tutorial's (diverges)
+DEMO_RATES = (0.001, 0.01, "auto", 0.1)
+
+
+def _demo_plots(args, settings, model):
+    """``demo --plot DIR``: the fit's plots and the tutorial's cost curves for several learning rates."""
+    from .report import learning_rates_figure
+    from .sources import ArraySource
+
+    runs = []
+    for rate in DEMO_RATES:
+        # The tutorial's setting: raw features, every epoch, where 0.1 diverges.
+        tutorial = GDRegressor(**dict(settings, learning_rate=rate, standardize=False, tol=None))
+        recorder = outputs.CostRecorder()
+        try:
+            tutorial.fit(TUTORIAL_X, TUTORIAL_Y, callbacks=(recorder,))
+        except DivergenceError as exc:
+            runs.append(outputs.diverged_run(rate, recorder, exc))
+        else:
+            runs.append(outputs.finished_run(rate, tutorial))
+    limit = next((run["max_stable"] for run in runs if run["max_stable"]), None)
+    picture = learning_rates_figure(
+        runs, max_stable=limit,
+        title=f"The tutorial's cost curves: raw features, {settings['epochs']} epochs, several learning rates",
+        note=f"This run ({'standardized' if settings['standardize'] else 'raw'} features, learning rate "
+             f"{settings['learning_rate']}): cost {model.final_cost_:.3g} after {model.n_iter_} epochs (cost.png).",
+    )
+    source = ArraySource(TUTORIAL_X, TUTORIAL_Y[:, None])
+    written = outputs.write_fit_outputs(model, source, plot_dir=args.plot, plot_format=args.plot_format,
+                                        extra_figures={"learning_rates": picture})
+    print(f"plots written: {', '.join(written)}")
+
+
 def cmd_train(args):
-    source = FileSource(args.data, target=args.target, features=args.features, sample_weight=args.sample_weight)
     settings = _settings(args)
+    _check_output(args.output, args.data)
+    _check_output(args.report, args.data)
+    if outputs.check_plot_dir(args.plot):
+        raise GradfitError(outputs.check_plot_dir(args.plot))
+    if args.dask is not None:
+        return _train_on_dask(args, settings)
+    source = FileSource(args.data, target=args.target, features=args.features, sample_weight=args.sample_weight)
+    return _train(args, settings, source)
+
+
+def _train_on_dask(args, settings):
+    """``train --dask``: the workers read the file; the cluster (or connection) is closed afterwards."""
+    from .sources.dask import DaskSource, connect
+
+    with connect(args.dask):
+        source = DaskSource.from_file(
+            args.data, target=args.target, features=args.features, sample_weight=args.sample_weight
+        )
+        if settings["batch_size"] is not None:
+            source.persist()  # a minibatch gathers scattered rows: read the file once, not at every step
+        return _train(args, settings, source)
+
+
+def _train(args, settings, source):
     model = GDRegressor(**settings)
-    callbacks = () if args.quiet else (PrintProgress(settings["epochs"], stream=sys.stderr),)
-    model.fit(source, callbacks=callbacks)
+    with progress.reporter(settings["epochs"], stream=sys.stderr, quiet=args.quiet, source=source) as callbacks:
+        _fit(model, callbacks, source)
     r2 = metrics.training_r2(model._fit_result, source, _chunk_predictor(model))
     if args.output:
         model.save(args.output)
@@ -161,8 +299,22 @@ def cmd_train(args):
         + (f", learning rate {model.learning_rate_:.6g}" if model.learning_rate_ is not None else "")
     )
     print(f"final cost {model.final_cost_:.10g}; R^2 on the training data {r2:.6f}")
+    print("diagnostics:", *outputs.diagnostics_lines(model.fit_report_), sep="\n")
+    written = outputs.write_fit_outputs(
+        model, source, plot_dir=args.plot, plot_format=args.plot_format, report_path=args.report,
+        data_name=args.data, defaults=DEFAULTS,
+    )
+    if written:
+        print(f"written: {', '.join(written)}")
     if args.output:
         print(f"model written to {args.output}")
+    if model.stop_reason_ == "interrupted":
+        print(
+            f"gradfit: stopped early: interrupted after {model.n_iter_} epochs; the model holds the "
+            f"parameters reached{' and was written to ' + repr(args.output) if args.output else ''}",
+            file=sys.stderr,
+        )
+        return 130  # the shell's code for Ctrl-C, so that scripts stop here too
     return 0
 
 
@@ -172,63 +324,97 @@ def _chunk_predictor(model):
     return lambda X: X @ coef + intercept
 
 
-def _feature_source(model, path, target=()):
-    return FileSource(path, target=list(target), features=model.feature_names_)
+def _feature_source(model, path, target=(), sample_weight=None):
+    return FileSource(path, target=list(target), features=model.feature_names_, sample_weight=sample_weight)
+
+
+def _check_output(output, *inputs):
+    """Refuse, before any work, an output that cannot be written or would replace an input."""
+    if output is None:
+        return
+    if os.path.isdir(output):
+        raise GradfitError(f"cannot write {output!r}: it is a folder")
+    folder = os.path.dirname(os.path.abspath(output))
+    if not os.path.isdir(folder):
+        raise GradfitError(f"cannot write {output!r}: folder {folder!r} does not exist")
+    for path in inputs:
+        if os.path.isfile(output) and os.path.exists(path) and os.path.samefile(output, path):
+            raise GradfitError(f"-o {output!r} would overwrite the input file {path!r}")
 
 
 def cmd_predict(args):
+    _check_output(args.output, args.model, args.data)
     model = load(args.model)
     source = _feature_source(model, args.data)
+    if args.output is None:
+        _write_predictions(model, source, sys.stdout)
+        return 0
+    # Written to a temporary file and renamed: bad data found half-way leaves the old file.
+    with atomic_writer(args.output) as handle:
+        rows = _write_predictions(model, source, handle)
+    print(f"predictions for {rows} rows written to {args.output}", file=sys.stderr)
+    return 0
+
+
+def _write_predictions(model, source, handle):
+    """Stream ``model``'s predictions on ``source`` to ``handle`` as CSV; returns the rows written."""
     predict = _chunk_predictor(model)
     names = [f"{name}_predicted" if name in model.feature_names_ else name for name in model.target_names_]
-    if args.output is None:
-        writer = csv.writer(sys.stdout, lineterminator="\n")
-        writer.writerow(names)
-        for chunk in source.chunks():
-            writer.writerows(predict(chunk.X).tolist())
-        return 0
-    folder = os.path.dirname(os.path.abspath(args.output))
-    fd, temp = tempfile.mkstemp(prefix=".gradfit-", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle, lineterminator="\n")
+    writer = csv.writer(handle, lineterminator="\n")
+    rows = 0
+    for chunk in source.chunks():
+        if chunk.n_rows == 0:
+            continue
+        check_finite(source, chunk)  # a NaN or inf would give a prediction that means nothing
+        if rows == 0:
             writer.writerow(names)
-            for chunk in source.chunks():
-                writer.writerows(predict(chunk.X).tolist())
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, args.output)
-    except BaseException:
-        os.unlink(temp)
-        raise
-    print(f"predictions for {source.n_samples} rows written to {args.output}", file=sys.stderr)
-    return 0
+        writer.writerows(predict(chunk.X).tolist())
+        rows += chunk.n_rows
+    if rows == 0:
+        raise DataError(f"{source.describe()} has no data rows")
+    return rows
 
 
 def cmd_evaluate(args):
     model = load(args.model)
     target = args.target or model.target_names_
-    source = _feature_source(model, args.data, target)
+    if len(target) != len(model.target_names_):
+        raise GradfitError(
+            f"--target names {len(target)} column(s), but model {args.model!r} predicts "
+            f"{len(model.target_names_)}: {', '.join(model.target_names_)}"
+        )
+    source = _feature_source(model, args.data, target, args.sample_weight)
     result = metrics.evaluate(_chunk_predictor(model), source)
     if args.json:
         print(json.dumps(result, indent=2))
-    else:
-        for key in ("n_samples", "mse", "rmse", "mae", "r2"):
-            label = {"r2": "R^2", "n_samples": "rows"}.get(key, key.upper())
-            print(f"{label:<6}{result[key]:.10g}" if key != "n_samples" else f"{label:<6}{result[key]}")
+        return 0
+    print(f"{'rows':<6}{result['n_samples']}")
+    for key, label in (("mse", "MSE"), ("rmse", "RMSE"), ("mae", "MAE"), ("r2", "R^2")):
+        value = result[key]
+        print(f"{label:<6}{value:.10g}" if value is not None else f"{label:<6}undefined for a single row")
     return 0
+
+
+def _show(value):
+    """A number from the model file for people: 10 significant digits; anything else as it is."""
+    if isinstance(value, float):
+        return f"{value:.10g}"
+    return "unknown" if value is None else str(value)
 
 
 def cmd_inspect(args):
     model = load(args.model)
-    from .model import read_document
-
     document = {k: v for k, v in read_document(args.model).items() if not k.startswith("_")}
     if args.json:
         print(json.dumps(document, indent=2))
         return 0
     coef = np.atleast_2d(model.coef_)
     intercept = np.atleast_1d(model.intercept_)
+    print(
+        f"gradfit model {args.model} (format {document['format_version']}, written by gradfit "
+        f"{document.get('gradfit_version', 'unknown')}): {coef.shape[1]} features, {coef.shape[0]} "
+        f"target{'s' if coef.shape[0] > 1 else ''}, coefficients in the data's units"
+    )
     width = max(len(n) for n in model.feature_names_ + ["(intercept)"]) + 2
     for j, target in enumerate(model.target_names_):
         print(f"target {target}")
@@ -236,29 +422,42 @@ def cmd_inspect(args):
         for name, value in zip(model.feature_names_, coef[j]):
             print(f"  {name:<{width}}{value: .10g}")
     training = document["training"]
-    settings = document["settings"]
     print(
-        f"training: {training.get('n_iter')} epochs ({str(training.get('stop_reason')).replace('_', ' ')}), "
-        f"final cost {training.get('final_cost')}, engine {training.get('engine')}, "
-        f"learning rate {training.get('learning_rate')}, {training.get('n_samples')} rows"
+        f"training: {_show(training.get('n_samples'))} rows, {_show(training.get('n_iter'))} epochs "
+        f"({_show(training.get('stop_reason')).replace('_', ' ')}), final cost {_show(training.get('final_cost'))}, "
+        f"engine {_show(training.get('engine'))}, learning rate {_show(training.get('learning_rate'))}"
     )
+    settings = document["settings"]
     shown = ", ".join(f"{k}={v!r}" for k, v in settings.items() if DEFAULTS.get(k, object()) != v)
     print(f"settings: {shown or 'all defaults'}")
+    if model.fit_report_:
+        print("diagnostics:", *outputs.diagnostics_lines(model.fit_report_), sep="\n")
+    for line in outputs.statistics_lines(model.summary_, model.target_names_):
+        print(line)
     return 0
 
 
 # -- parser -------------------------------------------------------------------
 
 
+def _add_plot_options(parser, also=""):
+    parser.add_argument("--plot", metavar="DIR",
+                        help=f"draw the cost curve, predicted against actual and residuals into DIR{also}")
+    parser.add_argument("--plot-format", choices=("png", "svg"), default="png", help="file type of --plot (default png)")
+
+
 def build_parser():
     parser = Parser(prog="gradfit", description="Linear models fitted by gradient descent.")
-    parser.add_argument("--version", action="version", version=f"gradfit {__import__('gradfit').__version__}")
+    from . import __version__  # here: gradfit/__init__ may still be importing this module
+
+    parser.add_argument("--version", action="version", version=f"gradfit {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     commands.required = True
 
     demo = commands.add_parser("demo", help="the tutorial's example, built in")
     _add_training_options(demo, epochs_default=100)
-    demo.set_defaults(run=cmd_demo)
+    _add_plot_options(demo, also=", and the tutorial's cost curves for learning rates 0.001, 0.01, auto and 0.1")
+    demo.set_defaults(run=cmd_demo, parser=demo)
 
     train = commands.add_parser("train", help="fit a model to a CSV or Parquet file")
     train.add_argument("data", help="CSV or Parquet file (or a folder of Parquet files) with a header")
@@ -266,8 +465,14 @@ def build_parser():
     train.add_argument("--features", type=_names, help="feature columns (default: all others)")
     train.add_argument("--sample-weight", help="a column of row weights")
     train.add_argument("-o", "--output", help="write the model (JSON) here")
+    train.add_argument("--dask", type=_dask_address, metavar="local[:N]|tcp://HOST:PORT",
+                       help="read and sum the data on Dask workers: a local cluster of N worker "
+                       "processes (default 2), or a running scheduler (pip install gradfit[dask])")
     _add_training_options(train)
-    train.set_defaults(run=cmd_train)
+    _add_plot_options(train)
+    train.add_argument("--report", metavar="FILE.html",
+                       help="write one self-contained HTML page: settings, diagnostics, statistics, plots")
+    train.set_defaults(run=cmd_train, parser=train)
 
     predict = commands.add_parser("predict", help="predictions as CSV")
     predict.add_argument("model", help="model file written by 'gradfit train'")
@@ -279,6 +484,7 @@ def build_parser():
     evaluate.add_argument("model")
     evaluate.add_argument("data")
     evaluate.add_argument("--target", type=_names, help="target column(s) (default: the model's)")
+    evaluate.add_argument("--sample-weight", help="a column of row weights for the metrics")
     evaluate.add_argument("--json", action="store_true", help="print JSON")
     evaluate.set_defaults(run=cmd_evaluate)
 
@@ -302,8 +508,7 @@ def main(argv=None):
         return 2
     except (GradfitError, ValueError) as exc:
         # ValueError: scikit-learn's parameter validation, already one line.
-        message = " ".join(str(exc).split())
-        print(f"gradfit: error: {message}", file=sys.stderr)
+        print(f"gradfit: error: {_one_line(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("gradfit: interrupted", file=sys.stderr)
@@ -312,8 +517,13 @@ def main(argv=None):
         sys.stderr.close()
         return 1
     except OSError as exc:
-        print(f"gradfit: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
+        where = f"file {exc.filename!r}: " if exc.filename else ""
+        print(f"gradfit: error: {where}{exc.strerror or _one_line(exc)}", file=sys.stderr)
         return 1
+
+
+def _one_line(exc):
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 if __name__ == "__main__":

@@ -64,3 +64,20 @@ class DivergenceError(GradfitError, ArithmeticError):
             f"training diverged at epoch {epoch}: cost {cost:.4g} with learning rate "
             f"{learning_rate:.4g}{limit}; {advice}"
         )
+
+
+class IllConditionedError(GradfitError, ArithmeticError):
+    """The least-squares problem is too ill-conditioned for float64.
+
+    Raised by ``optimizer="cg"`` (the exact solver) rather than return
+    coefficients whose digits rounding has decided (see :mod:`gradfit.refine`).
+
+    Attributes
+    ----------
+    condition_number : float
+        ``λmax / λmin`` of the Hessian of the standardized problem (``inf`` when singular).
+    """
+
+    def __init__(self, message, condition_number):
+        self.condition_number = condition_number
+        super().__init__(message)

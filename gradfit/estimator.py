@@ -17,12 +17,15 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from . import model as model_file
-from . import registry
+from . import progress, registry
+from .diagnostics import analyse
 from .engines import ENGINES
 from .fitting import fit_source, prepare
 from .progress import PrintProgress
+from .summary import unplain
 from .scaling import Scaling
-from .sources import ArraySource, FileSource, Source
+from .sources import ArraySource, DaskSource, FileSource, Source, is_dask_collection
+from .sources.dask import predict_dask
 
 
 class GDRegressor(RegressorMixin, BaseEstimator):
@@ -39,6 +42,10 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         The step ``η`` of ``θ ← θ − η ∇F``. ``"auto"`` takes ``1/L``, ``L`` the
         largest eigenvalue of the Hessian (in the units training runs in), for
         which gradient descent cannot diverge; any step above ``2/L`` does.
+        What ``"auto"`` means for each optimizer, loss and minibatches (Adam:
+        ``0.01 × rms(y)``; ``absolute_error``: ``2·rms(y)/L``; ``cg``: its line
+        search) is in :func:`gradfit.fitting.base_learning_rate`; ``cg`` takes
+        no other value.
     epochs : int, default=1000
         The most epochs to run.
     tol : float or None, default=1e-6
@@ -53,18 +60,30 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         divided by their spread); ``coef_`` and ``intercept_`` are reported in
         the data's own units, and the optimum does not change.
     optimizer : {"gd", "momentum", "nesterov", "adam", "cg"}, default="gd"
+        See :mod:`gradfit.optimizers`. ``"cg"`` (conjugate gradient) is exact on
+        the squared error (with or without ``"l2"``) in at most ``d + 1`` epochs,
+        and is followed by refinement epochs whose gradient comes from a data
+        pass (:mod:`gradfit.refine`); it raises ``IllConditionedError`` rather
+        than return digits float64 cannot determine.
     loss : {"squared_error", "huber", "absolute_error"}, default="squared_error"
     epsilon : float, default=1.35
-        Huber's threshold, in the target's units.
+        Huber's threshold, in the target's units (no scale is estimated, unlike
+        scikit-learn's ``HuberRegressor``; see :class:`gradfit.losses.Huber`).
     penalty : {None, "l2", "l1", "elasticnet"}, default=None
-        See :mod:`gradfit.penalties` for how ``alpha`` maps to scikit-learn's.
+        On the coefficients in the data's units, never the intercept; L1 by a
+        proximal step, so coefficients become exactly zero. ``Lasso(alpha=a)``
+        and ``ElasticNet(alpha=a)`` are ``alpha=2a``, ``Ridge(alpha=a)`` is
+        ``alpha=2a/n_samples`` (the sum of the sample weights when given; see
+        :mod:`gradfit.penalties`).
     alpha : float, default=1e-4
     l1_ratio : float in [0, 1], default=0.15
     batch_size : int or None, default=None
         ``None``: full batch. An integer: minibatches, rows shuffled every
         epoch from ``random_state``.
-    schedule : {"constant", "invscaling", "step"}, default="constant"
+    schedule : {"auto", "constant", "invscaling", "step"}, default="auto"
         ``η_t = η``, ``η / (1 + t)^power_t`` or ``η · gamma^⌊t/step_size⌋`` (t in epochs).
+        ``"auto"``: constant for a smooth loss, ``η/(1 + t)`` for
+        ``absolute_error`` (see :func:`gradfit.schedules.auto`).
     power_t : float, default=0.5
     step_size : int, default=100
     gamma : float, default=0.5
@@ -74,8 +93,9 @@ class GDRegressor(RegressorMixin, BaseEstimator):
     warm_start : bool, default=False
         Start ``fit`` from the previous coefficients.
     verbose : int, default=0
-        Print the tutorial's ``Epoch: i Cost: c`` lines (thinned for long runs;
-        every epoch from 2).
+        Show progress on stdout: a live bar on a terminal, else the tutorial's
+        ``Epoch: i Cost: c`` lines (thinned for long runs; every epoch from 2).
+        See :mod:`gradfit.progress`.
 
     Attributes
     ----------
@@ -92,6 +112,13 @@ class GDRegressor(RegressorMixin, BaseEstimator):
     learning_rate_ : float or None
         The base step used (``None`` for ``cg``).
     engine_ : {"statistics", "pass"}
+    refinement_ : dict or None
+        For ``optimizer="cg"``, what the refinement epochs did
+        (:class:`gradfit.refine.Refinement`: ``epochs``, ``corrections``,
+        ``condition_number``, ``method``, estimated correct ``digits`` of each
+        coefficient then the intercept, ``status``); ``None`` when none ran
+        (other optimizers, ``partial_fit``). Its epochs are counted in
+        ``n_iter_`` and ``loss_curve_``.
     scaling_ : Scaling
         The standardization (``center``, ``scale``) training ran in.
     n_samples_ : int
@@ -99,6 +126,16 @@ class GDRegressor(RegressorMixin, BaseEstimator):
     feature_names_in_ : ndarray of str, when X had string column names
     feature_names_ : list of str
     target_names_ : list of str
+    fit_report_ : dict
+        Why training stopped and, for the squared error, how far from the
+        optimum: ``optimal_cost``, ``gap``, condition numbers, ``2/L``, and the
+        epochs plain gradient descent would still need (see :mod:`gradfit.diagnostics`).
+    summary_ : dict or None
+        For unpenalized squared-error fits, statsmodels-style OLS/WLS
+        statistics of the coefficients (intercept first): ``std_error``,
+        ``t_value``, ``p_value``, ``ci_lower``, ``ci_upper``, ``r_squared``,
+        ``adj_r_squared``, ``f_statistic``, ``residual_std`` … (see
+        :mod:`gradfit.summary`); ``None`` otherwise (``fit_report_["statistics"]`` says why).
     """
 
     _parameter_constraints = {
@@ -141,7 +178,7 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         alpha=1e-4,
         l1_ratio=0.15,
         batch_size=None,
-        schedule="constant",
+        schedule="auto",
         power_t=0.5,
         step_size=100,
         gamma=0.5,
@@ -184,14 +221,16 @@ class GDRegressor(RegressorMixin, BaseEstimator):
             if y is None:
                 raise ValueError("fitting a file needs y: the name of its target column(s)")
             source = FileSource(X, target=y)
+        elif is_dask_collection(X) or is_dask_collection(y):
+            return self._dask_source(X, y, sample_weight, reset)
         else:
             if y is None:
                 raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None")
+            target_names = self._target_names_of(y)  # before validation turns a pandas y into an array
             X, y = validate_data(
                 self, X, y, reset=reset, multi_output=True, y_numeric=True,
                 dtype=[np.float64, np.float32], ensure_all_finite=False, ensure_min_samples=2,
             )
-            target_names = self._target_names_of(y)
             y = np.asarray(y, dtype=np.float64)
             if reset:
                 self._y_ndim = y.ndim
@@ -205,6 +244,23 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         if reset:
             self._y_ndim = 1 if source.n_outputs == 1 else 2
             self.n_features_in_ = source.n_features
+        return source
+
+    def _dask_source(self, X, y, sample_weight, reset):
+        """Dask arrays or dataframes: a :class:`~gradfit.sources.DaskSource`, summed on the workers."""
+        if y is None:
+            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None")
+        source = DaskSource(X, y, sample_weight)
+        if reset:
+            self._y_ndim = source.y_ndim
+            self.n_features_in_ = source.n_features
+            if source.frame_feature_names is not None:
+                self.feature_names_in_ = np.asarray(source.frame_feature_names, dtype=object)
+            elif hasattr(self, "feature_names_in_"):
+                del self.feature_names_in_
+        elif source.n_features != self.n_features_in_:
+            raise ValueError(f"X has {source.n_features} features, but {type(self).__name__} "
+                             f"is expecting {self.n_features_in_} features as input")
         return source
 
     @staticmethod
@@ -247,6 +303,12 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         ------
         DivergenceError
             If the cost diverges; the estimator is then left as it was.
+
+        Notes
+        -----
+        Ctrl-C during ``fit`` stops training at the end of the current epoch
+        and keeps the parameters reached (``stop_reason_ == "interrupted"``);
+        a second Ctrl-C aborts at once.
         """
         self._validate_params()
         start = None
@@ -259,7 +321,10 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         if start is not None:
             problem = prepare(source, settings)
             params = problem.scaling.from_raw(start[0], start[1], self.fit_intercept)
-        result = fit_source(source, settings, params=params, problem=problem, callbacks=self._callbacks(callbacks))
+        shown = dict(quiet=not self.verbose, every=1 if self.verbose >= 2 else None, source=source)
+        with progress.reporter(self.epochs, **shown) as bars, progress.Interrupt() as interrupt:
+            extra = tuple(callbacks or ())
+            result = fit_source(source, settings, params=params, problem=problem, callbacks=bars + extra + (interrupt,))
         self._set_result(result, source)
         if self.tol is not None and not result.converged and result.stop_reason == "max_epochs":
             warnings.warn(
@@ -293,11 +358,11 @@ class GDRegressor(RegressorMixin, BaseEstimator):
                 loss_curve=state.loss_curve, problem=problem, epochs=1,
                 learning_rate=state.learning_rate, rng=state.rng, callbacks=self._callbacks(callbacks),
             )
-        self._set_result(result, source)
+        self._set_result(result, source, full=False)
         self._partial = result
         return self
 
-    def _set_result(self, result, source):
+    def _set_result(self, result, source, full=True):
         single = self._y_ndim == 1
         self.coef_ = result.coef[0] if single else result.coef
         self.intercept_ = float(result.intercept[0]) if single else result.intercept
@@ -308,10 +373,12 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         self.stop_reason_ = result.stop_reason
         self.learning_rate_ = result.learning_rate
         self.engine_ = result.engine
+        self.refinement_ = None if result.refinement is None else result.refinement.as_dict()
         self.scaling_ = result.scaling
         self.n_samples_ = result.statistics.n_samples
         self.feature_names_ = list(source.feature_names)
         self.target_names_ = list(source.target_names)
+        self.fit_report_, self.summary_ = analyse(result, self.get_params(deep=False), source, full=full)
         self._fit_result = result
 
     # -- using ----------------------------------------------------------------
@@ -319,6 +386,8 @@ class GDRegressor(RegressorMixin, BaseEstimator):
     def predict(self, X):
         """Predictions ``X @ coef_ᵀ + intercept_``, shape (n_samples,) or (n_samples, n_outputs)."""
         check_is_fitted(self, "coef_")
+        if is_dask_collection(X):
+            return predict_dask(self, X)  # lazily, block by block on the workers
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
         coef = np.atleast_2d(self.coef_)
         out = X @ coef.T.astype(np.float64) + np.atleast_1d(self.intercept_)
@@ -342,6 +411,10 @@ def load(path):
     settings = document["settings"]
     valid = GDRegressor().get_params()
     estimator = GDRegressor(**{k: v for k, v in settings.items() if k in valid})
+    try:
+        estimator._validate_params()  # a damaged setting would otherwise surface at the next fit
+    except ValueError as exc:
+        raise model_file.ModelFileError(f"model file {os.fspath(path)!r}: in 'settings': {exc}") from None
     coef, intercept = document["_coef"], document["_intercept"]
     k, d = coef.shape
     estimator._y_ndim = 1 if k == 1 else 2
@@ -362,4 +435,6 @@ def load(path):
     estimator.learning_rate_ = training.get("learning_rate")
     estimator.engine_ = training.get("engine")
     estimator.n_samples_ = training.get("n_samples")
+    estimator.fit_report_ = unplain(document.get("diagnostics"))
+    estimator.summary_ = unplain(document.get("statistics"))
     return estimator

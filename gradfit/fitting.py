@@ -11,10 +11,12 @@ from typing import Any
 
 import numpy as np
 
-from . import registry
+from . import registry, schedules
 from .engines import PassEngine, StatisticsEngine, accumulate, choose_engine
 from .errors import DataError, OptionError
 from .objective import Objective
+from .refine import MAX_FEATURES as MAX_REFINEMENT_FEATURES
+from .refine import refine as refine_fit
 from .scaling import Scaling
 from .train import train
 
@@ -26,8 +28,10 @@ class FitResult:
     ``coef`` (k, d), ``intercept`` (k,); ``params`` and ``opt_state`` in working
     units for continuing; ``engine`` the engine that ran; ``learning_rate`` the
     base step used (``None`` for ``cg``, whose steps come from its line search);
-    ``statistics`` the moments of the data (the full scatter for the statistics
-    engine).
+    ``schedule`` the schedule that ran (``"auto"`` resolved, ``None`` for
+    ``cg``); ``statistics`` the moments of the data (the full scatter for the
+    statistics engine); ``refinement`` what the refinement epochs after ``cg``
+    did (a :class:`gradfit.refine.Refinement`, or ``None`` when none ran).
     """
 
     coef: np.ndarray
@@ -43,6 +47,8 @@ class FitResult:
     opt_state: Any
     problem: Any
     rng: Any
+    schedule: str | None = None
+    refinement: Any = None
 
     @property
     def n_iter(self):
@@ -65,6 +71,36 @@ class Problem:
     n_samples: int
 
 
+def check_combination(settings, loss, penalty):
+    """Refuse, with a message that says why, what an optimizer cannot serve."""
+    optimizer = settings["optimizer"]
+    if optimizer == "cg":
+        if not loss.quadratic:
+            raise OptionError(
+                f'optimizer="cg" needs loss="squared_error", not {loss.name!r}: its line search '
+                "and conjugate directions assume a quadratic cost; use \"gd\", \"nesterov\" or \"adam\""
+            )
+        if penalty is not None and penalty.has_prox:
+            raise OptionError(
+                f'optimizer="cg" cannot serve the L1 part of penalty={penalty.name!r} (it is not '
+                'differentiable); use penalty="l2", or optimizer="gd"/"momentum"/"nesterov"'
+            )
+        if settings["batch_size"] is not None:
+            raise OptionError('optimizer="cg" needs full batches (batch_size=None): its line search '
+                              "is exact only on the whole cost")
+        if settings["learning_rate"] != "auto":
+            raise OptionError('optimizer="cg" takes every step from an exact line search; '
+                              'leave learning_rate="auto"')
+        if settings["schedule"] not in ("auto", "constant"):
+            raise OptionError(f'optimizer="cg" has no learning rate to schedule; leave schedule="auto", '
+                              f'not {settings["schedule"]!r}')
+    if optimizer == "adam" and penalty is not None and penalty.has_prox:
+        raise OptionError(
+            f'optimizer="adam" cannot serve the L1 part of penalty={penalty.name!r}: its steps differ '
+            'per coordinate, so no proximal step matches them; use optimizer="gd", "momentum" or "nesterov"'
+        )
+
+
 def prepare(source, settings, scaling=None):
     """Read the statistics, choose the engine and build the objective.
 
@@ -77,17 +113,12 @@ def prepare(source, settings, scaling=None):
         penalty = registry.lookup(registry.PENALTIES, "penalty", settings["penalty"])(
             settings["alpha"], settings["l1_ratio"]
         )
-    optimizer = settings["optimizer"]
-    registry.lookup(registry.OPTIMIZERS, "optimizer", optimizer)
-    if optimizer == "cg":
-        if not loss.quadratic:
-            raise OptionError(f'optimizer="cg" needs loss="squared_error", not {loss.name!r}')
-        if penalty is not None and penalty.has_prox:
-            raise OptionError(f'optimizer="cg" cannot serve the L1 part of penalty={penalty.name!r}; use "l2"')
-        if settings["batch_size"] is not None:
-            raise OptionError('optimizer="cg" needs full batches (batch_size=None)')
+    registry.lookup(registry.OPTIMIZERS, "optimizer", settings["optimizer"])
+    registry.lookup(registry.SCHEDULES, "schedule", settings["schedule"])
+    check_combination(settings, loss, penalty)
     engine_name = choose_engine(
-        settings["engine"], loss, settings["batch_size"], source.n_features, settings["epochs"]
+        settings["engine"], loss, settings["batch_size"], source.n_features, settings["epochs"],
+        n_samples=source.n_samples,
     )
     statistics = accumulate(source, full=engine_name == "statistics")
     if statistics.n_samples < 2:
@@ -103,25 +134,129 @@ def prepare(source, settings, scaling=None):
     return Problem(Objective(engine, penalty, scaling), scaling, statistics, engine_name, loss, statistics.n_samples)
 
 
-def base_learning_rate(problem, settings):
-    """The step: a float as given, or ``"auto"``: ``1/L`` (a constant for Adam)."""
+def target_rms(statistics):
+    """Root mean square of the targets (over rows and outputs): the size of the residuals at θ = 0."""
+    d = statistics.n_features
+    mean = statistics.mean[d:]
+    variance = np.maximum(statistics.scatter_diagonal[d:] / statistics.sum_weights, 0.0)
+    rms = float(np.sqrt(np.mean(mean * mean + variance)))
+    return rms if rms > 0 else 1.0  # all-zero targets: any step serves
+
+
+def minibatch_curvature(problem, batch_size, fit_intercept):
+    """``L_b``: the smoothness constant that bounds a step on minibatches of ``batch_size`` rows.
+
+    For ``b`` of ``N`` rows drawn without replacement (Gower et al. 2019, "SGD:
+    general analysis and improved rates", expected smoothness)
+
+        L_b = N(b − 1)/(b(N − 1)) · L  +  (N − b)/(b(N − 1)) · L_row,
+
+    ``L`` the full cost's and ``L_row`` a single row's, here the mean over rows
+    of ``(curvature of ℓ)/k · (‖x̃_i‖² + fit_intercept)`` (from the moments: no
+    extra pass). ``L_1 = L_row``, ``L_N = L``; the penalty's curvature is added
+    in full.
+    """
+    objective = problem.objective
+    data_curvature = objective.engine.curvature()
+    penalty_curvature = objective.curvature() - data_curvature
+    n = problem.n_samples
+    b = min(batch_size, n)
+    if b >= n:
+        return data_curvature + penalty_curvature
+    stats, scaling = problem.statistics, problem.scaling
+    d = stats.n_features
+    variance = np.maximum(stats.scatter_diagonal[:d] / stats.sum_weights, 0.0)
+    offset = stats.mean[:d] - scaling.center
+    row_norm = float(np.sum((variance + offset * offset) / (scaling.scale * scaling.scale))) + fit_intercept
+    factor = (problem.loss.curvature or 2.0) / stats.n_outputs
+    row_curvature = factor * row_norm
+    mixed = (n * (b - 1) * data_curvature + (n - b) * max(row_curvature, data_curvature)) / (b * (n - 1))
+    return mixed + penalty_curvature
+
+
+def base_learning_rate(problem, settings, restart=True):
+    """The base step ``η``: a float as given, or what ``"auto"`` means for the optimizer.
+
+    * ``gd``, ``momentum``, ``nesterov``: ``1/L``, ``L`` the largest eigenvalue of
+      the Hessian of the smooth part of the cost in the units training runs in
+      (gradient descent cannot diverge below ``2/L``; heavy ball with β = 0.9 not
+      below ``3.8/L``, Nesterov not below ``1.36/L``). With minibatches ``L`` is
+      :func:`minibatch_curvature`'s ``L_b``, which grows to a single row's.
+    * ``momentum``, ``nesterov`` without restarts (minibatches, ``partial_fit``;
+      ``restart=False``): ``(1 − β)/L_b``. Their momentum adds up steps to
+      ``η/(1 − β)`` in the long run, ten times ``η``, which on noisy minibatch
+      gradients is what needs bounding; this keeps it at plain SGD's ``1/L_b``.
+    * ``absolute_error`` (any of those three): ``2·rms(y)/L`` with the squared
+      error's ``L``, see :data:`gradfit.registry.ABSOLUTE_ERROR_AUTO_FACTOR`.
+    * ``adam``: ``0.01 × rms(y)``. Adam moves each coordinate by about ``η`` a
+      step whatever the gradient's size, so ``η`` is a distance in the
+      coefficients' units, which standardized features put in the target's.
+    * ``cg``: ``None``; the line search sets every step.
+    """
     rate = settings["learning_rate"]
     if rate != "auto":
         return float(rate)
     optimizer = settings["optimizer"]
+    if optimizer == "cg":
+        return None
     if optimizer == "adam":
-        return registry.ADAM_AUTO_RATE
-    # For |r| (no curvature) the objective's L is the squared error's: a step of the same scale.
-    return registry.AUTO_RATE[optimizer] / problem.objective.curvature()
+        return registry.ADAM_AUTO_RATE * target_rms(problem.statistics)
+    if settings["batch_size"] is None:
+        curvature = problem.objective.curvature()
+    else:
+        curvature = minibatch_curvature(problem, settings["batch_size"], settings["fit_intercept"])
+    rate = registry.AUTO_RATE[optimizer] / curvature
+    if optimizer in ("momentum", "nesterov") and not restart:
+        rate *= 1.0 - registry.MOMENTUM_DECAY
+    if problem.loss.curvature is None:
+        rate *= registry.ABSOLUTE_ERROR_AUTO_FACTOR * target_rms(problem.statistics)
+    return rate
+
+
+def resolve_schedule(settings, loss):
+    """``(name, power_t)`` of the schedule to run: ``"auto"`` made concrete (:func:`gradfit.schedules.auto`)."""
+    name, power_t = settings["schedule"], settings["power_t"]
+    if name == "auto":
+        name, auto_power = schedules.auto(smooth=loss.curvature is not None)
+        power_t = power_t if auto_power is None else auto_power
+    return name, power_t
+
+
+def refinement_statistics(source, problem):
+    """The statistics with the full scatter that refinement solves with, or ``None``.
+
+    The statistics engine has them; with the pass engine they cost one more
+    pass (``O(N d²)``), read only up to ``gradfit.refine.MAX_FEATURES`` features.
+    """
+    if problem.statistics.scatter is not None:
+        return problem.statistics
+    if source.n_features > MAX_REFINEMENT_FEATURES:
+        return None
+    return accumulate(source, full=True)
 
 
 def fit_source(source, settings, *, params=None, opt_state=None, loss_curve=None, problem=None,
-               epochs=None, learning_rate=None, rng=None, callbacks=()):
+               epochs=None, learning_rate=None, rng=None, callbacks=(), refine=None):
     """Fit the linear model to ``source`` with the estimator's ``settings``.
 
     ``params``/``opt_state``/``loss_curve`` continue earlier training;
     ``problem`` reuses prepared pieces; ``epochs`` overrides ``settings["epochs"]``;
     ``learning_rate`` and ``rng`` fix the step and the shuffling stream.
+    ``momentum`` and ``nesterov`` restart (:func:`gradfit.optimizers.add_momentum`)
+    only in a complete full-batch fit, where every epoch sees the same cost.
+
+    ``refine``: whether ``optimizer="cg"`` is followed by refinement epochs whose
+    gradient comes from a data pass (:mod:`gradfit.refine`). ``None`` (the
+    default) refines a complete fit, not ``partial_fit``'s single epochs
+    (``epochs`` given). They continue ``loss_curve`` and run through the same
+    training loop; ``FitResult.refinement`` records them. With the pass engine
+    they first read the full scatter (one more pass), up to
+    ``gradfit.refine.MAX_FEATURES`` features; beyond that none run.
+
+    Raises
+    ------
+    IllConditionedError
+        From the refinement, when the problem is too ill-conditioned for float64.
     """
     problem = problem or prepare(source, settings)
     objective = problem.objective
@@ -131,16 +266,19 @@ def fit_source(source, settings, *, params=None, opt_state=None, loss_curve=None
         params = np.zeros((n_params, source.n_outputs))
     optimizer_name = settings["optimizer"]
     batch_size = settings["batch_size"]
+    steps = 1 if batch_size is None else -(-problem.n_samples // batch_size)
+    complete = epochs is None  # partial_fit runs single epochs, each maybe on a different batch
+    # Restarts compare the cost from epoch to epoch: only where it is the same cost throughout.
+    restart = complete and batch_size is None
+    options = {"restart": restart} if optimizer_name in ("momentum", "nesterov") else {}
     if optimizer_name == "cg":
-        rate = None
+        rate = schedule_name = None
         schedule = lambda epoch: 0.0  # noqa: E731 - cg's steps come from its line search
     else:
-        rate = base_learning_rate(problem, settings) if learning_rate is None else learning_rate
-        schedule = registry.lookup(registry.SCHEDULES, "schedule", settings["schedule"])(
-            rate, settings["power_t"], settings["step_size"], settings["gamma"]
-        )
-    steps = 1 if batch_size is None else -(-problem.n_samples // batch_size)
-    optimizer = registry.OPTIMIZERS[optimizer_name](schedule, steps)
+        rate = base_learning_rate(problem, settings, restart) if learning_rate is None else learning_rate
+        schedule_name, power_t = resolve_schedule(settings, problem.loss)
+        schedule = registry.SCHEDULES[schedule_name](rate, power_t, settings["step_size"], settings["gamma"])
+    optimizer = registry.OPTIMIZERS[optimizer_name](schedule, steps, **options)
     if rng is None and batch_size is not None:
         rng = np.random.default_rng(settings["random_state"])
 
@@ -167,8 +305,22 @@ def fit_source(source, settings, *, params=None, opt_state=None, loss_curve=None
         standardized=settings["standardize"],
         callbacks=callbacks,
     )
+    refinement = statistics = None
+    refine = complete if refine is None else refine
+    if refine and optimizer_name == "cg" and result.stop_reason != "interrupted":
+        statistics = refinement_statistics(source, problem)
+    if statistics is not None:
+        coef, intercept, refined, refinement = refine_fit(
+            source, problem, result.params, fit_intercept=fit_intercept,
+            loss_curve=result.loss_curve, statistics=statistics, callbacks=callbacks,
+        )
+        # cg's own state stays: it describes where cg left off, for continuing
+        result.params, result.loss_curve = refined.params, refined.loss_curve
+        if refinement.status == "interrupted":
+            result.stop_reason = "interrupted"
+    else:
+        coef, intercept = problem.scaling.to_raw(result.params, fit_intercept)
     final_cost = objective.value(result.params)
-    coef, intercept = problem.scaling.to_raw(result.params, fit_intercept)
     return FitResult(
         coef=coef,
         intercept=intercept,
@@ -183,4 +335,6 @@ def fit_source(source, settings, *, params=None, opt_state=None, loss_curve=None
         opt_state=result.opt_state,
         problem=problem,
         rng=rng,
+        schedule=schedule_name,
+        refinement=refinement,
     )

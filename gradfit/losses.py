@@ -37,7 +37,11 @@ class Huber:
 
     ``ℓ(r) = r²`` for ``|r| ≤ ε`` and ``2ε|r| − ε²`` beyond; ``ℓ'(r) = 2·clip(r, −ε, ε)``.
     This is twice scikit-learn's ``SGDRegressor(loss="huber")`` loss. Unlike
-    ``HuberRegressor``, ε is in the target's own units: no scale is estimated.
+    scikit-learn's ``HuberRegressor``, which minimizes
+    ``Σ (σ + H_ε(r/σ) σ) + α‖w‖²`` over the coefficients *and* a scale ``σ``
+    (so that its ε is in units of σ and the fit is scale-invariant), gradfit's
+    ε is in the target's own units and no scale is estimated: the two agree
+    only when ``HuberRegressor``'s fitted ``scale_`` happens to be 1.
     """
 
     name = "huber"
@@ -61,8 +65,12 @@ class Huber:
 class AbsoluteError:
     """``ℓ(r) = |r|``, subgradient ``sign(r)``: the median regression.
 
-    Not differentiable at 0, so constant-step gradient descent does not settle
-    exactly; use a decaying ``schedule`` to approach the optimum.
+    Not differentiable at 0: the subgradient keeps its size at the optimum, so
+    a constant step circles it at a distance of about the step. ``schedule="auto"``
+    (the default) therefore decays the step as ``η/(1 + t)`` for this loss, and
+    ``learning_rate="auto"`` puts ``η`` in the target's units (see
+    :mod:`gradfit.schedules` and :data:`gradfit.registry.ABSOLUTE_ERROR_AUTO_FACTOR`).
+    The optimum is scikit-learn's ``QuantileRegressor(quantile=0.5, alpha=0)``.
     """
 
     name = "absolute_error"

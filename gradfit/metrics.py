@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from .errors import DataError
+from .sources import check_finite
+
 
 def evaluate(predict, source):
     """MSE, RMSE, MAE and R² of ``predict`` on ``source``, averaged over outputs.
@@ -13,37 +16,64 @@ def evaluate(predict, source):
     chunks without loss of digits), then averaged, as scikit-learn's
     ``r2_score`` does by default. Sample weights, if the source has them, weigh
     every metric.
+
+    Returns
+    -------
+    dict
+        ``n_samples``, ``mse``, ``rmse``, ``mae`` and ``r2``; ``r2`` is ``None``
+        for a single row, where it is not defined (scikit-learn returns NaN).
+
+    Raises
+    ------
+    DataError
+        On a NaN or infinite value (naming its row and column), no rows, or
+        weights that sum to zero.
     """
     k = source.n_outputs
-    total, mean, sst = 0.0, np.zeros(k), np.zeros(k)
-    sse, sae = np.zeros(k), np.zeros(k)
-    for chunk in source.chunks():
+
+    def partial_sums(chunk):
+        # rows, Σv, weighted mean of y, its centred Σv(y−ȳ)², Σv r², Σv |r|
         if chunk.n_rows == 0:
-            continue
+            return None
+        check_finite(source, chunk)
         residual = predict(chunk.X) - chunk.y
         weight = np.ones(chunk.n_rows) if chunk.sample_weight is None else chunk.sample_weight
         chunk_total = float(weight.sum())
         if chunk_total == 0:
-            continue
-        sse += weight @ (residual * residual)
-        sae += weight @ np.abs(residual)
+            return [chunk.n_rows, 0.0, np.zeros(k), np.zeros(k), np.zeros(k), np.zeros(k)]
         chunk_mean = (weight @ chunk.y) / chunk_total
         centred = chunk.y - chunk_mean
-        chunk_sst = weight @ (centred * centred)
-        merged = total + chunk_total
-        delta = chunk_mean - mean
-        sst += chunk_sst + delta * delta * total * chunk_total / merged
-        mean += delta * chunk_total / merged
-        total = merged
+        return [chunk.n_rows, chunk_total, chunk_mean, weight @ (centred * centred),
+                weight @ (residual * residual), weight @ np.abs(residual)]
+
+    def merge(a, b):
+        # Chan's pairwise update for the sum of squares about the mean: no digits lost.
+        total = a[1] + b[1]
+        if a[1] > 0 and b[1] > 0:
+            delta = b[2] - a[2]
+            a[3] = a[3] + b[3] + delta * delta * a[1] * b[1] / total
+            a[2] = a[2] + delta * b[1] / total
+        elif b[1] > 0:
+            a[2], a[3] = b[2], b[3]
+        a[0], a[1], a[4], a[5] = a[0] + b[0], total, a[4] + b[4], a[5] + b[5]
+        return a
+
+    # Through reduce, so that a cluster source sums where its data are.
+    sums = source.reduce(partial_sums, merge) or [0, 0.0, None, np.zeros(k), np.zeros(k), np.zeros(k)]
+    rows, total, _, sst, sse, sae = sums
+    if rows == 0:
+        raise DataError(f"{source.describe()} has no data rows")
+    if total == 0:
+        raise DataError(f"the sample weights in {source.describe()} sum to zero")
     mse = sse / total
     with np.errstate(divide="ignore", invalid="ignore"):
         r2 = np.where(sst > 0, 1.0 - sse / sst, np.where(sse == 0, 1.0, 0.0))
     return {
-        "n_samples": int(source.n_samples) if source.n_samples is not None else None,
+        "n_samples": rows,
         "mse": float(mse.mean()),
         "rmse": float(np.sqrt(mse).mean()),
         "mae": float((sae / total).mean()),
-        "r2": float(r2.mean()),
+        "r2": float(r2.mean()) if rows > 1 else None,
     }
 
 

@@ -13,24 +13,35 @@ Layout (``format_version`` 1)::
       "standardization": {"center": [...d], "scale": [...d]},
       "settings": {...the estimator's parameters...},
       "training": {"n_iter", "converged", "stop_reason", "final_cost",
-                   "learning_rate", "engine", "n_samples", "loss_curve"}
+                   "learning_rate", "engine", "n_samples", "loss_curve"},
+      "diagnostics": {...} or null,          # GDRegressor.fit_report_ (gradfit.diagnostics)
+      "statistics": {...} or null            # GDRegressor.summary_ (gradfit.summary)
     }
 
-Loading validates every field's type and shape (a damaged, foreign or newer
-file is a :class:`~gradfit.errors.ModelFileError`); nothing in a model file is
-ever executed. No pickle.
+Loading validates every field's type and shape against the schema tables
+below (:data:`TRAINING`, :data:`DIAGNOSTICS`, :data:`STATISTICS`); a damaged,
+foreign, hostile or newer file is a one-line :class:`~gradfit.errors.ModelFileError`.
+Limits hold before anything is allocated for the file's content: at most
+:data:`MAX_BYTES` bytes and :data:`MAX_VALUES` values, nested at most
+:data:`MAX_DEPTH` deep; ``NaN``/``Infinity`` literals are refused. Unknown keys
+are ignored (they are parsed, within the limits, but never used). Nothing in a
+model file is ever executed: no pickle, no eval.
 """
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import json
 import math
 import os
-import tempfile
+import secrets
+import stat
 
 import numpy as np
 
 from .errors import ModelFileError
+from .summary import plain
 
 FORMAT = "gradfit-model"
 FORMAT_VERSION = 1
@@ -44,18 +55,21 @@ def _number(value):
     return value if math.isfinite(value) else str(value)
 
 
-def atomic_write_text(path, text):
-    """Write ``text`` to ``path`` so that readers see the old file or the new one, never a part.
+@contextlib.contextmanager
+def atomic_writer(path):
+    """Open ``path`` for writing text so that readers see the old file or the new one, never a part.
 
-    The text goes to a temporary file in the same folder, is flushed to disk,
-    then renamed over ``path`` (``os.replace`` is atomic on POSIX and Windows).
+    Yields a text handle on a temporary file in the same folder; when the
+    ``with`` block ends normally the file is flushed to disk and renamed over
+    ``path`` (``os.replace`` is atomic on POSIX and Windows). If the block
+    raises, the temporary file is removed and ``path`` is left as it was.
     """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
-    fd, temp = tempfile.mkstemp(prefix=".gradfit-", suffix=".tmp", dir=folder)
+    handle, temp = _temporary_file(folder, _mode_for(path))
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with handle:
+            yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temp, path)
@@ -65,6 +79,49 @@ def atomic_write_text(path, text):
         except OSError:
             pass
         raise
+
+
+def _mode_for(path):
+    """The permissions the written file should get: those of the file it replaces, else the umask's.
+
+    ``tempfile.mkstemp`` would make every output owner-only (0600), which is
+    not what a user who writes a model or a CSV expects.
+    """
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return 0o666 & ~_umask()
+
+
+def _umask():
+    # The only portable way to read the umask is to set it and put it back.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _temporary_file(folder, mode):
+    """A new file ``.gradfit-*.tmp`` in ``folder``, opened for writing text; returns (handle, path)."""
+    for _ in range(100):
+        temp = os.path.join(folder, f".gradfit-{secrets.token_hex(6)}.tmp")
+        try:
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            continue
+        try:
+            os.chmod(temp, mode)
+            return os.fdopen(fd, "w", newline="", encoding="utf-8"), temp
+        except BaseException:
+            os.close(fd)
+            os.unlink(temp)
+            raise
+    raise FileExistsError(f"no free temporary file name in {folder!r}")
+
+
+def atomic_write_text(path, text):
+    """Write ``text`` to ``path`` atomically (see :func:`atomic_writer`)."""
+    with atomic_writer(path) as handle:
+        handle.write(text)
 
 
 def to_document(estimator):
@@ -95,48 +152,284 @@ def to_document(estimator):
             "n_samples": int(estimator.n_samples_),
             "loss_curve": [_number(v) for v in estimator.loss_curve_],
         },
+        # Reports read from the fit, not needed to predict: written as they are,
+        # with non-finite numbers spelled as strings like the costs above.
+        "diagnostics": plain(getattr(estimator, "fit_report_", None)),
+        "statistics": plain(getattr(estimator, "summary_", None)),
     }
 
 
+def _setting(value):
+    """A setting as JSON can hold it.
+
+    NumPy scalars become Python numbers; a random generator object (a
+    ``random_state`` that is not an int) cannot be written and is recorded as
+    ``null``: it only seeds minibatch shuffling, never predictions.
+    """
+    if isinstance(value, np.generic):
+        return value.item()
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return None
+
+
 def save(estimator, path):
-    """Write ``estimator``'s model file to ``path`` atomically."""
-    text = json.dumps(to_document(estimator), indent=2, allow_nan=False)
+    """Write ``estimator``'s model file to ``path`` atomically.
+
+    The whole document is serialized before the file is opened, so a value
+    that cannot be written leaves ``path`` untouched.
+    """
+    document = to_document(estimator)
+    _check_writable(document, path)
+    document["settings"] = {name: _setting(value) for name, value in document["settings"].items()}
+    text = json.dumps(document, indent=2, allow_nan=False)
     atomic_write_text(path, text + "\n")
+
+
+def _check_writable(document, path):
+    """Refuse a model whose numbers are not finite: it would predict nothing, and JSON cannot hold it."""
+    features, targets = document["feature_names"], document["target_names"]
+    parts = {
+        "coefficient": np.asarray(document["coef"], dtype=float),
+        "intercept": np.asarray(document["intercept"], dtype=float),
+        "standardization center": np.asarray(document["standardization"]["center"], dtype=float),
+        "standardization scale": np.asarray(document["standardization"]["scale"], dtype=float),
+    }
+    for what, values in parts.items():
+        bad = np.argwhere(~np.isfinite(values))
+        if bad.size:
+            index = tuple(bad[0])
+            where = (f"of {features[index[1]]!r} for {targets[index[0]]!r}" if what == "coefficient"
+                     else f"for {targets[index[0]]!r}" if what == "intercept" else f"of {features[index[0]]!r}")
+            raise ModelFileError(
+                f"cannot write model file {os.fspath(path)!r}: the {what} {where} is {values[index]}; "
+                "the data's scale is beyond float64: rescale that column"
+            )
+
+
+# -- reading ------------------------------------------------------------------
+#
+# A model file may come from anyone, so loading trusts nothing: the bytes are
+# size-checked before they are parsed, parsed by the standard library's JSON
+# reader alone (no pickle, no eval: nothing in the file is ever run), and the
+# result is checked against the schema below before any of it is used.
+# Unknown keys are ignored, at every level: a later gradfit may add optional
+# fields without a new format version (one that changes the meaning of a field
+# raises ``format_version``, which is refused). They are still parsed, so the
+# limits below hold for them too.
+
+#: the spellings :func:`_number` writes for non-finite values in the training record
+NON_FINITE = frozenset({"inf", "-inf", "nan"})
+#: most JSON values (numbers, strings, …) a model file may hold, counted before
+#: parsing: a file of ``0,0,0,…`` within :data:`MAX_BYTES` would otherwise become
+#: over a billion objects. A model of 4 million features fits.
+MAX_VALUES = 1 << 24
+#: deepest nesting of lists and objects; gradfit writes at most 4 levels
+MAX_DEPTH = 32
+
+# The schema of the records, one table each, checked by :func:`_check_record`.
+# A kind is one of :data:`KINDS`; a trailing "?" also allows null. Fields are
+# optional unless listed as required; "needs" lists fields that must come along
+# with another (what ``gradfit inspect`` prints together).
+
+TRAINING = {
+    "fields": {
+        "n_iter": "count", "n_samples": "count", "converged": "flag", "stop_reason": "text",
+        "engine": "text", "final_cost": "real", "learning_rate": "number?", "loss_curve": "reals",
+    },
+}
+
+DIAGNOSTICS = {
+    "fields": {
+        "message": "text", "final_cost": "real", "optimizer": "text", "converged": "flag",
+        "stop_reason": "text", "n_iter": "count", "max_epochs": "count", "tol": "number?",
+        "engine": "text", "loss": "text", "penalty": "text?", "initial_cost": "real?",
+        "learning_rate": "real?", "learning_rate_auto": "flag", "standardized": "flag",
+        "max_stable_learning_rate": "real?", "notes": "texts", "curvature": "real?", "rank": "count",
+        "n_params": "count", "condition_number": "real?", "condition_number_standardized": "real?",
+        "condition_number_raw": "real?", "optimal_cost": "real?", "gap": "real?", "relative_gap": "real?",
+        "exact_fit": "flag", "estimate_step": "real", "estimate_tol": "real", "estimate_target_gap": "real",
+        "contraction_per_epoch": "real", "epochs_to_tol": "count?", "statistics": "text",
+    },
+    "required": ("message", "final_cost", "optimizer"),
+    "needs": {
+        "optimal_cost": ("gap",),
+        "epochs_to_tol": ("estimate_target_gap", "estimate_tol", "estimate_step", "contraction_per_epoch"),
+    },
+}
+
+#: per-coefficient and per-output fields: their shapes are checked by :func:`_check_statistics`
+STATISTICS = {
+    "fields": {
+        "names": "texts", "n_observations": "count", "df_model": "integer", "df_resid": "integer",
+        "confidence": "number",
+    },
+    "required": ("names", "n_observations", "df_resid"),
+}
+
+KINDS = {
+    "text": (lambda v: isinstance(v, str), "a string"),
+    "texts": (lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v), "a list of strings"),
+    "flag": (lambda v: isinstance(v, bool), "true or false"),
+    "integer": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    "count": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "a non-negative integer"),
+    "number": (lambda v: _is_number(v), "a finite number"),
+    "real": (lambda v: _is_real(v), "a number"),
+    "reals": (lambda v: isinstance(v, list) and all(map(_is_real, v)), "a list of numbers"),
+}
+
+
+def _is_real(value):
+    """What :func:`gradfit.summary.plain` writes for a float: a finite number, or "inf", "-inf", "nan"."""
+    return _is_number(value) or (isinstance(value, str) and value in NON_FINITE)
 
 
 def _fail(path, why):
     raise ModelFileError(f"model file {str(path)!r}: {why}")
 
 
-def _list_of_numbers(path, document, key, length, where=None):
-    value = document
-    for part in (where or []) + [key]:
-        value = value.get(part) if isinstance(value, dict) else None
-    name = ".".join((where or []) + [key])
+def _reject_constant(name):
+    # Python's json accepts NaN and Infinity, which are not JSON; gradfit never writes them.
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def load_json(path, *, what, max_bytes, max_values, max_depth, error):
+    """The parsed JSON of ``path``, within limits, or ``error(message)`` raised.
+
+    Parameters
+    ----------
+    path : str
+    what : str
+        The kind of file for messages (``"model file"``, ``"checkpoint"``).
+    max_bytes, max_values, max_depth : int
+        Refused before parsing: a larger file, or more values than
+        ``max_values`` (commas counted, an upper bound); after: nesting deeper
+        than ``max_depth``. Parsing and every check are linear in the size.
+    error : type
+        The exception class to raise, with a one-line message.
+
+    Strict JSON only: ``NaN``/``Infinity`` are refused, as are integers too long
+    to convert and strings that are not Unicode text (lone surrogates).
+    """
+    name = f"{what} {path!r}"
+    try:
+        size = os.path.getsize(path)
+        if size > max_bytes:
+            raise error(f"{name}: {size} bytes is larger than the {max_bytes}-byte limit for {what}s")
+        with open(path, "rb") as handle:
+            # read(n) reserves n bytes up front: ask for the size found, not the limit
+            data = handle.read(size + 1)
+            if len(data) > size:  # it grew since: read on, up to the limit
+                data += handle.read(max_bytes + 1 - len(data))
+        if len(data) > max_bytes:
+            raise error(f"{name}: larger than the {max_bytes}-byte limit for {what}s")
+        text = data.decode("utf-8-sig")
+        del data
+        values = text.count(",") + 1
+        if values > max_values:
+            raise error(f"{name}: more than {max_values} values, the limit for {what}s")
+        document = json.loads(text, parse_constant=_reject_constant)
+    except FileNotFoundError:
+        raise error(f"{name} not found") from None
+    except IsADirectoryError:
+        raise error(f"{name} is a folder, not a file") from None
+    except RecursionError:
+        raise error(f"{name} is nested too deeply") from None
+    except UnicodeDecodeError:
+        raise error(f"{name} is not valid JSON (not UTF-8 text)") from None
+    except ValueError as exc:
+        if isinstance(exc, error):
+            raise
+        # JSONDecodeError, NaN/Infinity, or an integer too long to convert
+        raise error(f"{name} is not valid JSON ({_first_line(exc)})") from None
+    except OSError as exc:
+        raise error(f"{name} cannot be read ({exc.strerror or exc})") from None
+    why = _check_tree(document, max_depth)
+    if why:
+        raise error(f"{name}: {why}")
+    return document
+
+
+def _check_tree(document, max_depth):
+    """Why ``document`` is refused (too deep, or text that is not Unicode), or ``None``.
+
+    Walks with an explicit stack of containers, not recursion: the depth is
+    what is checked, so it must not be able to exhaust Python's stack.
+    """
+    stack = [(document, 1)] if isinstance(document, (dict, list)) else []
+    while stack:
+        node, depth = stack.pop()
+        if depth > max_depth:
+            return f"nested too deeply (more than {max_depth} levels)"
+        if isinstance(node, dict):
+            for key in node:
+                if not _is_text(key):
+                    return f"key {_show(key)} is not Unicode text"
+            node = node.values()
+        for value in node:
+            if isinstance(value, (dict, list)):
+                stack.append((value, depth + 1))
+            elif isinstance(value, str) and not _is_text(value):
+                return f"string {_show(value)} is not Unicode text"
+    return None
+
+
+def _is_text(value):
+    """No lone surrogates (JSON's ``"\\ud800"``): such a name could not be printed or written."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _first_line(exc):
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _is_number(value):
+    """A finite JSON number (``bool`` is not one; an integer too large for a float is not finite)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
+def _numbers(path, value, name, length):
+    """``value`` as a float array of ``length`` finite numbers, else a :class:`ModelFileError`."""
     if not isinstance(value, list) or len(value) != length:
         _fail(path, f"{name!r} must be a list of {length} numbers")
-    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value):
-        _fail(path, f"{name!r} must hold finite numbers only")
+    for index, item in enumerate(value):
+        if not _is_number(item):
+            _fail(path, f"{name}[{index}] is {_show(item)}, not a finite number")
     return np.asarray(value, dtype=float)
 
 
-def read_document(path):
-    """Read and validate a model file; returns the document (dict)."""
-    path = os.fspath(path)
-    try:
-        size = os.path.getsize(path)
-        if size > MAX_BYTES:
-            _fail(path, f"{size} bytes is larger than the {MAX_BYTES}-byte limit for model files")
-        with open(path, encoding="utf-8") as handle:
-            document = json.load(handle)
-    except FileNotFoundError:
-        raise ModelFileError(f"model file {path!r} not found") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelFileError(f"model file {path!r} is not valid JSON ({exc})") from None
-    except RecursionError:
-        raise ModelFileError(f"model file {path!r} is nested too deeply") from None
-    except OSError as exc:
-        raise ModelFileError(f"model file {path!r} cannot be read ({exc.strerror})") from None
+def _show(value):
+    """A short rendering of a JSON value for a message (never the whole of a big one)."""
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list) and len(value) > 8:
+        return f"a list of {len(value)} values"
+    # json.dumps escapes what cannot be printed (lone surrogates, control characters)
+    text = repr(value) if isinstance(value, float) else json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _names(path, document, key):
+    names = document.get(key)
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        _fail(path, f"{key!r} must be a non-empty list of strings")
+    repeated = [name for name, count in collections.Counter(names).items() if count > 1]
+    if repeated:
+        _fail(path, f"{key!r} names {repeated[0]!r} more than once")
+    return names
+
+
+def _check_version(path, document):
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         _fail(path, f"not a gradfit model (no \"format\": \"{FORMAT}\")")
     version = document.get("format_version")
@@ -146,20 +439,93 @@ def read_document(path):
         _fail(path, f"format version {version} is newer than this gradfit reads ({FORMAT_VERSION}); upgrade gradfit")
     if version < 1:
         _fail(path, f"format version {version} is not valid")
-    features = document.get("feature_names")
-    targets = document.get("target_names")
-    for key, names in (("feature_names", features), ("target_names", targets)):
-        if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
-            _fail(path, f"{key!r} must be a non-empty list of strings")
+
+
+def _check_record(path, record, schema, where):
+    """Check ``record`` (a dict) against a schema table (:data:`TRAINING`, :data:`DIAGNOSTICS` …)."""
+    if not isinstance(record, dict):
+        _fail(path, f"{where!r} must be an object, not {_show(record)}")
+    for key in schema.get("required", ()):
+        if key not in record:
+            _fail(path, f"'{where}.{key}' is missing")
+    for key, kind in schema["fields"].items():
+        if key not in record or (kind.endswith("?") and record[key] is None):
+            continue
+        valid, what = KINDS[kind.rstrip("?")]
+        if not valid(record[key]):
+            _fail(path, f"'{where}.{key}' must be {what}{' or null' if kind.endswith('?') else ''}, "
+                        f"not {_show(record[key])}")
+    for key, companions in schema.get("needs", {}).items():
+        if record.get(key) is not None:
+            for companion in companions:
+                if companion not in record:
+                    _fail(path, f"'{where}.{companion}' is missing (it comes with '{where}.{key}')")
+
+
+def _check_statistics(path, statistics, d, k):
+    """The regression statistics: the record, then the shape of every per-coefficient and per-output field."""
+    from .summary import PER_COEFFICIENT, PER_OUTPUT
+
+    _check_record(path, statistics, STATISTICS, "statistics")
+    p = len(statistics["names"])
+    if p not in (d, d + 1):
+        _fail(path, f"'statistics.names' must name {d} or {d + 1} coefficients, not {p}")
+    real = _is_real
+    for key in PER_COEFFICIENT + PER_OUTPUT:
+        value = statistics.get(key)
+        if value is None:
+            _fail(path, f"'statistics.{key}' is missing")
+        width = p if key in PER_COEFFICIENT else None
+        rows = [value] if k == 1 else value if isinstance(value, list) and len(value) == k else None
+        fine = rows is not None and all(
+            real(row) if width is None else isinstance(row, list) and len(row) == width and all(map(real, row))
+            for row in rows
+        )
+        if not fine:
+            shape = ("a number" if width is None else f"a list of {width} numbers") if k == 1 else (
+                f"a list of {k} numbers" if width is None else f"{k} lists of {width} numbers")
+            _fail(path, f"'statistics.{key}' must be {shape}, not {_show(value)}")
+
+
+def read_document(path):
+    """Read and validate a model file; returns the document (dict).
+
+    Every field the model needs, and every field ``gradfit inspect`` prints,
+    is checked for type and shape against the schema above; the arrays are
+    added as ``_coef`` (k, d), ``_intercept`` (k,), ``_center`` and ``_scale`` (d,).
+
+    Raises
+    ------
+    ModelFileError
+        One line naming the file and what is wrong with it.
+    """
+    path = os.fspath(path)
+    document = load_json(path, what="model file", max_bytes=MAX_BYTES, max_values=MAX_VALUES,
+                         max_depth=MAX_DEPTH, error=ModelFileError)
+    _check_version(path, document)
+    if not isinstance(document.get("gradfit_version", ""), str):
+        _fail(path, f"'gradfit_version' must be a string, not {_show(document['gradfit_version'])}")
+    features = _names(path, document, "feature_names")
+    targets = _names(path, document, "target_names")
     d, k = len(features), len(targets)
     coef = document.get("coef")
     if not isinstance(coef, list) or len(coef) != k:
-        _fail(path, f"'coef' must be a list of {k} rows of {d} numbers")
-    rows = [_list_of_numbers(path, {"row": row}, "row", d) for row in coef]
-    document["_coef"] = np.vstack(rows)
-    document["_intercept"] = _list_of_numbers(path, document, "intercept", k)
-    document["_center"] = _list_of_numbers(path, document, "center", d, ["standardization"])
-    document["_scale"] = _list_of_numbers(path, document, "scale", d, ["standardization"])
-    if not isinstance(document.get("settings"), dict) or not isinstance(document.get("training"), dict):
-        _fail(path, "'settings' and 'training' must be objects")
+        rows = f"{k} row{'s' if k != 1 else ''}"
+        _fail(path, f"'coef' must be a list of {rows} of {d} numbers (one row per target)")
+    document["_coef"] = np.vstack([_numbers(path, row, f"coef[{j}]", d) for j, row in enumerate(coef)])
+    document["_intercept"] = _numbers(path, document.get("intercept"), "intercept", k)
+    standardization = document.get("standardization")
+    if not isinstance(standardization, dict):
+        _fail(path, "'standardization' must be an object with 'center' and 'scale'")
+    document["_center"] = _numbers(path, standardization.get("center"), "standardization.center", d)
+    document["_scale"] = _numbers(path, standardization.get("scale"), "standardization.scale", d)
+    if not np.all(document["_scale"] > 0):
+        _fail(path, "'standardization.scale' must hold positive numbers only")
+    if not isinstance(document.get("settings"), dict):
+        _fail(path, "'settings' must be an object")
+    _check_record(path, document.get("training"), TRAINING, "training")
+    if document.get("diagnostics") is not None:
+        _check_record(path, document["diagnostics"], DIAGNOSTICS, "diagnostics")
+    if document.get("statistics") is not None:
+        _check_statistics(path, document["statistics"], d, k)
     return document

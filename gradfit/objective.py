@@ -40,7 +40,9 @@ class Objective:
 
     def curvature(self):
         """``L`` of the smooth part: the engine's plus the L2 penalty's."""
-        extra = self.penalty.curvature(self.scaling.scale) if self.penalty is not None else 0.0
+        extra = 0.0
+        if self.penalty is not None:
+            extra = self.penalty.curvature(self.scaling.scale, self.engine.n_outputs)
         return self.engine.curvature() + extra
 
     @property

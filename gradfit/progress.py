@@ -1,8 +1,29 @@
-"""Training callbacks that show progress (the tutorial's ``Epoch: i Cost: c`` lines)."""
+"""Watching training run, and stopping it cleanly with Ctrl-C.
+
+Both are training-loop callbacks (``on_epoch_end(epoch, cost, params)``, see
+:func:`gradfit.train.train`), used alike by the estimator (``verbose``) and the
+command line:
+
+* :func:`reporter` picks how progress is shown: on a terminal a live bar
+  (rich: epoch, cost, epochs per second, time left, and rows read for a file
+  source); elsewhere (a pipe, a log file, a notebook's captured output) the
+  tutorial's ``Epoch: i Cost: c`` lines, thinned for long runs; nothing when quiet.
+* :class:`Interrupt` turns the first Ctrl-C during a fit into a request to stop
+  at the end of the current epoch, so the parameters reached so far are kept
+  (``stop_reason="interrupted"``); a second Ctrl-C aborts at once.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
+import threading
+import time
+
+#: seconds between redraws of the live bar (updating it every epoch of a
+#: statistics-engine fit, microseconds each, would cost more than the epochs)
+REFRESH_SECONDS = 0.1
 
 
 def thinning(epochs, lines=50):
@@ -28,6 +49,201 @@ class PrintProgress:
         """Print the last epoch if thinning skipped it (training stopped early)."""
         if getattr(self, "last", None) is not None:
             self._print(*self.last)
+            self.last = None
 
     def _print(self, epoch, cost):
         print(f"Epoch: {epoch} Cost: {cost:.10g}", file=self.stream or sys.stdout, flush=True)
+
+
+class BarProgress:
+    """A live progress bar on a terminal (rich); use as a context manager around the fit.
+
+    One row for the epochs (done/total, the last cost, epochs per second, time
+    left) and, when ``source`` is given, one for the rows read in the current
+    pass over it (the statistics pass, or every epoch of the pass engine).
+    """
+
+    def __init__(self, epochs, stream, source=None):
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.epochs = epochs
+        self.source = source
+        self.progress = Progress(
+            TextColumn("{task.description:<7}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"),
+            _rate_column(),
+            TimeRemainingColumn(),
+            console=Console(file=stream),
+            refresh_per_second=1 / REFRESH_SECONDS,
+        )
+        self.done = 0
+        self.cost = None
+        self.shown = 0.0
+        self.rows_task = None
+
+    def __enter__(self):
+        self.progress.start()
+        if self.source is not None:
+            self.rows_task = self.progress.add_task(
+                "rows", total=self.source.n_samples, info="", unit="rows"
+            )
+            self._restore = _watch_chunks(self.source, self._on_chunk)
+        self.epoch_task = self.progress.add_task("epochs", total=self.epochs, info="", unit="epochs")
+        return self
+
+    def __exit__(self, *exc):
+        if self.rows_task is not None:
+            self._restore()
+        self._show()
+        self.progress.stop()
+        return False
+
+    def _on_chunk(self, chunk):
+        if chunk is None:  # the pass ended: a CSV's row count is known from now on
+            task = self.progress.tasks[self.rows_task]
+            self.progress.update(self.rows_task, total=self.source.n_samples or task.completed)
+            return
+        if chunk.start == 0:  # a new pass over the source
+            self.progress.reset(self.rows_task, total=self.source.n_samples, info="", unit="rows")
+        self.progress.advance(self.rows_task, chunk.n_rows)
+
+    def on_epoch_end(self, epoch, cost, params):
+        self.done += 1
+        self.cost = cost
+        now = time.monotonic()
+        if now - self.shown >= REFRESH_SECONDS:
+            self.shown = now
+            self._show()
+
+    def on_train_end(self):
+        """Training ended before ``epochs`` (converged, or Ctrl-C): the bar ends full, not frozen mid-way."""
+        self.progress.update(self.epoch_task, total=max(self.done, 1))
+
+    def _show(self):
+        info = "" if self.cost is None else f"cost {self.cost:.6g}"
+        self.progress.update(self.epoch_task, completed=self.done, info=info)
+
+
+def _rate_column():
+    """A rich column: items per second in the task's unit (rich is imported only for a bar)."""
+    from rich.progress import ProgressColumn
+    from rich.text import Text
+
+    class RateColumn(ProgressColumn):
+        """Items per second, in the task's own unit (epochs/s, rows/s)."""
+
+        def render(self, task):
+            speed = task.finished_speed or task.speed
+            return Text("" if not speed else f"{speed:,.0f} {task.fields['unit']}/s", style="progress.data.speed")
+
+    return RateColumn()
+
+
+
+def _watch_chunks(source, on_chunk):
+    """Call ``on_chunk`` for every chunk ``source`` yields, and with ``None`` when a pass ends.
+
+    Until the returned function is called, which undoes it.
+
+    The engines read a source only through ``chunks()`` (directly or via
+    ``reduce``), so shadowing that method on this one object, for the length of
+    the fit, sees every row read without the engines knowing.
+    """
+    had_own = "chunks" in vars(source)
+    original = source.chunks
+
+    def chunks(*args, **kwargs):
+        for chunk in original(*args, **kwargs):
+            on_chunk(chunk)
+            yield chunk
+        on_chunk(None)
+
+    source.chunks = chunks
+
+    def restore():
+        if had_own:
+            source.chunks = original
+        else:
+            del source.chunks
+
+    return restore
+
+
+@contextlib.contextmanager
+def reporter(epochs, *, stream=None, quiet=False, every=None, source=None):
+    """The progress callbacks for one fit, as a context manager yielding a tuple.
+
+    Parameters
+    ----------
+    epochs : int
+        The most epochs the fit will run (the bar's total).
+    stream : file, default sys.stdout
+    quiet : bool
+        Show nothing (yields an empty tuple).
+    every : int, optional
+        For the printed lines: every ``every`` epochs (default: :func:`thinning`).
+    source : Source, optional
+        A file source: the live bar also shows the rows read.
+    """
+    stream = stream or sys.stdout
+    if quiet:
+        yield ()
+        return
+    isatty = getattr(stream, "isatty", None)
+    if isatty is not None and isatty():
+        from .sources import FileSource
+
+        with BarProgress(epochs, stream, source if isinstance(source, FileSource) else None) as bar:
+            yield (bar,)
+        return
+    yield (PrintProgress(epochs, every=every, stream=stream),)
+
+
+class Interrupt:
+    """While active (``with``), Ctrl-C asks training to stop at the end of the epoch.
+
+    A callback: :meth:`on_epoch_end` returns true once SIGINT has arrived, and
+    the training loop then stops with ``stop_reason="interrupted"``, keeping the
+    parameters of the last finished epoch. A second Ctrl-C raises
+    ``KeyboardInterrupt`` at once (an epoch over a large file can be long).
+    The previous handler is restored on exit. Outside the main thread, where
+    Python cannot install signal handlers, it does nothing.
+    """
+
+    message = "gradfit: stopping at the end of this epoch (Ctrl-C again to abort now)"
+
+    def __init__(self, stream=None):
+        self.stream = stream
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.getsignal(signal.SIGINT)
+            # None: a handler installed from C, which could not be put back.
+            if previous is not None:
+                signal.signal(signal.SIGINT, self._handle)
+                self._previous = previous
+        return self
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+        return False
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        stream = self.stream or sys.stderr
+        try:
+            print(f"\n{self.message}", file=stream, flush=True)
+        except (OSError, ValueError):  # a closed stream must not turn Ctrl-C into a crash
+            pass
+
+    def on_epoch_end(self, epoch, cost, params):
+        return self.requested

@@ -14,8 +14,10 @@ from .penalties import ElasticNet
 
 OPTIMIZERS = {
     "gd": optimizers.gd,
-    "momentum": optimizers.momentum,
-    "nesterov": optimizers.nesterov,
+    "momentum": lambda schedule, steps_per_epoch=1, restart=None: optimizers.momentum(
+        schedule, steps_per_epoch, MOMENTUM_DECAY, restart),
+    "nesterov": lambda schedule, steps_per_epoch=1, restart=None: optimizers.nesterov(
+        schedule, steps_per_epoch, MOMENTUM_DECAY, restart),
     "adam": optimizers.adam,
     "cg": optimizers.cg,
 }
@@ -33,15 +35,29 @@ PENALTIES = {
 }
 
 SCHEDULES = {
+    "auto": None,  # resolved by schedules.auto from the loss and the batch size
     "constant": lambda rate, power_t, step_size, gamma: schedules.constant(rate),
     "invscaling": lambda rate, power_t, step_size, gamma: schedules.inverse_scaling(rate, power_t),
     "step": lambda rate, power_t, step_size, gamma: schedules.step_decay(rate, step_size, gamma),
 }
 
-#: the step ``learning_rate="auto"`` takes, as a multiple of 1/L (or a constant for Adam,
-#: whose per-coordinate normalization makes 1/L meaningless)
+#: the step ``learning_rate="auto"`` takes, as a multiple of 1/L (L the largest
+#: eigenvalue of the Hessian of the smooth part of the cost, or of a minibatch's,
+#: see :func:`gradfit.fitting.base_learning_rate`); ``None`` where 1/L is not the
+#: unit: Adam (its per-coordinate normalization makes its step a distance in
+#: the coefficients' units, ``ADAM_AUTO_RATE`` × the target's root mean square)
+#: and cg (an exact line search sets every step)
 AUTO_RATE = {"gd": 1.0, "momentum": 1.0, "nesterov": 1.0, "adam": None, "cg": None}
+#: β of ``momentum`` and ``nesterov``; without restarts (minibatches, partial_fit)
+#: their ``"auto"`` step is ``(1 − β)/L``, see :func:`gradfit.fitting.base_learning_rate`
+MOMENTUM_DECAY = 0.9
 ADAM_AUTO_RATE = 0.01
+#: ``absolute_error``: its subgradient ``mean(sign(r) x)`` does not shrink with the
+#: residuals, so the step must carry the target's units. ``"auto"`` takes
+#: ``η = 2·rms(y)/L``, ``L`` the squared error's: that is ``1/L`` of the quadratic
+#: ``r²/(2 rms(y))``, which has ``|r|``'s value and slope at residuals of the
+#: size they start at (``r = −y`` from zero)
+ABSOLUTE_ERROR_AUTO_FACTOR = 2.0
 
 
 def lookup(table, kind, name):

@@ -5,8 +5,8 @@ For the squared error, ``J`` and ``∇J`` depend on the data only through the
 One pass collects them; after that every epoch costs O(d²), and its iterates
 are those of a data pass (``../shared/DESIGN.md``).
 
-Accumulation is per chunk *centred* (the chunk's own mean removed) and chunks
-are merged with Chan, Golub & LeVeque's pairwise update
+Accumulation is per block of rows *centred* (the block's own mean removed)
+and blocks and chunks are merged with Chan, Golub & LeVeque's pairwise update
 
     n = nₐ + n_b,   δ = μ_b − μₐ,   μ = μₐ + δ n_b/n,   S = Sₐ + S_b + δδᵀ nₐn_b/n,
 
@@ -22,6 +22,7 @@ import scipy.linalg
 
 from ..errors import DataError
 from ..sources import check_finite
+from .blocks import MOMENTS_BLOCK_BYTES, MOMENTS_MIN_ROWS, block_rows, scratch
 
 
 @dataclass
@@ -54,69 +55,168 @@ class Statistics:
 
 @dataclass
 class Moments:
-    """Partial sums of one or more chunks, merged pairwise (:func:`merge`)."""
+    """Partial sums of one or more blocks, merged pairwise (:func:`merge`).
+
+    ``scatter`` and ``diagonal`` are about ``mean`` *as stored* (rounded to
+    float64), and ``residual = Σ v (z − mean)`` is what that rounding leaves
+    (zero in exact arithmetic); carrying it makes every merge exact to first
+    order in the rounding of the means (see :func:`merge`).
+    """
 
     count: int
     total: float
     mean: np.ndarray
     scatter: np.ndarray | None
     diagonal: np.ndarray
+    residual: np.ndarray
 
 
 def chunk_moments(chunk, full, source):
-    """The :class:`Moments` of one chunk, centred on the chunk's own mean.
+    """The :class:`Moments` of one chunk: its blocks centred on their own means, merged.
 
-    ``source`` is used only to name a bad value in the error message.
+    The chunk is walked in blocks of about :data:`~gradfit.engines.blocks.MOMENTS_BLOCK_BYTES`
+    (whatever size the source's chunks are), so the float64 copy each block
+    needs stays in cache and is the only copy made. ``source`` is used only to
+    name a bad value in the error message.
     """
-    d = chunk.X.shape[1]
     n = chunk.n_rows
-    width = d + chunk.y.shape[1]
     if n == 0:
         return None
-    # One float64 copy of the chunk (it fits in cache): z = [X, y], then centred.
-    z = np.empty((n, width))
-    z[:, :d] = chunk.X
-    z[:, d:] = chunk.y
-    weight = chunk.sample_weight
+    width = chunk.X.shape[1] + chunk.y.shape[1]
+    rows = block_rows(width, MOMENTS_BLOCK_BYTES, MOMENTS_MIN_ROWS)
+    moments = None
+    # An overflow is found from the sums and named below; NumPy's warning would
+    # only add lines to the one-line error (or a traceback under -W error).
+    with np.errstate(over="ignore", invalid="ignore"):
+        for start in range(0, n, rows):
+            stop = start + rows
+            weight = None if chunk.sample_weight is None else chunk.sample_weight[start:stop]
+            block = block_moments(chunk.X[start:stop], chunk.y[start:stop], weight, full)
+            if isinstance(block, int):
+                check_finite(source, chunk)  # names the NaN, inf or negative weight; else the sum overflowed
+                _raise_overflow(source, block)
+            _check_underflow(block, chunk.X[start:stop], chunk.y[start:stop], weight, source)
+            moments = block if moments is None else merge(moments, block)
+    return moments
+
+
+#: a scatter below this has lost digits to squares that underflow (subnormal or zero)
+TINY_SCATTER = np.finfo(float).tiny / np.finfo(float).eps
+
+
+def _check_underflow(block, X, y, weight, source):
+    """Refuse a column whose values differ but whose centred squares underflow float64.
+
+    Its scatter would read as zero (a constant column, silently left out of the
+    model) or keep only a few digits. Cheap: a column is looked at only when
+    its scatter is already that small, which real data never are.
+    """
+    for column in np.flatnonzero(block.diagonal < TINY_SCATTER):
+        d = X.shape[1]
+        values = X[:, column] if column < d else y[:, column - d]
+        if weight is not None:
+            values = values[weight > 0]
+        mean = block.mean[column]
+        spread = float(np.max(np.abs(values - mean))) if values.size else 0.0
+        if spread > 1e-12 * abs(mean):  # else constant, to rounding (as gradfit.scaling decides)
+            raise DataError(
+                f"values in {source.describe()}, column {source.column_name(int(column))!r}, are too "
+                f"small: they differ by about {spread:.1e}, whose squares underflow float64; rescale that column"
+            )
+
+
+def block_moments(X, y, weight, full):
+    """The :class:`Moments` of one block of rows, centred on its own (weighted) mean.
+
+    Parameters
+    ----------
+    X : ndarray of shape (m, d), float32 or float64
+    y : ndarray of shape (m, k)
+    weight : ndarray of shape (m,) or None
+    full : bool
+        The whole scatter ``zᵀz`` (BLAS ``syrk``) or only its diagonal.
+
+    Returns
+    -------
+    Moments, or int
+        The index of a column whose sum is not finite (a NaN, an inf, an
+        overflow, or a negative or non-finite weight, reported as column 0),
+        for the caller to name.
+    """
+    m, d = X.shape
+    width = d + y.shape[1]
+    # The one copy: z = [1, X, y] in float64 (float32 widened here), reused from
+    # block to block. The leading column (ones, or √v) makes the same syrk also
+    # give the count and Σ v (z − μ), the residual of the rounded mean.
+    z = scratch("moments", m, width + 1)
+    values = z[:, 1:]
+    values[:, :d] = X
+    values[:, d:] = y
     if weight is None:
-        total = float(n)
-        mean = np.add.reduce(z, axis=0) / n
+        total = float(m)
+        mean = np.add.reduce(values, axis=0) / m
+        z[:, 0] = 1.0
     else:
         total = float(np.sum(weight))
         if not np.isfinite(total) or np.any(weight < 0):
-            check_finite(source, chunk)
+            return 0
         if total == 0:
-            return Moments(n, 0.0, np.zeros(width), np.zeros((width, width)) if full else None, np.zeros(width))
-        mean = (weight @ z) / total
+            zeros = np.zeros(width)
+            return Moments(m, 0.0, zeros, np.zeros((width, width)) if full else None, zeros.copy(), zeros.copy())
+        mean = (weight @ values) / total
     if not np.all(np.isfinite(mean)):
-        check_finite(source, chunk)  # names the NaN or inf; else the sum overflowed
-        _raise_overflow(source, np.argmax(~np.isfinite(mean)))
-    z -= mean
+        return int(np.argmax(~np.isfinite(mean)))
+    values -= mean
     if weight is not None:
-        z *= np.sqrt(weight)[:, None]
+        z[:, 0] = np.sqrt(weight)
+        values *= z[:, :1]
     if full:
-        scatter = z.T @ z
-        return Moments(n, total, mean, scatter, np.diagonal(scatter).copy())
-    return Moments(n, total, mean, None, np.einsum("ij,ij->j", z, z))
+        product = z.T @ z  # NumPy computes zᵀz with syrk: half the flops of a general product
+        scatter = product[1:, 1:]
+        return Moments(m, total, mean, scatter, np.diagonal(scatter).copy(), product[0, 1:].copy())
+    return Moments(m, total, mean, None, np.einsum("ij,ij->j", values, values), z[:, 0] @ values)
 
 
 def merge(a, b):
-    """Chan, Golub & LeVeque's pairwise merge of two :class:`Moments` (``a`` may be reused)."""
+    """Chan, Golub & LeVeque's pairwise merge of two :class:`Moments` (``a`` may be reused).
+
+    Written about the merged mean ``μ`` rather than with Chan's ``δδᵀ nₐn_b/n``:
+    with ``dₐ = μₐ − μ`` (a difference of nearby numbers: exact) and the
+    residuals ``rₐ = Σ v (z − μₐ)``,
+
+        S = Sₐ + S_b + Σ_parts [ n ddᵀ + r dᵀ + d rᵀ ],      r = rₐ + r_b + nₐdₐ + n_b d_b,
+
+    which is the scatter about the stored ``μ`` exactly, whatever the rounding
+    of the means. Chan's formula assumes exact means; with rounded ones its
+    error is first order in ``ε|μ|``: 1e-9 relative on columns of offset 1e8
+    and spread 1, against 1e-15 here. :func:`accumulate` removes the final
+    residual (``S − rrᵀ/n``, a second-order correction).
+    """
     if a is None or a.total == 0:
-        return b if a is None else Moments(a.count + b.count, b.total, b.mean, b.scatter, b.diagonal)
+        if a is None:
+            return b
+        return Moments(a.count + b.count, b.total, b.mean, b.scatter, b.diagonal, b.residual)
     if b is None:
         return a
     if b.total == 0:
         a.count += b.count
         return a
     total = a.total + b.total
-    delta = b.mean - a.mean
-    factor = a.total * b.total / total
-    a.diagonal += b.diagonal + factor * delta * delta
+    mean = a.mean + (b.mean - a.mean) * (b.total / total)
+    residual = a.residual + b.residual
+    a.diagonal += b.diagonal
     if a.scatter is not None:
         a.scatter += b.scatter
-        a.scatter += factor * np.outer(delta, delta)
-    a.mean = a.mean + delta * (b.total / total)
+    for part in (a, b):
+        shift = part.mean - mean
+        moment = part.total * shift + part.residual
+        residual += part.total * shift
+        a.diagonal += (moment + part.residual) * shift
+        if a.scatter is not None:
+            a.scatter += np.outer(moment, shift)
+            a.scatter += np.outer(shift, part.residual)
+    a.mean = mean
+    a.residual = residual
     a.count += b.count
     a.total = total
     return a
@@ -138,17 +238,24 @@ def accumulate(source, full=True):
         On a NaN or infinite value (naming its row and column), a negative
         weight, values whose squares overflow, or no rows at all.
     """
-    moments = source.reduce(lambda chunk: chunk_moments(chunk, full, source), merge)
+    with np.errstate(over="ignore", invalid="ignore"):  # merges that overflow are named just below
+        moments = source.reduce(lambda chunk: chunk_moments(chunk, full, source), merge)
     if moments is None or moments.count == 0:
         raise DataError(f"{source.describe()} has no data rows")
     if moments.total == 0:
         raise DataError(f"the sample weights in {source.describe()} sum to zero")
     if not np.all(np.isfinite(moments.diagonal)):
         _raise_overflow(source, int(np.argmax(~np.isfinite(moments.diagonal))))
-    diagonal = np.diagonal(moments.scatter).copy() if full else moments.diagonal
-    return Statistics(
-        source.n_features, source.n_outputs, moments.count, moments.total, moments.mean, moments.scatter, diagonal
-    )
+    # From the stored mean to the exact one: μ + r/n, and S − rrᵀ/n (second order).
+    correction = moments.residual / moments.total
+    mean = moments.mean + correction
+    scatter = None
+    if full:
+        scatter = moments.scatter - np.outer(moments.residual, correction)
+        diagonal = np.diagonal(scatter).copy()
+    else:
+        diagonal = moments.diagonal - moments.residual * correction
+    return Statistics(source.n_features, source.n_outputs, moments.count, moments.total, mean, scatter, diagonal)
 
 
 def _raise_overflow(source, column):

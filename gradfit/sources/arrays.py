@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Chunk, Source
+from .base import Chunk, Source, fold_in_threads, worker_threads
 
 
 class ArraySource(Source):
@@ -52,6 +52,17 @@ class ArraySource(Source):
             stop = start + step
             weight = None if self.sample_weight is None else self.sample_weight[start:stop]
             yield Chunk(self.X[start:stop], self.y[start:stop], weight, start)
+
+    def reduce(self, function, combine):
+        """The fold of :meth:`Source.reduce`, with the chunks' work spread over threads.
+
+        The chunks are views, so handing them to threads copies nothing; the
+        result is the serial fold's (see :func:`~gradfit.sources.base.fold_in_threads`).
+        """
+        threads = worker_threads()
+        if threads < 2 or self.n_samples <= self.rows_per_chunk():
+            return super().reduce(function, combine)
+        return fold_in_threads(function, combine, self.chunks(), threads)
 
     def take(self, rows):
         weight = None if self.sample_weight is None else self.sample_weight[rows]

@@ -7,9 +7,11 @@ line, for CSV).
 
 from __future__ import annotations
 
+import collections
 import csv
 import glob
 import os
+import re
 
 import numpy as np
 import pyarrow as pa
@@ -23,6 +25,9 @@ CSV_SUFFIXES = (".csv", ".tsv", ".txt", ".csv.gz", ".tsv.gz")
 PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
 # pyarrow's default spellings of a missing value in CSV (ConvertOptions.null_values)
 NULL_SPELLINGS = frozenset(pa_csv.ConvertOptions().null_values)
+# What pyarrow reads as a number: Python's float() also takes "1_000" and other
+# digits than ASCII, which would hide the bad value from _locate_csv_error.
+NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|[+-]?(inf|infinity)", re.IGNORECASE | re.ASCII)
 
 
 def file_format(path):
@@ -38,12 +43,14 @@ def file_format(path):
     )
 
 
-def _check_readable(path):
+def _check_readable(path, format):
     if glob.has_magic(str(path)):
         return
     if not os.path.exists(path):
         raise DataError(f"file {str(path)!r} not found")
     if os.path.isdir(path):
+        if format == "csv":
+            raise DataError(f"file {str(path)!r} is a folder, not a CSV file (only Parquet files are read from folders)")
         return
     if not os.access(path, os.R_OK):
         raise DataError(f"file {str(path)!r} cannot be read (permission denied)")
@@ -81,17 +88,21 @@ class FileSource(Source):
     def __init__(self, path, target, features=None, sample_weight=None, batch_rows=65536):
         self.path = os.fspath(path)
         self.format = file_format(self.path)
-        _check_readable(self.path)
+        _check_readable(self.path, self.format)
         self.batch_rows = int(batch_rows)
         targets = [target] if isinstance(target, str) else list(target)
         if not targets and features is None:
-            raise DataError("no target column given")
+            raise DataError(f"{self.describe()}: no target column given")
         self._open()
         columns = self.schema.names
+        targets = [_resolve(name, columns) for name in targets]
+        features = None if features is None else [_resolve(name, columns) for name in features]
+        sample_weight = _resolve(sample_weight, columns) if sample_weight else sample_weight
         missing = [c for c in targets + list(features or []) + ([sample_weight] if sample_weight else []) if c not in columns]
         if missing:
             raise DataError(
-                f"{self.describe()} has no column {missing[0]!r}; its columns are: {', '.join(columns)}"
+                f"{self.describe()} has no column {missing[0]!r}; its columns are: "
+                f"{', '.join(_show_name(c) for c in columns[:50])}{', ...' if len(columns) > 50 else ''}"
             )
         if features is None:
             features = [c for c in columns if c not in targets and c != sample_weight]
@@ -100,7 +111,8 @@ class FileSource(Source):
             raise DataError(f"{self.describe()} has no feature columns besides the target")
         overlap = set(features) & set(targets)
         if overlap:
-            raise DataError(f"column {sorted(overlap)[0]!r} is both a feature and a target")
+            raise DataError(f"{self.describe()}: column {sorted(overlap)[0]!r} is both a feature and a target")
+        _check_unique(self, columns, features + targets + ([sample_weight] if sample_weight else []))
         self.feature_names = features
         self.target_names = targets
         self.weight_name = sample_weight
@@ -113,6 +125,8 @@ class FileSource(Source):
                 raise DataError(
                     f"{self.describe()}, column {name!r}: type {self.schema.field(name).type} is not numeric"
                 )
+        if self.format == "parquet" and len(self.fragments) > 1:
+            self._check_fragments()
         feature_types = [self.schema.field(name).type for name in features]
         self.dtype = np.dtype(
             np.float32 if all(t == pa.float32() for t in feature_types) else np.float64
@@ -123,12 +137,16 @@ class FileSource(Source):
 
     def _open(self):
         if self.format == "csv":
+            self._check_utf8_bom()
             try:
                 reader = pa_csv.open_csv(self.path, read_options=pa_csv.ReadOptions(block_size=1 << 20))
                 self.schema = reader.schema
+                self.schema.names  # decoded here: a header in another encoding fails now, not later
                 reader.close()
             except pa.ArrowInvalid as exc:
                 raise self._locate_csv_error(exc, columns=()) from None
+            except UnicodeDecodeError:
+                raise DataError(f"{self.describe()}: the header is not UTF-8 text; save the file as UTF-8") from None
             except OSError as exc:
                 raise DataError(f"{self.describe()}: {_first_line(exc)}") from None
             self.dataset = None
@@ -137,10 +155,22 @@ class FileSource(Source):
                 self.dataset = pa_ds.dataset(self._parquet_files(), format="parquet")
                 self.schema = self.dataset.schema
             except (pa.ArrowInvalid, OSError) as exc:
-                raise DataError(f"{self.describe()}: not a readable Parquet file ({_first_line(exc)})") from None
+                raise DataError(f"{self.describe()} is not a readable Parquet file ({_parquet_reason(exc)})") from None
             self.fragments = list(self.dataset.get_fragments())
         if not self.schema.names:
             raise DataError(f"{self.describe()} has no columns")
+
+    def _check_utf8_bom(self):
+        """Refuse UTF-16 and UTF-32 text by its byte-order mark: pyarrow would read it as odd fields."""
+        if self.path.lower().endswith(".gz"):
+            return
+        try:
+            with open(self.path, "rb") as handle:
+                start = handle.read(4)
+        except OSError:
+            return  # pyarrow's own error names the problem
+        if start.startswith((b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff")):
+            raise DataError(f"{self.describe()} is UTF-16 or UTF-32 text; gradfit reads CSV as UTF-8: save it as UTF-8")
 
     def _parquet_files(self):
         if glob.has_magic(self.path):
@@ -157,6 +187,19 @@ class FileSource(Source):
         if not files:
             raise DataError(f"{self.describe()}: no Parquet files found")
         return files
+
+    def _check_fragments(self):
+        """Every file of a folder has the columns, as numbers: the dataset's schema is only the first file's."""
+        for fragment in self.fragments:
+            schema = fragment.physical_schema
+            name = os.path.basename(fragment.path)
+            for column in self.columns:
+                if column not in schema.names:
+                    raise DataError(f"{self.describe()}: {name} has no column {column!r}")
+                if not _numeric(schema.field(column).type):
+                    raise DataError(
+                        f"{self.describe()}: {name}, column {column!r}: type {schema.field(column).type} is not numeric"
+                    )
 
     def _count_rows(self):
         if self.format == "csv":
@@ -203,7 +246,13 @@ class FileSource(Source):
             )
             yield from reader
         else:
-            yield from self.dataset.to_batches(columns=self.columns, batch_size=self.batch_rows)
+            # pre_buffer (the default) reads ahead without bound: a 1 GiB file took
+            # 1.4 GiB of memory. Without it, memory is a few row groups whatever the size.
+            yield from self.dataset.to_batches(
+                columns=self.columns,
+                batch_size=self.batch_rows,
+                fragment_scan_options=pa_ds.ParquetFragmentScanOptions(pre_buffer=False),
+            )
 
     def chunks(self):
         start = 0
@@ -213,10 +262,29 @@ class FileSource(Source):
                     part = batch.slice(offset, self.batch_rows)
                     yield self._to_chunk(part, start)
                     start += part.num_rows
-        except pa.ArrowInvalid as exc:
-            raise self._locate_csv_error(exc) from None
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+            if self.format == "csv":
+                raise self._locate_csv_error(exc) from None
+            raise DataError(f"{self.describe()}: {_first_line(exc)}") from None
         if self.n_samples is None:
             self.n_samples = start
+
+    _row_cache = None
+
+    def take(self, rows):
+        """The sorted rows ``rows``, for minibatches: same rows, dtype and order as arrays in memory.
+
+        The first call writes the needed columns once to an anonymous binary
+        file in ``TMPDIR`` (:class:`~gradfit.sources.rowcache.RowCache`: one
+        more pass, disk of about the data's float64 size, no memory); every
+        minibatch then reads only its rows from it, since neither CSV nor a
+        Parquet row group can be read from the middle.
+        """
+        if self._row_cache is None:
+            from .rowcache import RowCache
+
+            self._row_cache = RowCache(self)
+        return self._row_cache.take(rows)
 
     def _to_chunk(self, batch, start):
         n = batch.num_rows
@@ -227,10 +295,12 @@ class FileSource(Source):
                 index = j if j < self.n_features + self.n_outputs else -1
                 raise DataError(f"missing value in {self.describe()} at {self.where(start + row, index)}")
         d, k = self.n_features, self.n_outputs
-        X = np.empty((n, d), dtype=self.dtype)
+        # Column-major: Arrow holds columns, and copying each one whole is 4-5 times
+        # faster than scattering it across rows (the engines take either order).
+        X = np.empty((n, d), dtype=self.dtype, order="F")
         for j in range(d):
             X[:, j] = columns[j].to_numpy(zero_copy_only=False)
-        y = np.empty((n, k), dtype=np.float64)
+        y = np.empty((n, k), dtype=np.float64, order="F")
         for j in range(k):
             y[:, j] = columns[d + j].to_numpy(zero_copy_only=False)
         weight = columns[-1].to_numpy(zero_copy_only=False).astype(np.float64) if self.has_weights else None
@@ -244,32 +314,71 @@ class FileSource(Source):
         """
         columns = self.columns if columns is None else list(columns)
         try:
-            with open(self.path, newline="", encoding="utf-8", errors="replace") as handle:
+            # utf-8-sig: pyarrow drops a byte-order mark from the first name, so must this
+            with open(self.path, newline="", encoding="utf-8-sig", errors="replace") as handle:
                 reader = csv.reader(handle)
                 header = next(reader)
                 wanted = [header.index(name) for name in columns]
+                line = reader.line_num + 1  # where the next record starts: a quoted field may span lines
                 for fields in reader:
                     if len(fields) != len(header):
                         if not fields:
+                            line = reader.line_num + 1
                             continue  # a blank line, which pyarrow skips too
                         return DataError(
-                            f"{self.describe()}, line {reader.line_num}: {len(fields)} fields, "
-                            f"but the header has {len(header)}"
+                            f"{self.describe()}, line {line}: {len(fields)} "
+                            f"field{'s' if len(fields) != 1 else ''}, but the header has {len(header)}"
                         )
                     for name, index in zip(columns, wanted):
                         text = fields[index].strip()
                         if text in NULL_SPELLINGS:
                             continue
-                        try:
-                            float(text)
-                        except ValueError:
+                        if not NUMBER.fullmatch(text):
                             return DataError(
-                                f"{self.describe()}, line {reader.line_num}, column {name!r}: "
+                                f"{self.describe()}, line {line}, column {name!r}: "
                                 f"{fields[index]!r} is not a number"
                             )
-        except (OSError, csv.Error, StopIteration):
-            pass
+                    line = reader.line_num + 1
+        except (OSError, csv.Error, StopIteration, ValueError):
+            pass  # the file is odd in a way this reader cannot place: say what pyarrow said
         return DataError(f"{self.describe()}: {_first_line(exc)}")
+
+
+def _resolve(name, columns):
+    """The file's column for ``name``: itself, else the one column that differs only by surrounding spaces.
+
+    The command line strips the names it is given, so a header ``" price "``
+    could otherwise never be named; two such columns are left for the
+    "more than one column" and "no column" messages.
+    """
+    if name in columns:
+        return name
+    matches = [column for column in columns if column.strip() == name.strip()]
+    return matches[0] if len(matches) == 1 else name
+
+
+def _show_name(name):
+    """A column name for a list in a message: quoted when spaces, commas or nothing would hide it."""
+    plain = name and name == name.strip() and "," not in name and name.isprintable()
+    return name if plain else repr(name)
+
+
+def _check_unique(source, columns, wanted):
+    """A column named twice in the file, or given twice, cannot be told apart: say so."""
+    in_file, given = collections.Counter(columns), collections.Counter(wanted)
+    for name in wanted:
+        if in_file[name] > 1:
+            raise DataError(f"{source.describe()} has more than one column named {name!r}")
+        if given[name] > 1:
+            raise DataError(f"{source.describe()}: column {name!r} is given more than once")
+
+
+def _parquet_reason(exc):
+    """pyarrow's reason in a few words: its messages run to several sentences."""
+    text = _first_line(exc)
+    if "magic bytes" in text:
+        return "not Parquet, or damaged"
+    return text
 
 
 def _first_line(exc):

@@ -1,0 +1,70 @@
+"""Row blocks sized for the cache, and per-thread scratch arrays to hold them.
+
+A source hands an engine chunks of whatever size suits the source (a few MB
+of an array, a Parquet batch, a Dask block); the engines then walk each chunk
+in *blocks* of rows sized for what they do with them:
+
+* the fused pass reads a block from memory for ``X_b u`` and again for
+  ``X_bᵀ g``; the second read is cheap only while the block is still in the
+  core's cache. Measured on the 2-core machines here (1e6 × 100, float64, one
+  core): the second product costs +27 % of the first for 200 KB blocks and
+  +50 % for 800 KB blocks, and blocks under ~100 KB pay more in per-call
+  overhead than they save (see ``benchmarks/README.md``);
+* the moments pass copies a block into a float64 scratch array, centres it
+  and forms ``zᵀz`` (BLAS ``syrk``), which is compute-bound: bigger blocks run
+  ``syrk`` closer to its peak, up to about 2-4 MB.
+
+Scratch arrays are private to the thread that asks (sources may run the
+per-chunk function on several threads) and reused from call to call, so a pass
+allocates nothing of the size of a block.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+#: bytes of float64 rows the fused pass keeps in cache between its two products
+PASS_BLOCK_BYTES = 256 * 1024
+#: bytes of the float64 centred copy of one block in the moments pass
+MOMENTS_BLOCK_BYTES = 2 * 1024 * 1024
+#: ``syrk`` on fewer rows than this runs far from its peak, whatever the cache
+MOMENTS_MIN_ROWS = 512
+
+_local = threading.local()
+
+
+def block_rows(width, block_bytes, minimum=16):
+    """Rows of ``width`` float64 values that fill ``block_bytes`` (at least ``minimum``)."""
+    return max(int(minimum), int(block_bytes) // (8 * max(int(width), 1)))
+
+
+def scratch(name, rows, columns, order="C", ones_column=False):
+    """A float64 array of shape ``(rows, columns)``, private to this thread and reused.
+
+    Parameters
+    ----------
+    name : str
+        What it is for; arrays of different names never alias.
+    rows, columns : int
+        ``rows`` may vary between calls: a view of the first ``rows`` rows of a
+        larger array is returned (the last block of a chunk is shorter).
+    order : {"C", "F"}
+    ones_column : bool
+        Column 0 holds ones (set once, when the array is made; callers must
+        not write to it).
+
+    The contents are otherwise undefined: callers overwrite what they read.
+    """
+    arrays = getattr(_local, "arrays", None)
+    if arrays is None:
+        arrays = _local.arrays = {}
+    key = (name, columns, order, ones_column)
+    array = arrays.get(name)
+    if array is None or array[0] != key or array[1].shape[0] < rows:
+        array = (key, np.empty((max(rows, 1), columns), order=order))
+        if ones_column:
+            array[1][:, 0] = 1.0
+        arrays[name] = array
+    return array[1][:rows]

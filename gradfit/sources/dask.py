@@ -1,0 +1,607 @@
+"""Dask arrays and dataframes: the chunks stay on the workers, partial sums come back.
+
+A :class:`DaskSource` is a list of *blocks* (a Dask task each, yielding the
+NumPy ``(X, y, sample_weight)`` of consecutive rows) with known row offsets.
+:meth:`DaskSource.reduce` sends the engine's per-chunk function to the blocks,
+folds each block's sub-chunks there, and merges the blocks' results pairwise,
+in order, on the workers: one ``compute`` per call, and only the partial sums
+(O(d²) at most) reach the client. The order of the pairwise merges is fixed, so
+a result does not depend on which worker finishes first.
+
+Dask is an optional dependency (``pip install gradfit[dask]``); this module
+imports it only when a Dask source is made.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import logging
+import os
+
+import numpy as np
+
+from ..errors import DataError, GradfitError
+from .base import Chunk, Source
+
+#: a block read from a file holds about this many bytes of float64 rows
+BLOCK_BYTES = 64 * 1024 * 1024
+
+INSTALL_HINT = "pip install gradfit[dask]"
+
+
+class MissingDependencyError(GradfitError, ImportError):
+    """An optional dependency (Dask) is not installed; the message says how to get it."""
+
+
+def require(module="dask"):
+    """Import ``module`` (``dask``, ``dask.dataframe``, ``distributed``…) or fail in one line."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise MissingDependencyError(
+            f"this needs Dask, which is not installed ({module!r} cannot be imported): {INSTALL_HINT}"
+        ) from None
+
+
+def is_dask_collection(obj):
+    """True for a Dask array, dataframe or series, without importing Dask."""
+    return hasattr(type(obj), "__dask_graph__") and not isinstance(obj, type)
+
+
+# -- names: what travels to the workers ----------------------------------------
+
+
+class SourceNames(Source):
+    """The names of a source and where its values are, without its data.
+
+    The per-chunk functions engines send to the workers name bad values through
+    the source they were given (``source.where(row, column)``); a
+    :class:`DaskSource` pickles as this, so that those closures never drag the
+    collections (whose graphs may hold the data itself) along.
+
+    Parameters
+    ----------
+    kind : {"array", "frame", "csv", "parquet"}
+        How rows are named: ``X[17, 3]`` (0-based, as :class:`ArraySource`),
+        ``row 18`` (1-based), ``line 19`` (CSV, header is line 1), or the
+        Parquet file and its row.
+    label : str
+        :meth:`describe`'s text, e.g. ``"file 'data.parquet'"``.
+    fragment_starts, fragment_names : optional
+        For ``"parquet"`` with several files: each file's first row and base name.
+    """
+
+    def __init__(self, kind, label, feature_names, target_names, weight_name=None,
+                 fragment_starts=None, fragment_names=None):
+        self.kind = kind
+        self.label = label
+        self.feature_names = list(feature_names)
+        self.target_names = list(target_names)
+        self.weight_name = weight_name
+        self.fragment_starts = None if fragment_starts is None else np.asarray(fragment_starts, dtype=np.int64)
+        self.fragment_names = None if fragment_names is None else list(fragment_names)
+        self.n_features = len(self.feature_names)
+        self.n_outputs = len(self.target_names)
+        self.has_weights = weight_name is not None
+
+    def describe(self):
+        return self.label
+
+    def where(self, row, column=None):
+        if self.kind == "array":
+            if column is None:
+                return f"row {row}"
+            if column == -1:
+                return f"sample_weight[{row}]"
+            if column >= self.n_features:
+                return f"y[{row}, {column - self.n_features}]"
+            return f"X[{row}, {column}]"
+        if self.kind == "csv":
+            text = f"line {row + 2}"  # exact unless a quoted field holds a line break
+        elif self.kind == "parquet" and self.fragment_starts is not None:
+            index = int(np.searchsorted(self.fragment_starts, row, side="right")) - 1
+            text = f"row {row - self.fragment_starts[index] + 1}"
+            if len(self.fragment_names) > 1:
+                text = f"{self.fragment_names[index]} {text}"
+        else:
+            text = f"row {row + 1}"
+        if column is not None:
+            text += f", column {self.column_name(column)!r}"
+        return text
+
+    def column_name(self, column):
+        if column == -1:
+            return self.weight_name or "sample_weight"
+        return super().column_name(column)
+
+
+# -- what runs on the workers ---------------------------------------------------
+
+
+def _pack(X, y, weight, dtype):
+    """A block's ``(X, y, sample_weight)`` as the engines expect them."""
+    X = _aligned(np.asarray(X, dtype=dtype))
+    y = _aligned(np.asarray(y, dtype=np.float64))
+    if y.ndim == 1:
+        y = y[:, None]
+    return X, y, None if weight is None else _aligned(np.asarray(weight, dtype=np.float64))
+
+
+def _aligned(array):
+    # Arrays that travelled inside a graph (``da.from_array(...).persist()``) can
+    # arrive at odd addresses; NumPy then skips BLAS and the engines' products
+    # run 4-5 times slower. One copy puts them right (once, if the blocks are
+    # persisted).
+    return array if array.flags.aligned else array.copy()
+
+
+def _frame_values(frame, dtype):
+    """A pandas partition as a NumPy array; missing values become NaN (then named by the moments pass)."""
+    return frame.to_numpy(dtype=dtype, na_value=np.nan)
+
+
+def _read_parquet_block(names, path, row_groups, start, dtype):
+    """Read row groups of one Parquet file (the needed columns only) as a block."""
+    import pyarrow.parquet as pq
+
+    columns = names.feature_names + names.target_names + ([names.weight_name] if names.has_weights else [])
+    table = pq.ParquetFile(path).read_row_groups(row_groups, columns=columns, use_threads=False)
+    for j, name in enumerate(columns):
+        column = table.column(name)
+        if column.null_count:
+            row = int(np.argmax(~np.asarray(column.is_valid())))
+            index = j if j < names.n_features + names.n_outputs else -1
+            raise DataError(f"missing value in {names.describe()} at {names.where(start + row, index)}")
+    d, k = names.n_features, names.n_outputs
+    X = np.empty((table.num_rows, d), dtype=dtype)
+    for j in range(d):
+        X[:, j] = table.column(j).to_numpy()
+    y = np.empty((table.num_rows, k))
+    for j in range(k):
+        y[:, j] = table.column(d + j).to_numpy()
+    weight = table.column(d + k).to_numpy().astype(np.float64) if names.has_weights else None
+    return X, y, weight
+
+
+def _fold_block(function, combine, block, start, step):
+    """``combine``-fold of ``function`` over the block's sub-chunks of ``step`` rows.
+
+    Blocks are split like every other source's chunks, so that the fused
+    kernels of the engines work on cache-sized pieces.
+    """
+    X, y, weight = block
+    result = None
+    for offset in range(0, X.shape[0], step):
+        stop = offset + step
+        chunk = Chunk(X[offset:stop], y[offset:stop], None if weight is None else weight[offset:stop], start + offset)
+        partial = function(chunk)
+        if partial is not None:
+            result = partial if result is None else combine(result, partial)
+    return result
+
+
+def _join(combine, left, right):
+    # Each partial has exactly one consumer, so ``combine`` may reuse ``left``.
+    if left is None:
+        return right
+    if right is None:
+        return left
+    return combine(left, right)
+
+
+def _take_block(block, rows):
+    X, y, weight = block
+    return X[rows], y[rows], None if weight is None else weight[rows]
+
+
+# -- the source -----------------------------------------------------------------
+
+
+class DaskSource(Source):
+    """Rows of Dask arrays or dataframes, read where they live.
+
+    Parameters
+    ----------
+    X : dask array of shape (n_samples, n_features), or dask DataFrame
+        Numeric columns; float32 stays float32 (as for NumPy input), anything
+        else is read as float64.
+    y : dask array of shape (n_samples,) or (n_samples, n_outputs), dask Series or DataFrame
+        May also be a NumPy array or pandas object: it is then sent to the
+        workers once, in blocks matching X's.
+    sample_weight : same kinds as y, of shape (n_samples,), optional
+    feature_names, target_names : list of str, optional
+        Default: a dataframe's column names, else ``x0, x1, …`` and ``y`` (``y0, …``).
+
+    Notes
+    -----
+    Row offsets must be known: Dask arrays with unknown chunk sizes and
+    dataframes cost one counting compute when the source is made (a
+    persisted collection makes it cheap). Blocks are re-read at every pass;
+    :meth:`persist` keeps them in the workers' memory, which minibatches need
+    to be fast (each minibatch is one compute over the blocks its rows lie in).
+
+    The source pickles as its :class:`SourceNames` (names only), so that the
+    closures the engines send to the workers stay small.
+    """
+
+    def __init__(self, X, y, sample_weight=None, feature_names=None, target_names=None):
+        dask = require("dask")
+        da = require("dask.array")
+        frame_names = _column_names(X)
+        target_frame_names = _column_names(y)
+        arrays = [X, y] + ([] if sample_weight is None else [sample_weight])
+        arrays = _to_arrays(arrays, dask, da)
+        X, y = arrays[0], arrays[1]
+        weight = arrays[2] if sample_weight is not None else None
+        if X.ndim != 2:
+            raise ValueError(f"X must be 2-dimensional (n_samples, n_features), not of shape {X.shape}")
+        if y.ndim not in (1, 2):
+            raise ValueError(f"y must have 1 or 2 dimensions, not shape {y.shape}")
+        if weight is not None and weight.ndim != 1:
+            raise ValueError(f"sample_weight must be 1-dimensional, not of shape {weight.shape}")
+        lengths = [X.shape[0], y.shape[0]] + ([] if weight is None else [weight.shape[0]])
+        if len(set(lengths)) > 1:
+            raise ValueError(f"Found input variables with inconsistent numbers of samples: {lengths}")
+        for name, array in (("X", X), ("y", y), ("sample_weight", weight)):
+            if array is not None and array.dtype.kind not in "biuf":
+                raise DataError(f"{name} has dtype {array.dtype}, which is not numeric")
+        self.y_ndim = y.ndim
+        self.n_samples, self.n_features = int(X.shape[0]), int(X.shape[1])
+        self.n_outputs = 1 if y.ndim == 1 else int(y.shape[1])
+        if self.n_samples < 1 or self.n_features < 1:
+            raise ValueError(f"X of shape {X.shape}: at least one row and one feature are needed")
+        self.dtype = np.dtype(np.float32 if X.dtype == np.float32 else np.float64)
+        self.has_weights = weight is not None
+        self.frame_feature_names = frame_names
+        if feature_names is None:
+            feature_names = frame_names or [f"x{j}" for j in range(self.n_features)]
+        if target_names is None:
+            target_names = target_frame_names or (
+                ["y"] if self.n_outputs == 1 else [f"y{j}" for j in range(self.n_outputs)]
+            )
+        self.feature_names, self.target_names = list(feature_names), list(target_names)
+        self.names = SourceNames(
+            "frame" if frame_names is not None else "array",
+            "the Dask input",
+            self.feature_names,
+            self.target_names,
+            "sample_weight" if self.has_weights else None,
+        )
+        # One column chunk for X and y, and y's and the weights' row chunks those of X,
+        # so that block i of each holds the same rows.
+        rows = X.chunks[0]
+        X = X.rechunk({0: rows, 1: -1})
+        y = y.rechunk({0: rows, 1: -1} if y.ndim == 2 else {0: rows})
+        weight = None if weight is None else weight.rechunk({0: rows})
+        pack = dask.delayed(_pack, pure=True)
+        Xs, ys = X.to_delayed().ravel(), y.to_delayed().ravel()
+        weights = [None] * len(Xs) if weight is None else weight.to_delayed().ravel()
+        self._set_blocks([pack(a, b, c, self.dtype) for a, b, c in zip(Xs, ys, weights)], rows)
+        # Held so that persisted inputs (ours: y or weights sent from NumPy) stay on the
+        # workers while the source lives: the blocks name their keys only.
+        self._collections = (X, y, weight)
+        self._file = None
+
+    @classmethod
+    def from_file(cls, path, target, features=None, sample_weight=None, block_rows=None):
+        """A CSV or Parquet file (or folder, or glob) read by the workers, not the client.
+
+        The client reads the schema and the Parquet footers (to check the
+        columns and know every row group's rows); the workers read the data,
+        only the needed columns. Parquet blocks are runs of row groups of about
+        :data:`BLOCK_BYTES`, in the same file order as :class:`FileSource`, so
+        bad values are named by file and row. A CSV file is split by
+        ``dask.dataframe.read_csv`` and costs one more pass to count each
+        block's rows (convert it to Parquet for repeated use).
+
+        The path must be readable at the same place on the workers (a shared
+        file system, or a local cluster).
+        """
+        from .files import FileSource
+
+        dask = require("dask")
+        file = FileSource(path, target, features=features, sample_weight=sample_weight)
+        self = cls.__new__(cls)
+        self._file = file
+        for name in ("n_features", "n_outputs", "feature_names", "target_names", "has_weights", "dtype"):
+            setattr(self, name, getattr(file, name))
+        self.y_ndim = 1 if file.n_outputs == 1 else 2
+        self.frame_feature_names = None
+        width = file.n_features + file.n_outputs + 1
+        block_rows = int(block_rows or max(1024, BLOCK_BYTES // (8 * width)))
+        if file.format == "parquet":
+            starts = file._fragment_starts
+            self.names = SourceNames(
+                "parquet", file.describe(), file.feature_names, file.target_names, file.weight_name,
+                starts[:-1], [os.path.basename(f.path) for f in file.fragments],
+            )
+            read = dask.delayed(_read_parquet_block, pure=True)
+            blocks, lengths = [], []
+            for fragment, start in zip(file.fragments, starts[:-1]):
+                metadata = fragment.metadata
+                groups = [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)]
+                begin = 0
+                while begin < len(groups):
+                    stop, rows = begin + 1, groups[begin]
+                    while stop < len(groups) and rows + groups[stop] <= block_rows:
+                        rows += groups[stop]
+                        stop += 1
+                    offset = int(start) + sum(groups[:begin])
+                    blocks.append(read(self.names, os.path.abspath(fragment.path), list(range(begin, stop)),
+                                       offset, self.dtype))
+                    lengths.append(rows)
+                    begin = stop
+        else:
+            dd = require("dask.dataframe")
+            self.names = SourceNames("csv", file.describe(), file.feature_names, file.target_names, file.weight_name)
+            frame = dd.read_csv(
+                os.path.abspath(file.path),
+                usecols=file.columns,
+                dtype={name: "float64" for name in file.columns},
+                blocksize=max(1024, int(block_rows * _bytes_per_line(file.path))),
+            )[file.columns]
+            lengths = [int(n) for n in self._compute(frame.map_partitions(len))[0]]
+            pack = dask.delayed(_pack_frame, pure=True)
+            blocks = [pack(part, self.n_features, self.n_outputs, self.has_weights)
+                      for part in frame.to_delayed()]
+        self._set_blocks(blocks, lengths)
+        return self
+
+    def _set_blocks(self, blocks, lengths):
+        self._blocks = list(blocks)
+        self._starts = np.concatenate([[0], np.cumsum(np.asarray(lengths, dtype=np.int64))]).astype(np.int64)
+        self.n_samples = int(self._starts[-1])
+
+    def __reduce__(self):
+        return (SourceNames, (
+            self.names.kind, self.names.label, self.names.feature_names, self.names.target_names,
+            self.names.weight_name, self.names.fragment_starts, self.names.fragment_names,
+        ))
+
+    @property
+    def n_blocks(self):
+        return len(self._blocks)
+
+    def persist(self):
+        """Keep the blocks (as NumPy, only the needed columns) in the workers' memory; returns self."""
+        dask = require("dask")
+        self._blocks = list(self._compute_with(dask.persist, *self._blocks))
+        return self
+
+    # -- messages ------------------------------------------------------------
+
+    def describe(self):
+        return self.names.describe()
+
+    def where(self, row, column=None):
+        return self.names.where(row, column)
+
+    def column_name(self, column):
+        return self.names.column_name(column)
+
+    # -- reading -------------------------------------------------------------
+
+    def _compute(self, *collections):
+        return self._compute_with(require("dask").compute, *collections)
+
+    def _compute_with(self, run, *collections):
+        try:
+            return run(*collections)
+        except GradfitError:
+            raise
+        except Exception as exc:
+            # A CSV value that is not a number fails inside pandas, which does not
+            # say where; find its line the way FileSource does.
+            if self._file is not None and self._file.format == "csv":
+                raise self._file._locate_csv_error(exc) from None
+            raise
+
+    def reduce(self, function, combine):
+        """``combine``-fold of ``function(chunk)`` over all chunks, run on the workers.
+
+        One compute: ``function`` runs on every block's sub-chunks where the
+        block is, the partial results are merged pairwise in a fixed order
+        (block 0 with 1, 2 with 3, …, then the results likewise), and only
+        the final result comes back. ``function`` and ``combine`` are pickled
+        (closures over NumPy parameters are fine).
+        """
+        if not self._blocks:
+            return None
+        dask = require("dask")
+        fold = dask.delayed(_fold_block, pure=False)
+        join = dask.delayed(_join, pure=False)
+        step = self.rows_per_chunk()
+        partials = [
+            fold(function, combine, block, int(start), step)
+            for block, start in zip(self._blocks, self._starts[:-1])
+        ]
+        while len(partials) > 1:
+            partials = [
+                join(combine, partials[i], partials[i + 1]) if i + 1 < len(partials) else partials[i]
+                for i in range(0, len(partials), 2)
+            ]
+        return self._compute(partials[0])[0]
+
+    def take(self, rows):
+        """The :class:`Chunk` of the sorted global ``rows``, gathered from their blocks (one compute)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if rows.size == 0:
+            return Chunk(np.empty((0, self.n_features), self.dtype), np.empty((0, self.n_outputs)),
+                         np.empty(0) if self.has_weights else None, 0)
+        dask = require("dask")
+        take = dask.delayed(_take_block, pure=True)
+        block_of = np.searchsorted(self._starts, rows, side="right") - 1
+        cuts = np.flatnonzero(np.diff(block_of)) + 1
+        pieces = [
+            take(self._blocks[block_of[group[0]]], rows[group] - self._starts[block_of[group[0]]])
+            for group in np.split(np.arange(rows.size), cuts)
+        ]
+        parts = self._compute(*pieces)
+        X = np.concatenate([part[0] for part in parts])
+        y = np.concatenate([part[1] for part in parts])
+        weight = np.concatenate([part[2] for part in parts]) if self.has_weights else None
+        return Chunk(X, y, weight, int(rows[0]))
+
+    def chunks(self):
+        """Bring the blocks to the client one at a time (engines use :meth:`reduce` instead)."""
+        step = self.rows_per_chunk()
+        for block, start in zip(self._blocks, self._starts[:-1]):
+            X, y, weight = self._compute(block)[0]
+            for offset in range(0, X.shape[0], step):
+                stop = offset + step
+                yield Chunk(X[offset:stop], y[offset:stop], None if weight is None else weight[offset:stop],
+                            int(start) + offset)
+
+
+def _pack_frame(frame, n_features, n_outputs, has_weights):
+    values = frame.to_numpy(dtype=np.float64, na_value=np.nan)
+    d, k = n_features, n_outputs
+    return values[:, :d].copy(), values[:, d : d + k].copy(), values[:, d + k].copy() if has_weights else None
+
+
+def _bytes_per_line(path):
+    """Mean line length of a text file's first 64 KiB, to size CSV blocks in rows."""
+    with open(path, "rb") as handle:
+        sample = handle.read(1 << 16)
+    return len(sample) / max(1, sample.count(b"\n"))
+
+
+def _column_names(obj):
+    """A dataframe's string column names (a series: its name), else None."""
+    if not hasattr(obj, "index"):  # an array
+        return None
+    names = [obj.name] if obj.ndim == 1 else list(obj.columns)
+    return names if all(isinstance(name, str) for name in names) else None
+
+
+def _to_arrays(objects, dask, da):
+    """Dask arrays with known row chunks for each of X, y, weights.
+
+    Dask dataframes and series become arrays through their partitions (their
+    lengths counted in one compute for all of them); NumPy and pandas inputs
+    are sent to the workers once, split like X.
+    """
+    frames = [i for i, obj in enumerate(objects) if is_dask_collection(obj) and hasattr(obj, "map_partitions")
+              and not hasattr(obj, "chunks")]
+    for i in frames:
+        for column, dtype in _dtypes(objects[i]):
+            if not (dtype.kind in "biuf"):
+                raise DataError(f"column {column!r} has dtype {dtype}, which is not numeric")
+    counted = dask.compute(*[objects[i].map_partitions(len) for i in frames]) if frames else ()
+    arrays = list(objects)
+    for i, lengths in zip(frames, counted):
+        arrays[i] = _frame_to_array(objects[i], [int(n) for n in lengths], dask, da)
+    for i, array in enumerate(arrays):
+        if is_dask_collection(array) and any(np.isnan(n) for n in array.chunks[0]):
+            arrays[i] = array.compute_chunk_sizes()  # one compute: the rows of each block
+    reference = next((a for a in arrays if is_dask_collection(a)), None)
+    for i, obj in enumerate(arrays):
+        if not is_dask_collection(obj):
+            values = np.asarray(obj)
+            if reference is not None and values.ndim >= 1 and values.shape[0] == reference.shape[0]:
+                chunks = (reference.chunks[0],) + tuple((n,) for n in values.shape[1:])
+            else:
+                chunks = "auto"
+            # Sent once, not with every compute.
+            arrays[i] = da.from_array(values, chunks=chunks).persist()
+    return arrays
+
+
+def _dtypes(frame):
+    """``(column, NumPy dtype)`` pairs of a dataframe or series (object for non-numeric pandas types)."""
+    dtypes = {frame.name: frame.dtype} if frame.ndim == 1 else frame.dtypes
+    pairs = []
+    for name, dtype in dtypes.items():
+        # pandas' nullable types (Int64, Float64, boolean) carry their NumPy type
+        dtype = getattr(dtype, "numpy_dtype", dtype)
+        try:
+            pairs.append((name, np.dtype(dtype)))
+        except TypeError:
+            pairs.append((name, np.dtype(object)))
+    return pairs
+
+
+def _frame_to_array(frame, lengths, dask, da):
+    dtypes = [dtype for _, dtype in _dtypes(frame)]
+    dtype = np.dtype(np.float32 if all(t == np.float32 for t in dtypes) else np.float64)
+    values = dask.delayed(_frame_values, pure=True)
+    blocks = [
+        da.from_delayed(values(part, dtype), shape=(n, len(dtypes)) if frame.ndim == 2 else (n,), dtype=dtype)
+        for part, n in zip(frame.to_delayed(), lengths)
+    ]
+    return da.concatenate(blocks, axis=0)
+
+
+def _predict_block(X, coef, intercept):
+    return np.asarray(X, dtype=np.float64) @ coef + intercept
+
+
+def predict_dask(model, X):
+    """A fitted model's predictions on a Dask array or dataframe, as a lazy Dask array.
+
+    Shape (n_samples,) for a single output, else (n_samples, n_outputs); a
+    dataframe's columns must be the model's features, in order.
+    """
+    require("dask.array")
+    names = getattr(model, "feature_names_in_", None)
+    if hasattr(X, "columns"):
+        if names is not None and list(X.columns) != list(names):
+            raise ValueError(f"X has columns {list(X.columns)}, but the model was fitted on {list(names)}")
+        X = X.to_dask_array()
+    if X.ndim != 2 or X.shape[1] != model.n_features_in_:
+        raise ValueError(f"X has shape {X.shape}, but the model expects {model.n_features_in_} features")
+    coef = np.atleast_2d(model.coef_).T.astype(np.float64)
+    intercept = np.atleast_1d(model.intercept_).astype(np.float64)
+    out = X.rechunk({1: -1}).map_blocks(
+        _predict_block, coef, intercept, chunks=(X.chunks[0], (coef.shape[1],)), dtype=np.float64
+    )
+    return out[:, 0] if model._y_ndim == 1 else out
+
+
+# -- clusters -------------------------------------------------------------------
+
+
+def parse_address(text):
+    """``local`` / ``local:N`` → ``("local", N)``; ``tcp://HOST:PORT`` (or another scheme) → itself.
+
+    Raises ``ValueError`` with a one-line explanation otherwise.
+    """
+    text = text.strip()
+    if text == "local" or text.startswith("local:"):
+        count = text.partition(":")[2] or "2"
+        if not count.isdigit() or int(count) < 1:
+            raise ValueError(f"invalid value {text!r}: expected local or local:N with N ≥ 1 worker processes")
+        return ("local", int(count))
+    if "://" in text:
+        return text
+    raise ValueError(f"invalid value {text!r}: expected local[:N] or a scheduler address such as tcp://HOST:8786")
+
+
+@contextlib.contextmanager
+def connect(address):
+    """A ``distributed.Client`` for ``address`` (see :func:`parse_address`), closed on exit.
+
+    ``("local", N)`` starts a LocalCluster of N single-threaded worker
+    processes on this machine; a scheduler address joins a running cluster.
+    Either way, ``dask.compute`` uses this client until the block ends.
+    """
+    distributed = require("distributed")
+    if isinstance(address, tuple):
+        _, count = address
+        cluster = distributed.LocalCluster(
+            n_workers=count, threads_per_worker=1, processes=True,
+            dashboard_address="127.0.0.1:0", silence_logs=logging.CRITICAL,  # gradfit reports errors itself
+        )
+        try:
+            with distributed.Client(cluster) as client:
+                yield client
+        finally:
+            cluster.close()
+        return
+    try:
+        client = distributed.Client(address, timeout="10s")
+    except (OSError, TimeoutError) as exc:
+        raise GradfitError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
+    with client:
+        yield client
