@@ -6,9 +6,10 @@ One pass-engine epoch is one reduction over the data: per block
 each) of ``GDRegressor(engine="pass")`` with a fixed learning rate (so that no
 curvature passes are mixed in) on:
 
-* the same rows as NumPy arrays in this process (the in-memory floor);
-* Dask arrays persisted on a LocalCluster of 1, then 2, single-threaded worker
-  processes;
+* the same rows as NumPy arrays in this process (the in-memory floor; NumPy
+  may use every core here);
+* Dask arrays drawn and persisted on a LocalCluster of 1, then 2,
+  single-threaded worker processes;
 
 and prints a Markdown table: median seconds per epoch, rows per second, the
 ratio to the in-memory epoch, and the speed-up from 1 to 2 workers. It also
@@ -78,25 +79,37 @@ def main(argv=None):
 
     rng = np.random.default_rng(0)
     coef = rng.normal(size=args.features)
-    X = rng.normal(size=(args.rows, args.features)) * rng.uniform(0.5, 5, size=args.features)
-    y = X @ coef + 1.0 + 0.1 * rng.normal(size=args.rows)
-    print(f"machine: {machine()}; numpy {np.__version__}, dask {dask.__version__}")
-    print(f"data: {args.rows:,} rows × {args.features} float64 features ({X.nbytes / 2**20:.0f} MiB), "
-          f"blocks of {args.block_rows:,} rows; {args.epochs} pass-engine epochs, the first left out", flush=True)
+    scales = rng.uniform(0.5, 5, size=args.features)
 
-    reference, in_memory = timed_fit(X, y, args.epochs)
-    rows = {"in memory (NumPy, this process)": in_memory}
+    def dataset():
+        # Drawn on the workers, as data loaded there would be; the same numbers
+        # on every cluster (the seed and the blocks fix them).
+        draw = da.random.RandomState(0)
+        X = draw.normal(size=(args.rows, args.features), chunks=(args.block_rows, args.features)) * scales
+        y = X @ coef + 1.0 + 0.1 * draw.normal(size=args.rows, chunks=args.block_rows)
+        return X, y
+
+    print(f"machine: {machine()}; numpy {np.__version__}, dask {dask.__version__}")
+    print(f"data: {args.rows:,} rows × {args.features} float64 features "
+          f"({args.rows * args.features * 8 / 2**20:.0f} MiB), blocks of {args.block_rows:,} rows; "
+          f"{args.epochs} pass-engine epochs, the first left out", flush=True)
+
+    rows, reference = {}, None
     for workers in (1, 2):
         with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                           dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR) as cluster, \
                 Client(cluster) as client:
-            Xd = client.persist(da.from_array(X, chunks=(args.block_rows, args.features)))
-            yd = client.persist(da.from_array(y, chunks=args.block_rows))
+            Xd, yd = client.persist(dataset())
+            if reference is None:
+                X, y = dask.compute(Xd, yd)
+                reference, rows["in memory (NumPy, this process)"] = timed_fit(X, y, args.epochs)
+                del X, y
             model, seconds = timed_fit(Xd, yd, args.epochs)
             rows[f"LocalCluster, {workers} worker process{'es' if workers > 1 else ''}"] = seconds
             gap = np.max(np.abs(model.coef_ - reference.coef_) / np.abs(reference.coef_))
             print(f"  {workers} worker(s): coefficients agree with in memory to {gap:.1e} relative", flush=True)
 
+    in_memory = rows["in memory (NumPy, this process)"]
     floor = np.median(in_memory)
     one = np.median(rows["LocalCluster, 1 worker process"])
     print()

@@ -255,6 +255,35 @@ def contenders_for(X, y, epochs, rate, peers, torch):
     return items
 
 
+def fresh_process_memory(n, d, epochs, dtype, engine):
+    """gradfit's fit in a fresh process: ``{"fit_peak", "process_peak", "x_bytes"}`` in bytes.
+
+    The child generates the same data, then fits once: ``fit_peak`` is the
+    peak RSS above the RSS after the data were made (nothing warmed up
+    before: the engines' per-thread scratch arrays are counted), and
+    ``process_peak`` the whole process's peak (``VmHWM``: Python, NumPy,
+    SciPy, scikit-learn and X itself included; not ``ru_maxrss``, which a
+    child inherits from the parent it was forked from).
+    """
+    import subprocess
+
+    command = [sys.executable, os.path.abspath(__file__), "--child", f"{n}x{d}x{epochs}", dtype, engine]
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def child(size, dtype, engine):
+    n, d, epochs = parse_size(size)
+    X, y = make_data(n, d, np.dtype(dtype))
+    record = {}
+    warnings.simplefilter("ignore")
+    before = _status("VmHWM")
+    with peak_memory(record):
+        gradfit.GDRegressor(engine=engine, epochs=epochs, tol=None).fit(X, y)
+    process_peak = max(before, _status("VmHWM")) if before is not None else None
+    print(json.dumps({"fit_peak": record["peak"], "x_bytes": X.nbytes, "process_peak": process_peak}))
+
+
 # -- reporting -----------------------------------------------------------------------
 
 
@@ -316,7 +345,10 @@ def main(argv=None):
     parser.add_argument("--slow", type=float, default=5.0, help="a first run longer than this is not repeated")
     parser.add_argument("--quick", action="store_true", help=f"a smoke run: {' '.join(QUICK_SIZES)}, 2 runs")
     parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)  # SIZE DTYPE ENGINE: fresh_process_memory
     args = parser.parse_args(argv)
+    if args.child:
+        return child(*args.child)
     sizes = args.sizes or [parse_size(s) for s in (QUICK_SIZES if args.quick else SIZES)]
     repeat = 2 if args.quick else args.repeat
     try:
@@ -345,9 +377,15 @@ def main(argv=None):
             print("\n".join(render(X, dtype, epochs, contenders, optimal)))
             measured = ratios(contenders)
             print("\n" + "\n".join(f"- {name}: {value:.2f}" for name, value in measured.items()))
+            fresh = {engine: fresh_process_memory(n, d, epochs, dtype, engine) for engine in ("statistics", "pass")}
+            for engine, memory in fresh.items():
+                print(f"- gradfit ({engine}) in a fresh process: fit's peak RSS above start "
+                      f"{memory['fit_peak'] / 1e6:,.0f} MB = {memory['fit_peak'] / memory['x_bytes']:.3f} × X; "
+                      f"whole process {memory['process_peak'] / 1e6:,.0f} MB = "
+                      f"{memory['process_peak'] / memory['x_bytes']:.2f} × X")
             results["runs"].append({
                 "n": n, "d": d, "epochs": epochs, "dtype": dtype, "x_bytes": X.nbytes, "optimal_cost": optimal,
-                "rate": rate, "ratios": measured,
+                "rate": rate, "ratios": measured, "fresh_process_memory": fresh,
                 "contenders": [
                     {"name": c.name, "times": c.times, "median": c.median, "peak_bytes": c.peak,
                      "final_cost": c.final_cost, "note": c.note}

@@ -165,3 +165,127 @@ def read(path):
     if not all(_is_number(v) for v in document["loss_curve"]):
         raise CheckpointError(f"checkpoint {path!r}: 'loss_curve' must hold finite numbers")
     return document
+
+
+# -- training integration -----------------------------------------------------------
+
+
+def encode_rng(rng):
+    """A NumPy Generator's state as JSON (ints and strings only), or None."""
+    return None if rng is None else rng.bit_generator.state
+
+
+def decode_rng(state, where="rng"):
+    """Rebuild the Generator a checkpoint saved (PCG64 only: the one gradfit uses)."""
+    if state is None:
+        return None
+    if not isinstance(state, dict) or state.get("bit_generator") != "PCG64":
+        raise CheckpointError(f"{where}: not a PCG64 generator state")
+    inner = state.get("state")
+    numbers = [inner.get("state"), inner.get("inc")] if isinstance(inner, dict) else [None]
+    numbers += [state.get("has_uint32"), state.get("uinteger")]
+    if not all(isinstance(n, int) and not isinstance(n, bool) and 0 <= n < 1 << 128 for n in numbers):
+        raise CheckpointError(f"{where}: generator state must be non-negative integers below 2**128")
+    generator = np.random.Generator(np.random.PCG64())
+    generator.bit_generator.state = state
+    return generator
+
+
+def encode_statistics(statistics):
+    """The sufficient statistics (the statistics engine's whole view of the data)."""
+    return {
+        "n_features": statistics.n_features,
+        "n_outputs": statistics.n_outputs,
+        "n_samples": statistics.n_samples,
+        "sum_weights": statistics.sum_weights,
+        "mean": encode_array(statistics.mean),
+        "scatter": None if statistics.scatter is None else encode_array(statistics.scatter),
+        "scatter_diagonal": encode_array(statistics.scatter_diagonal),
+    }
+
+
+class Checkpointer:
+    """A training callback that writes the whole state every ``every`` epochs.
+
+    Parameters
+    ----------
+    path : str
+        Where the checkpoint goes (written atomically: a crash leaves the
+        previous checkpoint whole).
+    every : int
+        Epochs between checkpoints; the last epoch is always written.
+    header : dict
+        What does not change during training: settings, fingerprint,
+        standardization, step size, statistics (see :func:`header`).
+    """
+
+    wants_state = True
+
+    def __init__(self, path, every, header):
+        self.path = os.fspath(path)
+        self.every = int(every)
+        self.header = header
+        self._pending = None
+
+    def on_epoch_end(self, epoch, cost, params, *, opt_state, loss_curve, rng):
+        self._pending = (params, opt_state, list(loss_curve), encode_rng(rng))
+        if (epoch + 1) % self.every == 0:
+            self._write()
+
+    def on_train_end(self):
+        self._write()
+
+    def _write(self):
+        if self._pending is None:
+            return
+        params, opt_state, curve, rng = self._pending
+        document = dict(self.header)
+        document.update(
+            {"loss_curve": curve, "params": encode_array(params), "opt_state": encode_tree(opt_state), "rng": rng}
+        )
+        save(self.path, document)
+        self._pending = None
+
+
+def header(settings, fingerprint, scaling, learning_rate, statistics, engine):
+    """The unchanging part of a checkpoint document."""
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "settings": settings,
+        "fingerprint": fingerprint,
+        "engine": engine,
+        "learning_rate": learning_rate,
+        "scaling": {"center": encode_array(scaling.center), "scale": encode_array(scaling.scale)},
+        "statistics": encode_statistics(statistics) if statistics.scatter is not None else None,
+    }
+
+
+def check_compatible(document, path, settings, fingerprint):
+    """Refuse to resume ``document`` against other settings or other data."""
+    saved = comparable_settings(document["settings"])
+    now = comparable_settings(settings)
+    changed = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
+    if changed:
+        name = changed[0]
+        raise CheckpointError(
+            f"checkpoint {os.fspath(path)!r} was made with {name}={saved.get(name)!r}, not "
+            f"{now.get(name)!r}; resume with the same settings (only epochs may change)"
+        )
+    if document["fingerprint"] != fingerprint:
+        raise CheckpointError(
+            f"checkpoint {os.fspath(path)!r} was made on other data (its fingerprint differs): "
+            "resume on the same data, or start afresh"
+        )
+
+
+def restore(document, path, params_shape):
+    """``(params, loss_curve, rng, learning_rate)`` from a checked checkpoint document."""
+    where = f"checkpoint {os.fspath(path)!r}"
+    params = decode_array(document["params"], f"{where}: params")
+    if params.shape != tuple(params_shape):
+        raise CheckpointError(f"{where}: params of shape {params.shape}, the model needs {tuple(params_shape)}")
+    rate = document.get("learning_rate")
+    if rate is not None and (isinstance(rate, bool) or not isinstance(rate, (int, float)) or not rate > 0):
+        raise CheckpointError(f"{where}: 'learning_rate' must be a positive number or null")
+    return params, list(document["loss_curve"]), decode_rng(document.get("rng"), f"{where}: rng"), rate

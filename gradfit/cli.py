@@ -94,6 +94,16 @@ def _dask_address(text):
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: expected a positive integer")
+    return value
+
+
 def _names(text):
     names = [name.strip() for name in text.split(",") if name.strip()]
     if not names:
@@ -176,12 +186,12 @@ def _divergence_message(exc):
     )
 
 
-def _fit(model, callbacks, *data):
+def _fit(model, callbacks, *data, **fit_options):
     """``model.fit(*data)``, with its ConvergenceWarning told in flags, on one line."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         try:
-            model.fit(*data, callbacks=callbacks)
+            model.fit(*data, callbacks=callbacks, **fit_options)
         except DivergenceError as exc:
             raise GradfitError(_divergence_message(exc)) from None
     if model.tol is not None and model.stop_reason_ == "max_epochs":
@@ -265,6 +275,7 @@ def cmd_train(args):
     settings = _settings(args)
     _check_output(args.output, args.data)
     _check_output(args.report, args.data)
+    _check_output(args.checkpoint, args.data)
     if outputs.check_plot_dir(args.plot):
         raise GradfitError(outputs.check_plot_dir(args.plot))
     if args.dask is not None:
@@ -289,7 +300,8 @@ def _train_on_dask(args, settings):
 def _train(args, settings, source):
     model = GDRegressor(**settings)
     with progress.reporter(settings["epochs"], stream=sys.stderr, quiet=args.quiet, source=source) as callbacks:
-        _fit(model, callbacks, source)
+        _fit(model, callbacks, source, checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every,
+             resume=args.resume)
     r2 = metrics.training_r2(model._fit_result, source, _chunk_predictor(model))
     if args.output:
         model.save(args.output)
@@ -465,6 +477,14 @@ def build_parser():
     train.add_argument("--features", type=_names, help="feature columns (default: all others)")
     train.add_argument("--sample-weight", help="a column of row weights")
     train.add_argument("-o", "--output", help="write the model (JSON) here")
+    train.add_argument("--checkpoint", metavar="PATH",
+                       help="write the whole training state here every --checkpoint-every epochs and at the end; "
+                            "SIGTERM then stops at the end of an epoch like Ctrl-C")
+    train.add_argument("--checkpoint-every", type=_positive_int, default=10, metavar="N",
+                       help="epochs between checkpoints (default 10)")
+    train.add_argument("--resume", metavar="PATH",
+                       help="go on from a checkpoint made by the same command on the same data "
+                            "(only --epochs may differ); the result equals an unbroken run's")
     train.add_argument("--dask", type=_dask_address, metavar="local[:N]|tcp://HOST:PORT",
                        help="read and sum the data on Dask workers: a local cluster of N worker "
                        "processes (default 2), or a running scheduler (pip install gradfit[dask])")

@@ -146,7 +146,14 @@ def _other_condition(stats, fit_intercept, standardize):
     if stats.n_features > MAX_EXTRA_DECOMPOSITION:
         return None
     scaling = Scaling.from_statistics(stats, fit_intercept, standardize)
-    return _condition(StatisticsEngine(stats, scaling, fit_intercept).eigenvalues)
+    # Raw features near 1e300 (a constant column, say) give a raw Hessian that
+    # overflows float64: its condition number is then not computable, and that
+    # must not fail a fit that ran standardized.
+    try:
+        with np.errstate(over="ignore", invalid="ignore"):
+            return _condition(StatisticsEngine(stats, scaling, fit_intercept).eigenvalues)
+    except (ValueError, np.linalg.LinAlgError):
+        return None
 
 
 def _optimum(objective, penalty):

@@ -7,6 +7,7 @@ itself lives in :mod:`gradfit.fitting`.
 from __future__ import annotations
 
 import os
+import signal
 import warnings
 from numbers import Integral, Real
 
@@ -281,7 +282,8 @@ class GDRegressor(RegressorMixin, BaseEstimator):
             return extra
         return (PrintProgress(self.epochs, every=1 if self.verbose >= 2 else None),) + extra
 
-    def fit(self, X, y=None, sample_weight=None, *, callbacks=None):
+    def fit(self, X, y=None, sample_weight=None, *, callbacks=None, checkpoint=None, checkpoint_every=10,
+            resume=None):
         """Fit by gradient descent.
 
         Parameters
@@ -294,6 +296,15 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         callbacks : sequence, optional
             Objects with ``on_epoch_end(epoch, cost, params)``, called after every
             epoch; a true return stops training (see :func:`gradfit.train.train`).
+        checkpoint : path, optional
+            Write the whole training state here (atomically) every
+            ``checkpoint_every`` epochs and when training ends; SIGTERM then
+            also stops at the end of an epoch, like Ctrl-C.
+        checkpoint_every : int, default=10
+        resume : path, optional
+            Go on from a checkpoint made with the same parameters (``epochs``
+            may differ) on the same data; the result is bit for bit that of an
+            unbroken fit. Anything else is refused with a ``CheckpointError``.
 
         Returns
         -------
@@ -303,6 +314,10 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         ------
         DivergenceError
             If the cost diverges; the estimator is then left as it was.
+        IllConditionedError
+            With ``optimizer="cg"``, if the problem is too ill-conditioned for
+            float64 to determine the coefficients (see :mod:`gradfit.refine`);
+            the estimator is then left as it was.
 
         Notes
         -----
@@ -322,9 +337,15 @@ class GDRegressor(RegressorMixin, BaseEstimator):
             problem = prepare(source, settings)
             params = problem.scaling.from_raw(start[0], start[1], self.fit_intercept)
         shown = dict(quiet=not self.verbose, every=1 if self.verbose >= 2 else None, source=source)
-        with progress.reporter(self.epochs, **shown) as bars, progress.Interrupt() as interrupt:
+        if checkpoint_every < 1:
+            raise ValueError(f"checkpoint_every must be at least 1, not {checkpoint_every}")
+        stops = (signal.SIGINT, signal.SIGTERM) if checkpoint is not None else (signal.SIGINT,)
+        with progress.reporter(self.epochs, **shown) as bars, progress.Interrupt(signals=stops) as interrupt:
             extra = tuple(callbacks or ())
-            result = fit_source(source, settings, params=params, problem=problem, callbacks=bars + extra + (interrupt,))
+            result = fit_source(
+                source, settings, params=params, problem=problem, callbacks=bars + extra + (interrupt,),
+                checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume,
+            )
         self._set_result(result, source)
         if self.tol is not None and not result.converged and result.stop_reason == "max_epochs":
             warnings.warn(

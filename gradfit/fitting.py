@@ -11,9 +11,11 @@ from typing import Any
 
 import numpy as np
 
+from . import checkpoint as checkpoints
 from . import registry, schedules
 from .engines import PassEngine, StatisticsEngine, accumulate, choose_engine
 from .errors import DataError, OptionError
+from .model import json_setting
 from .objective import Objective
 from .refine import MAX_FEATURES as MAX_REFINEMENT_FEATURES
 from .refine import refine as refine_fit
@@ -236,7 +238,8 @@ def refinement_statistics(source, problem):
 
 
 def fit_source(source, settings, *, params=None, opt_state=None, loss_curve=None, problem=None,
-               epochs=None, learning_rate=None, rng=None, callbacks=(), refine=None):
+               epochs=None, learning_rate=None, rng=None, callbacks=(), refine=None,
+               checkpoint=None, checkpoint_every=10, resume=None):
     """Fit the linear model to ``source`` with the estimator's ``settings``.
 
     ``params``/``opt_state``/``loss_curve`` continue earlier training;
@@ -253,10 +256,18 @@ def fit_source(source, settings, *, params=None, opt_state=None, loss_curve=None
     they first read the full scatter (one more pass), up to
     ``gradfit.refine.MAX_FEATURES`` features; beyond that none run.
 
+    ``checkpoint``: a path where the whole training state is written every
+    ``checkpoint_every`` epochs and at the end (:mod:`gradfit.checkpoint`);
+    ``resume``: a checkpoint to go on from, made with the same settings (but
+    ``epochs``) on the same data. A resumed run ends with the same bits as an
+    unbroken one.
+
     Raises
     ------
     IllConditionedError
         From the refinement, when the problem is too ill-conditioned for float64.
+    CheckpointError
+        When ``resume`` is damaged or was made with other settings or data.
     """
     problem = problem or prepare(source, settings)
     objective = problem.objective
@@ -278,9 +289,28 @@ def fit_source(source, settings, *, params=None, opt_state=None, loss_curve=None
         rate = base_learning_rate(problem, settings, restart) if learning_rate is None else learning_rate
         schedule_name, power_t = resolve_schedule(settings, problem.loss)
         schedule = registry.SCHEDULES[schedule_name](rate, power_t, settings["step_size"], settings["gamma"])
-    optimizer = registry.OPTIMIZERS[optimizer_name](schedule, steps, **options)
+    run_epochs = settings["epochs"] if epochs is None else epochs
+    if checkpoint is not None or resume is not None:
+        fingerprint = checkpoints.data_fingerprint(problem.statistics, source.feature_names, source.target_names)
+        plain_settings = {name: json_setting(value) for name, value in settings.items()}
+    if resume is not None:
+        # Everything the loop carries from epoch to epoch comes from the checkpoint.
+        saved = checkpoints.read(resume)
+        checkpoints.check_compatible(saved, resume, plain_settings, fingerprint)
+        params, loss_curve, rng, rate = checkpoints.restore(saved, resume, (n_params, source.n_outputs))
+        if optimizer_name != "cg":
+            schedule = registry.SCHEDULES[schedule_name](rate, power_t, settings["step_size"], settings["gamma"])
+        optimizer = registry.OPTIMIZERS[optimizer_name](schedule, steps, **options)
+        opt_state = checkpoints.decode_tree(saved.get("opt_state"), optimizer.init(params))
+        run_epochs = max(settings["epochs"] - len(loss_curve), 0)
+    else:
+        optimizer = registry.OPTIMIZERS[optimizer_name](schedule, steps, **options)
     if rng is None and batch_size is not None:
         rng = np.random.default_rng(settings["random_state"])
+    refine_callbacks = tuple(callbacks)  # the refinement phase has its own state: not checkpointed
+    if checkpoint is not None:
+        head = checkpoints.header(plain_settings, fingerprint, problem.scaling, rate, problem.statistics, problem.engine)
+        callbacks = tuple(callbacks) + (checkpoints.Checkpointer(checkpoint, checkpoint_every, head),)
 
     def max_stable():
         try:
@@ -292,7 +322,7 @@ def fit_source(source, settings, *, params=None, opt_state=None, loss_curve=None
         objective,
         optimizer,
         params,
-        epochs=settings["epochs"] if epochs is None else epochs,
+        epochs=run_epochs,
         tol=settings["tol"],
         n_iter_no_change=settings["n_iter_no_change"],
         schedule=schedule,
@@ -312,7 +342,7 @@ def fit_source(source, settings, *, params=None, opt_state=None, loss_curve=None
     if statistics is not None:
         coef, intercept, refined, refinement = refine_fit(
             source, problem, result.params, fit_intercept=fit_intercept,
-            loss_curve=result.loss_curve, statistics=statistics, callbacks=callbacks,
+            loss_curve=result.loss_curve, statistics=statistics, callbacks=refine_callbacks,
         )
         # cg's own state stays: it describes where cg left off, for continuing
         result.params, result.loss_curve = refined.params, refined.loss_curve

@@ -40,8 +40,10 @@ class Huber:
     scikit-learn's ``HuberRegressor``, which minimizes
     ``Σ (σ + H_ε(r/σ) σ) + α‖w‖²`` over the coefficients *and* a scale ``σ``
     (so that its ε is in units of σ and the fit is scale-invariant), gradfit's
-    ε is in the target's own units and no scale is estimated: the two agree
-    only when ``HuberRegressor``'s fitted ``scale_`` happens to be 1.
+    ε is in the target's own units and no scale is estimated. Since
+    ``σ·H_ε(r/σ) = huber_{εσ}(r)/σ``, gradfit with ``epsilon = ε·scale_`` (and no
+    penalty) has ``HuberRegressor(alpha=0)``'s coefficients;
+    ``tests/test_losses.py`` checks it.
     """
 
     name = "huber"

@@ -159,7 +159,7 @@ def to_document(estimator):
     }
 
 
-def _setting(value):
+def json_setting(value):
     """A setting as JSON can hold it.
 
     NumPy scalars become Python numbers; a random generator object (a
@@ -181,7 +181,7 @@ def save(estimator, path):
     """
     document = to_document(estimator)
     _check_writable(document, path)
-    document["settings"] = {name: _setting(value) for name, value in document["settings"].items()}
+    document["settings"] = {name: json_setting(value) for name, value in document["settings"].items()}
     text = json.dumps(document, indent=2, allow_nan=False)
     atomic_write_text(path, text + "\n")
 

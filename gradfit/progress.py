@@ -210,29 +210,33 @@ class Interrupt:
     parameters of the last finished epoch. A second Ctrl-C raises
     ``KeyboardInterrupt`` at once (an epoch over a large file can be long).
     The previous handler is restored on exit. Outside the main thread, where
-    Python cannot install signal handlers, it does nothing.
+    Python cannot install signal handlers, it does nothing. ``signals`` are the
+    signals that ask for the stop (SIGTERM too, when a checkpoint is kept, so
+    that a stopped run leaves its last epoch on disk).
     """
 
     message = "gradfit: stopping at the end of this epoch (Ctrl-C again to abort now)"
 
-    def __init__(self, stream=None):
+    def __init__(self, stream=None, signals=(signal.SIGINT,)):
         self.stream = stream
+        self.signals = tuple(signals)
         self.requested = False
-        self._previous = None
+        self._previous = {}
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
-            previous = signal.getsignal(signal.SIGINT)
-            # None: a handler installed from C, which could not be put back.
-            if previous is not None:
-                signal.signal(signal.SIGINT, self._handle)
-                self._previous = previous
+            for number in self.signals:
+                previous = signal.getsignal(number)
+                # None: a handler installed from C, which could not be put back.
+                if previous is not None:
+                    signal.signal(number, self._handle)
+                    self._previous[number] = previous
         return self
 
     def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-            self._previous = None
+        for number, previous in self._previous.items():
+            signal.signal(number, previous)
+        self._previous = {}
         return False
 
     def _handle(self, signum, frame):

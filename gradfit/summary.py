@@ -77,9 +77,11 @@ def _covariance_factor(stats, fit_intercept):
     # A Gram matrix squares the condition number of the data: below this ratio
     # its smallest eigenvalue is rounding, and the inverse would be noise.
     if eigenvalues[0] <= eigenvalues[-1] * d * np.finfo(float).eps:
+        with np.errstate(over="ignore"):  # exactly collinear: λmin ≤ 0, and the ratio is inf
+            condition = eigenvalues[-1] / max(eigenvalues[0], np.finfo(float).tiny)
         raise Unavailable(
             f"the features are collinear (condition number of their correlation matrix "
-            f"{eigenvalues[-1] / max(eigenvalues[0], np.finfo(float).tiny):.3g}); "
+            f"{condition:.3g}); "
             "the coefficients are not determined by the data"
         )
     # diag(M⁻¹) = diag(D⁻¹ V Λ⁻¹ Vᵀ D⁻¹) with D = diag(spread).
@@ -149,12 +151,13 @@ def regression_statistics(stats, coef, intercept, sse, optimal_sse, fit_intercep
     sse = np.asarray(sse, dtype=float)
     optimal_sse = np.asarray(optimal_sse, dtype=float)
     variance = optimal_sse / df_resid
-    std_error = np.sqrt(variance[:, None] * factor[None, :])
+    with np.errstate(over="ignore"):  # data near float64's limits: statistics of inf, written as "inf"
+        std_error = np.sqrt(variance[:, None] * factor[None, :])
     quantile = scipy.stats.t.ppf(0.5 + CONFIDENCE / 2, df_resid)
     # statsmodels: centred total sum of squares with a constant, uncentred without.
     tss = target_scatter if fit_intercept else target_scatter + total * target_mean * target_mean
     df_model = d
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         t_value = estimate / std_error
         r_squared = 1.0 - sse / tss
         f_statistic = ((tss - optimal_sse) / df_model) / variance

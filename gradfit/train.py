@@ -59,6 +59,24 @@ def _minibatches(rng, n_samples, batch_size):
         yield np.sort(order[start : start + batch_size])
 
 
+def _stall(best, stalled, cost, tol):
+    """The stopping rule's bookkeeping after one epoch: ``(best, epochs without improvement)``."""
+    stalled = stalled + 1 if cost >= best - tol * abs(best) else 0
+    return min(best, cost), stalled
+
+
+def _replay(curve, tol):
+    """``(best, stalled, rising)`` after ``curve``, so a continued run decides as an unbroken one would."""
+    best, stalled, rising = np.inf, 0, 0
+    for index, cost in enumerate(curve):
+        rising = rising + 1 if index and cost > curve[index - 1] else 0
+        if tol is not None:
+            best, stalled = _stall(best, stalled, cost, tol)
+        else:
+            best = min(best, cost)
+    return best, stalled, rising
+
+
 def train(
     objective,
     optimizer,
@@ -103,6 +121,8 @@ def train(
     callbacks : sequence
         Objects with ``on_epoch_end(epoch, cost, params) -> bool | None``; a true
         return stops training after that epoch (``stop_reason="interrupted"``).
+        A callback with ``wants_state = True`` also gets the keywords
+        ``opt_state``, ``loss_curve`` and ``rng`` (to checkpoint them).
         An optional ``on_train_end()`` is called when training ends normally.
 
     Raises
@@ -114,10 +134,11 @@ def train(
     state = optimizer.init(params) if opt_state is None else opt_state
     curve = list(loss_curve or [])
     first_epoch = len(curve)
-    best = min(curve) if curve else np.inf
-    stalled = rising = 0
+    best, stalled, rising = _replay(curve, tol)
     steps_per_epoch = 1 if batch_size is None else -(-n_samples // batch_size)
     stop_reason = "max_epochs"
+    if tol is not None and stalled >= n_iter_no_change:
+        epochs, stop_reason = 0, "converged"  # a resumed run that had already converged
 
     for epoch in range(first_epoch, first_epoch + epochs):
         if batch_size is None:
@@ -144,13 +165,17 @@ def train(
             raise DivergenceError(epoch, cost, schedule(epoch), limit, standardized)
         stop = False
         for callback in callbacks:
-            stop = bool(callback.on_epoch_end(epoch, cost, params)) or stop
+            if getattr(callback, "wants_state", False):
+                # e.g. a checkpoint: everything needed to go on from here
+                answer = callback.on_epoch_end(epoch, cost, params, opt_state=state, loss_curve=curve, rng=rng)
+            else:
+                answer = callback.on_epoch_end(epoch, cost, params)
+            stop = bool(answer) or stop
         if stop:
             stop_reason = "interrupted"
             break
         if tol is not None:
-            stalled = stalled + 1 if cost >= best - tol * abs(best) else 0
-            best = min(best, cost)
+            best, stalled = _stall(best, stalled, cost, tol)
             if stalled >= n_iter_no_change:
                 stop_reason = "converged"
                 break

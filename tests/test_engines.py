@@ -49,8 +49,8 @@ STRD = os.path.join(os.path.dirname(__file__), "data", "strd")
 
 @pytest.fixture
 def small_blocks(monkeypatch):
-    """Chunks of 1024 rows, moments blocks of 200 and pass blocks of 64: every merge runs."""
-    monkeypatch.setattr(Source, "chunk_bytes", 1)
+    """Chunks of 1000 rows, moments blocks of 200 and pass blocks of 64: every merge runs."""
+    monkeypatch.setattr(Source, "rows_per_chunk", lambda self: 1000)
     monkeypatch.setattr(statistics, "MOMENTS_BLOCK_BYTES", 1)
     monkeypatch.setattr(statistics, "MOMENTS_MIN_ROWS", 200)
     monkeypatch.setattr(passes, "PASS_BLOCK_BYTES", 1)

@@ -65,7 +65,10 @@ def test_a_file_fits_like_the_arrays(tmp_path, name, engine):
     settings = dict(engine=engine, epochs=50, tol=None)
     from_file = GDRegressor(**settings).fit(FileSource(path, target="y1", features=["a", "b", "c"], batch_rows=16))
     from_arrays = GDRegressor(**settings).fit(data[["a", "b", "c"]].to_numpy(), data["y1"].to_numpy())
-    np.testing.assert_allclose(from_file.loss_curve_, from_arrays.loss_curve_, rtol=1e-12)
+    # Near the optimum the cost carries the rounding of Σy² (ε·J(0) absolute, here
+    # 3e-12 relative to J*): a different chunking may move it by that much.
+    np.testing.assert_allclose(from_file.loss_curve_, from_arrays.loss_curve_, rtol=1e-12,
+                               atol=1e-15 * from_arrays.loss_curve_[0])
     np.testing.assert_allclose(from_file.coef_, from_arrays.coef_, rtol=1e-12)
     assert from_file.feature_names_ == ["a", "b", "c"] and from_file.target_names_ == ["y1"]
 

@@ -169,9 +169,6 @@ class SmallChunks(ArraySource):
 
 
 @pytest.mark.parametrize("name", ["Longley", "Filip", "NoInt1"])
-# gradfit/summary.py formats Filip's chunked condition number with an overflowing
-# division (eigenvalues[-1] / tiny); a RuntimeWarning there is not this test's subject.
-@pytest.mark.filterwarnings("ignore:overflow encountered in scalar divide:RuntimeWarning")
 def test_chunked_reading_keeps_the_digits(name):
     required = REQUIRED[name][0]
     problem = load_strd(path(name))

@@ -29,8 +29,9 @@ import numpy as np
 PASS_BLOCK_BYTES = 256 * 1024
 #: bytes of the float64 centred copy of one block in the moments pass
 MOMENTS_BLOCK_BYTES = 2 * 1024 * 1024
-#: ``syrk`` on fewer rows than this runs far from its peak, whatever the cache
-MOMENTS_MIN_ROWS = 512
+#: fewer rows than this, and merging a block's d×d scatter (memory-bound, ~3 d²
+#: values read and written) costs more than 8 % of forming it (``syrk``, compute-bound)
+MOMENTS_MIN_ROWS = 2048
 
 _local = threading.local()
 

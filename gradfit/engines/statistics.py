@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg
+from scipy.linalg.blas import dger
 
 from ..errors import DataError
 from ..sources import check_finite
@@ -172,7 +173,7 @@ def block_moments(X, y, weight, full):
         values *= z[:, :1]
     if full:
         product = z.T @ z  # NumPy computes zᵀz with syrk: half the flops of a general product
-        scatter = product[1:, 1:]
+        scatter = product[1:, 1:].copy()  # contiguous, for the in-place updates of merge
         return Moments(m, total, mean, scatter, np.diagonal(scatter).copy(), product[0, 1:].copy())
     return Moments(m, total, mean, None, np.einsum("ij,ij->j", values, values), z[:, 0] @ values)
 
@@ -213,8 +214,9 @@ def merge(a, b):
         residual += part.total * shift
         a.diagonal += (moment + part.residual) * shift
         if a.scatter is not None:
-            a.scatter += np.outer(moment, shift)
-            a.scatter += np.outer(shift, part.residual)
+            # In place (BLAS ger, on the transpose: the update is symmetric): no d×d temporaries.
+            a.scatter = dger(1.0, moment, shift, a=a.scatter.T, overwrite_a=True).T
+            a.scatter = dger(1.0, shift, part.residual, a=a.scatter.T, overwrite_a=True).T
     a.mean = mean
     a.residual = residual
     a.count += b.count
@@ -255,13 +257,23 @@ def accumulate(source, full=True):
         diagonal = np.diagonal(scatter).copy()
     else:
         diagonal = moments.diagonal - moments.residual * correction
+    _check_target_squares(source, mean, diagonal, moments.total)
     return Statistics(source.n_features, source.n_outputs, moments.count, moments.total, mean, scatter, diagonal)
+
+
+def _check_target_squares(source, mean, diagonal, total):
+    """The cost at θ = 0 is the mean of y²: a target far from zero can overflow it with a finite spread."""
+    d = source.n_features
+    with np.errstate(over="ignore"):
+        second_moment = mean[d:] * mean[d:] + diagonal[d:] / total
+    if not np.all(np.isfinite(second_moment)):
+        _raise_overflow(source, d + int(np.argmax(~np.isfinite(second_moment))))
 
 
 def _raise_overflow(source, column):
     raise DataError(
         f"values in {source.describe()}, column {source.column_name(int(column))!r}, are too "
-        "large: their sums overflow float64; rescale that column"
+        "large: their sums or squares overflow float64; rescale that column"
     )
 
 

@@ -63,7 +63,7 @@ class Source:
     def rows_per_chunk(self):
         """Rows per chunk: a chunk of X and y, in float64, about ``chunk_bytes``."""
         width = self.n_features + self.n_outputs + 1
-        return int(max(1024, min(1 << 20, self.chunk_bytes // (8 * width))))
+        return int(max(4096, min(1 << 20, self.chunk_bytes // (8 * width))))
 
     def chunks(self):
         """Yield the chunks of the whole source, in order."""

@@ -3,10 +3,10 @@
 A :class:`DaskSource` is a list of *blocks* (a Dask task each, yielding the
 NumPy ``(X, y, sample_weight)`` of consecutive rows) with known row offsets.
 :meth:`DaskSource.reduce` sends the engine's per-chunk function to the blocks,
-folds each block's sub-chunks there, and merges the blocks' results pairwise,
-in order, on the workers: one ``compute`` per call, and only the partial sums
-(O(d²) at most) reach the client. The order of the pairwise merges is fixed, so
-a result does not depend on which worker finishes first.
+folds each block's sub-chunks there, and merges the blocks' results in a tree,
+in order, on the workers: one ``compute`` per call, and only the final sums
+(O(d²) at most) reach the client. The order of the merges is fixed, so a
+result does not depend on which worker finishes first.
 
 Dask is an optional dependency (``pip install gradfit[dask]``); this module
 imports it only when a Dask source is made.
@@ -26,6 +26,8 @@ from .base import Chunk, Source
 
 #: a block read from a file holds about this many bytes of float64 rows
 BLOCK_BYTES = 64 * 1024 * 1024
+#: partial results merged per task: a tree of few tasks, each moving little
+FAN_IN = 8
 
 INSTALL_HINT = "pip install gradfit[dask]"
 
@@ -164,13 +166,13 @@ def _read_parquet_block(names, path, row_groups, start, dtype):
     return X, y, weight
 
 
-def _fold_block(function, combine, block, start, step):
+def _fold_block(function, combine, block, start, step, dtype):
     """``combine``-fold of ``function`` over the block's sub-chunks of ``step`` rows.
 
-    Blocks are split like every other source's chunks, so that the fused
-    kernels of the engines work on cache-sized pieces.
+    Blocks are split like every other source's chunks, so that the engines
+    hand them on in the pieces they are tuned for.
     """
-    X, y, weight = block
+    X, y, weight = _pack(*block, dtype)
     result = None
     for offset in range(0, X.shape[0], step):
         stop = offset + step
@@ -181,17 +183,18 @@ def _fold_block(function, combine, block, start, step):
     return result
 
 
-def _join(combine, left, right):
-    # Each partial has exactly one consumer, so ``combine`` may reuse ``left``.
-    if left is None:
-        return right
-    if right is None:
-        return left
-    return combine(left, right)
+def _join(combine, *partials):
+    """``combine``-fold of ``partials`` in order (``None``: an empty block)."""
+    result = None
+    for partial in partials:
+        if partial is not None:
+            # Each partial has exactly one consumer, so ``combine`` may reuse it.
+            result = partial if result is None else combine(result, partial)
+    return result
 
 
-def _take_block(block, rows):
-    X, y, weight = block
+def _take_block(block, rows, dtype):
+    X, y, weight = _pack(*block, dtype)
     return X[rows], y[rows], None if weight is None else weight[rows]
 
 
@@ -274,10 +277,11 @@ class DaskSource(Source):
         X = X.rechunk({0: rows, 1: -1})
         y = y.rechunk({0: rows, 1: -1} if y.ndim == 2 else {0: rows})
         weight = None if weight is None else weight.rechunk({0: rows})
-        pack = dask.delayed(_pack, pure=True)
         Xs, ys = X.to_delayed().ravel(), y.to_delayed().ravel()
         weights = [None] * len(Xs) if weight is None else weight.to_delayed().ravel()
-        self._set_blocks([pack(a, b, c, self.dtype) for a, b, c in zip(Xs, ys, weights)], rows)
+        # A block is the tuple of its parts: Dask hands the task their values,
+        # with no task of its own to put them together.
+        self._set_blocks(list(zip(Xs, ys, weights)), rows)
         # Held so that persisted inputs (ours: y or weights sent from NumPy) stay on the
         # workers while the source lives: the blocks name their keys only.
         self._collections = (X, y, weight)
@@ -366,7 +370,9 @@ class DaskSource(Source):
     def persist(self):
         """Keep the blocks (as NumPy, only the needed columns) in the workers' memory; returns self."""
         dask = require("dask")
-        self._blocks = list(self._compute_with(dask.persist, *self._blocks))
+        pack = dask.delayed(_pack, pure=True)
+        blocks = [pack(*block, self.dtype) if isinstance(block, tuple) else block for block in self._blocks]
+        self._blocks = list(self._compute_with(dask.persist, *blocks))
         return self
 
     # -- messages ------------------------------------------------------------
@@ -401,8 +407,8 @@ class DaskSource(Source):
         """``combine``-fold of ``function(chunk)`` over all chunks, run on the workers.
 
         One compute: ``function`` runs on every block's sub-chunks where the
-        block is, the partial results are merged pairwise in a fixed order
-        (block 0 with 1, 2 with 3, …, then the results likewise), and only
+        block is, the partial results are merged in a fixed order (blocks 0-7
+        in one task, 8-15 in the next, …, then those results likewise), and only
         the final result comes back. ``function`` and ``combine`` are pickled
         (closures over NumPy parameters are fine).
         """
@@ -413,13 +419,13 @@ class DaskSource(Source):
         join = dask.delayed(_join, pure=False)
         step = self.rows_per_chunk()
         partials = [
-            fold(function, combine, block, int(start), step)
+            fold(function, combine, block, int(start), step, self.dtype)
             for block, start in zip(self._blocks, self._starts[:-1])
         ]
         while len(partials) > 1:
             partials = [
-                join(combine, partials[i], partials[i + 1]) if i + 1 < len(partials) else partials[i]
-                for i in range(0, len(partials), 2)
+                join(combine, *partials[i : i + FAN_IN]) if i + 1 < len(partials) else partials[i]
+                for i in range(0, len(partials), FAN_IN)
             ]
         return self._compute(partials[0])[0]
 
@@ -434,7 +440,7 @@ class DaskSource(Source):
         block_of = np.searchsorted(self._starts, rows, side="right") - 1
         cuts = np.flatnonzero(np.diff(block_of)) + 1
         pieces = [
-            take(self._blocks[block_of[group[0]]], rows[group] - self._starts[block_of[group[0]]])
+            take(self._blocks[block_of[group[0]]], rows[group] - self._starts[block_of[group[0]]], self.dtype)
             for group in np.split(np.arange(rows.size), cuts)
         ]
         parts = self._compute(*pieces)
@@ -447,7 +453,7 @@ class DaskSource(Source):
         """Bring the blocks to the client one at a time (engines use :meth:`reduce` instead)."""
         step = self.rows_per_chunk()
         for block, start in zip(self._blocks, self._starts[:-1]):
-            X, y, weight = self._compute(block)[0]
+            X, y, weight = _pack(*self._compute(block)[0], self.dtype)
             for offset in range(0, X.shape[0], step):
                 stop = offset + step
                 yield Chunk(X[offset:stop], y[offset:stop], None if weight is None else weight[offset:stop],

@@ -19,7 +19,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.dataset as pa_ds
 
 from ..errors import DataError
-from .base import Chunk, Source
+from .base import Chunk, Source, fold_in_threads, worker_threads
 
 CSV_SUFFIXES = (".csv", ".tsv", ".txt", ".csv.gz", ".tsv.gz")
 PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
@@ -144,6 +144,8 @@ class FileSource(Source):
                 self.schema.names  # decoded here: a header in another encoding fails now, not later
                 reader.close()
             except pa.ArrowInvalid as exc:
+                if "Empty CSV file" in str(exc):
+                    raise DataError(f"{self.describe()} has no header row (its first line is empty)") from None
                 raise self._locate_csv_error(exc, columns=()) from None
             except UnicodeDecodeError:
                 raise DataError(f"{self.describe()}: the header is not UTF-8 text; save the file as UTF-8") from None
@@ -200,6 +202,27 @@ class FileSource(Source):
                     raise DataError(
                         f"{self.describe()}: {name}, column {column!r}: type {schema.field(column).type} is not numeric"
                     )
+        self._widen_differing_columns()
+
+    def _widen_differing_columns(self):
+        """Read a column as float64 where the files disagree on its type.
+
+        pyarrow casts every file to the first file's types: a float32 column
+        there would turn another file's 1e300 into inf, an int8 one refuse 1000.
+        """
+        differing = [
+            column for column in self.columns
+            if any(fragment.physical_schema.field(column).type != self.schema.field(column).type
+                   for fragment in self.fragments)
+        ]
+        if not differing:
+            return
+        schema = self.schema
+        for column in differing:
+            schema = schema.set(schema.get_field_index(column), pa.field(column, pa.float64()))
+        self.dataset = pa_ds.dataset(self._parquet_files(), format="parquet", schema=schema)
+        self.schema = self.dataset.schema
+        self.fragments = list(self.dataset.get_fragments())
 
     def _count_rows(self):
         if self.format == "csv":
@@ -269,6 +292,19 @@ class FileSource(Source):
         if self.n_samples is None:
             self.n_samples = start
 
+    def reduce(self, function, combine):
+        """The fold of :meth:`Source.reduce`, the chunks' work on threads while the next batch is read.
+
+        pyarrow decodes on its own threads and the engines' NumPy releases the
+        GIL, so reading and summing overlap; the result is the serial fold's
+        (:func:`~gradfit.sources.base.fold_in_threads`), and at most a few
+        batches are held at once.
+        """
+        threads = worker_threads()
+        if threads < 2:
+            return super().reduce(function, combine)
+        return fold_in_threads(function, combine, self.chunks(), threads)
+
     _row_cache = None
 
     def take(self, rows):
@@ -315,7 +351,8 @@ class FileSource(Source):
         columns = self.columns if columns is None else list(columns)
         try:
             # utf-8-sig: pyarrow drops a byte-order mark from the first name, so must this
-            with open(self.path, newline="", encoding="utf-8-sig", errors="replace") as handle:
+            # surrogateescape: bytes that are not UTF-8 come back as they are, to be named
+            with open(self.path, newline="", encoding="utf-8-sig", errors="surrogateescape") as handle:
                 reader = csv.reader(handle)
                 header = next(reader)
                 wanted = [header.index(name) for name in columns]
@@ -336,7 +373,7 @@ class FileSource(Source):
                         if not NUMBER.fullmatch(text):
                             return DataError(
                                 f"{self.describe()}, line {line}, column {name!r}: "
-                                f"{fields[index]!r} is not a number"
+                                f"{_show_field(fields[index])} is not a number"
                             )
                     line = reader.line_num + 1
         except (OSError, csv.Error, StopIteration, ValueError):
@@ -355,6 +392,14 @@ def _resolve(name, columns):
         return name
     matches = [column for column in columns if column.strip() == name.strip()]
     return matches[0] if len(matches) == 1 else name
+
+
+def _show_field(text):
+    """A field for a message: quoted, with bytes that are not UTF-8 shown as bytes."""
+    try:
+        return repr(text.encode("utf-8").decode())
+    except UnicodeEncodeError:  # surrogate escapes of undecodable bytes
+        return f"{text.encode('utf-8', 'surrogateescape')!r} (not UTF-8 text)"
 
 
 def _show_name(name):
