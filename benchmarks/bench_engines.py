@@ -17,7 +17,10 @@ from zero, with the same step ``η = 1/L`` (``L`` from gradfit's statistics):
 * **scikit-learn SGDRegressor** (per-sample SGD, ``max_iter=E``, ``tol=None``,
   ``penalty=None``; not the same iterates, and not at the optimum) and
   **LinearRegression** (the closed form);
-* the reference costs of one ``X.sum()``, one ``X @ w`` and one ``X.T @ X``.
+* the reference costs of one ``X.sum()``, one ``X @ w`` and one ``X.T @ X``,
+  with NumPy's default BLAS threads and with one: the targets' ratios take
+  the faster of the two (on a loaded machine OpenBLAS's threads can make
+  ``X.T @ X`` ten times slower, which would flatter gradfit).
 
 Printed per contender: wall time (median of ``--repeat`` runs; peers whose
 first run takes over ``--slow`` seconds run once, and the table says so), peak
@@ -55,6 +58,7 @@ import time
 import warnings
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 import gradfit
 from gradfit.fitting import prepare
@@ -225,10 +229,19 @@ def contenders_for(X, y, epochs, rate, peers, torch):
     def fitted(model):
         return model.coef_, model.intercept_
 
+    def one_thread(function):
+        def run():
+            with threadpool_limits(limits=1, user_api="blas"):
+                return function()
+
+        return run
+
     items = [
         Contender("X.sum()", lambda: X.sum()),
-        Contender("X @ w", lambda: X @ w),
-        Contender("X.T @ X", lambda: X.T @ X),
+        Contender("X @ w", lambda: X @ w, note="NumPy's default BLAS threads"),
+        Contender("X @ w, 1 BLAS thread", one_thread(lambda: X @ w)),
+        Contender("X.T @ X", lambda: X.T @ X, note="NumPy's default BLAS threads (syrk)"),
+        Contender("X.T @ X, 1 BLAS thread", one_thread(lambda: X.T @ X)),
         Contender("gradfit (statistics)", lambda: gradfit.GDRegressor(engine="statistics", **same).fit(X, y), fitted,
                   "same epochs and step as the loops; validation included"),
         Contender("gradfit (defaults)", lambda: gradfit.GDRegressor(epochs=epochs, tol=None).fit(X, y), fitted,
@@ -316,11 +329,14 @@ def megabytes(count):
 
 
 def ratios(contenders):
+    """The targets' ratios; a reference is NumPy's faster way (default BLAS threads or one)."""
     by_name = {c.name: c.median for c in contenders}
     out = {}
     fit = by_name["gradfit (statistics)"]
-    out["gradfit fit / X.T@X"] = fit / by_name["X.T @ X"]
-    out["pass epoch / X@w"] = by_name["gradfit pass engine, 1 epoch"] / by_name["X @ w"]
+    gram = min(by_name["X.T @ X"], by_name["X.T @ X, 1 BLAS thread"])
+    product = min(by_name["X @ w"], by_name["X @ w, 1 BLAS thread"])
+    out["gradfit fit / X.T@X"] = fit / gram
+    out["pass epoch / X@w"] = by_name["gradfit pass engine, 1 epoch"] / product
     for peer in ("NumPy loop (tutorial)", "PyTorch CPU autograd", "scikit-learn LinearRegression",
                  "scikit-learn SGDRegressor"):
         if peer in by_name:
@@ -341,7 +357,7 @@ def main(argv=None):
     parser.add_argument("--dtypes", nargs="+", default=["float64", "float32"], choices=["float64", "float32"])
     parser.add_argument("--peers", nargs="+", default=["numpy", "torch", "sgd", "linear", "pass"],
                         choices=["numpy", "torch", "sgd", "linear", "pass"])
-    parser.add_argument("--repeat", type=int, default=5, help="runs of each fast contender (median)")
+    parser.add_argument("--repeat", type=int, default=9, help="runs of each fast contender (median)")
     parser.add_argument("--slow", type=float, default=5.0, help="a first run longer than this is not repeated")
     parser.add_argument("--quick", action="store_true", help=f"a smoke run: {' '.join(QUICK_SIZES)}, 2 runs")
     parser.add_argument("--json", help="also write the results to this file")
@@ -358,6 +374,7 @@ def main(argv=None):
         print("PyTorch is not installed: its row is skipped")
 
     info = machine()
+    info["load_average_at_start"] = os.getloadavg() if hasattr(os, "getloadavg") else None
     print("machine:", json.dumps(info))
     print("command:", " ".join([os.path.basename(sys.executable)] + sys.argv))
     results = {"machine": info, "command": sys.argv, "runs": []}
@@ -394,6 +411,10 @@ def main(argv=None):
             })
             del X, y, contenders
             gc.collect()
+    if hasattr(os, "getloadavg"):
+        results["load_average_at_end"] = os.getloadavg()
+        print(f"\nload average (1, 5, 15 min) at the start {info['load_average_at_start']}, "
+              f"at the end {results['load_average_at_end']}: other processes share these cores")
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(results, handle, indent=1)

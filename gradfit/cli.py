@@ -333,7 +333,13 @@ def _train(args, settings, source):
 def _chunk_predictor(model):
     coef = np.atleast_2d(model.coef_).T
     intercept = np.atleast_1d(model.intercept_)
-    return lambda X: X @ coef + intercept
+
+    def predict(X):
+        # Values and coefficients near float64's limits give inf, not a warning: callers name the row.
+        with np.errstate(over="ignore", invalid="ignore"):
+            return X @ coef + intercept
+
+    return predict
 
 
 def _feature_source(model, path, target=(), sample_weight=None):
@@ -378,9 +384,16 @@ def _write_predictions(model, source, handle):
         if chunk.n_rows == 0:
             continue
         check_finite(source, chunk)  # a NaN or inf would give a prediction that means nothing
+        predicted = predict(chunk.X)
+        overflow = ~np.all(np.isfinite(predicted), axis=1)
+        if overflow.any():
+            raise DataError(
+                f"the prediction for {source.describe()} at {source.where(chunk.start + int(np.argmax(overflow)))} "
+                "overflows float64: the model's coefficients are too large for these values"
+            )
         if rows == 0:
             writer.writerow(names)
-        writer.writerows(predict(chunk.X).tolist())
+        writer.writerows(predicted.tolist())
         rows += chunk.n_rows
     if rows == 0:
         raise DataError(f"{source.describe()} has no data rows")

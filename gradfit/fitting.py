@@ -6,6 +6,7 @@ no math of its own beyond choosing the pieces and the step size.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,7 @@ from .objective import Objective
 from .refine import MAX_FEATURES as MAX_REFINEMENT_FEATURES
 from .refine import refine as refine_fit
 from .scaling import Scaling
+from .sources.dask import ClusterError
 from .train import train
 
 
@@ -237,6 +239,14 @@ def refinement_statistics(source, problem):
     return accumulate(source, full=True)
 
 
+def _resume_advice(checkpoint):
+    """What to do after the cluster failed mid-training: resume from the checkpoint, or keep one next time."""
+    if checkpoint is not None and os.path.exists(checkpoint):
+        path = os.fspath(checkpoint)
+        return f"the checkpoint {path!r} holds the epochs done: go on from it with --resume {path} (resume=)"
+    return "keep a checkpoint (--checkpoint PATH) to go on from after such a failure"
+
+
 def fit_source(source, settings, *, params=None, opt_state=None, loss_curve=None, problem=None,
                epochs=None, learning_rate=None, rng=None, callbacks=(), refine=None,
                checkpoint=None, checkpoint_every=10, resume=None):
@@ -310,7 +320,8 @@ def fit_source(source, settings, *, params=None, opt_state=None, loss_curve=None
     refine_callbacks = tuple(callbacks)  # the refinement phase has its own state: not checkpointed
     if checkpoint is not None:
         head = checkpoints.header(plain_settings, fingerprint, problem.scaling, rate, problem.statistics, problem.engine)
-        callbacks = tuple(callbacks) + (checkpoints.Checkpointer(checkpoint, checkpoint_every, head),)
+        checkpointer = checkpoints.Checkpointer(checkpoint, checkpoint_every, head)
+        callbacks = tuple(callbacks) + (checkpointer,)
 
     def max_stable():
         try:
@@ -318,23 +329,30 @@ def fit_source(source, settings, *, params=None, opt_state=None, loss_curve=None
         except Exception:  # the message is a courtesy; never mask the divergence itself
             return None
 
-    result = train(
-        objective,
-        optimizer,
-        params,
-        epochs=run_epochs,
-        tol=settings["tol"],
-        n_iter_no_change=settings["n_iter_no_change"],
-        schedule=schedule,
-        batch_size=batch_size,
-        n_samples=problem.n_samples,
-        rng=rng,
-        opt_state=opt_state,
-        loss_curve=loss_curve,
-        max_stable_learning_rate=max_stable if problem.loss.curvature else None,
-        standardized=settings["standardize"],
-        callbacks=callbacks,
-    )
+    try:
+        result = train(
+            objective,
+            optimizer,
+            params,
+            epochs=run_epochs,
+            tol=settings["tol"],
+            n_iter_no_change=settings["n_iter_no_change"],
+            schedule=schedule,
+            batch_size=batch_size,
+            n_samples=problem.n_samples,
+            rng=rng,
+            opt_state=opt_state,
+            loss_curve=loss_curve,
+            max_stable_learning_rate=max_stable if problem.loss.curvature else None,
+            standardized=settings["standardize"],
+            callbacks=callbacks,
+        )
+    except ClusterError as exc:
+        if checkpoint is not None:
+            # The state after the last whole epoch (every epoch's sums are whole or
+            # never came): a resumed run goes on from there with the same bits.
+            checkpointer.on_train_end()
+        raise ClusterError(f"{exc}; {_resume_advice(checkpoint)}") from None
     refinement = statistics = None
     refine = complete if refine is None else refine
     if refine and optimizer_name == "cg" and result.stop_reason != "interrupted":

@@ -203,14 +203,18 @@ def test_null_in_a_parquet_file_is_named_by_file_and_row(client, data, tmp_path)
         GDRegressor().fit(DaskSource.from_file(str(tmp_path), "t", block_rows=700))
 
 
-def test_cli_joins_a_running_scheduler(client, data, files, tmp_path, capsys):
+@pytest.mark.parametrize("options, settings", [
+    (["--epochs", "10"], dict(epochs=10)),
+    (["--epochs", "2", "--batch-size", "500", "--seed", "4"], dict(epochs=2, batch_size=500, random_state=4)),
+])
+def test_cli_joins_a_running_scheduler(client, data, files, tmp_path, capsys, options, settings):
     X, y, weight = data
     output = tmp_path / "model.json"
     code = main(["train", files["parquet"], "--target", "t", "--features", ",".join(FEATURES), "--engine", "pass",
-                 "--epochs", "10", "--tol", "none", "--dask", client.scheduler.address, "-o", str(output), "--quiet"])
+                 "--tol", "none", "--dask", client.scheduler.address, "-o", str(output), "--quiet", *options])
     assert code == 0, capsys.readouterr().err
     model = load(str(output))
-    reference = reference_fit(dict(engine="pass", epochs=10, tol=None), X, y[:, 0])
+    reference = reference_fit(dict(engine="pass", tol=None, **settings), X, y[:, 0])
     np.testing.assert_allclose(model.coef_, reference.coef_, rtol=RTOL)
     np.testing.assert_allclose(model.loss_curve_, reference.loss_curve_, rtol=RTOL)
 

@@ -25,7 +25,7 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
-from threadpoolctl import threadpool_limits
+from threadpoolctl import threadpool_info, threadpool_limits
 
 import gradfit
 from gradfit.engines import (
@@ -158,9 +158,13 @@ def two_pass_oracle(Z, weight=None):
 
 
 @pytest.mark.parametrize("weights", [False, True], ids=["unweighted", "weighted"])
-@pytest.mark.parametrize("offset", [0.0, 1e8], ids=["near zero", "offset 1e8"])
-def test_moments_equal_a_two_pass_extended_precision_oracle(weights, offset, small_blocks):
-    X, y, weight = make_case(n=4321, d=5, k=2, weights=weights, offset=offset, seed=7)
+@pytest.mark.parametrize(
+    "offset, dtype",
+    [(0.0, np.float64), (1e8, np.float64), (1e4, np.float32)],
+    ids=["near zero", "offset 1e8", "float32, offset 1e4"],
+)
+def test_moments_equal_a_two_pass_extended_precision_oracle(weights, offset, dtype, small_blocks):
+    X, y, weight = make_case(n=4321, d=5, k=2, weights=weights, offset=offset, dtype=dtype, seed=7)
     stats = accumulate(ArraySource(X, y, weight))
     mean, scatter = two_pass_oracle(np.column_stack([X, y]), weight)
     assert stats.n_samples == 4321
@@ -346,7 +350,9 @@ def test_overflowing_squares_name_the_column():
 def test_threaded_fold_equals_the_serial_fold_bit_for_bit(full, small_blocks):
     X, y, weight = make_case(n=20000, d=5, k=2, weights=True, offset=1e3)
     source = ArraySource(X, y, weight)
+    blas_threads = [info["num_threads"] for info in threadpool_info()]
     threaded = accumulate(source, full=full)
+    assert [info["num_threads"] for info in threadpool_info()] == blas_threads  # restored
     with threadpool_limits(limits=1, user_api="blas"):  # one BLAS thread: the serial fold
         serial = accumulate(source, full=full)
     assert np.array_equal(threaded.mean, serial.mean)

@@ -13,32 +13,32 @@ from .statistics import Statistics, StatisticsEngine, accumulate
 
 ENGINES = ("auto", "statistics", "pass")
 
-# The cost model of "auto", in seconds per unit of work, measured on the 2-core
-# machines this project runs on (benchmarks/bench_engines.py; float64, both
-# cores; see benchmarks/README.md for the runs):
-#: one fused pass (an epoch of the pass engine), per row·feature: ~1e6 × 100 in 40 ms
-PASS_SECONDS = 4.0e-10
-#: the statistics pass (centred Gram, syrk), per row·feature²: ~1e6 × 100² in 0.25 s;
-#: syrk runs faster per flop for wide data, so this is an upper bound for d ≫ 100
-GRAM_SECONDS = 2.5e-11
-#: the d × d eigendecomposition the statistics engine starts with, per feature³
-EIGH_SECONDS = 2.0e-10
-#: passes the pass engine spends on L (Lanczos, ``learning_rate="auto"``)
+# The cost model of "auto", in seconds, measured on the 2-core machines this
+# project runs on (float64, both cores busy; benchmarks/README.md has the runs):
+#: a fused pass (one epoch of the pass engine), per row·feature: 1e6 × 100 in ~40 ms
+PASS_SECONDS = 4.2e-10
+#: the statistics pass, per row·feature (reading, centring, copying each block) ...
+COPY_SECONDS = 1.6e-9
+#: ... and per row·feature² (the centred Gram, BLAS syrk): 1e6 × 100 in ~0.23 s in all
+GRAM_SECONDS = 7.5e-12
+#: the d × d eigendecompositions a statistics fit makes, per feature³ (0.3 s at d = 1000)
+EIGH_SECONDS = 6e-10
+#: passes the pass engine spends on L (Lanczos, ``learning_rate="auto"``): ~20, ~50 at d = 1000
 CURVATURE_PASSES = 20
 
 
 def engine_costs(n_samples, n_features, epochs):
     """Estimated seconds of ``(statistics, pass)`` for a full-batch squared-error fit.
 
-    statistics: one Gram pass ``N d²`` and one eigendecomposition ``d³``, then
-    O(d²) epochs (negligible); pass: ``epochs`` fused passes ``N d`` plus those
-    :data:`CURVATURE_PASSES` for the step size. Both also read the data once
-    for the moments; the statistics engine's Gram pass is that read.
-    ``n_samples=None`` (a file not yet read) counts as many rows: the ``d³`` term drops.
+    statistics: one pass forming the centred Gram, ``N (c₁ d + c₂ d²)``, and the
+    eigendecomposition, ``c₃ d³``; its epochs are O(d²), negligible. pass:
+    ``epochs`` fused passes plus :data:`CURVATURE_PASSES` for the step size,
+    ``N d`` each (its moments pass, ~ one more, is left out on both sides).
+    ``n_samples=None`` (a file not yet read) counts as many rows: ``d³`` drops out.
     """
     d = float(n_features)
     rows = 1e12 if n_samples is None else float(n_samples)
-    statistics = rows * d * d * GRAM_SECONDS + d**3 * EIGH_SECONDS
+    statistics = rows * (COPY_SECONDS * d + GRAM_SECONDS * d * d) + EIGH_SECONDS * d**3
     passes = (epochs + CURVATURE_PASSES) * rows * d * PASS_SECONDS
     return statistics, passes
 
@@ -47,9 +47,9 @@ def choose_engine(requested, loss, batch_size, n_features, epochs, n_samples=Non
     """The engine to run: ``"statistics"`` or ``"pass"``.
 
     ``"auto"`` takes statistics when the loss is the squared error, the batch
-    is full, and by :func:`engine_costs` one Gram product and eigendecomposition
-    cost less than the epochs' passes: roughly when
-    ``epochs + 20 ≥ d · GRAM_SECONDS / PASS_SECONDS ≈ d / 16``.
+    is full, and by :func:`engine_costs` one Gram pass and eigendecomposition
+    cost less than the epochs' passes: for ``N ≫ d`` roughly when
+    ``epochs + 16 ≥ d / 56``, i.e. always below 900 features.
     Forcing ``"statistics"`` where it cannot serve is an :class:`OptionError`.
     """
     if requested not in ENGINES:

@@ -5,18 +5,20 @@ of an array, a Parquet batch, a Dask block); the engines then walk each chunk
 in *blocks* of rows sized for what they do with them:
 
 * the fused pass reads a block from memory for ``X_b u`` and again for
-  ``X_bᵀ g``; the second read is cheap only while the block is still in the
-  core's cache. Measured on the 2-core machines here (1e6 × 100, float64, one
-  core): the second product costs +27 % of the first for 200 KB blocks and
-  +50 % for 800 KB blocks, and blocks under ~100 KB pay more in per-call
-  overhead than they save (see ``benchmarks/README.md``);
+  ``X_bᵀ g``; the second read is cheaper while the block is still in cache.
+  Measured on the 2-core machines here (1e6 × 100, float64, one core, CPU
+  time), an epoch costs 1.6 × one ``X @ w`` with 256 KB blocks, 1.7 × with
+  1 MB, 2.0 × with 8 MB (no reuse left), and 2.1 × with 64 KB blocks, whose
+  per-call overhead eats the gain; 256-512 KB is best from d = 32 to 1000;
 * the moments pass copies a block into a float64 scratch array, centres it
-  and forms ``zᵀz`` (BLAS ``syrk``), which is compute-bound: bigger blocks run
-  ``syrk`` closer to its peak, up to about 2-4 MB.
+  and forms ``zᵀz`` (BLAS ``syrk``), which is compute-bound: block sizes
+  from 1 to 8 MB run within 3 % of each other, and only the number of rows
+  matters, through the cost of merging a block's d × d sums.
 
 Scratch arrays are private to the thread that asks (sources may run the
 per-chunk function on several threads) and reused from call to call, so a pass
-allocates nothing of the size of a block.
+allocates nothing of the size of a block; each thread keeps its few MB (at
+most :data:`MOMENTS_MAX_BYTES` for very wide rows) for the next pass.
 """
 
 from __future__ import annotations
@@ -27,11 +29,15 @@ import numpy as np
 
 #: bytes of float64 rows the fused pass keeps in cache between its two products
 PASS_BLOCK_BYTES = 256 * 1024
+#: fewer rows per block than this cost more in per-call overhead than the cache saves
+PASS_MIN_ROWS = 64
 #: bytes of the float64 centred copy of one block in the moments pass
 MOMENTS_BLOCK_BYTES = 2 * 1024 * 1024
 #: fewer rows than this, and merging a block's d×d scatter (memory-bound, ~3 d²
-#: values read and written) costs more than 8 % of forming it (``syrk``, compute-bound)
-MOMENTS_MIN_ROWS = 2048
+#: values read and written) costs more than 4 % of forming it (``syrk``, compute-bound)
+MOMENTS_MIN_ROWS = 4096
+#: ... but no block's copy above this, whatever the width of the rows
+MOMENTS_MAX_BYTES = 40 * 1024 * 1024
 
 _local = threading.local()
 

@@ -23,10 +23,7 @@ import numpy as np
 import scipy.sparse.linalg
 
 from ..losses import SquaredError
-from .blocks import PASS_BLOCK_BYTES, block_rows, scratch
-
-#: fewer rows per block than this cost more in per-call overhead than the cache saves
-PASS_MIN_ROWS = 64
+from .blocks import PASS_BLOCK_BYTES, PASS_MIN_ROWS, block_rows, scratch
 
 
 def _block(X, start, stop, center, copy):

@@ -5,8 +5,8 @@ For the squared error, ``J`` and ``∇J`` depend on the data only through the
 One pass collects them; after that every epoch costs O(d²), and its iterates
 are those of a data pass (``../shared/DESIGN.md``).
 
-Accumulation is per block of rows *centred* (the block's own mean removed)
-and blocks and chunks are merged with Chan, Golub & LeVeque's pairwise update
+Accumulation is per block of rows *centred* (a point near the block's mean
+removed) and blocks and chunks are merged with Chan, Golub & LeVeque's pairwise update
 
     n = nₐ + n_b,   δ = μ_b − μₐ,   μ = μₐ + δ n_b/n,   S = Sₐ + S_b + δδᵀ nₐn_b/n,
 
@@ -23,7 +23,7 @@ from scipy.linalg.blas import dger
 
 from ..errors import DataError
 from ..sources import check_finite
-from .blocks import MOMENTS_BLOCK_BYTES, MOMENTS_MIN_ROWS, block_rows, scratch
+from .blocks import MOMENTS_BLOCK_BYTES, MOMENTS_MAX_BYTES, MOMENTS_MIN_ROWS, block_rows, scratch
 
 
 @dataclass
@@ -58,10 +58,12 @@ class Statistics:
 class Moments:
     """Partial sums of one or more blocks, merged pairwise (:func:`merge`).
 
-    ``scatter`` and ``diagonal`` are about ``mean`` *as stored* (rounded to
-    float64), and ``residual = Σ v (z − mean)`` is what that rounding leaves
-    (zero in exact arithmetic); carrying it makes every merge exact to first
-    order in the rounding of the means (see :func:`merge`).
+    The sums are about a reference point ``mean`` near the (weighted) mean
+    of the rows: ``scatter = Σ v (z − mean)(z − mean)ᵀ`` (or only its
+    ``diagonal``) and ``residual = Σ v (z − mean)``, which is what the
+    reference misses of the mean (small, and zero for an exact mean).
+    Carrying it makes every merge exact, whatever the reference and its
+    rounding (see :func:`merge`); :func:`accumulate` removes it at the end.
     """
 
     count: int
@@ -73,7 +75,7 @@ class Moments:
 
 
 def chunk_moments(chunk, full, source):
-    """The :class:`Moments` of one chunk: its blocks centred on their own means, merged.
+    """The :class:`Moments` of one chunk: its blocks' sums, merged.
 
     The chunk is walked in blocks of about :data:`~gradfit.engines.blocks.MOMENTS_BLOCK_BYTES`
     (whatever size the source's chunks are), so the float64 copy each block
@@ -84,7 +86,7 @@ def chunk_moments(chunk, full, source):
     if n == 0:
         return None
     width = chunk.X.shape[1] + chunk.y.shape[1]
-    rows = block_rows(width, MOMENTS_BLOCK_BYTES, MOMENTS_MIN_ROWS)
+    rows = moments_rows(width)
     moments = None
     # An overflow is found from the sums and named below; NumPy's warning would
     # only add lines to the one-line error (or a traceback under -W error).
@@ -126,6 +128,19 @@ def _check_underflow(block, X, y, weight, source):
             )
 
 
+def moments_rows(width):
+    """Rows of a block of the moments pass, for rows of ``width`` values.
+
+    About :data:`~gradfit.engines.blocks.MOMENTS_BLOCK_BYTES`, at least
+    :data:`~gradfit.engines.blocks.MOMENTS_MIN_ROWS` (so merging a block costs
+    little next to forming it), at most what fits in
+    :data:`~gradfit.engines.blocks.MOMENTS_MAX_BYTES` (so very wide rows do not
+    make the per-thread copy large).
+    """
+    rows = block_rows(width + 1, MOMENTS_BLOCK_BYTES, MOMENTS_MIN_ROWS)
+    return max(1, min(rows, MOMENTS_MAX_BYTES // (8 * (width + 1))))
+
+
 def block_moments(X, y, weight, full):
     """The :class:`Moments` of one block of rows, centred on its own (weighted) mean.
 
@@ -140,23 +155,19 @@ def block_moments(X, y, weight, full):
     Returns
     -------
     Moments, or int
-        The index of a column whose sum is not finite (a NaN, an inf, an
+        The index of a column whose sums are not finite (a NaN, an inf, an
         overflow, or a negative or non-finite weight, reported as column 0),
         for the caller to name.
+
+    The mean costs one more read of the block (~10 % of the pass at d = 100;
+    its rounding is carried exactly by the residual). Centring on the mean of
+    the block *before* instead would save it, but costs a digit on trending
+    data: each block's sums would be about a point a block's trend away.
     """
     m, d = X.shape
     width = d + y.shape[1]
-    # The one copy: z = [1, X, y] in float64 (float32 widened here), reused from
-    # block to block. The leading column (ones, or √v) makes the same syrk also
-    # give the count and Σ v (z − μ), the residual of the rounded mean.
-    z = scratch("moments", m, width + 1)
-    values = z[:, 1:]
-    values[:, :d] = X
-    values[:, d:] = y
     if weight is None:
         total = float(m)
-        mean = np.add.reduce(values, axis=0) / m
-        z[:, 0] = 1.0
     else:
         total = float(np.sum(weight))
         if not np.isfinite(total) or np.any(weight < 0):
@@ -164,18 +175,44 @@ def block_moments(X, y, weight, full):
         if total == 0:
             zeros = np.zeros(width)
             return Moments(m, 0.0, zeros, np.zeros((width, width)) if full else None, zeros.copy(), zeros.copy())
-        mean = (weight @ values) / total
-    if not np.all(np.isfinite(mean)):
-        return int(np.argmax(~np.isfinite(mean)))
-    values -= mean
-    if weight is not None:
-        z[:, 0] = np.sqrt(weight)
+    shift = np.empty(width)
+    shift[:d], shift[d:] = _column_sums(X, weight), _column_sums(y, weight)
+    shift /= total
+    if not np.all(np.isfinite(shift)):
+        return int(np.argmax(~np.isfinite(shift)))
+    # The one copy: z = [1, X − shift, y − shift] in float64 (float32 widened here),
+    # reused from block to block. The leading column (ones, or √v) makes the same
+    # syrk also give Σ v (z − shift), the residual the merges carry.
+    z = scratch("moments", m, width + 1)
+    values = z[:, 1:]
+    np.subtract(X, shift[:d], out=values[:, :d])
+    np.subtract(y, shift[d:], out=values[:, d:])
+    if weight is None:
+        z[:, 0] = 1.0
+    else:
+        np.sqrt(weight, out=z[:, 0])
         values *= z[:, :1]
     if full:
         product = z.T @ z  # NumPy computes zᵀz with syrk: half the flops of a general product
         scatter = product[1:, 1:].copy()  # contiguous, for the in-place updates of merge
-        return Moments(m, total, mean, scatter, np.diagonal(scatter).copy(), product[0, 1:].copy())
-    return Moments(m, total, mean, None, np.einsum("ij,ij->j", values, values), z[:, 0] @ values)
+        diagonal, residual = np.diagonal(scatter).copy(), product[0, 1:].copy()
+    else:
+        scatter, diagonal, residual = None, np.einsum("ij,ij->j", values, values), z[:, 0] @ values
+    bad = ~(np.isfinite(diagonal) & np.isfinite(residual))
+    if bad.any():
+        return int(np.argmax(bad))
+    return Moments(m, total, shift, scatter, diagonal, residual)
+
+
+def _column_sums(values, weight):
+    """``Σ v x`` of every column, by BLAS (``gemv``, at memory speed) in the values' precision.
+
+    Only the reference point of a block's sums comes from it, so float32's
+    rounding costs nothing: the residual carries it (a float64 reduction of
+    float32 columns would take ten times as long).
+    """
+    weight = np.ones(len(values), dtype=values.dtype) if weight is None else weight.astype(values.dtype, copy=False)
+    return weight @ values
 
 
 def merge(a, b):

@@ -27,7 +27,7 @@ PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
 NULL_SPELLINGS = frozenset(pa_csv.ConvertOptions().null_values)
 # What pyarrow reads as a number: Python's float() also takes "1_000" and other
 # digits than ASCII, which would hide the bad value from _locate_csv_error.
-NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|[+-]?(inf|infinity)", re.IGNORECASE | re.ASCII)
+NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|[+-]?(inf|infinity|nan)", re.IGNORECASE | re.ASCII)
 
 
 def file_format(path):
@@ -367,10 +367,10 @@ class FileSource(Source):
                             f"field{'s' if len(fields) != 1 else ''}, but the header has {len(header)}"
                         )
                     for name, index in zip(columns, wanted):
-                        text = fields[index].strip()
-                        if text in NULL_SPELLINGS:
+                        # as pyarrow: a missing value is spelled exactly; a number may have spaces around
+                        if fields[index] in NULL_SPELLINGS:
                             continue
-                        if not NUMBER.fullmatch(text):
+                        if not NUMBER.fullmatch(fields[index].strip()):
                             return DataError(
                                 f"{self.describe()}, line {line}, column {name!r}: "
                                 f"{_show_field(fields[index])} is not a number"
