@@ -23,6 +23,7 @@ Usage::
 
     python benchmarks/soak.py --seconds 300
     python benchmarks/soak.py --rounds 200 --sample-every 10 --threshold-mib 10
+    python benchmarks/soak.py --seconds 60 --leak-kib 256   # a planted leak: must exit 1
 """
 
 from __future__ import annotations
@@ -173,6 +174,10 @@ def cases(rng, paths, folder):
 # -- the run and its report --------------------------------------------------------------
 
 
+#: what --leak-kib keeps, to check that the verdict sees a leak
+_LEAKED = []
+
+
 def run(args):
     rng = np.random.default_rng(args.seed)
     start = time.perf_counter()
@@ -186,6 +191,8 @@ def run(args):
                 began = time.perf_counter()
                 work()
                 timings.setdefault(name, []).append(time.perf_counter() - began)
+            if args.leak_kib:
+                _LEAKED.append(np.ones(args.leak_kib * 128))  # touched, so resident
             if round_ % args.sample_every == 0:
                 samples.append(sample(round_, start))
             elapsed = time.perf_counter() - start
@@ -239,6 +246,8 @@ def parse(argv=None):
     parser.add_argument("--threshold-mib", type=float, default=20.0,
                         help="memory growth, second half over first, that fails the run (default 20 MiB)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--leak-kib", type=int, default=0,
+                        help="keep this many KiB more every round: checks that the verdict catches a leak")
     return parser.parse_args(argv)
 
 

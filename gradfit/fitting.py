@@ -6,7 +6,6 @@ no math of its own beyond choosing the pieces and the step size.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -239,14 +238,6 @@ def refinement_statistics(source, problem):
     return accumulate(source, full=True)
 
 
-def _resume_advice(checkpoint):
-    """What to do after the cluster failed mid-training: resume from the checkpoint, or keep one next time."""
-    if checkpoint is not None and os.path.exists(checkpoint):
-        path = os.fspath(checkpoint)
-        return f"the checkpoint {path!r} holds the epochs done: go on from it with --resume {path} (resume=)"
-    return "keep a checkpoint (--checkpoint PATH) to go on from after such a failure"
-
-
 def fit_source(source, settings, *, params=None, opt_state=None, loss_curve=None, problem=None,
                epochs=None, learning_rate=None, rng=None, callbacks=(), refine=None,
                checkpoint=None, checkpoint_every=10, resume=None):
@@ -352,7 +343,7 @@ def fit_source(source, settings, *, params=None, opt_state=None, loss_curve=None
             # The state after the last whole epoch (every epoch's sums are whole or
             # never came): a resumed run goes on from there with the same bits.
             checkpointer.on_train_end()
-        raise ClusterError(f"{exc}; {_resume_advice(checkpoint)}") from None
+        raise ClusterError(exc.what, checkpoint) from None  # its message: go on from the checkpoint
     refinement = statistics = None
     refine = complete if refine is None else refine
     if refine and optimizer_name == "cg" and result.stop_reason != "interrupted":

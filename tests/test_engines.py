@@ -51,8 +51,7 @@ STRD = os.path.join(os.path.dirname(__file__), "data", "strd")
 def small_blocks(monkeypatch):
     """Chunks of 1000 rows, moments blocks of 200 and pass blocks of 64: every merge runs."""
     monkeypatch.setattr(Source, "rows_per_chunk", lambda self: 1000)
-    monkeypatch.setattr(statistics, "MOMENTS_BLOCK_BYTES", 1)
-    monkeypatch.setattr(statistics, "MOMENTS_MIN_ROWS", 200)
+    monkeypatch.setattr(statistics, "moments_rows", lambda n_rows, width: 200)
     monkeypatch.setattr(passes, "PASS_BLOCK_BYTES", 1)
     monkeypatch.setattr(passes, "PASS_MIN_ROWS", 64)
 
@@ -76,6 +75,7 @@ CASES = {
     "float32": dict(dtype=np.float32),
     "float32, three outputs, weights": dict(dtype=np.float32, k=3, weights=True),
     "Fortran order": dict(fortran=True),
+    "centred features": dict(centred=True),
     "offset 1e4": dict(offset=1e4),
     "nesterov": dict(optimizer="nesterov"),
     "l2 penalty": dict(penalty="l2", alpha=0.1),
@@ -83,8 +83,11 @@ CASES = {
 }
 
 
-def make_case(n=3001, d=6, k=1, weights=False, dtype=np.float64, fortran=False, offset=0.0, seed=0):
+def make_case(n=3001, d=6, k=1, weights=False, dtype=np.float64, fortran=False, offset=0.0, seed=0,
+              centred=False):
     X, y = make_regression(n=n, d=d, k=k, noise=0.5, seed=seed, offset=offset, dtype=dtype)
+    if centred:  # features near zero: the moments pass forms XᵀX on the blocks in place
+        X -= X.mean(axis=0)
     if fortran:
         X = np.asfortranarray(X)
     weight = np.random.default_rng(seed + 1).uniform(0.0, 3.0, size=n) if weights else None
@@ -94,7 +97,7 @@ def make_case(n=3001, d=6, k=1, weights=False, dtype=np.float64, fortran=False, 
 @pytest.mark.parametrize("case", list(CASES), ids=list(CASES))
 def test_engines_give_the_same_cost_curve_and_coefficients(case, small_blocks):
     options = dict(CASES[case])
-    data = {key: options.pop(key) for key in ("k", "weights", "dtype", "fortran", "offset") if key in options}
+    data = {key: options.pop(key) for key in ("k", "weights", "dtype", "fortran", "offset", "centred") if key in options}
     X, y, weight = make_case(**data)
     settings = dict(epochs=40, tol=None, **options)
     # One step size for both: "auto" would give the pass engine Lanczos' L (1e-4 relative).
@@ -159,12 +162,13 @@ def two_pass_oracle(Z, weight=None):
 
 @pytest.mark.parametrize("weights", [False, True], ids=["unweighted", "weighted"])
 @pytest.mark.parametrize(
-    "offset, dtype",
-    [(0.0, np.float64), (1e8, np.float64), (1e4, np.float32)],
-    ids=["near zero", "offset 1e8", "float32, offset 1e4"],
+    "offset, dtype, centred",
+    [(0.0, np.float64, False), (0.0, np.float64, True), (1e8, np.float64, False), (1e4, np.float32, False)],
+    ids=["near zero", "centred", "offset 1e8", "float32, offset 1e4"],
 )
-def test_moments_equal_a_two_pass_extended_precision_oracle(weights, offset, dtype, small_blocks):
-    X, y, weight = make_case(n=4321, d=5, k=2, weights=weights, offset=offset, dtype=dtype, seed=7)
+def test_moments_equal_a_two_pass_extended_precision_oracle(weights, offset, dtype, centred, small_blocks):
+    X, y, weight = make_case(n=4321, d=5, k=2, weights=weights, offset=offset, dtype=dtype, seed=7,
+                             centred=centred)
     stats = accumulate(ArraySource(X, y, weight))
     mean, scatter = two_pass_oracle(np.column_stack([X, y]), weight)
     assert stats.n_samples == 4321
@@ -218,8 +222,7 @@ def longley_solution(stats):
 @pytest.fixture
 def blocks_of_three(monkeypatch):
     """Moments blocks of 3 rows: on 16 rows, the pairwise merges do all the work."""
-    monkeypatch.setattr(statistics, "MOMENTS_BLOCK_BYTES", 1)
-    monkeypatch.setattr(statistics, "MOMENTS_MIN_ROWS", 3)
+    monkeypatch.setattr(statistics, "moments_rows", lambda n_rows, width: 3)
 
 
 def test_longley_moments_equal_exact_rational_arithmetic(blocks_of_three):

@@ -391,18 +391,20 @@ def checkpoint_document():
         "settings": GDRegressor().get_params(),
         "fingerprint": "0" * 64,
         "loss_curve": [3.0, 2.5, 2.25],
-        "params": {"params": checkpoint.encode_array(np.arange(8.0).reshape(4, 2))},
+        "params": checkpoint.encode_array(np.arange(8.0).reshape(4, 2)),
         "opt_state": checkpoint.encode_tree((np.zeros((4, 2)), 3, None, (1.5, np.ones(2)))),
+        "rng": checkpoint.encode_rng(np.random.default_rng(5)),
     }
 
 
 def read_checkpoint(path):
-    """:func:`checkpoint.read` and the decoding of its arrays: a document, or one CheckpointError line."""
+    """:func:`checkpoint.read` and the decoding of what it holds: a document, or one CheckpointError line."""
     try:
         document = checkpoint.read(path)
-        if isinstance(document.get("params"), dict):
-            for name, node in document["params"].items():
-                checkpoint.decode_array(node, f"params.{name}")
+        checkpoint.decode_array(document["params"], "params")
+        checkpoint.decode_rng(document.get("rng"))
+        if "opt_state" in document:
+            checkpoint.decode_tree(document["opt_state"], (np.zeros((3, 1)), 0))
         return document
     except CheckpointError as exc:
         assert "\n" not in str(exc)
@@ -412,9 +414,8 @@ def read_checkpoint(path):
 def test_a_checkpoint_round_trips(tmp_path, checkpoint_document):
     checkpoint.save(tmp_path / "c.json", checkpoint_document)
     document = checkpoint.read(tmp_path / "c.json")
-    np.testing.assert_array_equal(
-        checkpoint.decode_array(document["params"]["params"], "params"), np.arange(8.0).reshape(4, 2)
-    )
+    np.testing.assert_array_equal(checkpoint.decode_array(document["params"], "params"), np.arange(8.0).reshape(4, 2))
+    assert checkpoint.decode_rng(document["rng"]).random() == np.random.default_rng(5).random()
     template = (np.zeros((4, 2)), 0, None, (0.0, np.zeros(2)))
     state = checkpoint.decode_tree(document["opt_state"], template)
     assert state[1] == 3 and state[2] is None and state[3][0] == 1.5
@@ -426,7 +427,9 @@ def test_a_checkpoint_round_trips(tmp_path, checkpoint_document):
 def test_checkpoint_fields_replaced_by_anything(data, tmp_path_factory):
     document = {
         "format": checkpoint.FORMAT, "format_version": 1, "settings": {"epochs": 10}, "fingerprint": "ab",
-        "loss_curve": [1.0, 0.5], "params": {"params": checkpoint.encode_array(np.ones((3, 1)))},
+        "loss_curve": [1.0, 0.5], "params": checkpoint.encode_array(np.ones((3, 1))),
+        "opt_state": checkpoint.encode_tree((np.ones((3, 1)), 4)),
+        "rng": checkpoint.encode_rng(np.random.default_rng(0)),
     }
     path = data.draw(st.sampled_from(field_paths(document)), label="field")
     value = data.draw(JSON_VALUES, label="value")
@@ -545,7 +548,8 @@ def test_no_code_runs_from_a_file_anywhere_in_the_package():
             elif isinstance(node, ast.Call):
                 function = node.func
                 name = function.id if isinstance(function, ast.Name) else getattr(function, "attr", None)
-                builtin = isinstance(function, ast.Name) or getattr(getattr(function, "value", None), "id", None) == "builtins"
+                owner = getattr(getattr(function, "value", None), "id", None)
+                builtin = isinstance(function, ast.Name) or owner == "builtins"
                 assert not (builtin and name in FORBIDDEN_CALLS), f"{relative}, line {node.lineno}: calls {name}"
                 if name in ("load", "loads") and isinstance(function, ast.Attribute):
                     owner = getattr(function.value, "id", None)

@@ -185,7 +185,7 @@ def test_interrupt_outside_the_main_thread_installs_nothing():
 
     def run():
         with Interrupt() as interrupt:
-            seen["installed"] = interrupt._previous is not None
+            seen["installed"] = bool(interrupt._previous)
 
     thread = threading.Thread(target=run)
     thread.start()

@@ -14,13 +14,15 @@ from .statistics import Statistics, StatisticsEngine, accumulate
 ENGINES = ("auto", "statistics", "pass")
 
 # The cost model of "auto", in seconds, measured on the 2-core machines this
-# project runs on (float64, both cores busy; benchmarks/README.md has the runs):
-#: a fused pass (one epoch of the pass engine), per row·feature: 1e6 × 100 in ~40 ms
-PASS_SECONDS = 4.2e-10
-#: the statistics pass, per row·feature (reading, centring, copying each block) ...
-COPY_SECONDS = 1.6e-9
-#: ... and per row·feature² (the centred Gram, BLAS syrk): 1e6 × 100 in ~0.23 s in all
-GRAM_SECONDS = 7.5e-12
+# project runs on (float64; one core's CPU time halved for two: both passes
+# split into independent chunks; benchmarks/README.md has the measurements):
+#: a fused pass (one epoch of the pass engine), per row·feature: 1e6 × 100 in 80 ms of CPU
+PASS_SECONDS = 4.0e-10
+#: the statistics pass, per row·feature (reading, centring, copying blocks) ...
+COPY_SECONDS = 1.2e-9
+#: ... and per row·feature² (the centred Gram, BLAS syrk): 1e6 × 100 in 0.35 s of CPU,
+#: 1e6 × 32 in 75 ms, 2e5 × 1000 in 2.8 s
+GRAM_SECONDS = 5.8e-12
 #: the d × d eigendecompositions a statistics fit makes, per feature³ (0.3 s at d = 1000)
 EIGH_SECONDS = 6e-10
 #: passes the pass engine spends on L (Lanczos, ``learning_rate="auto"``): ~20, ~50 at d = 1000
@@ -49,7 +51,7 @@ def choose_engine(requested, loss, batch_size, n_features, epochs, n_samples=Non
     ``"auto"`` takes statistics when the loss is the squared error, the batch
     is full, and by :func:`engine_costs` one Gram pass and eigendecomposition
     cost less than the epochs' passes: for ``N ≫ d`` roughly when
-    ``epochs + 16 ≥ d / 56``, i.e. always below 900 features.
+    ``epochs + 17 ≥ d / 69``, i.e. always below 1,200 features.
     Forcing ``"statistics"`` where it cannot serve is an :class:`OptionError`.
     """
     if requested not in ENGINES:

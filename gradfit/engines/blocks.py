@@ -33,9 +33,10 @@ PASS_BLOCK_BYTES = 256 * 1024
 PASS_MIN_ROWS = 64
 #: bytes of the float64 centred copy of one block in the moments pass
 MOMENTS_BLOCK_BYTES = 2 * 1024 * 1024
-#: fewer rows than this, and merging a block's d×d scatter (memory-bound, ~3 d²
-#: values read and written) costs more than 4 % of forming it (``syrk``, compute-bound)
-MOMENTS_MIN_ROWS = 4096
+#: at least this many rows per column: merging a block's d × d sums (a few
+#: reads and writes of d² values, memory-bound once they outgrow the cache)
+#: then costs a few % of forming them (``syrk``, d²/2 multiply-adds a row)
+MOMENTS_ROWS_PER_COLUMN = 4
 #: ... but no block's copy above this, whatever the width of the rows
 MOMENTS_MAX_BYTES = 40 * 1024 * 1024
 

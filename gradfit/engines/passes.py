@@ -26,11 +26,8 @@ from ..losses import SquaredError
 from .blocks import PASS_BLOCK_BYTES, PASS_MIN_ROWS, block_rows, scratch
 
 
-def _block(X, start, stop, center, copy):
-    """Rows ``start:stop`` of ``X`` as float64: a view, or a widened (and centred) copy."""
-    block = X[start:stop]
-    if not copy:
-        return block
+def _copy_block(block, center):
+    """``block`` as a float64 copy in scratch, widened and (``center`` not None) centred."""
     out = scratch("pass.block", block.shape[0], block.shape[1])
     if center is None:
         out[...] = block
@@ -80,7 +77,7 @@ def partial_sums_function(coef, offset, loss, with_target, center=None):
         value, derivative_sum = 0.0, np.zeros(k)
         for i, start in enumerate(range(0, n, rows)):
             stop = min(start + rows, n)
-            X_b = _block(X, start, stop, center, copy)
+            X_b = _copy_block(X[start:stop], center) if copy else X[start:stop]
             r = residual[start:stop]
             np.matmul(X_b, coef, out=r)
             r -= target[start:stop]

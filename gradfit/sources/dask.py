@@ -53,8 +53,25 @@ class ClusterError(GradfitError, RuntimeError):
     with this error (no model is made from partial sums). It is raised when
     Dask gives up on a task whose workers kept dying (``KilledWorker``), when
     the connection to the scheduler is lost, or when no worker is left for
-    :data:`NO_WORKERS_TIMEOUT` seconds.
+    :func:`no_workers_timeout` seconds.
+
+    Parameters
+    ----------
+    what : str
+        What happened, one line.
+    checkpoint : path, optional
+        The fit's checkpoint: where it exists, the message says to go on from
+        it; otherwise it advises keeping one.
     """
+
+    def __init__(self, what, checkpoint=None):
+        self.what = what
+        if checkpoint is not None and os.path.exists(checkpoint):
+            path = os.fspath(checkpoint)
+            advice = f"the checkpoint {path!r} holds the epochs done: go on from it with --resume {path} (resume=)"
+        else:
+            advice = "keep a checkpoint (--checkpoint PATH) to go on from after such a failure"
+        super().__init__(f"{what}; {advice}")
 
 
 def require(module="dask"):
