@@ -45,7 +45,7 @@ from .engines import PassEngine, StatisticsEngine
 from .errors import IllConditionedError
 from .objective import Objective
 from .optimizers import scale_by_inverse_hessian
-from .scaling import Scaling
+from .scaling import Scaling, constant_columns
 from .train import train
 
 EPS = np.finfo(np.float64).eps
@@ -167,21 +167,28 @@ def hessian_solver(problem, statistics, scaling, fit_intercept, source):
     d, k = statistics.n_features, statistics.n_outputs
     diagonal = np.zeros(d) if penalty is None else penalty.hessian_diagonal(scaling.scale, k)
     hessian[np.arange(d), np.arange(d)] += diagonal
+    # Constant columns carry nothing (gradient descent never moves them from 0):
+    # solve on the others, and give the constant ones no step.
+    free = ~constant_columns(statistics, fit_intercept)
+    keep = np.concatenate([free, np.ones(int(fit_intercept), dtype=bool)])
+    hessian = hessian[np.ix_(keep, keep)]
     eigenvalues, vectors = scipy.linalg.eigh(hessian)
     top, bottom = float(eigenvalues[-1]), float(eigenvalues[0])
     cond = top / bottom if bottom > 0 else np.inf
     if EPS * cond <= CONDITION_LIMIT:
 
         def solve(grads):
-            return vectors @ ((vectors.T @ grads) / eigenvalues[:, None])
+            out = np.zeros_like(grads)
+            out[keep] = vectors @ ((vectors.T @ grads[keep]) / eigenvalues[:, None])
+            return out
 
         return solve, cond, "eigh"
 
     # H_ww = (2/(Wk)) (RᵀR + W/2·k·diag), H_bb = 2/k, H_wb = 0 (the units are centred)
     total = statistics.sum_weights
-    factor = qr_factor(source, scaling, fit_intercept)
-    if np.any(diagonal > 0):
-        factor = np.linalg.qr(np.vstack([factor, np.diag(np.sqrt(total * k / 2 * diagonal))]), mode="r")
+    factor = qr_factor(source, scaling, fit_intercept, free)
+    if np.any(diagonal[free] > 0):
+        factor = np.linalg.qr(np.vstack([factor, np.diag(np.sqrt(total * k / 2 * diagonal[free]))]), mode="r")
     singular = np.linalg.svd(factor, compute_uv=False)
     data_cond = float(singular[0] / singular[-1]) if singular[-1] > 0 else np.inf
     if not EPS * data_cond <= CONDITION_LIMIT:
@@ -196,9 +203,9 @@ def hessian_solver(problem, statistics, scaling, fit_intercept, source):
         )
 
     def solve(grads):
-        out = np.empty_like(grads)
-        half = scipy.linalg.solve_triangular(factor, grads[:d], trans="T")
-        out[:d] = scipy.linalg.solve_triangular(factor, half) * (total * k / 2)
+        out = np.zeros_like(grads)
+        half = scipy.linalg.solve_triangular(factor, grads[:d][free], trans="T")
+        out[np.flatnonzero(free)] = scipy.linalg.solve_triangular(factor, half) * (total * k / 2)
         if fit_intercept:
             out[d] = grads[d] * (k / 2)
         return out
@@ -206,8 +213,10 @@ def hessian_solver(problem, statistics, scaling, fit_intercept, source):
     return solve, data_cond**2, "qr"
 
 
-def qr_factor(source, scaling, fit_intercept):
+def qr_factor(source, scaling, fit_intercept, columns=None):
     """``R`` (d, d), ``RᵀR = Σ v (x̃ − μ̃)(x̃ − μ̃)ᵀ``: the scatter's triangular square root, one pass.
+
+    ``columns`` (a boolean mask of the features) restricts it to those features.
 
     ``x̃`` are the features in ``scaling``'s units and ``μ̃`` their weighted mean
     (zero without an intercept: the uncentred second moment). Per chunk, a
@@ -219,12 +228,14 @@ def qr_factor(source, scaling, fit_intercept):
 
     Unlike the scatter, ``R`` keeps the data's condition number rather than its square.
     """
-    d = source.n_features
+    columns = np.ones(source.n_features, dtype=bool) if columns is None else columns
+    d = int(np.sum(columns))
+    scale = scaling.scale[columns]
 
     def chunk_factor(chunk):
         if chunk.n_rows == 0:
             return None
-        X = np.asarray(chunk.X, dtype=np.float64) / scaling.scale
+        X = np.asarray(chunk.X, dtype=np.float64)[:, columns] / scale
         weight = chunk.sample_weight
         total = float(chunk.n_rows) if weight is None else float(np.sum(weight))
         if total == 0:

@@ -43,14 +43,9 @@ class Scaling:
         if not standardize:
             return cls.identity(d)
         mean = stats.mean[:d]
-        variance = np.maximum(stats.scatter_diagonal[:d] / stats.sum_weights, 0.0)
-        if fit_intercept:
-            center, spread = mean.copy(), np.sqrt(variance)
-        else:
-            center, spread = np.zeros(d), np.sqrt(variance + mean * mean)
-        # A spread at rounding level of the column's size is a constant column.
-        constant = spread <= 1e-12 * np.maximum(np.abs(mean), np.finfo(float).tiny)
-        scale = np.where(constant | (spread == 0), 1.0, spread)
+        center = mean.copy() if fit_intercept else np.zeros(d)
+        spread = _spread(stats, fit_intercept)
+        scale = np.where(constant_columns(stats, fit_intercept), 1.0, spread)
         return cls(center, scale)
 
     def to_raw(self, params, fit_intercept):
@@ -67,3 +62,24 @@ class Scaling:
         if not fit_intercept:
             return weights
         return np.vstack([weights, (intercept + coef @ self.center)[None, :]])
+
+
+def _spread(stats, fit_intercept):
+    """Per feature: standard deviation (with an intercept) or root mean square (without)."""
+    d = stats.n_features
+    mean = stats.mean[:d]
+    variance = np.maximum(stats.scatter_diagonal[:d] / stats.sum_weights, 0.0)
+    return np.sqrt(variance) if fit_intercept else np.sqrt(variance + mean * mean)
+
+
+def constant_columns(stats, fit_intercept):
+    """Mask (n_features,) of the features the model cannot use: constant ones.
+
+    With an intercept a constant column duplicates it; without one only an
+    all-zero column carries nothing. A spread at rounding level of the
+    column's size counts as constant: centring left only rounding noise.
+    """
+    d = stats.n_features
+    spread = _spread(stats, fit_intercept)
+    return (spread == 0) | (spread <= 1e-12 * np.maximum(np.abs(stats.mean[:d]), np.finfo(float).tiny))
+

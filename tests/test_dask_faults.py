@@ -51,7 +51,7 @@ FEATURES = ["a", "b", "c", "d"]
 RUNS = {
     # the statistics engine reads the data once: the kill lands in that pass
     "statistics": (dict(engine="statistics", epochs=100, tol=None), ("_fold_block", 0)),
-    # a few passes in (the moments, the curvature, then one a epoch)
+    # a few passes in (the moments, the curvature, then one per epoch)
     "pass": (dict(engine="pass", epochs=10, tol=None), ("_fold_block", 8)),
     # in a minibatch's gathering of its rows
     "minibatch": (dict(engine="pass", batch_size=500, epochs=2, tol=None, random_state=3), ("_take_block", 3)),
@@ -185,7 +185,7 @@ def cluster(by_value):
 
 
 @pytest.fixture
-def client(cluster, tmp_path):
+def client(cluster):
     """The cluster's client, both workers up (a worker killed before is back), no holds left after."""
     client = cluster[1]
     client.wait_for_workers(2, timeout=HANG_GUARD)
@@ -222,9 +222,8 @@ def dask_input(kind, client, data, parquet):
         distributed.wait([Xd, yd], timeout=HANG_GUARD)
         return (Xd, yd), distributed.futures_of(Xd) + distributed.futures_of(yd)
     source = DaskSource.from_file(parquet, "t", features=FEATURES, block_rows=300)  # read by the workers
-    if kind == "persisted-file":
+    if kind == "persisted-file":  # as the CLI does for minibatches
         source.persist()
-        return (source,), None
     return (source,), None
 
 
@@ -233,6 +232,51 @@ def assert_same_fit(model, reference):
     np.testing.assert_allclose(model.intercept_, reference.intercept_, rtol=RTOL)
     np.testing.assert_allclose(model.loss_curve_, reference.loss_curve_, rtol=RTOL)
     assert model.n_iter_ == reference.n_iter_ and model.engine_ == reference.engine_
+
+
+# -- what Dask raises, told in one line -------------------------------------------------------
+
+
+def dask_failures():
+    from distributed.client import CancelledFuturesGroup, FutureCancelledError, FuturesCancelledError
+    from distributed.comm.core import CommClosedError
+    from distributed.scheduler import KilledWorker, NoValidWorkerError
+
+    lost = FutureCancelledError("_fold_block-1", "scheduler-connection-lost", "Client lost the connection")
+    return [
+        (KilledWorker("_fold_block-1", "tcp://10.0.0.7:4000", 3),
+         "Dask gave up on task '_fold_block-1' after 4 workers died running it (the last: tcp://10.0.0.7:4000; "
+         "distributed.scheduler.allowed-failures is 3)"),
+        (NoValidWorkerError("_fold_block-1", set(), set(), {}, 30.0),
+         "no Dask worker could run task '_fold_block-1' for 30 s (distributed.scheduler.no-workers-timeout)"),
+        (lost, "lost the connection to the Dask scheduler at tcp://10.0.0.1:8786 (it stopped"),
+        (FuturesCancelledError([CancelledFuturesGroup([lost], "scheduler-connection-lost")]),
+         "lost the connection to the Dask scheduler at tcp://10.0.0.1:8786 (it stopped"),
+        (FutureCancelledError("_fold_block-1", "cancelled by another client"),
+         "Dask cancelled the fit's computation (reason: cancelled by another client)"),
+        (CommClosedError("in <TCP (closed)>: ConnectionResetError:\n[Errno 104] Connection reset by peer"),
+         "lost the connection to the Dask cluster at tcp://10.0.0.1:8786 (in <TCP (closed)>: ConnectionResetError: "
+         "[Errno 104] Connection reset by peer)"),
+        (TimeoutError("timed out after 30 s."), "the Dask cluster at tcp://10.0.0.1:8786 did not answer in time"),
+    ]
+
+
+def test_dask_failures_become_one_line_cluster_errors(tmp_path):
+    from gradfit.sources.dask import cluster_failure
+
+    for exc, start in dask_failures():
+        failure = cluster_failure(exc, "tcp://10.0.0.1:8786")
+        assert isinstance(failure, ClusterError), exc
+        message = str(failure)
+        assert message.startswith(start) and "\n" not in message, message
+        assert message.endswith("; keep a checkpoint (--checkpoint PATH) to go on from after such a failure")
+    # Not the cluster's: the data's own errors, and everything else, pass through.
+    assert cluster_failure(ValueError("could not convert 'x' to float")) is None
+    checkpoint = tmp_path / "fit.checkpoint"
+    checkpoint.write_text("{}")
+    resumable = ClusterError("lost the connection to the Dask scheduler", checkpoint)
+    assert str(resumable).endswith(f"the checkpoint '{checkpoint}' holds the epochs done: go on from it with "
+                                   f"--resume {checkpoint} (resume=)")
 
 
 # -- a worker killed: Dask reruns and recomputes, the fit is the in-memory one -------------

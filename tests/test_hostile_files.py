@@ -510,6 +510,38 @@ def test_hostile_checkpoint_files(tmp_path, checkpoint_document, monkeypatch, ca
     assert "\n" not in str(caught.value) and "c.json" in str(caught.value)
 
 
+@pytest.fixture(scope="module")
+def real_checkpoint(tmp_path_factory):
+    """A checkpoint written by ``gradfit train --checkpoint``, and the data it was made on."""
+    folder = tmp_path_factory.mktemp("checkpoint")
+    X, y = make_regression(n=60, d=3, seed=9)
+    pd.DataFrame(X, columns=FEATURES).assign(y=y).to_csv(folder / "data.csv", index=False)
+    code = main(["train", str(folder / "data.csv"), "--target", "y", "--epochs", "20", "--tol", "none", "-q",
+                 "--checkpoint", str(folder / "c.json"), "--checkpoint-every", "5"])
+    assert code == 0
+    return folder, json.loads((folder / "c.json").read_text())
+
+
+@settings(max_examples=EXAMPLES // 2, derandomize=DERANDOMIZE, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_resuming_from_a_hostile_checkpoint(data, real_checkpoint, capsys):
+    """``gradfit train --resume``: any field replaced by anything resumes or fails in one line, model untouched."""
+    folder, document = real_checkpoint
+    path = data.draw(st.sampled_from(field_paths(document)), label="field")
+    value = data.draw(JSON_VALUES, label="value")
+    target = folder / "hostile.json"
+    target.write_text(json.dumps(replace(document, path, value)))
+    (folder / "model.json").write_bytes(b"the previous model\n")
+    code, _, err = cli(capsys, "train", folder / "data.csv", "--target", "y", "--epochs", "20", "--tol", "none",
+                       "-q", "--resume", target, "-o", folder / "model.json")
+    if code != 0:
+        assert_one_line_error(code, err)
+        assert (folder / "model.json").read_bytes() == b"the previous model\n"
+    else:
+        assert np.all(np.isfinite(gradfit.load(folder / "model.json").coef_))
+
+
 def test_a_huge_checkpoint_is_refused_before_reading(tmp_path):
     path = tmp_path / "c.json"
     with open(path, "wb") as handle:  # sparse: no disk, no time
