@@ -11,7 +11,16 @@ __version__ = "0.1.0"
 
 from sklearn.exceptions import ConvergenceWarning
 
-from .errors import DataError, DivergenceError, GradfitError, IllConditionedError, ModelFileError, OptionError
+from .errors import (
+    ClusterError,
+    DataError,
+    DivergenceError,
+    GradfitError,
+    IllConditionedError,
+    ModelFileError,
+    OptionError,
+)
+from .checkpoint import CheckpointError
 from .estimator import GDRegressor, load
 from .sources import ArraySource, FileSource
 
@@ -24,6 +33,8 @@ __all__ = [
     "GDRegressor",
     "GradfitError",
     "IllConditionedError",
+    "CheckpointError",
+    "ClusterError",
     "ModelFileError",
     "OptionError",
     "load",

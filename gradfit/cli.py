@@ -302,9 +302,9 @@ def _train(args, settings, source):
     with progress.reporter(settings["epochs"], stream=sys.stderr, quiet=args.quiet, source=source) as callbacks:
         _fit(model, callbacks, source, checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every,
              resume=args.resume)
-    r2 = metrics.training_r2(model._fit_result, source, _chunk_predictor(model))
     if args.output:
-        model.save(args.output)
+        model.save(args.output)  # first: a cluster failure in the R² pass must not lose a finished fit
+    r2 = metrics.training_r2(model._fit_result, source, _chunk_predictor(model))
     print(
         f"trained on {model.n_samples_} rows x {len(model.feature_names_)} features of {args.data}: "
         f"{model.n_iter_} epochs ({model.stop_reason_.replace('_', ' ')}), engine {model.engine_}"

@@ -7,6 +7,8 @@ message alone (no traceback) and exits non-zero.
 
 from __future__ import annotations
 
+import os
+
 
 class GradfitError(Exception):
     """Base class of gradfit's deliberate, user-facing errors."""
@@ -81,3 +83,32 @@ class IllConditionedError(GradfitError, ArithmeticError):
     def __init__(self, message, condition_number):
         self.condition_number = condition_number
         super().__init__(message)
+
+
+class ClusterError(GradfitError, RuntimeError):
+    """The Dask cluster failed during a fit, beyond what Dask recovers from by itself.
+
+    Dask reruns a task whose worker died and recomputes results lost with a
+    worker, from the graph; so a fit either gets every partial sum, or stops
+    with this error (no model is made from partial sums). It is raised when
+    Dask gives up on a task whose workers kept dying (``KilledWorker``), when
+    the connection to the scheduler is lost, or when no worker is left for
+    :func:`no_workers_timeout` seconds.
+
+    Parameters
+    ----------
+    what : str
+        What happened, one line.
+    checkpoint : path, optional
+        The fit's checkpoint: where it exists, the message says to go on from
+        it; otherwise it advises keeping one.
+    """
+
+    def __init__(self, what, checkpoint=None):
+        self.what = what
+        if checkpoint is not None and os.path.exists(checkpoint):
+            path = os.fspath(checkpoint)
+            advice = f"the checkpoint {path!r} holds the epochs done: go on from it with --resume {path} (resume=)"
+        else:
+            advice = "keep a checkpoint (--checkpoint PATH) to go on from after such a failure"
+        super().__init__(f"{what}; {advice}")

@@ -20,7 +20,7 @@ from .objective import Objective
 from .refine import MAX_FEATURES as MAX_REFINEMENT_FEATURES
 from .refine import refine as refine_fit
 from .scaling import Scaling
-from .sources.dask import ClusterError
+from .errors import ClusterError
 from .train import train
 
 
