@@ -56,17 +56,17 @@ def _number(value):
 
 
 @contextlib.contextmanager
-def atomic_writer(path):
-    """Open ``path`` for writing text so that readers see the old file or the new one, never a part.
+def atomic_writer(path, binary=False):
+    """Open ``path`` for writing so that readers see the old file or the new one, never a part.
 
-    Yields a text handle on a temporary file in the same folder; when the
+    Yields a text (or, with ``binary``, bytes) handle on a temporary file in the same folder; when the
     ``with`` block ends normally the file is flushed to disk and renamed over
     ``path`` (``os.replace`` is atomic on POSIX and Windows). If the block
     raises, the temporary file is removed and ``path`` is left as it was.
     """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
-    handle, temp = _temporary_file(folder, _mode_for(path))
+    handle, temp = _temporary_file(folder, _mode_for(path), binary)
     try:
         with handle:
             yield handle
@@ -100,8 +100,8 @@ def _umask():
     return mask
 
 
-def _temporary_file(folder, mode):
-    """A new file ``.gradfit-*.tmp`` in ``folder``, opened for writing text; returns (handle, path)."""
+def _temporary_file(folder, mode, binary=False):
+    """A new file ``.gradfit-*.tmp`` in ``folder``, opened for writing; returns (handle, path)."""
     for _ in range(100):
         temp = os.path.join(folder, f".gradfit-{secrets.token_hex(6)}.tmp")
         try:
@@ -110,6 +110,8 @@ def _temporary_file(folder, mode):
             continue
         try:
             os.chmod(temp, mode)
+            if binary:
+                return os.fdopen(fd, "wb"), temp
             return os.fdopen(fd, "w", newline="", encoding="utf-8"), temp
         except BaseException:
             os.close(fd)
@@ -122,6 +124,12 @@ def atomic_write_text(path, text):
     """Write ``text`` to ``path`` atomically (see :func:`atomic_writer`)."""
     with atomic_writer(path) as handle:
         handle.write(text)
+
+
+def atomic_write_bytes(path, data):
+    """Write ``data`` (bytes) to ``path`` atomically (see :func:`atomic_writer`)."""
+    with atomic_writer(path, binary=True) as handle:
+        handle.write(data)
 
 
 def to_document(estimator):

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import io
 import os
-import secrets
 
 import numpy as np
+
+from ..model import atomic_write_bytes
 
 FORMATS = ("png", "svg")
 #: colours that stay apart for colour-blind readers (Okabe & Ito)
@@ -335,32 +336,12 @@ def _metadata(fmt):
     return {"Software": "gradfit"} if fmt == "png" else {"Date": None, "Creator": "gradfit"}
 
 
-def _atomic_write_bytes(path, data):
-    """Write ``data`` to ``path`` through a temporary file renamed over it (never half-written)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    temp = os.path.join(folder, f".gradfit-{secrets.token_hex(6)}.tmp")
-    # 0o666 minus the umask: the permissions a new file normally gets.
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        try:
-            os.unlink(temp)
-        except OSError:
-            pass
-        raise
-
-
 def save_figure(figure, path):
     """Write ``figure`` to ``path``: PNG or SVG by its extension."""
     fmt = os.path.splitext(os.fspath(path))[1].lower().lstrip(".")
     if fmt not in FORMATS:
         raise ValueError(f"plot file {os.fspath(path)!r}: the name must end in .png or .svg")
-    _atomic_write_bytes(path, figure_bytes(figure, fmt))
+    atomic_write_bytes(path, figure_bytes(figure, fmt))
     return path
 
 
