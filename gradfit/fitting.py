@@ -24,6 +24,10 @@ from .errors import ClusterError
 from .train import train
 
 
+#: the pass engine centres its blocks when a feature's mean exceeds its spread by this factor
+CENTRE_BLOCKS_ABOVE = 1e4
+
+
 @dataclass
 class FitResult:
     """A finished fit, in the data's own units, with what produced it.
@@ -133,7 +137,12 @@ def prepare(source, settings, scaling=None):
     if engine_name == "statistics":
         engine = StatisticsEngine(statistics, scaling, settings["fit_intercept"])
     else:
-        engine = PassEngine(source, scaling, loss, settings["fit_intercept"], statistics.sum_weights)
+        # Xᵀg − center·Σg loses log10(|center|/scale) digits and can overflow when
+        # features sit far from zero: centre each block instead (a block-sized copy).
+        far = bool(np.any(np.abs(scaling.center) > CENTRE_BLOCKS_ABOVE * scaling.scale))
+        engine = PassEngine(
+            source, scaling, loss, settings["fit_intercept"], statistics.sum_weights, centre_blocks=far
+        )
     return Problem(Objective(engine, penalty, scaling), scaling, statistics, engine_name, loss, statistics.n_samples)
 
 
