@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from .base import Chunk, Source, fold_in_threads, worker_threads
 
 
