@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import Chunk, Source, fold_in_threads, worker_threads
+from .base import Chunk, Source, array_position, fold_in_threads, worker_threads
 
 
 class ArraySource(Source):
@@ -36,13 +36,7 @@ class ArraySource(Source):
 
     def where(self, row, column=None):
         """Array indexing, 0-based: ``X[17, 3]``, ``y[17, 0]``, ``sample_weight[17]``."""
-        if column is None:
-            return f"row {row}"
-        if column == -1:
-            return f"sample_weight[{row}]"
-        if column >= self.n_features:
-            return f"y[{row}, {column - self.n_features}]"
-        return f"X[{row}, {column}]"
+        return array_position(row, column, self.n_features)
 
     def chunks(self):
         step = self.rows_per_chunk()

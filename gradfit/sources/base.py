@@ -115,6 +115,17 @@ class Source:
         return self.target_names[column - self.n_features]
 
 
+def array_position(row, column, n_features):
+    """Where a value is in in-memory arrays, 0-based: ``X[17, 3]``, ``y[17, 0]``, ``sample_weight[17]``."""
+    if column is None:
+        return f"row {row}"
+    if column == -1:
+        return f"sample_weight[{row}]"
+    if column >= n_features:
+        return f"y[{row}, {column - n_features}]"
+    return f"X[{row}, {column}]"
+
+
 def check_finite(source, chunk):
     """Raise :class:`DataError` at the first NaN or infinity in ``chunk``.
 

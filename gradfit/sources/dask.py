@@ -24,7 +24,7 @@ import time
 import numpy as np
 
 from ..errors import ClusterError, DataError, GradfitError
-from .base import Chunk, Source
+from .base import Chunk, Source, array_position
 
 #: a block read from a file holds about this many bytes of float64 rows
 BLOCK_BYTES = 64 * 1024 * 1024
@@ -101,13 +101,7 @@ class SourceNames(Source):
 
     def where(self, row, column=None):
         if self.kind == "array":
-            if column is None:
-                return f"row {row}"
-            if column == -1:
-                return f"sample_weight[{row}]"
-            if column >= self.n_features:
-                return f"y[{row}, {column - self.n_features}]"
-            return f"X[{row}, {column}]"
+            return array_position(row, column, self.n_features)
         if self.kind == "csv":
             text = f"line {row + 2}"  # exact unless a quoted field holds a line break
         elif self.kind == "parquet" and self.fragment_starts is not None:
