@@ -102,7 +102,8 @@ def peak_memory(record):
         yield
     finally:
         peak = _status("VmHWM")
-        record["peak"] = peak - start if resettable and peak is not None and start is not None else None
+        known = resettable and peak is not None and start is not None
+        record["peak"] = max(peak - start, 0) if known else None
 
 
 class Contender:
@@ -131,14 +132,22 @@ class Contender:
         return statistics.median(self.times) if self.times else float("nan")
 
 
-def time_contenders(contenders, repeat, slow):
-    """Run every contender: the first round measures memory; those under ``slow`` seconds ``repeat`` times, interleaved."""
+def time_contenders(contenders, repeat, slow, pause):
+    """Run every contender: the first round measures memory; those under ``slow`` seconds ``repeat`` times, interleaved.
+
+    Every run starts after ``pause`` idle seconds: OpenBLAS keeps its worker
+    threads spinning for a while after a threaded call (~0.1 s), and a spinning
+    thread takes a core from whatever runs next (a gradfit pass right after an
+    ``X @ w`` took 82 ms instead of 61).
+    """
     fast = []
     for contender in contenders:
+        time.sleep(pause)
         if contender.once(measure_memory=True) < slow:
             fast.append(contender)
     for _ in range(repeat - 1):
         for contender in fast:
+            time.sleep(pause)
             contender.once()
 
 
@@ -359,6 +368,7 @@ def main(argv=None):
                         choices=["numpy", "torch", "sgd", "linear", "pass"])
     parser.add_argument("--repeat", type=int, default=9, help="runs of each fast contender (median)")
     parser.add_argument("--slow", type=float, default=5.0, help="a first run longer than this is not repeated")
+    parser.add_argument("--pause", type=float, default=0.3, help="idle seconds before every run (BLAS threads settle)")
     parser.add_argument("--quick", action="store_true", help=f"a smoke run: {' '.join(QUICK_SIZES)}, 2 runs")
     parser.add_argument("--json", help="also write the results to this file")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)  # SIZE DTYPE ENGINE: fresh_process_memory
@@ -384,7 +394,7 @@ def main(argv=None):
             X, y = make_data(n, d, np.dtype(dtype))
             rate = gradfit.GDRegressor(standardize=False, epochs=1, tol=None).fit(X, y).learning_rate_
             contenders = contenders_for(X, y, epochs, rate, args.peers, torch)
-            time_contenders(contenders, repeat, args.slow)
+            time_contenders(contenders, repeat, args.slow, args.pause)
             optimal = optimal_cost(X, y)
             for contender in contenders:
                 contender.final_cost = None

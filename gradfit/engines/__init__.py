@@ -13,16 +13,16 @@ from .statistics import Statistics, StatisticsEngine, accumulate
 
 ENGINES = ("auto", "statistics", "pass")
 
-# The cost model of "auto", in seconds, measured on the 2-core machines this
-# project runs on (float64; one core's CPU time halved for two: both passes
-# split into independent chunks; benchmarks/README.md has the measurements):
-#: a fused pass (one epoch of the pass engine), per row·feature: 1e6 × 100 in 80 ms of CPU
-PASS_SECONDS = 4.0e-10
+# The cost model of "auto", in seconds of wall time on both cores of the
+# 2-core machines this project runs on (float64, a quiet machine; one core's
+# CPU time scaled by 1/1.4-1.5: benchmarks/README.md has the measurements):
+#: a fused pass (one epoch of the pass engine), per row·feature: 1e6 × 100 in 60 ms
+PASS_SECONDS = 6.0e-10
 #: the statistics pass, per row·feature (reading, centring, copying blocks) ...
-COPY_SECONDS = 1.2e-9
-#: ... and per row·feature² (the centred Gram, BLAS syrk): 1e6 × 100 in 0.35 s of CPU,
-#: 1e6 × 32 in 75 ms, 2e5 × 1000 in 2.8 s
-GRAM_SECONDS = 5.8e-12
+COPY_SECONDS = 1.6e-9
+#: ... and per row·feature² (the centred Gram, BLAS syrk): 1e6 × 100 in 0.24 s in all,
+#: 4e6 × 32 in 0.2 s, 2e5 × 1000 in 1.9 s
+GRAM_SECONDS = 7.7e-12
 #: the d × d eigendecompositions a statistics fit makes, per feature³ (0.3 s at d = 1000)
 EIGH_SECONDS = 6e-10
 #: passes the pass engine spends on L (Lanczos, ``learning_rate="auto"``): ~20, ~50 at d = 1000
@@ -51,7 +51,7 @@ def choose_engine(requested, loss, batch_size, n_features, epochs, n_samples=Non
     ``"auto"`` takes statistics when the loss is the squared error, the batch
     is full, and by :func:`engine_costs` one Gram pass and eigendecomposition
     cost less than the epochs' passes: for ``N ≫ d`` roughly when
-    ``epochs + 17 ≥ d / 69``, i.e. always below 1,200 features.
+    ``epochs + 17 ≥ d / 78``, i.e. always below 1,400 features.
     Forcing ``"statistics"`` where it cannot serve is an :class:`OptionError`.
     """
     if requested not in ENGINES:

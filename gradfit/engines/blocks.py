@@ -6,10 +6,13 @@ in *blocks* of rows sized for what they do with them:
 
 * the fused pass reads a block from memory for ``X_b u`` and again for
   ``X_bᵀ g``; the second read is cheaper while the block is still in cache.
-  Measured on the 2-core machines here (1e6 × 100, float64, one core, CPU
-  time), an epoch costs 1.6 × one ``X @ w`` with 256 KB blocks, 1.7 × with
-  1 MB, 2.0 × with 8 MB (no reuse left), and 2.1 × with 64 KB blocks, whose
-  per-call overhead eats the gain; 256-512 KB is best from d = 32 to 1000;
+  On one core (1e6 × 100, float64, CPU time) an epoch costs 1.6 × one
+  ``X @ w`` with 256 KB to 1 MB blocks, 2.0 × with 8 MB (no reuse left) and
+  2.1 × with 64 KB, whose per-call overhead eats the gain. On two threads
+  small blocks lose everything: every BLAS call hands the GIL over, a thread
+  wake-up of tens of µs on these machines, and with 256 KB blocks two threads
+  ran no faster than one (85 ms an epoch, against 55 ms with 1 MB blocks;
+  d = 1000 needed 512 rows, 4 MB, to scale at all);
 * the moments pass copies a block into a float64 scratch array, centres it
   and forms ``zᵀz`` (BLAS ``syrk``), which is compute-bound: block sizes
   from 1 to 8 MB run within 3 % of each other, and only the number of rows
@@ -28,9 +31,9 @@ import threading
 import numpy as np
 
 #: bytes of float64 rows the fused pass keeps in cache between its two products
-PASS_BLOCK_BYTES = 256 * 1024
-#: fewer rows per block than this cost more in per-call overhead than the cache saves
-PASS_MIN_ROWS = 64
+PASS_BLOCK_BYTES = 1024 * 1024
+#: fewer rows per block than this, and threads spend their time handing the GIL over
+PASS_MIN_ROWS = 512
 #: bytes of the float64 centred copy of one block in the moments pass
 MOMENTS_BLOCK_BYTES = 2 * 1024 * 1024
 #: at least this many rows per column: merging a block's d × d sums (a few
@@ -38,7 +41,7 @@ MOMENTS_BLOCK_BYTES = 2 * 1024 * 1024
 #: then costs a few % of forming them (``syrk``, d²/2 multiply-adds a row)
 MOMENTS_ROWS_PER_COLUMN = 4
 #: ... but no block's copy above this, whatever the width of the rows
-MOMENTS_MAX_BYTES = 40 * 1024 * 1024
+MOMENTS_MAX_BYTES = 16 * 1024 * 1024
 
 _local = threading.local()
 

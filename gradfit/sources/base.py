@@ -154,8 +154,9 @@ def check_finite(source, chunk):
 # -- per-chunk work on several threads ---------------------------------------------
 
 #: chunks handed out ahead of the one being merged, per thread: enough to keep
-#: every thread busy while the caller merges, few enough to bound what is held
-LOOKAHEAD = 2
+#: every thread busy while the caller merges (merging is quick), few enough to
+#: bound what is held (a d×d result a chunk for the statistics pass)
+LOOKAHEAD = 1
 
 _lock = threading.Lock()
 _controller = None
@@ -185,8 +186,8 @@ def worker_threads():
 
 
 @contextlib.contextmanager
-def _single_threaded_blas():
-    """BLAS held to one thread while any fold runs (reference-counted across threads)."""
+def single_threaded_blas():
+    """BLAS held to one thread inside (reference-counted across threads: the last one out restores it)."""
     global _limit_depth, _limiter
     controller = _blas()
     with _lock:
@@ -236,7 +237,7 @@ def fold_in_threads(function, combine, chunks, threads):
             return result
         return partial if result is None else combine(result, partial)
 
-    with _single_threaded_blas():
+    with single_threaded_blas():
         try:
             for chunk in chunks:
                 pending.append(executor.submit(function, chunk))
