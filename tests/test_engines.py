@@ -35,6 +35,7 @@ from gradfit.engines import (
     accumulate,
     choose_engine,
     engine_costs,
+    kernels,
     passes,
     statistics,
 )
@@ -94,8 +95,16 @@ def make_case(n=3001, d=6, k=1, weights=False, dtype=np.float64, fortran=False, 
     return X, y, weight
 
 
+@pytest.fixture(params=[True, False], ids=["compiled", "blas"])
+def pass_path(request, monkeypatch):
+    """The pass engine's squared error by the compiled kernel (where it applies) or by BLAS blocks."""
+    if not request.param:
+        monkeypatch.setattr(kernels, "available", False)
+    return request.param
+
+
 @pytest.mark.parametrize("case", list(CASES), ids=list(CASES))
-def test_engines_give_the_same_cost_curve_and_coefficients(case, small_blocks):
+def test_engines_give_the_same_cost_curve_and_coefficients(case, small_blocks, pass_path):
     options = dict(CASES[case])
     data = {key: options.pop(key) for key in ("k", "weights", "dtype", "fortran", "offset", "centred") if key in options}
     X, y, weight = make_case(**data)
@@ -116,7 +125,7 @@ def test_engines_give_the_same_cost_curve_and_coefficients(case, small_blocks):
     assert relative(pass_fit.intercept_, statistics_fit.intercept_) < 1e-9
 
 
-def test_pass_engine_curvature_and_hessian_products_match_the_statistics(small_blocks):
+def test_pass_engine_curvature_and_hessian_products_match_the_statistics(small_blocks, pass_path):
     X, y, weight = make_case(k=2, weights=True, d=12)
     source = ArraySource(X, y.reshape(len(y), -1), weight)
     stats = accumulate(source)

@@ -11,10 +11,13 @@ over the whole array would). The model is in raw units ``u = w / scale``,
 rule brings the sums back to working units:
 ``∇_w J = (X_bᵀ(vg) − center Σvg) / scale / (W k)``.
 
-For the squared error (``ℓ = r²``, ``g = 2r``) a block costs two BLAS calls
-and a subtraction (``X_b u``, ``− (y_b − β)``, ``X_bᵀ(v r)``), and one more
-product per chunk gives the rest: ``[1, r]ᵀ(v r) = [Σ v r; Σ v r²]``. Other
-losses go through their pointwise ``value_and_derivative``.
+For the squared error (``ℓ = r²``, ``g = 2r``) on C-ordered chunks, one
+compiled loop reads each row once for both (:mod:`gradfit.engines.kernels`).
+Otherwise (other losses, column-major chunks, no Numba) a block costs two
+BLAS calls and a subtraction (``X_b u``, ``− (y_b − β)``, ``X_bᵀ(v r)``), and
+for the squared error one more product per chunk gives the rest:
+``[1, r]ᵀ(v r) = [Σ v r; Σ v r²]``; other losses go through their pointwise
+``value_and_derivative``.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import numpy as np
 import scipy.sparse.linalg
 
 from ..losses import SquaredError
+from . import kernels
 from .blocks import PASS_BLOCK_BYTES, PASS_MIN_ROWS, block_rows, scratch
 
 
@@ -61,6 +65,11 @@ def partial_sums_function(coef, offset, loss, with_target, center=None):
     def partial_sums(chunk):
         X, weight = chunk.X, chunk.sample_weight
         n = chunk.n_rows
+        total = float(n) if weight is None else float(np.sum(weight))
+        if squared_error and kernels.usable(X):  # ℓ = r², g = 2r, in one compiled read of X
+            target = chunk.y if with_target else None
+            value, gradient, residual_sum = kernels.squared_error_sums(X, coef, offset, target, weight, center)
+            return [value, 2.0 * gradient, 2.0 * residual_sum, total]
         rows = block_rows(d, PASS_BLOCK_BYTES, PASS_MIN_ROWS)
         copy = X.dtype != np.float64 or center is not None
         # r = X u − t with t = y − β (or −β), formed once a chunk rather than once a block.
@@ -91,7 +100,6 @@ def partial_sums_function(coef, offset, loss, with_target, center=None):
                 value += float(np.sum(pointwise))
                 derivative_sum += g.sum(axis=0)
             np.matmul(X_b.T, g, out=products[i])  # while X_b is still in cache
-        total = float(n) if weight is None else float(np.sum(weight))
         gradient = products.sum(axis=0)
         if squared_error:  # ℓ = r², g = 2r
             sums = ones_and_residual.T @ weighted  # [Σ v r; rᵀ(v r)]
