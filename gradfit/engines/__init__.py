@@ -16,8 +16,12 @@ ENGINES = ("auto", "statistics", "pass")
 # The cost model of "auto", in seconds of wall time on both cores of the
 # 2-core machines this project runs on (float64, a quiet machine; one core's
 # CPU time scaled by 1/1.4-1.5: benchmarks/README.md has the measurements):
-#: a fused pass (one epoch of the pass engine), per row·feature: 1e6 × 100 in 60 ms
-PASS_SECONDS = 6.0e-10
+#: a fused pass (one epoch of the pass engine), per row·feature: 1e6 × 100 in 33 ms
+#: compiled (:mod:`gradfit.engines.kernels`; 60 ms by BLAS blocks, without Numba)
+PASS_SECONDS = 3.3e-10
+#: ... and per pass, whatever its size (the chunks' threads, the Python around them):
+#: 100 × 5 in 50 µs
+PASS_OVERHEAD_SECONDS = 5e-5
 #: the statistics pass, per row·feature (reading, centring, copying blocks) ...
 COPY_SECONDS = 1.6e-9
 #: ... and per row·feature² (the centred Gram, BLAS syrk): 1e6 × 100 in 0.24 s in all,
@@ -35,13 +39,14 @@ def engine_costs(n_samples, n_features, epochs):
     statistics: one pass forming the centred Gram, ``N (c₁ d + c₂ d²)``, and the
     eigendecomposition, ``c₃ d³``; its epochs are O(d²), negligible. pass:
     ``epochs`` fused passes plus :data:`CURVATURE_PASSES` for the step size,
-    ``N d`` each (its moments pass, ~ one more, is left out on both sides).
+    ``N d`` each and a fixed cost (its moments pass, ~ one more, is left out
+    on both sides).
     ``n_samples=None`` (a file not yet read) counts as many rows: ``d³`` drops out.
     """
     d = float(n_features)
     rows = 1e12 if n_samples is None else float(n_samples)
     statistics = rows * (COPY_SECONDS * d + GRAM_SECONDS * d * d) + EIGH_SECONDS * d**3
-    passes = (epochs + CURVATURE_PASSES) * rows * d * PASS_SECONDS
+    passes = (epochs + CURVATURE_PASSES) * (rows * d * PASS_SECONDS + PASS_OVERHEAD_SECONDS)
     return statistics, passes
 
 
@@ -51,7 +56,7 @@ def choose_engine(requested, loss, batch_size, n_features, epochs, n_samples=Non
     ``"auto"`` takes statistics when the loss is the squared error, the batch
     is full, and by :func:`engine_costs` one Gram pass and eigendecomposition
     cost less than the epochs' passes: for ``N ≫ d`` roughly when
-    ``epochs + 17 ≥ d / 78``, i.e. always below 1,400 features.
+    ``epochs + 15 ≥ d / 43``, i.e. always below 690 features.
     Forcing ``"statistics"`` where it cannot serve is an :class:`OptionError`.
     """
     if requested not in ENGINES:

@@ -4,7 +4,9 @@ A source hands an engine chunks of whatever size suits the source (a few MB
 of an array, a Parquet batch, a Dask block); the engines then walk each chunk
 in *blocks* of rows sized for what they do with them:
 
-* the fused pass reads a block from memory for ``X_b u`` and again for
+* the fused pass by BLAS (for other losses than the squared error,
+  column-major chunks, or without Numba: :mod:`gradfit.engines.kernels` does
+  the rest row by row) reads a block from memory for ``X_b u`` and again for
   ``X_bᵀ g``; the second read is cheaper while the block is still in cache.
   On one core (1e6 × 100, float64, CPU time) an epoch costs 1.6 × one
   ``X @ w`` with 256 KB to 1 MB blocks, 2.0 × with 8 MB (no reuse left) and
