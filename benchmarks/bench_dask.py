@@ -25,10 +25,11 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import platform
 import time
 
 import numpy as np
+
+from machine import cpu_name, memory_gib  # benchmarks/machine.py, beside this script
 
 
 class EpochTimer:
@@ -55,14 +56,7 @@ def timed_fit(X, y, epochs):
 
 
 def machine():
-    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    cpu = platform.machine()
-    try:
-        with open("/proc/cpuinfo") as handle:
-            cpu = next(line.split(":", 1)[1].strip() for line in handle if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{os.cpu_count()} cores ({cpu}), {memory / 2**30:.0f} GiB RAM"
+    return f"{os.cpu_count()} cores ({cpu_name()}), {memory_gib():.0f} GiB RAM"
 
 
 def main(argv=None):

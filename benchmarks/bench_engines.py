@@ -64,6 +64,8 @@ import gradfit
 from gradfit.fitting import prepare
 from gradfit.sources import ArraySource
 
+from machine import cpu_name, memory_gib  # benchmarks/machine.py, beside this script
+
 SIZES = ("1e6x100x100", "2e5x1000x100", "4e6x32x200")
 QUICK_SIZES = ("20000x50x20",)
 
@@ -313,13 +315,9 @@ def machine():
     from threadpoolctl import threadpool_info
 
     info = {"python": platform.python_version(), "numpy": np.__version__, "gradfit": gradfit.__version__}
-    try:
-        with open("/proc/cpuinfo") as handle:
-            info["cpu"] = next(line.split(":", 1)[1].strip() for line in handle if line.startswith("model name"))
-    except (OSError, StopIteration):
-        info["cpu"] = platform.processor() or platform.machine()
+    info["cpu"] = cpu_name()
     info["cores"] = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    info["memory_gib"] = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
+    info["memory_gib"] = round(memory_gib(), 1)
     info["blas"] = [
         f"{lib['internal_api']} {lib.get('version')} ({lib.get('architecture')}, {lib['num_threads']} threads)"
         for lib in threadpool_info() if lib["user_api"] == "blas"

@@ -40,6 +40,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from machine import cpu_name, memory_gib  # benchmarks/machine.py, beside this script
+
 UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
 
 # pyarrow's own default (pre_buffer=True) reads ahead without bound (1.4 GiB of
@@ -47,6 +49,7 @@ UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MI
 READER = """
 import json, sys
 import pyarrow.dataset as ds
+
 path, columns = sys.argv[1], sys.argv[2].split(",")
 options = ds.ParquetFragmentScanOptions(pre_buffer=False)
 rows = 0
@@ -112,14 +115,8 @@ def run_measured(command):
 
 
 def machine():
-    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as handle:
-            cpu = next(line.split(":", 1)[1].strip() for line in handle if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{os.cpu_count()} cores ({cpu}), {gib(memory):.0f} GiB RAM, Python {platform.python_version()}, pyarrow {pa.__version__}"
+    return (f"{os.cpu_count()} cores ({cpu_name()}), {memory_gib():.0f} GiB RAM, "
+            f"Python {platform.python_version()}, pyarrow {pa.__version__}")
 
 
 def main(argv=None):

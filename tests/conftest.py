@@ -1,6 +1,8 @@
-"""Shared fixtures: the tutorial's data and small random regression problems."""
+"""Shared fixtures and helpers: the tutorial's data, small random regression problems, data files."""
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 import pytest
@@ -17,6 +19,20 @@ def make_regression(n=200, d=5, k=1, noise=0.1, seed=0, offset=0.0, spread=None,
     coef = rng.normal(size=(d, k))
     y = X.astype(float) @ coef + 1.5 + noise * rng.normal(size=(n, k))
     return X, (y[:, 0] if k == 1 else y)
+
+
+def write_table(data, path, parts=3):
+    """A DataFrame as CSV, Parquet, or a folder of ``parts`` Parquet files, by the name of ``path``."""
+    path = str(path)
+    if path.endswith(".csv"):
+        data.to_csv(path, index=False)
+    elif path.endswith(".parquet"):
+        data.to_parquet(path, index=False)
+    else:
+        os.makedirs(path)
+        for i, rows in enumerate(np.array_split(np.arange(len(data)), parts)):
+            data.iloc[rows].to_parquet(os.path.join(path, f"part{i}.parquet"), index=False)
+    return path
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from sklearn import metrics as sk
 
 from gradfit.cli import main
 
-from .conftest import make_regression
+from .conftest import make_regression, write_table as write
 
 FEATURES = ["a", "b", "c"]
 CONVERGED = ["--epochs", "5000", "--tol", "1e-12", "-q"]
@@ -51,20 +51,6 @@ def frame(n=120, seed=0):
     data["y1"], data["y2"] = y[:, 0], y[:, 1]
     data["w"] = np.random.default_rng(seed).uniform(0.2, 3.0, size=n)
     return data
-
-
-def write(data, path):
-    """``data`` as CSV, Parquet, or a folder of three Parquet files, by the name of ``path``."""
-    path = str(path)
-    if path.endswith(".csv"):
-        data.to_csv(path, index=False)
-    elif path.endswith(".parquet"):
-        data.to_parquet(path, index=False)
-    else:
-        os.makedirs(path)
-        for i, part in enumerate(np.array_split(np.arange(len(data)), 3)):
-            data.iloc[part].to_parquet(os.path.join(path, f"part{i}.parquet"), index=False)
-    return path
 
 
 def lstsq_predictions(data, targets, weight=None):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -12,7 +10,7 @@ import pytest
 
 from gradfit import DataError, FileSource, GDRegressor
 
-from .conftest import make_regression
+from .conftest import make_regression, write_table as write
 
 
 def frame(n=50, seed=0):
@@ -21,19 +19,6 @@ def frame(n=50, seed=0):
     data["y1"], data["y2"] = y[:, 0], y[:, 1]
     data["w"] = np.random.default_rng(seed).uniform(0.5, 2.0, size=n)
     return data
-
-
-def write(data, path, parts=3):
-    path = str(path)
-    if path.endswith(".csv"):
-        data.to_csv(path, index=False)
-    elif path.endswith(".parquet"):
-        data.to_parquet(path, index=False)
-    else:
-        os.makedirs(path)
-        for i, rows in enumerate(np.array_split(np.arange(len(data)), parts)):
-            data.iloc[rows].to_parquet(f"{path}/part{i}.parquet", index=False)
-    return path
 
 
 def read_all(source):

@@ -102,10 +102,14 @@ class Source:
         ``column`` indexes features, or ``n_features + j`` for output ``j``,
         or ``-1`` for the sample weight.
         """
-        text = f"row {row + 1}"
+        text = self.row_position(row)
         if column is not None:
             text += f", column {self.column_name(column)!r}"
         return text
+
+    def row_position(self, row):
+        """Where data row ``row`` (0-based) is, for :meth:`where`: ``"row 18"`` (files say more)."""
+        return f"row {row + 1}"
 
     def column_name(self, column):
         if column == -1:
@@ -113,6 +117,23 @@ class Source:
         if column < self.n_features:
             return self.feature_names[column]
         return self.target_names[column - self.n_features]
+
+
+def file_row_position(row, csv, fragment_starts=None, fragment_names=()):
+    """Where data row ``row`` (0-based) of a file or folder is: ``line 19``, ``row 18``, ``part1.parquet row 18``.
+
+    CSV counts lines with the header as line 1 (exact unless a quoted field
+    holds a line break); Parquet counts rows within the file that holds the
+    row (``fragment_starts``: each file's first row, ascending), named when
+    there are several (``fragment_names``).
+    """
+    if csv:
+        return f"line {row + 2}"
+    if fragment_starts is None:
+        return f"row {row + 1}"
+    index = int(np.searchsorted(fragment_starts, row, side="right")) - 1
+    text = f"row {row - fragment_starts[index] + 1}"
+    return f"{fragment_names[index]} {text}" if len(fragment_names) > 1 else text
 
 
 def array_position(row, column, n_features):

@@ -24,7 +24,7 @@ import time
 import numpy as np
 
 from ..errors import ClusterError, DataError, GradfitError
-from .base import Chunk, Source, array_position
+from .base import Chunk, Source, array_position, file_row_position
 
 #: a block read from a file holds about this many bytes of float64 rows
 BLOCK_BYTES = 64 * 1024 * 1024
@@ -102,18 +102,14 @@ class SourceNames(Source):
     def where(self, row, column=None):
         if self.kind == "array":
             return array_position(row, column, self.n_features)
+        return super().where(row, column)
+
+    def row_position(self, row):
         if self.kind == "csv":
-            text = f"line {row + 2}"  # exact unless a quoted field holds a line break
-        elif self.kind == "parquet" and self.fragment_starts is not None:
-            index = int(np.searchsorted(self.fragment_starts, row, side="right")) - 1
-            text = f"row {row - self.fragment_starts[index] + 1}"
-            if len(self.fragment_names) > 1:
-                text = f"{self.fragment_names[index]} {text}"
-        else:
-            text = f"row {row + 1}"
-        if column is not None:
-            text += f", column {self.column_name(column)!r}"
-        return text
+            return file_row_position(row, True)
+        if self.kind == "parquet":
+            return file_row_position(row, False, self.fragment_starts, self.fragment_names)
+        return super().row_position(row)
 
     def column_name(self, column):
         if column == -1:

@@ -19,7 +19,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.dataset as pa_ds
 
 from ..errors import DataError
-from .base import Chunk, Source, fold_in_threads, worker_threads
+from .base import Chunk, Source, file_row_position, fold_in_threads, worker_threads
 
 CSV_SUFFIXES = (".csv", ".tsv", ".txt", ".csv.gz", ".tsv.gz")
 PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
@@ -236,18 +236,11 @@ class FileSource(Source):
     def describe(self):
         return f"file {self.path!r}"
 
-    def where(self, row, column=None):
+    def row_position(self, row):
         if self.format == "csv":
-            # The header is line 1; exact unless a quoted field holds a line break.
-            text = f"line {row + 2}"
-        else:
-            index = int(np.searchsorted(self._fragment_starts, row, side="right")) - 1
-            text = f"row {row - self._fragment_starts[index] + 1}"
-            if len(self.fragments) > 1:
-                text = f"{os.path.basename(self.fragments[index].path)} {text}"
-        if column is not None:
-            text += f", column {self.column_name(column)!r}"
-        return text
+            return file_row_position(row, True)
+        names = [os.path.basename(fragment.path) for fragment in self.fragments]
+        return file_row_position(row, False, self._fragment_starts, names)
 
     def column_name(self, column):
         if column == -1:
