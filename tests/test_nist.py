@@ -138,7 +138,11 @@ def test_cg_gets_the_certified_digits(name, variant):
 @pytest.mark.parametrize("name", sorted(REQUIRED))
 def test_refinement_estimates_its_digits(name):
     # The last refinement correction is the size of the error left: its
-    # estimate of the digits is within 1.5 of the truth (where below ~14).
+    # estimate of the digits never claims more than 1.5 digits above the truth
+    # and is within 1.5 of it, or 2.5 where refinement settled on rounding
+    # noise (the QR path on Filip: there the iterate's error is itself noise,
+    # one to two digits under the last correction, depending on the BLAS).
+    # (Below ~14 digits, where the truth is measurable.)
     problem = load_strd(path(name))
     model = GDRegressor(optimizer="cg", fit_intercept=problem.fit_intercept).fit(problem.X, problem.y)
     record = model.refinement_
@@ -149,7 +153,9 @@ def test_refinement_estimates_its_digits(name):
     actual = log_relative_error(estimates[order], certified[order])  # coef first, then intercept
     estimated = np.asarray(record["digits"])[0]
     low = actual < 14
-    assert np.all(np.abs(estimated[low] - actual[low]) <= 1.5), (estimated, actual)
+    under = 2.5 if record["method"] == "qr" else 1.5
+    assert np.all(estimated[low] - actual[low] <= 1.5), (estimated, actual)
+    assert np.all(actual[low] - estimated[low] <= under), (estimated, actual)
 
 
 def test_filip_refines_with_the_qr_factor():
