@@ -166,6 +166,10 @@ def test_lesson_refuses_what_it_cannot_draw(tmp_path, houses, capsys):
         assert main(["train", str(csv), "--target", "price", "--lesson", str(page), *extra]) == 1
         error = capsys.readouterr().err
         assert error.startswith("gradfit: error: --lesson") and reason in error and "Traceback" not in error
+    one = tmp_path / "one.csv"
+    pd.DataFrame({"x": [1.0, 2.0, 3.0], "y": [2.0, 4.1, 5.9]}).to_csv(one, index=False)
+    assert main(["train", str(one), "--target", "y", "--no-intercept", "--lesson", str(page), "-q"]) == 1
+    assert "two parameters" in capsys.readouterr().err
     assert main(["demo", "--lesson", str(tmp_path / "missing" / "lesson.html")]) == 1
     assert "does not exist" in capsys.readouterr().err
     assert main(["train", str(csv), "--target", "price", "--lesson", str(csv)]) == 1  # would overwrite the data

@@ -90,10 +90,6 @@ class PathRecorder:
         self.costs.append(float(cost))
 
 
-def _text(value, spec):
-    return format(float(value), spec) if value is not None else "n/a"
-
-
 def _rounded(values, digits=7):
     """Drawing coordinates: a few significant digits, ``None`` for what is not finite (JSON has no inf)."""
     return [float(f"{v:.{digits}g}") if math.isfinite(v) else None for v in values]
@@ -110,9 +106,9 @@ def _frames(n_states):
 class _Plane:
     """The two coordinates the contours are drawn in, from the Hessian ``H`` and an optimum ``θ*``.
 
-    ``coordinates(θ)`` maps parameters (n_params,) to the plane's (2,);
-    ``quadratic`` is ``(center, axes, curvatures)``: the cost on the plane is
-    ``J* + ½ Σ_i curvatures[i] · (axes[i] · (x − center))²``.
+    ``coordinates(θ)`` maps parameters (n_params,) to the plane's (2,); on the
+    plane the cost is ``J* + ½ Σ_i curvatures[i] · (axes[i] · (x − center))²``
+    (``axes`` (2, 2), orthonormal rows).
     """
 
     def __init__(self, hessian, optimum, names):
@@ -134,7 +130,8 @@ class _Plane:
             block = hessian
         else:
             self.kind = "slice"
-            small = int(np.argmax(nonzero))  # the smallest non-zero eigenvalue
+            # the smallest non-zero eigenvalue (or, when only L is non-zero, a flat direction)
+            small = min(int(np.argmax(nonzero)), p - 2)
             # horizontal: the flat, long direction of the bowl; vertical: the steep one
             self.basis = np.column_stack([vectors[:, small], vectors[:, -1]])
             self.origin = self.optimum
@@ -144,7 +141,7 @@ class _Plane:
         curvatures, axes = np.linalg.eigh((block + block.T) / 2)
         self.curvatures, self.axes = np.maximum(curvatures, 0.0), axes.T
         self.center = self.coordinates(self.optimum)
-        self.smallest = float(eigenvalues[int(np.argmax(nonzero))])
+        self.smallest = float(eigenvalues[min(int(np.argmax(nonzero)), p - 2)]) if p > 2 else float(curvatures[0])
         self.largest = float(largest)
 
     def coordinates(self, params):
@@ -172,17 +169,21 @@ class _Plane:
         }
 
 
-def _run(data, settings, recorder_start, plane, scaling, test_X, rate, optimizer, standardize, fit_intercept):
-    """One (learning rate, optimizer) run of the training loop, as the page's frames."""
+def _run(source, settings, problem, plane, test_X):
+    """One run of the training loop with ``settings``, as the page's frames.
+
+    ``problem`` (:func:`gradfit.fitting.prepare`'s, same standardization) gives
+    the working units the recorded parameters are in.
+    """
     from ..estimator import GDRegressor
 
-    model = GDRegressor(**dict(settings, learning_rate=rate, optimizer=optimizer, standardize=standardize))
+    model = GDRegressor(**settings)
     recorder = PathRecorder()
     message = None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         try:
-            model.fit(data, callbacks=(recorder,))
+            model.fit(source, callbacks=(recorder,))
         except DivergenceError as exc:
             # The loop raises before the callbacks see the diverging epoch: the recorded
             # states end with the parameters whose cost ``exc.cost`` gave it away.
@@ -192,7 +193,7 @@ def _run(data, settings, recorder_start, plane, scaling, test_X, rate, optimizer
         else:
             costs = list(model.loss_curve_) + [model.final_cost_]
             stop_reason = model.stop_reason_
-    states = [recorder_start] + recorder.params
+    states = [np.zeros(len(plane.origin))] + recorder.params  # a fit starts from zero
     frames = _frames(len(states))
     path, cost_texts, predictions = [], [], []
     with np.errstate(all="ignore"):  # a diverging run's numbers overflow: they are shown as inf
@@ -200,7 +201,7 @@ def _run(data, settings, recorder_start, plane, scaling, test_X, rate, optimizer
             params = states[index]
             path.append(_rounded(plane.coordinates(params)))
             cost_texts.append(format(costs[index], COST_FORMAT))
-            coef, intercept = scaling.to_raw(params[:, None], fit_intercept)
+            coef, intercept = problem.scaling.to_raw(params[:, None], settings["fit_intercept"])
             # the estimator's predict: X @ coefᵀ + intercept
             predicted = test_X @ coef.T.astype(np.float64) + np.atleast_1d(intercept)
             predictions.append([format(v, PREDICTION_FORMAT) for v in predicted[:, 0]])
@@ -252,16 +253,18 @@ def lesson_data(source, settings, test_X, test_y, *, title, data_name, rates=(),
         problem = prepare(source, dict(settings, standardize=standardize))
         objective = problem.objective
         p = len(names)
+        if p < 2:
+            raise OptionError("--lesson draws the cost over two parameters; this model has one "
+                              "(one feature and no intercept)")
         hessian = objective.hvp(np.eye(p))
         optimum, optimal_cost = _optimum(objective, objective.penalty)
         plane = _Plane(hessian, optimum[:, 0], [f"{n} ({'standardized' if standardize else 'raw'})" for n in names])
         curvature = objective.curvature()  # the L of DivergenceError's 2/L
         grid = sorted({m / curvature for m in MULTIPLES} | {float(r) for r in rates})
-        start = np.zeros(p)
         runs = {
             optimizer: [
-                _run(source, settings, start, plane, problem.scaling, test_X, rate, optimizer, standardize,
-                     fit_intercept)
+                _run(source, dict(settings, learning_rate=rate, optimizer=optimizer, standardize=standardize),
+                     problem, plane, test_X)
                 for rate in grid
             ]
             for optimizer in OPTIMIZERS
@@ -271,7 +274,7 @@ def lesson_data(source, settings, test_X, test_y, *, title, data_name, rates=(),
             "L": curvature,
             "L_text": f"{curvature:.4g}",
             "mu_text": f"{plane.smallest:.4g}",
-            "condition_text": f"{curvature / plane.smallest:.4g}",
+            "condition_text": f"{curvature / plane.smallest:.4g}" if plane.smallest > 0 else "infinite",
             "eigenvalues_text": ", ".join(f"{v:.4g}" if v > ZERO_EIGENVALUE * eigenvalues[0] else "0"
                                           for v in eigenvalues),
             "n_zero": plane.n_zero,
@@ -283,7 +286,7 @@ def lesson_data(source, settings, test_X, test_y, *, title, data_name, rates=(),
             "growth_texts": [f"{1 - r * curvature:.4g}" for r in grid],
             "slow_texts": [f"{1 - r * plane.smallest:.4g}" for r in grid],
             "limit_texts": [f"{1 / curvature:.4g}", f"{2 / curvature:.4g}"],
-            "plane": dict(plane.describe(), box=plane.box(plane.coordinates(start))),
+            "plane": dict(plane.describe(), box=plane.box(plane.coordinates(np.zeros(p)))),
             "runs": runs,
         }
     rate = settings["learning_rate"]
