@@ -158,6 +158,26 @@ def test_other_data_set_numbers_are_the_librarys(houses):
                 assert run["pred"][-1] == [format(v, ".6f") for v in expected.predict(X[:4])]
 
 
+def test_page_opens_where_the_command_says(tmp_path, houses):
+    """--optimizer, --no-standardize and --lr auto (Adam's, not 1/L) choose the opening run; minibatches work."""
+    csv, _ = houses
+    page = tmp_path / "lesson.html"
+    options = ["--optimizer", "adam", "--no-standardize", "--batch-size", "16", "--seed", "3", "--epochs", "20"]
+    assert main(["train", str(csv), "--target", "price", "--lesson", str(page), "-q", *options]) == 0
+    data = embedded(page)
+    expected = GDRegressor(optimizer="adam", standardize=False, batch_size=16, random_state=3, epochs=20)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        expected.fit(str(csv), "price")
+    assert data["start"]["optimizer"] == "adam" and data["start"]["standardize"] is False
+    variant = data["variants"]["raw"]
+    index = data["start"]["rate_index"]
+    assert variant["rates"][index] == expected.learning_rate_
+    run = variant["runs"]["adam"][index]
+    assert run["cost"] == [format(c, ".10g") for c in list(expected.loss_curve_) + [expected.final_cost_]]
+    assert run["pred"][-1] == [format(v, ".6f") for v in expected.predict(pd.read_csv(csv).to_numpy()[:4, :3])]
+
+
 def test_lesson_refuses_what_it_cannot_draw(tmp_path, houses, capsys):
     csv, _ = houses
     page = tmp_path / "lesson.html"
@@ -294,7 +314,7 @@ def test_learner_drives_the_tutorial_page(browser, tutorial_page, tmp_path):
             page.click("#standardize")
         page.check(f"#optimizer-{optimizer}")
         variant = data["variants"]["standardized" if standardize else "raw"]
-        rate = variant["rates"][[r for r in variant["rate_texts"]].index(visit.attribute("rate"))]
+        rate = variant["rates"][int(visit.attribute("rate-index"))]
         expected = oracle(TUTORIAL_X, TUTORIAL_Y, epochs=40, learning_rate=rate, optimizer=optimizer,
                           standardize=standardize)
         assert visit.attribute("epoch") == "40"

@@ -234,7 +234,7 @@
       paragraph(box, `η = ${rate} = ${multiple} × 1/L is past gradient descent's stability limit 2/L = ${twoOverL} (L = ${v.L_text}), yet ${state.optimizer} did not diverge here: ${state.optimizer === "adam" ? "Adam divides each step by the root mean square of recent gradients, so its steps have size about η whatever the curvature" : "gradfit's momentum restarts and takes back a step that raised the cost"}. Plain gd at this rate leaps out: 1 − η·L = ${growth}. ${hessian}`);
     } else {
       box.className = "explain stable";
-      paragraph(box, `Stable: η = ${rate} = ${multiple} × 1/L, below the stability limit 2/L = ${twoOverL} (L = ${v.L_text}, the largest eigenvalue of the Hessian; the slider marks 1/L = ${oneOverL}, gradfit's learning_rate="auto", and 2/L). ${state.optimizer === "gd" ? "A" : "For plain gradient descent, a"} gradient step multiplies the distance to the optimum along the steepest eigenvector by 1 − η·L = ${growth}, and along the flattest (μ = ${v.mu_text}) by 1 − η·μ = ${v.slow_texts[i]}: that slowest direction sets the pace, and the ratio L/μ = ${v.condition_text} (the condition number) says how stretched the bowl is. ${hessian}`);
+      paragraph(box, `Stable: η = ${rate} = ${multiple} × 1/L, below the stability limit 2/L = ${twoOverL} (L = ${v.L_text}, the largest eigenvalue of the Hessian; the slider marks 1/L = ${oneOverL}, what learning_rate="auto" picks for gd, momentum and nesterov, and 2/L). ${state.optimizer === "gd" ? "A" : "For plain gradient descent, a"} gradient step multiplies the distance to the optimum along the steepest eigenvector by 1 − η·L = ${growth}, and along the flattest (μ = ${v.mu_text}) by 1 − η·μ = ${v.slow_texts[i]}: that slowest direction sets the pace, and the ratio L/μ = ${v.condition_text} (the condition number) says how stretched the bowl is. ${hessian}`);
     }
   }
 
@@ -274,6 +274,7 @@
     });
     $("play").textContent = state.timer ? "❚❚ pause" : "▶ play";
     $("lesson").dataset.rate = v.rate_texts[state.rateIndex];
+    $("lesson").dataset.rateIndex = String(state.rateIndex);
   }
 
   function draw() {

@@ -39,7 +39,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 from ..diagnostics import _optimum
 from ..errors import DivergenceError, OptionError
-from ..fitting import prepare
+from ..fitting import base_learning_rate, prepare
 from ..model import atomic_writer
 
 #: the optimizers a learner can choose between (``cg`` takes no learning rate)
@@ -250,8 +250,13 @@ def lesson_data(source, settings, test_X, test_y, *, title, data_name, rates=(),
     variants = {}
     for standardize in (True, False):
         key = "standardized" if standardize else "raw"
-        problem = prepare(source, dict(settings, standardize=standardize))
-        objective = problem.objective
+        variant_settings = dict(settings, standardize=standardize)
+        problem = prepare(source, variant_settings)  # the working units the runs record parameters in
+        # The quadratic's Hessian and optimum from the statistics (the pass engine, chosen for
+        # minibatches or by --engine, does not keep them); the same cost, so the same numbers.
+        quadratic = problem if problem.engine == "statistics" else prepare(
+            source, dict(variant_settings, engine="statistics", batch_size=None))
+        objective = quadratic.objective
         p = len(names)
         if p < 2:
             raise OptionError("--lesson draws the cost over two parameters; this model has one "
@@ -260,7 +265,11 @@ def lesson_data(source, settings, test_X, test_y, *, title, data_name, rates=(),
         optimum, optimal_cost = _optimum(objective, objective.penalty)
         plane = _Plane(hessian, optimum[:, 0], [f"{n} ({'standardized' if standardize else 'raw'})" for n in names])
         curvature = objective.curvature()  # the L of DivergenceError's 2/L
-        grid = sorted({m / curvature for m in MULTIPLES} | {float(r) for r in rates})
+        extra = {float(r) for r in rates}
+        if settings["learning_rate"] == "auto":
+            # where the page opens: what "auto" means for the chosen optimizer (Adam's is not 1/L)
+            extra.add(base_learning_rate(problem, variant_settings, restart=settings["batch_size"] is None))
+        grid = sorted({m / curvature for m in MULTIPLES} | extra)
         runs = {
             optimizer: [
                 _run(source, dict(settings, learning_rate=rate, optimizer=optimizer, standardize=standardize),
@@ -289,9 +298,10 @@ def lesson_data(source, settings, test_X, test_y, *, title, data_name, rates=(),
             "plane": dict(plane.describe(), box=plane.box(plane.coordinates(np.zeros(p)))),
             "runs": runs,
         }
-    rate = settings["learning_rate"]
     chosen = variants["standardized" if settings["standardize"] else "raw"]
-    rate = 1 / chosen["L"] if rate == "auto" else float(rate)
+    rate = settings["learning_rate"]
+    if rate == "auto":
+        rate = base_learning_rate(prepare(source, settings), settings, restart=settings["batch_size"] is None)
     return {
         "title": title,
         "data_name": data_name,
