@@ -89,7 +89,7 @@
       });
     }
     $("bowl-note").textContent = "Each contour line encloses costs 4 times closer to the optimum than the one outside it; the shaded one passes through the start." +
-      (map.stretch > 1.01 ? ` The bowl is so narrow that the ${map.stretched} axis is stretched ${map.stretch.toPrecision(2)}× to show it.` : " Both axes have the same scale.");
+      (map.stretch > 1.01 ? ` The bowl is so narrow that the ${map.stretched} axis is stretched ${map.stretch < 10 ? map.stretch.toPrecision(2) : Math.round(map.stretch)}× to show it.` : " Both axes have the same scale.");
     element(group, "line", { x1: cx - 6, y1: cy, x2: cx + 6, y2: cy, stroke: "#2e7d46", "stroke-width": 2 });
     element(group, "line", { x1: cx, y1: cy - 6, x2: cx, y2: cy + 6, stroke: "#2e7d46", "stroke-width": 2 });
     element(group, "text", { x: cx - 8, y: cy + 18, fill: "#2e7d46", "text-anchor": "end" }, "optimum");
@@ -245,7 +245,7 @@
     const s = D.variants.standardized, r = D.variants.raw;
     paragraph(notes, plane.kind === "slice"
       ? `This model has ${v.n_params} parameters, so the picture is a slice: the plane through the optimum θ* spanned by the Hessian's two extreme eigenvectors, v_max (largest eigenvalue L) and v_min (smallest non-zero eigenvalue μ). The contours are the cost on that plane; the path is the iterates projected onto it.` +
-        (v.n_zero > 0 ? ` The Hessian has ${v.n_zero} zero eigenvalues: every point θ* + (a null direction) is optimal, and the one drawn is the optimum nearest the start. Gradient descent and momentum from zero move only within the Hessian's non-zero eigenvectors, so with ${v.n_params - v.n_zero} of them their path lies in the plane exactly; Adam's per-coordinate steps leave it.` : "")
+        (v.n_zero > 0 ? ` The Hessian has ${v.n_zero} zero eigenvalues: every point θ* + (a null direction) is optimal, and the one drawn is the optimum nearest the start. Gradient descent and momentum from zero move only within the span of the Hessian's ${v.n_params - v.n_zero} non-zero eigenvectors` + (v.n_params - v.n_zero === 2 ? ", so their path lies in the plane exactly; Adam's per-coordinate steps leave it." : ".") : "")
       : `The two parameters are drawn as they are (${plane.labels.join(" and ")}).`);
     paragraph(notes, `Standardizing rounds the bowl: with standardized features L = ${s.L_text}, μ = ${s.mu_text}, condition number L/μ = ${s.condition_text}; with raw features L = ${r.L_text}, μ = ${r.mu_text}, L/μ = ${r.condition_text}. The learning rate is in the units training runs in, so 1/L and 2/L move when standardization changes.`);
     paragraph(notes, `Every number on this page comes from gradfit's own training loop: GDRegressor was fitted to ${D.data_name} for each learning rate on the slider (multiples of 1/L and the rates ${D.data_name === "the tutorial's data" ? "the tutorial uses" : "given"}), each optimizer, with and without standardization (at most ${D.epochs} epochs, tol ${D.tol === null ? "none: every epoch runs" : D.tol}); a callback recorded the parameters after every epoch. Costs are printed as gradfit's "Epoch: i Cost: c" lines print them, predictions as gradfit demo does.`);

@@ -49,8 +49,6 @@ MULTIPLES = (1 / 64, 1 / 16, 1 / 4, 1 / 2, 1.0, 1.5, 1.9, 2.0, 2.1, 3.0, 8.0)
 #: a run longer than this shows its first ``FIRST_FRAMES`` epochs, then evenly spaced ones
 MAX_FRAMES = 200
 FIRST_FRAMES = 100
-#: eigenvalues below this fraction of ``L`` are zero (collinear features), up to rounding
-ZERO_EIGENVALUE = 1e-9
 #: how the page prints a cost (as ``Epoch: i Cost: c``) and a prediction (as ``gradfit demo``)
 COST_FORMAT = ".10g"
 PREDICTION_FORMAT = ".6f"
@@ -114,7 +112,9 @@ class _Plane:
     def __init__(self, hessian, optimum, names):
         eigenvalues, vectors = np.linalg.eigh((hessian + hessian.T) / 2)
         largest = eigenvalues[-1]
-        nonzero = eigenvalues > ZERO_EIGENVALUE * largest
+        # zero up to rounding (collinear features): the rule of the diagnostics' condition number
+        self.zero_below = largest * len(eigenvalues) * np.finfo(float).eps
+        nonzero = eigenvalues > self.zero_below
         self.eigenvalues = eigenvalues[::-1]
         self.n_zero = int(np.sum(~nonzero))
         # Any optimum plus a null-space direction is optimal: take the one nearest zero (the
@@ -284,7 +284,7 @@ def lesson_data(source, settings, test_X, test_y, *, title, data_name, rates=(),
             "L_text": f"{curvature:.4g}",
             "mu_text": f"{plane.smallest:.4g}",
             "condition_text": f"{curvature / plane.smallest:.4g}" if plane.smallest > 0 else "infinite",
-            "eigenvalues_text": ", ".join(f"{v:.4g}" if v > ZERO_EIGENVALUE * eigenvalues[0] else "0"
+            "eigenvalues_text": ", ".join(f"{v:.4g}" if v > plane.zero_below else "0"
                                           for v in eigenvalues),
             "n_zero": plane.n_zero,
             "n_params": p,
