@@ -286,8 +286,7 @@ def cmd_train(args):
     _check_output(args.output, args.data)
     _check_output(args.report, args.data)
     _check_output(args.checkpoint, args.data)
-    _check_output(args.lesson, args.data)
-    _check_lesson(args, settings, len(args.target))  # --lesson (issue 16)
+    _check_lesson(args, settings, len(args.target), args.data)  # --lesson (issue 16)
     if outputs.check_plot_dir(args.plot):
         raise GradfitError(outputs.check_plot_dir(args.plot))
     if args.dask is not None:
@@ -346,11 +345,11 @@ def _train(args, settings, source):
     return 0
 
 
-def _check_lesson(args, settings, n_outputs):
+def _check_lesson(args, settings, n_outputs, *inputs):
     """``--lesson``: refuse, before any work, a path or settings the lesson page cannot take (issue 16)."""
     if args.lesson is None:
         return
-    _check_output(args.lesson)
+    _check_output(args.lesson, *inputs)
     from .report.lesson import check_lesson_settings
 
     problem = check_lesson_settings(settings, n_outputs)
