@@ -186,6 +186,7 @@ def test_lesson_refuses_what_it_cannot_draw(tmp_path, houses, capsys):
         assert main(["train", str(csv), "--target", "price", "--lesson", str(page), *extra]) == 1
         error = capsys.readouterr().err
         assert error.startswith("gradfit: error: --lesson") and reason in error and "Traceback" not in error
+    page.write_text("an earlier page")  # a failed run leaves what was on disk as it was
     one = tmp_path / "one.csv"
     pd.DataFrame({"x": [1.0, 2.0, 3.0], "y": [2.0, 4.1, 5.9]}).to_csv(one, index=False)
     assert main(["train", str(one), "--target", "y", "--no-intercept", "--lesson", str(page), "-q"]) == 1
@@ -194,7 +195,8 @@ def test_lesson_refuses_what_it_cannot_draw(tmp_path, houses, capsys):
     assert "does not exist" in capsys.readouterr().err
     assert main(["train", str(csv), "--target", "price", "--lesson", str(csv)]) == 1  # would overwrite the data
     assert "overwrite" in capsys.readouterr().err
-    assert not page.exists()
+    assert page.read_text() == "an earlier page"
+    assert not [name for name in tmp_path.iterdir() if name.name.startswith(".gradfit-")]
 
 
 def test_page_is_self_contained_and_escapes_names(tmp_path):
