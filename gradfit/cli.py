@@ -217,6 +217,7 @@ def cmd_demo(args):
         raise GradfitError(outputs.check_plot_dir(args.plot))
     if args.tol_given is False:
         settings["tol"] = None  # the tutorial runs every epoch
+    _check_lesson(args, settings, 1)  # --lesson (issue 16)
     model = GDRegressor(**settings)
     rate = "auto" if settings["learning_rate"] == "auto" else settings["learning_rate"]
     print(
@@ -235,6 +236,15 @@ def cmd_demo(args):
         print(f"{' '.join(f'{v:g}' for v in row):<16}{predicted:>14.6f}{expected:>10g}")
     if args.plot is not None:
         _demo_plots(args, settings, model)
+    if args.lesson is not None:  # --lesson (issue 16)
+        from .report.lesson import write_lesson_page
+        from .sources import ArraySource
+
+        written = write_lesson_page(
+            args.lesson, ArraySource(TUTORIAL_X, TUTORIAL_Y[:, None]), settings, data_name="the tutorial's data",
+            test_X=TUTORIAL_TEST_X, test_y=TUTORIAL_TEST_Y, rates=[r for r in DEMO_RATES if r != "auto"],
+        )
+        print(f"lesson page written to {written}")
     return 0
 
 
@@ -276,6 +286,7 @@ def cmd_train(args):
     _check_output(args.output, args.data)
     _check_output(args.report, args.data)
     _check_output(args.checkpoint, args.data)
+    _check_lesson(args, settings, len(args.target), args.data)  # --lesson (issue 16)
     if outputs.check_plot_dir(args.plot):
         raise GradfitError(outputs.check_plot_dir(args.plot))
     if args.dask is not None:
@@ -318,6 +329,10 @@ def _train(args, settings, source):
     )
     if written:
         print(f"written: {', '.join(written)}")
+    if args.lesson is not None:  # --lesson (issue 16)
+        from .report.lesson import write_lesson_page
+
+        print(f"lesson page written to {write_lesson_page(args.lesson, source, settings, data_name=args.data)}")
     if args.output:
         print(f"model written to {args.output}")
     if model.stop_reason_ == "interrupted":
@@ -328,6 +343,18 @@ def _train(args, settings, source):
         )
         return 130  # the shell's code for Ctrl-C, so that scripts stop here too
     return 0
+
+
+def _check_lesson(args, settings, n_outputs, *inputs):
+    """``--lesson``: refuse, before any work, a path or settings the lesson page cannot take (issue 16)."""
+    if args.lesson is None:
+        return
+    _check_output(args.lesson, *inputs)
+    from .report.lesson import check_lesson_settings
+
+    problem = check_lesson_settings(settings, n_outputs)
+    if problem:
+        raise GradfitError(problem)
 
 
 def _chunk_predictor(model):
@@ -471,6 +498,10 @@ def _add_plot_options(parser, also=""):
     parser.add_argument("--plot-format", choices=("png", "svg"), default="png", help="file type of --plot (default png)")
 
 
+LESSON_HELP = ("write one self-contained HTML page to play with: the cost's contours and the path of the "
+               "iterates, a learning-rate slider, the optimizers, standardization on or off (issue 16)")
+
+
 def build_parser():
     parser = Parser(prog="gradfit", description="Linear models fitted by gradient descent.")
     from . import __version__  # here: gradfit/__init__ may still be importing this module
@@ -482,6 +513,7 @@ def build_parser():
     demo = commands.add_parser("demo", help="the tutorial's example, built in")
     _add_training_options(demo, epochs_default=100)
     _add_plot_options(demo, also=", and the tutorial's cost curves for learning rates 0.001, 0.01, auto and 0.1")
+    demo.add_argument("--lesson", metavar="FILE.html", help=LESSON_HELP)
     demo.set_defaults(run=cmd_demo, parser=demo)
 
     train = commands.add_parser("train", help="fit a model to a CSV or Parquet file")
@@ -505,6 +537,7 @@ def build_parser():
     _add_plot_options(train)
     train.add_argument("--report", metavar="FILE.html",
                        help="write one self-contained HTML page: settings, diagnostics, statistics, plots")
+    train.add_argument("--lesson", metavar="FILE.html", help=LESSON_HELP)
     train.set_defaults(run=cmd_train, parser=train)
 
     predict = commands.add_parser("predict", help="predictions as CSV")
