@@ -4,8 +4,9 @@ A row's fold is a seeded hash of its position in the source (0-based, over
 all rows), so an array, the same rows in a file, and a Dask collection of them
 fall into the same folds whatever their chunking, and no second read is needed
 to know them. The hash is SplitMix64 (Steele, Lea & Flood 2014) of
-``position + (seed + 1) · φ`` (``φ`` the 64-bit golden ratio), taken modulo
-``n_folds``: folds are of nearly, not exactly, equal size.
+``position + (seed + 1) · φ`` (``φ`` the 64-bit golden ratio); each block of
+``n_folds`` consecutive rows is dealt to the folds in the order of its rows'
+hashes (:func:`fold_of`), so fold sizes differ by at most one.
 
 One pass (:meth:`~gradfit.sources.base.Source.reduce`) collects each fold's
 centred :class:`~gradfit.engines.statistics.Moments` (the statistics engine's
@@ -46,8 +47,24 @@ def fold_seed(random_state):
     return int(random_state.randint(0, 2**31))
 
 
+def _splitmix64(values, seed):
+    """SplitMix64 of ``values + (seed + 1)·φ`` (uint64 arithmetic wraps around, as the hash wants)."""
+    z = values.astype(np.uint64) + np.uint64(((int(seed) + 1) * _GOLDEN) & _MASK)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
 def fold_of(positions, n_folds, seed=0):
-    """The fold of each row: ``splitmix64(position + (seed + 1)·φ) mod n_folds``.
+    """The fold of each row, from its position alone.
+
+    Rows are taken in blocks of ``n_folds`` consecutive positions; within a
+    block, the row whose hash (:func:`_splitmix64` of its position) is the
+    ``j``-th smallest goes to fold ``j``. So every block is spread over all the
+    folds by a random permutation of its own, fold sizes differ by at most one,
+    and a fold is never empty when there are at least ``n_folds`` rows; and a
+    row's fold depends on nothing but its position and the seed, whichever
+    chunk or worker reads it.
 
     Parameters
     ----------
@@ -60,12 +77,13 @@ def fold_of(positions, n_folds, seed=0):
     -------
     ndarray of shape (n,), int
     """
-    offset = np.uint64(((int(seed) + 1) * _GOLDEN) & _MASK)
-    z = np.asarray(positions).astype(np.uint64) + offset  # uint64 arrays wrap around: the hash wants that
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    z ^= z >> np.uint64(31)
-    return (z % np.uint64(n_folds)).astype(np.intp)
+    positions = np.asarray(positions, dtype=np.int64)
+    own = _splitmix64(positions, seed)
+    first = positions - positions % n_folds
+    labels = np.zeros(positions.shape[0], dtype=np.intp)
+    for member in range(n_folds):  # the rank of each row's hash among its block's
+        labels += _splitmix64(first + member, seed) < own
+    return labels
 
 
 def split(n_samples, n_folds, seed=0):
