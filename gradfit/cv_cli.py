@@ -41,9 +41,11 @@ def _numbers(text):
 def l1_ratio_value(text):
     """``--l1-ratio``: one number in [0, 1], or several (comma-separated, with ``--alpha cv``)."""
     values = _numbers(text)
+    if len(values) == 1:
+        return values[0]  # range-checked with the other settings, by GDRegressor's constraints
     if not all(0 <= v <= 1 for v in values):
         raise argparse.ArgumentTypeError(f"invalid value {text!r}: l1 ratios must be in [0, 1]")
-    return values[0] if len(values) == 1 else values
+    return values
 
 
 def alphas_value(text):
