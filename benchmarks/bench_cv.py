@@ -159,35 +159,35 @@ def main():
     names = [name for name in names if name not in args.skip.split(",")]
     print(f"N = {n}, d = {d}: {args.folds} folds x {args.alphas} alphas (x {len(L1_RATIOS)} l1 ratios for the "
           f"elastic net); {cpu_name()}, {os.cpu_count()} CPUs, {memory_gib():.0f} GiB, Python {platform.python_version()}")
-    results = {}
-    for name in names:
-        command = [sys.executable, os.path.abspath(__file__), "--run", name, "--n", str(n), "--d", str(d),
-                   "--folds", str(args.folds), "--alphas", str(args.alphas)]
-        if args.parquet:
-            command += ["--parquet", args.parquet]
-        command += ["--repeat", str(args.repeat)]
-        environment = dict(os.environ)
-        if args.threads:
-            for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-                environment[variable] = str(args.threads)
-        done = subprocess.run(command, capture_output=True, text=True, env=environment)
-        if done.returncode != 0:
-            print(f"{name}: failed: {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode}")
-            continue
-        results[name] = json.loads(done.stdout.strip().splitlines()[-1])
-    if parquet_path:
-        os.remove(parquet_path)
-    print()
-    print("| fit | seconds | peak memory over the data (MiB) | vs gradfit |")
-    print("|---|---:|---:|---:|")
     pairs = {"sklearn ElasticNetCV": "gradfit ElasticNetCV", "sklearn LassoCV": "gradfit LassoCV",
              "sklearn RidgeCV": "gradfit RidgeCV", "glum GeneralizedLinearRegressorCV": "gradfit ElasticNetCV",
              "file: GDRegressorCV": "file: GDRegressor"}
-    for name, result in results.items():
-        base = results.get(pairs.get(name))
-        ratio = f"{result['seconds'] / base['seconds']:.1f} ×" if base else ""
-        print(f"| {name} | {result['seconds']:.2f} | {result['extra_bytes'] / 2**20:.0f} | {ratio} |")
-
+    print()
+    print("| fit | seconds | peak memory over the data (MiB) | time / gradfit's |")
+    print("|---|---:|---:|---:|", flush=True)
+    results = {}
+    try:
+        for name in names:  # each row as soon as it is measured
+            command = [sys.executable, os.path.abspath(__file__), "--run", name, "--n", str(n), "--d", str(d),
+                       "--folds", str(args.folds), "--alphas", str(args.alphas), "--repeat", str(args.repeat)]
+            if args.parquet:
+                command += ["--parquet", args.parquet]
+            environment = dict(os.environ)
+            if args.threads:
+                for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+                    environment[variable] = str(args.threads)
+            done = subprocess.run(command, capture_output=True, text=True, env=environment)
+            if done.returncode != 0:
+                lines = done.stderr.strip().splitlines()
+                print(f"| {name} | failed: {lines[-1] if lines else done.returncode} | | |", flush=True)
+                continue
+            result = results[name] = json.loads(done.stdout.strip().splitlines()[-1])
+            base = results.get(pairs.get(name))
+            ratio = f"{result['seconds'] / base['seconds']:.1f} ×" if base else ""
+            print(f"| {name} | {result['seconds']:.2f} | {result['extra_bytes'] / 2**20:.0f} | {ratio} |", flush=True)
+    finally:
+        if parquet_path:
+            os.remove(parquet_path)
 
 if __name__ == "__main__":
     main()
