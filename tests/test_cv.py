@@ -4,7 +4,8 @@ Oracles: scikit-learn's LassoCV, ElasticNetCV and RidgeCV (and Ridge fold by
 fold) on the same folds and the same grid, mapped by the table in
 :mod:`gradfit.penalties` (Lasso/ElasticNet ``alpha=2a``; Ridge ``alpha=2a/W``
 with ``W`` the training rows); NumPy predictions for the validation errors.
-Reads are counted by a source that counts the chunks it really reads.
+Reads are counted by a source that counts the chunks it really reads. The
+Dask case (a LocalCluster) is in test_dask.py, on that module's cluster.
 """
 
 from __future__ import annotations
