@@ -68,9 +68,9 @@ def run_one(name, n, d, folds, alphas, parquet, repeat):
     # libraries loaded before the baseline: the memory reported is the fit's, not Numba's or LLVM's (~130 MiB)
     import sklearn.linear_model  # noqa: F401
 
-    from gradfit.paths import _kernel
+    from gradfit.paths import compiled_kernel
 
-    _kernel()
+    compiled_kernel()
     before = _rss_bytes()
     best = None
     for _ in range(repeat if "gradfit" in name or "GDRegressor" in name else 1):

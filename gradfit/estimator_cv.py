@@ -11,6 +11,7 @@ read once, whatever the number of folds, alphas and l1 ratios.
 from __future__ import annotations
 
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from numbers import Integral, Real
 
 import numpy as np
@@ -24,8 +25,9 @@ from .errors import OptionError
 from .estimator import GDRegressor
 from .fitting import fit_source, prepare
 from .folds import fold_seed, fold_statistics, split_statistics
-from .paths import MAX_SWEEPS, Quadratic, alpha_grid, solve_path, validation_mse
+from .paths import MAX_SWEEPS, Quadratic, alpha_grid, compiled_kernel, solve_path, validation_mse
 from .sources import ArraySource
+from .sources.base import single_threaded_blas, worker_threads
 
 #: the penalties whose alpha can be cross-validated
 CV_PENALTIES = ("l1", "l2", "elasticnet")
@@ -242,12 +244,17 @@ engine, random_state, warm_start, verbose
         mse = np.empty((n_l1, n_alphas, n_folds))
         gaps = np.empty((n_l1, n_alphas, n_folds))
         unsettled = 0
-        for i, ratio in enumerate(l1_ratios):
-            for f, quadratic in enumerate(folds):
-                path = solve_path(quadratic, grids[i], ratio)
-                mse[i, :, f] = validation_mse(statistics.test[f], path.coefs, path.intercepts)
-                gaps[i, :, f] = path.dual_gaps.max(axis=1)
-                unsettled += int(np.sum(~path.converged))
+        jobs = [(i, f) for i in range(n_l1) for f in range(n_folds)]
+
+        def solve(job):
+            i, f = job
+            path = solve_path(folds[f], grids[i], l1_ratios[i])
+            return validation_mse(statistics.test[f], path.coefs, path.intercepts), path
+
+        for (i, f), (errors, path) in zip(jobs, _map(solve, jobs, any(r > 0 for r in l1_ratios))):
+            mse[i, :, f] = errors
+            gaps[i, :, f] = path.dual_gaps.max(axis=1)
+            unsettled += int(np.sum(~path.converged))
         if unsettled:
             warnings.warn(f"{unsettled} points of the cross-validation paths did not reach their duality gap "
                           f"in {MAX_SWEEPS} sweeps", ConvergenceWarning)
@@ -316,6 +323,22 @@ engine, random_state, warm_start, verbose
 
     # cross-validation needs all the data at once: no partial_fit (hasattr says so)
     partial_fit = available_if(lambda self: False)(GDRegressor.partial_fit)
+
+
+def _map(function, jobs, compiled):
+    """``map(function, jobs)``, on the source's threads when there are several.
+
+    The coordinate-descent kernel releases the GIL (and the L2 path is LAPACK),
+    so the (l1 ratio, fold) paths run side by side; the kernel is loaded first,
+    once, rather than by every thread.
+    """
+    threads = min(worker_threads(), len(jobs))
+    if threads < 2:
+        return map(function, jobs)
+    if compiled:
+        compiled_kernel()
+    with single_threaded_blas(), ThreadPoolExecutor(threads, thread_name_prefix="gradfit-cv") as executor:
+        return list(executor.map(function, jobs))
 
 
 def select(mse, selection):

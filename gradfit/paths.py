@@ -173,7 +173,7 @@ def solve_path(quadratic, alphas, l1_ratio, tol=PATH_TOL, max_sweeps=MAX_SWEEPS)
 
 def enet_path(quadratic, alphas, l1_ratio, tol=PATH_TOL, max_sweeps=MAX_SWEEPS):
     """L1 / elastic-net solutions by coordinate descent on the Gram matrix, warm-started along ``alphas``."""
-    kernel = _kernel()
+    kernel = compiled_kernel()
     gram = quadratic.gram
     d, k = quadratic.cross.shape
     n = len(alphas)
@@ -289,7 +289,7 @@ def _coordinate_descent(gram, cross, target, l1, l2, coef, tol, max_sweeps):
 _compiled = None
 
 
-def _kernel():
+def compiled_kernel():
     """:func:`_coordinate_descent` compiled by Numba (cached on disk), or as Python where Numba is missing."""
     global _compiled
     if _compiled is None:

@@ -210,3 +210,15 @@ def test_what_it_refuses(data, tmp_path):
     with pytest.raises(ValueError, match="l1_ratio"):
         GDRegressorCV(l1_ratio=[0.5, 1.5]).fit(X, y)
     assert not hasattr(GDRegressorCV(), "partial_fit")
+
+
+def test_several_outputs_share_alpha_and_average_their_errors():
+    # each output is its own lasso (gradfit's penalty is averaged over outputs), one alpha for all
+    X, y = make_regression(n=240, d=4, k=2, noise=3.0, seed=30)
+    alphas = [2.0, 0.5, 0.1, 0.01]
+    model = GDRegressorCV(penalty="l1", alphas=alphas, cv=4).fit(X, y)
+    folds = split(len(X), 4)
+    per_output = [LassoCV(alphas=[a / 2 for a in alphas], cv=folds, **TIGHT).fit(X, y[:, j]).mse_path_
+                  for j in range(2)]
+    np.testing.assert_allclose(model.mse_path_, np.mean(per_output, axis=0), rtol=RTOL)
+    assert model.coef_.shape == (2, 4) and model.coef_path_.shape == (4, 2, 4)
