@@ -222,3 +222,12 @@ def test_several_outputs_share_alpha_and_average_their_errors():
                   for j in range(2)]
     np.testing.assert_allclose(model.mse_path_, np.mean(per_output, axis=0), rtol=RTOL)
     assert model.coef_.shape == (2, 4) and model.coef_path_.shape == (4, 2, 4)
+
+
+def test_features_far_from_zero_keep_their_digits():
+    # offsets 1e6 times the spread: each fold's training statistics come from merging the other folds'
+    # centred moments; a subtraction total − fold of raw sums would leave ~4 digits here
+    X, y = make_regression(n=300, d=4, noise=2.0, seed=41, offset=1e6, spread=np.ones(4))
+    model = GDRegressorCV(penalty="elasticnet", l1_ratio=0.5, alphas=20, random_state=1).fit(X, y)
+    reference = ElasticNetCV(l1_ratio=0.5, alphas=20, cv=split(len(X), 5, seed=1), **TIGHT).fit(X, y)
+    np.testing.assert_allclose(model.mse_path_, reference.mse_path_, rtol=RTOL)
