@@ -20,10 +20,10 @@ from sklearn.model_selection import check_cv
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.metaestimators import available_if
 
-from . import progress
+from . import progress, registry
 from .errors import OptionError
 from .estimator import GDRegressor
-from .fitting import fit_source, prepare
+from .fitting import check_combination, fit_source, prepare
 from .folds import fold_seed, fold_statistics, split_statistics
 from .paths import MAX_SWEEPS, Quadratic, alpha_grid, compiled_kernel, solve_path, validation_mse
 from .sources import ArraySource
@@ -229,6 +229,11 @@ engine, random_state, warm_start, verbose
             )
         l1_ratios = self._l1_ratios()
         given = self._given_alphas()
+        # what the final fit would refuse (optimizer="cg" with L1, ...) is refused before the data are read
+        loss = registry.LOSSES[self.loss](self.epsilon)
+        for ratio in l1_ratios:
+            check_combination(self._final_settings(1.0, ratio), loss,
+                              registry.PENALTIES[self.penalty](1.0, ratio))
         start = None
         if self.warm_start and hasattr(self, "coef_"):
             start = (np.atleast_2d(self.coef_), np.atleast_1d(self.intercept_))

@@ -201,6 +201,10 @@ def test_what_it_refuses(data, tmp_path):
     X, y = data
     with pytest.raises(OptionError, match="squared error only"):
         GDRegressorCV(loss="huber").fit(X, y)
+    source = CountingSource(X, y[:, None])
+    with pytest.raises(OptionError, match='optimizer="cg" cannot serve the L1 part'):
+        GDRegressorCV(penalty="l1", optimizer="cg").fit(source)
+    assert source.reads == 0  # refused before the data were read
     path = tmp_path / "d.parquet"
     pd.DataFrame({"a": X[:, 0], "y": y}).to_parquet(path)
     with pytest.raises(ValueError, match="needs data in memory"):
