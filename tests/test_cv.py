@@ -235,3 +235,10 @@ def test_features_far_from_zero_keep_their_digits():
     model = GDRegressorCV(penalty="elasticnet", l1_ratio=0.5, alphas=20, random_state=1).fit(X, y)
     reference = ElasticNetCV(l1_ratio=0.5, alphas=20, cv=split(len(X), 5, seed=1), **TIGHT).fit(X, y)
     np.testing.assert_allclose(model.mse_path_, reference.mse_path_, rtol=RTOL)
+
+
+def test_the_l2_grid_is_centred_on_the_mean_eigenvalue(data):
+    X, y = data
+    model = GDRegressorCV(penalty="l2", alphas=7, eps=1e-2).fit(X, y)
+    scale = 2 * np.trace(np.cov(X, rowvar=False, bias=True)) / X.shape[1]  # mean eigenvalue of 2G
+    np.testing.assert_allclose(model.alphas_, np.geomspace(scale / 1e-2, scale * 1e-2, 7), rtol=1e-10)
