@@ -68,7 +68,7 @@ def run_one(name, n, d, folds, alphas, parquet, repeat):
     # libraries loaded before the baseline: the memory reported is the fit's, not Numba's or LLVM's (~130 MiB)
     import sklearn.linear_model  # noqa: F401
 
-    from gradfit.paths import compiled_kernel
+    from gradfit.alpha_path import compiled_kernel
 
     compiled_kernel()
     before = _rss_bytes()

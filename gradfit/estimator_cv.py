@@ -2,7 +2,7 @@
 
 For the squared error, one pass collects each fold's statistics
 (:mod:`gradfit.folds`); every fold's whole regularization path and its
-validation errors are then solved from them (:mod:`gradfit.paths`), and the
+validation errors are then solved from them (:mod:`gradfit.alpha_path`), and the
 final model is fitted on all the rows at the chosen alpha by the normal
 :class:`~gradfit.GDRegressor` fit, from the pooled statistics: the data are
 read once, whatever the number of folds, alphas and l1 ratios.
@@ -25,7 +25,7 @@ from .errors import OptionError
 from .estimator import GDRegressor
 from .fitting import check_combination, fit_source, prepare
 from .folds import fold_seed, fold_statistics, split_statistics
-from .paths import MAX_SWEEPS, Quadratic, alpha_grid, compiled_kernel, solve_path, validation_mse
+from .alpha_path import MAX_SWEEPS, Quadratic, alpha_grid, compiled_kernel, solve_path, validation_mse
 from .sources import ArraySource
 from .sources.base import single_threaded_blas, worker_threads
 
@@ -45,7 +45,7 @@ class GDRegressorCV(GDRegressor):
     further pass. The L2 path is exact (one eigendecomposition per fold); L1
     and elastic-net paths are solved by coordinate descent on the Gram matrix,
     warm-started along the decreasing grid, each point to a duality gap of
-    ``1e-12 · var(y)`` (:data:`gradfit.paths.PATH_TOL`). The chosen model is
+    ``1e-12 · var(y)`` (:data:`gradfit.alpha_path.PATH_TOL`). The chosen model is
     then fitted on all the rows by :class:`~gradfit.GDRegressor`'s own fit,
     started from the path's solution, from the same statistics.
 
@@ -58,7 +58,7 @@ class GDRegressorCV(GDRegressor):
         from the smallest alpha at which every coefficient is zero (computed on
         all the rows, as ``LassoCV``) down to ``eps`` times it; for L2 alone
         from ``s/eps`` down to ``s·eps``, ``s = 2 tr(G)/d`` the mean eigenvalue
-        of the data term's Hessian (:func:`gradfit.paths.alpha_grid`).
+        of the data term's Hessian (:func:`gradfit.alpha_path.alpha_grid`).
         In gradfit's units: see the README's table for scikit-learn's.
     l1_ratio : float or array-like of float in [0, 1], default=0.5
         For ``penalty="elasticnet"``: one ratio or several (each with its own

@@ -18,7 +18,7 @@ from sklearn.model_selection import KFold, ShuffleSplit
 
 from gradfit import ArraySource, FileSource, GDRegressorCV, OptionError, load
 from gradfit.folds import fold_of, split
-from gradfit.paths import Quadratic, solve_path, validation_mse
+from gradfit.alpha_path import Quadratic, solve_path, validation_mse
 
 from .conftest import make_regression
 
