@@ -22,6 +22,7 @@ from .errors import (
 )
 from .checkpoint import CheckpointError
 from .estimator import GDRegressor, load
+from .estimator_cv import GDRegressorCV
 from .sources import ArraySource, FileSource
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "DivergenceError",
     "FileSource",
     "GDRegressor",
+    "GDRegressorCV",
     "GradfitError",
     "IllConditionedError",
     "CheckpointError",

@@ -22,7 +22,7 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils._param_validation import InvalidParameterError
 
-from . import metrics, progress, registry
+from . import cv_cli, metrics, progress, registry
 from .engines import ENGINES
 from .errors import DataError, DivergenceError, GradfitError
 from .estimator import GDRegressor, load
@@ -121,8 +121,8 @@ TRAINING_OPTIONS = [
     ("--loss", "loss", dict(choices=sorted(registry.LOSSES))),
     ("--epsilon", "epsilon", dict(type=float)),
     ("--penalty", "penalty", dict(type=_penalty, metavar="{" + ",".join(sorted(registry.PENALTIES)) + ",none}")),
-    ("--alpha", "alpha", dict(type=float)),
-    ("--l1-ratio", "l1_ratio", dict(type=float)),
+    ("--alpha", "alpha", dict(type=cv_cli.alpha_value, metavar="FLOAT|cv")),  # cv: gradfit/cv_cli.py
+    ("--l1-ratio", "l1_ratio", dict(type=cv_cli.l1_ratio_value, metavar="FLOAT[,FLOAT...]")),
     ("--batch-size", "batch_size", dict(type=_optional(int), metavar="N|none")),
     ("--schedule", "schedule", dict(choices=sorted(registry.SCHEDULES))),
     ("--power-t", "power_t", dict(type=float)),
@@ -155,6 +155,7 @@ def _settings(args):
     """
     names = [name for _, name, _ in TRAINING_OPTIONS] + ["standardize", "fit_intercept"]
     settings = {name: getattr(args, name) for name in names}
+    settings, args.cross_validation = cv_cli.split_settings(args, settings, DEFAULTS)  # --alpha cv
     try:
         GDRegressor(**settings)._validate_params()
     except InvalidParameterError as exc:
@@ -310,9 +311,11 @@ def _train_on_dask(args, settings):
 
 def _train(args, settings, source):
     model = GDRegressor(**settings)
+    fit_options = dict(checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every, resume=args.resume)
+    if args.cross_validation is not None:  # --alpha cv: gradfit/cv_cli.py (no checkpoints)
+        model, fit_options = cv_cli.build_model(settings, args.cross_validation, args.parser, _flag_message), {}
     with progress.reporter(settings["epochs"], stream=sys.stderr, quiet=args.quiet, source=source) as callbacks:
-        _fit(model, callbacks, source, checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every,
-             resume=args.resume)
+        _fit(model, callbacks, source, **fit_options)
     if args.output:
         model.save(args.output)  # first: a cluster failure in the R² pass must not lose a finished fit
     r2 = metrics.training_r2(model._fit_result, source, _chunk_predictor(model))
@@ -323,6 +326,8 @@ def _train(args, settings, source):
     )
     print(f"final cost {model.final_cost_:.10g}; R^2 on the training data {r2:.6f}")
     print("diagnostics:", *outputs.diagnostics_lines(model.fit_report_), sep="\n")
+    for line in cv_cli.summary_lines(model):  # --alpha cv
+        print(line)
     written = outputs.write_fit_outputs(
         model, source, plot_dir=args.plot, plot_format=args.plot_format, report_path=args.report,
         data_name=args.data, defaults=DEFAULTS,
@@ -482,6 +487,8 @@ def cmd_inspect(args):
     settings = document["settings"]
     shown = ", ".join(f"{k}={v!r}" for k, v in settings.items() if DEFAULTS.get(k, object()) != v)
     print(f"settings: {shown or 'all defaults'}")
+    for line in cv_cli.inspect_lines(document):  # a model trained with --alpha cv
+        print(line)
     if model.fit_report_:
         print("diagnostics:", *outputs.diagnostics_lines(model.fit_report_), sep="\n")
     for line in outputs.statistics_lines(model.summary_, model.target_names_):
@@ -534,6 +541,7 @@ def build_parser():
                        help="read and sum the data on Dask workers: a local cluster of N worker "
                        "processes (default 2), or a running scheduler (pip install gradfit[dask])")
     _add_training_options(train)
+    cv_cli.add_options(train)  # --folds, --alphas, --selection (with --alpha cv)
     _add_plot_options(train)
     train.add_argument("--report", metavar="FILE.html",
                        help="write one self-contained HTML page: settings, diagnostics, statistics, plots")

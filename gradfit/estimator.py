@@ -347,13 +347,16 @@ class GDRegressor(RegressorMixin, BaseEstimator):
                 checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume,
             )
         self._set_result(result, source)
+        self._warn_unsettled(result)
+        return self
+
+    def _warn_unsettled(self, result):
         if self.tol is not None and not result.converged and result.stop_reason == "max_epochs":
             warnings.warn(
                 f"gradient descent stopped after epochs={self.epochs} before the cost settled "
                 f"(tol={self.tol}); raise epochs, or use learning_rate='auto' / optimizer='cg'",
                 ConvergenceWarning,
             )
-        return self
 
     def partial_fit(self, X, y=None, sample_weight=None, *, callbacks=None):
         """One epoch over the batch given, continuing the optimizer's state.
@@ -383,7 +386,7 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         self._partial = result
         return self
 
-    def _set_result(self, result, source, full=True):
+    def _set_result(self, result, source, full=True, settings=None):
         single = self._y_ndim == 1
         self.coef_ = result.coef[0] if single else result.coef
         self.intercept_ = float(result.intercept[0]) if single else result.intercept
@@ -399,7 +402,8 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         self.n_samples_ = result.statistics.n_samples
         self.feature_names_ = list(source.feature_names)
         self.target_names_ = list(source.target_names)
-        self.fit_report_, self.summary_ = analyse(result, self.get_params(deep=False), source, full=full)
+        settings = self.get_params(deep=False) if settings is None else settings
+        self.fit_report_, self.summary_ = analyse(result, settings, source, full=full)
         self._fit_result = result
 
     # -- using ----------------------------------------------------------------

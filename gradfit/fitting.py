@@ -108,11 +108,13 @@ def check_combination(settings, loss, penalty):
         )
 
 
-def prepare(source, settings, scaling=None):
+def prepare(source, settings, scaling=None, statistics=None):
     """Read the statistics, choose the engine and build the objective.
 
     ``settings`` is the estimator's ``get_params()``; ``scaling`` fixes the
-    working units (``partial_fit`` keeps its first batch's).
+    working units (``partial_fit`` keeps its first batch's); ``statistics``,
+    with the full scatter, spares the pass that reads them (cross-validation
+    has them already).
     """
     loss = registry.lookup(registry.LOSSES, "loss", settings["loss"])(settings["epsilon"])
     penalty = None
@@ -127,7 +129,8 @@ def prepare(source, settings, scaling=None):
         settings["engine"], loss, settings["batch_size"], source.n_features, settings["epochs"],
         n_samples=source.n_samples,
     )
-    statistics = accumulate(source, full=engine_name == "statistics")
+    if statistics is None:
+        statistics = accumulate(source, full=engine_name == "statistics")
     if statistics.n_samples < 2:
         raise DataError(
             f"{source.describe()} has {statistics.n_samples} sample; at least 2 samples are required"

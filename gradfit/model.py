@@ -149,7 +149,8 @@ def to_document(estimator):
             "center": [float(v) for v in estimator.scaling_.center],
             "scale": [float(v) for v in estimator.scaling_.scale],
         },
-        "settings": estimator.get_params(deep=False),
+        # a cross-validated model records the settings of its final fit (the chosen alpha)
+        "settings": getattr(estimator, "_final_settings_", None) or estimator.get_params(deep=False),
         "training": {
             "n_iter": int(estimator.n_iter_),
             "converged": bool(estimator.converged_),
@@ -164,6 +165,8 @@ def to_document(estimator):
         # with non-finite numbers spelled as strings like the costs above.
         "diagnostics": plain(getattr(estimator, "fit_report_", None)),
         "statistics": plain(getattr(estimator, "summary_", None)),
+        # GDRegressorCV.cv_report_ (gradfit.estimator_cv); absent for other models
+        **({"cross_validation": plain(estimator.cv_report_)} if hasattr(estimator, "cv_report_") else {}),
     }
 
 

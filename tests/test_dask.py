@@ -258,3 +258,17 @@ def test_without_dask_the_cli_says_how_to_install_it(files, monkeypatch, capsys)
     assert error.startswith("gradfit: error: ") and "pip install gradfit[dask]" in error
     assert error.count("\n") == 1
     assert os.path.exists(files["parquet"])
+
+
+def test_cross_validation_gives_the_folds_and_errors_of_the_arrays(client):
+    """GDRegressorCV (issue 15): each row's fold from its global position, the per-fold moments merged on the workers."""
+    from gradfit import GDRegressorCV
+
+    X, y = make_regression(n=1200, d=5, noise=3.0, seed=12, offset=4.0)
+    settings = dict(penalty="elasticnet", l1_ratio=[0.2, 0.8], alphas=20, cv=5, random_state=3)
+    arrays = GDRegressorCV(**settings).fit(X, y)
+    cluster = GDRegressorCV(**settings).fit(da.from_array(X, chunks=(250, 5)), da.from_array(y, chunks=250))
+    np.testing.assert_allclose(cluster.mse_path_, arrays.mse_path_, rtol=1e-10)
+    np.testing.assert_allclose(cluster.alphas_, arrays.alphas_, rtol=1e-12)
+    assert cluster.alpha_ == pytest.approx(arrays.alpha_, rel=1e-12) and cluster.l1_ratio_ == arrays.l1_ratio_
+    np.testing.assert_allclose(cluster.coef_, arrays.coef_, rtol=1e-9)

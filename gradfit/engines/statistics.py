@@ -342,10 +342,20 @@ def accumulate(source, full=True):
     """
     with np.errstate(over="ignore", invalid="ignore"):  # merges that overflow are named just below
         moments = source.reduce(lambda chunk: chunk_moments(chunk, full, source), merge)
+    return finish(moments, source, full)
+
+
+def finish(moments, source, full=True, what=None):
+    """The :class:`Statistics` of merged :class:`Moments`, checked (the end of :func:`accumulate`).
+
+    ``what`` names the rows in messages (default: ``source.describe()``), e.g.
+    a cross-validation fold's.
+    """
+    what = source.describe() if what is None else what
     if moments is None or moments.count == 0:
-        raise DataError(f"{source.describe()} has no data rows")
+        raise DataError(f"{what} has no data rows")
     if moments.total == 0:
-        raise DataError(f"the sample weights in {source.describe()} sum to zero")
+        raise DataError(f"the sample weights in {what} sum to zero")
     if not np.all(np.isfinite(moments.diagonal)):
         _raise_overflow(source, int(np.argmax(~np.isfinite(moments.diagonal))))
     # From the stored mean to the exact one: μ + r/n, and S − rrᵀ/n (second order).

@@ -128,6 +128,9 @@ CAPTIONS = {
     "predicted": "Predicted against actual values; points on the dashed line are predicted exactly.",
     "residuals": "Residuals against predicted values, and their distribution: look for curvature, funnels and outliers.",
     "learning_rates": "The tutorial's cost curves for several learning rates.",
+    "cv_curve": "Cross-validation: the mean validation error over folds against alpha, with bars of one "
+                "standard error; the dashed line marks the chosen alpha.",
+    "coef_path": "The coefficients fitted on all the rows along the alpha grid; the dashed line marks the chosen alpha.",
 }
 
 

@@ -352,6 +352,9 @@ def fit_figures(model, sample=None):
     """
     report = getattr(model, "fit_report_", None) or {}
     figures = {"cost": cost_figure(model.loss_curve_, model.final_cost_, report)}
+    from .cv_plots import cv_figures  # a cross-validated model adds its CV curve and coefficient path
+
+    figures.update(cv_figures(model))
     if sample is not None:
         figures["predicted"] = predicted_figure(sample, getattr(model, "summary_", None))
         figures["residuals"] = residuals_figure(sample)

@@ -1,0 +1,370 @@
+"""``GDRegressorCV``: choose ``alpha`` (and ``l1_ratio``) by cross-validation, from one read of the data.
+
+For the squared error, one pass collects each fold's statistics
+(:mod:`gradfit.folds`); every fold's whole regularization path and its
+validation errors are then solved from them (:mod:`gradfit.alpha_path`), and the
+final model is fitted on all the rows at the chosen alpha by the normal
+:class:`~gradfit.GDRegressor` fit, from the pooled statistics: the data are
+read once, whatever the number of folds, alphas and l1 ratios.
+"""
+
+from __future__ import annotations
+
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import check_cv
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.metaestimators import available_if
+
+from . import progress, registry
+from .errors import OptionError
+from .estimator import GDRegressor
+from .fitting import check_combination, fit_source, prepare
+from .folds import fold_seed, fold_statistics, split_statistics
+from .alpha_path import MAX_SWEEPS, Quadratic, alpha_grid, compiled_kernel, solve_path, validation_mse
+from .sources import ArraySource
+from .sources.base import single_threaded_blas, worker_threads
+
+#: the penalties whose alpha can be cross-validated
+CV_PENALTIES = ("l1", "l2", "elasticnet")
+#: the parameters GDRegressorCV adds to (or changes from) GDRegressor's
+_OWN = ("penalty", "alphas", "l1_ratio", "eps", "cv", "selection")
+
+
+class GDRegressorCV(GDRegressor):
+    """:class:`~gradfit.GDRegressor` with ``alpha`` chosen by k-fold cross-validation.
+
+    For the squared error the data are read once: per-fold sufficient
+    statistics give every fold's training problem (the other folds' statistics
+    merged) and its exact validation error (a quadratic form of the fold's
+    own statistics), so ``n_folds × n_alphas × n_l1_ratios`` fits cost no
+    further pass. The L2 path is exact (one eigendecomposition per fold); L1
+    and elastic-net paths are solved by coordinate descent on the Gram matrix,
+    warm-started along the decreasing grid, each point to a duality gap of
+    ``1e-12 · var(y)`` (:data:`gradfit.alpha_path.PATH_TOL`). The chosen model is
+    then fitted on all the rows by :class:`~gradfit.GDRegressor`'s own fit,
+    started from the path's solution, from the same statistics.
+
+    Parameters
+    ----------
+    penalty : {"l2", "l1", "elasticnet"}, default="elasticnet"
+    alphas : int or array-like of float, default=100
+        A number of alphas, or the alphas themselves (sorted decreasing, as
+        scikit-learn does). A number gives a log-spaced grid: with an L1 part
+        from the smallest alpha at which every coefficient is zero (computed on
+        all the rows, as ``LassoCV``) down to ``eps`` times it; for L2 alone
+        from ``s/eps`` down to ``s·eps``, ``s = 2 tr(G)/d`` the mean eigenvalue
+        of the data term's Hessian (:func:`gradfit.alpha_path.alpha_grid`).
+        In gradfit's units: see the README's table for scikit-learn's.
+    l1_ratio : float or array-like of float in [0, 1], default=0.5
+        For ``penalty="elasticnet"``: one ratio or several (each with its own
+        grid); ``"l1"`` is ratio 1 and ``"l2"`` ratio 0, as in ``GDRegressor``.
+    eps : float, default=1e-3
+        The span of a counted grid (``alpha_min / alpha_max``).
+    cv : int, cross-validation generator or iterable, default=5
+        A number of folds: each row's fold is a seeded hash of its position
+        (:func:`gradfit.folds.fold_of`, seed ``random_state``, 0 when ``None``),
+        the same for arrays, files and Dask collections; ``gradfit.folds.split``
+        lists them for other tools. For data in memory, also any scikit-learn
+        splitter or an iterable of ``(train, test)`` index arrays. ``None``: 5.
+    selection : {"min", "1se"}, default="min"
+        ``"min"``: the alpha (and l1 ratio) of the smallest mean validation
+        error, as scikit-learn. ``"1se"``: on the best l1 ratio's grid, the
+        largest alpha whose mean error is within one standard error (over
+        folds: ``std(ddof=1)/√n_folds``) of the smallest (glmnet's ``lambda.1se``).
+    learning_rate, epochs, tol, n_iter_no_change, fit_intercept, standardize, \
+optimizer, loss, epsilon, batch_size, schedule, power_t, step_size, gamma, \
+engine, random_state, warm_start, verbose
+        As :class:`~gradfit.GDRegressor`, for the final fit. ``loss`` must be
+        ``"squared_error"`` (cross-validating Huber is not implemented yet).
+        ``random_state`` also seeds the folds.
+
+    Attributes
+    ----------
+    alpha_ : float
+        The chosen alpha.
+    l1_ratio_ : float
+        The chosen l1 ratio.
+    alphas_ : ndarray of shape (n_alphas,) or (n_l1_ratio, n_alphas)
+        The grid(s), decreasing.
+    mse_path_ : ndarray of shape (n_alphas, n_folds) or (n_l1_ratio, n_alphas, n_folds)
+        Each fold's validation mean squared error (averaged over outputs) at
+        each alpha; the l1-ratio axis only with several ratios, as scikit-learn.
+    cv_error_ : float
+        The mean over folds of the validation error at the chosen point.
+    cv_std_error_ : float
+        Its standard error over folds, ``std(ddof=1)/√n_folds``.
+    coef_path_ : ndarray of shape (n_alphas, n_features) or (n_alphas, n_outputs, n_features)
+        The path on all the rows, for the chosen l1 ratio's grid.
+    dual_gap_path_ : ndarray of shape (n_l1_ratio, n_alphas, n_folds)
+        Each fold's path point's relative duality gap (0 for L2: exact).
+    n_folds_ : int
+    cv_report_ : dict
+        What the model file, ``gradfit inspect`` and the report show.
+    coef_, intercept_, fit_report_, summary_, ... :
+        As :class:`~gradfit.GDRegressor`, of the final fit on all the rows at
+        ``alpha_``.
+    """
+
+    _parameter_constraints = {
+        **{key: value for key, value in GDRegressor._parameter_constraints.items()
+           if key not in ("alpha", "l1_ratio", "penalty")},
+        "penalty": [StrOptions(set(CV_PENALTIES))],
+        "alphas": [Interval(Integral, 1, None, closed="left"), "array-like"],
+        "l1_ratio": [Interval(Real, 0, 1, closed="both"), "array-like"],
+        "eps": [Interval(Real, 0, 1, closed="neither")],
+        "cv": ["cv_object"],
+        "selection": [StrOptions({"min", "1se"})],
+    }
+
+    def __init__(
+        self,
+        *,
+        penalty="elasticnet",
+        alphas=100,
+        l1_ratio=0.5,
+        eps=1e-3,
+        cv=5,
+        selection="min",
+        learning_rate="auto",
+        epochs=1000,
+        tol=1e-6,
+        n_iter_no_change=5,
+        fit_intercept=True,
+        standardize=True,
+        optimizer="gd",
+        loss="squared_error",
+        epsilon=1.35,
+        batch_size=None,
+        schedule="auto",
+        power_t=0.5,
+        step_size=100,
+        gamma=0.5,
+        engine="auto",
+        random_state=None,
+        warm_start=False,
+        verbose=0,
+    ):
+        self.penalty = penalty
+        self.alphas = alphas
+        self.l1_ratio = l1_ratio
+        self.eps = eps
+        self.cv = cv
+        self.selection = selection
+        self.learning_rate = learning_rate
+        self.epochs = epochs
+        self.tol = tol
+        self.n_iter_no_change = n_iter_no_change
+        self.fit_intercept = fit_intercept
+        self.standardize = standardize
+        self.optimizer = optimizer
+        self.loss = loss
+        self.epsilon = epsilon
+        self.batch_size = batch_size
+        self.schedule = schedule
+        self.power_t = power_t
+        self.step_size = step_size
+        self.gamma = gamma
+        self.engine = engine
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.verbose = verbose
+
+    # -- checks -----------------------------------------------------------------
+
+    def _l1_ratios(self):
+        if self.penalty == "l1":
+            return [1.0]
+        if self.penalty == "l2":
+            return [0.0]
+        ratios = np.atleast_1d(np.asarray(self.l1_ratio, dtype=float))
+        if ratios.ndim != 1 or ratios.size == 0 or not np.all((ratios >= 0) & (ratios <= 1)):
+            raise ValueError(f"l1_ratio must be a number or a list of numbers in [0, 1], not {self.l1_ratio!r}")
+        return [float(r) for r in ratios]
+
+    def _given_alphas(self):
+        """The user's alphas, sorted decreasing, or ``None`` for a counted grid."""
+        if isinstance(self.alphas, Integral):
+            return None
+        alphas = np.asarray(self.alphas, dtype=float)
+        if alphas.ndim != 1 or alphas.size == 0 or not np.all(np.isfinite(alphas)) or np.any(alphas < 0):
+            raise ValueError(f"alphas must be a count or a list of non-negative numbers, not {self.alphas!r}")
+        return np.sort(alphas)[::-1]
+
+    def _final_settings(self, alpha, l1_ratio):
+        """The :class:`~gradfit.GDRegressor` parameters of the final fit."""
+        settings = {key: value for key, value in self.get_params(deep=False).items() if key not in _OWN}
+        settings.update(penalty=self.penalty, alpha=float(alpha), l1_ratio=float(l1_ratio))
+        return settings
+
+    # -- fitting ----------------------------------------------------------------
+
+    def fit(self, X, y=None, sample_weight=None, *, callbacks=None):
+        """Cross-validate the alpha grid(s), then fit all the rows at the chosen alpha.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), a path to a CSV or
+            Parquet file, a gradfit data source, or a Dask collection
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs); for a
+            path, the target column name(s); for a source, None
+        sample_weight : array-like of shape (n_samples,), optional
+            Weighted training errors and weighted validation means.
+        callbacks : sequence, optional
+            For the final fit, as :meth:`GDRegressor.fit`.
+
+        Returns
+        -------
+        self
+        """
+        self._validate_params()
+        if self.loss != "squared_error":
+            raise OptionError(
+                f"GDRegressorCV cross-validates the squared error only, not loss={self.loss!r} "
+                "(cross-validating Huber is not implemented yet)"
+            )
+        l1_ratios = self._l1_ratios()
+        given = self._given_alphas()
+        # what the final fit would refuse (optimizer="cg" with L1, ...) is refused before the data are read
+        loss = registry.LOSSES[self.loss](self.epsilon)
+        for ratio in l1_ratios:
+            check_combination(self._final_settings(1.0, ratio), loss,
+                              registry.PENALTIES[self.penalty](1.0, ratio))
+        start = None
+        if self.warm_start and hasattr(self, "coef_"):
+            start = (np.atleast_2d(self.coef_), np.atleast_1d(self.intercept_))
+        source = self._source(X, y, sample_weight, reset=True)
+        statistics = self._fold_statistics(source)
+        self.n_folds_ = statistics.n_folds
+
+        total = Quadratic.from_statistics(statistics.total, self.fit_intercept)
+        grids = np.array([given if given is not None else alpha_grid(total, r, self.alphas, self.eps)
+                          for r in l1_ratios])
+        folds = [Quadratic.from_statistics(s, self.fit_intercept) for s in statistics.train]
+        n_l1, n_alphas, n_folds = len(l1_ratios), grids.shape[1], statistics.n_folds
+        mse = np.empty((n_l1, n_alphas, n_folds))
+        gaps = np.empty((n_l1, n_alphas, n_folds))
+        unsettled = 0
+        jobs = [(i, f) for i in range(n_l1) for f in range(n_folds)]
+
+        def solve(job):
+            i, f = job
+            path = solve_path(folds[f], grids[i], l1_ratios[i])
+            return validation_mse(statistics.test[f], path.coefs, path.intercepts), path
+
+        for (i, f), (errors, path) in zip(jobs, _map(solve, jobs, any(r > 0 for r in l1_ratios))):
+            mse[i, :, f] = errors
+            gaps[i, :, f] = path.dual_gaps.max(axis=1)
+            unsettled += int(np.sum(~path.converged))
+        if unsettled:
+            warnings.warn(f"{unsettled} points of the cross-validation paths did not reach their duality gap "
+                          f"in {MAX_SWEEPS} sweeps", ConvergenceWarning)
+
+        best_ratio, best_alpha, mean, std_error = select(mse, self.selection)
+        alpha, ratio = float(grids[best_ratio, best_alpha]), l1_ratios[best_ratio]
+        # the path on all the rows: the final fit starts from its point at the chosen alpha
+        full_path = solve_path(total, grids[best_ratio], ratio)
+
+        settings = self._final_settings(alpha, ratio)
+        problem = prepare(source, settings, statistics=statistics.total)
+        if start is None:
+            coef, intercept = full_path.coefs[best_alpha], full_path.intercepts[best_alpha]
+        else:
+            coef, intercept = start
+        params = problem.scaling.from_raw(coef, intercept, self.fit_intercept)
+        shown = dict(quiet=not self.verbose, every=1 if self.verbose >= 2 else None, source=source)
+        with progress.reporter(self.epochs, **shown) as bars, progress.Interrupt() as interrupt:
+            result = fit_source(source, settings, params=params, problem=problem,
+                                callbacks=bars + tuple(callbacks or ()) + (interrupt,))
+        self._set_result(result, source, settings=settings)
+        self._warn_unsettled(result)
+
+        single = self._y_ndim == 1
+        self.alpha_, self.l1_ratio_ = alpha, ratio
+        self.alphas_ = grids[0] if n_l1 == 1 else grids
+        self.mse_path_ = mse[0] if n_l1 == 1 else mse
+        self.dual_gap_path_ = gaps
+        self.coef_path_ = full_path.coefs[:, 0, :] if single else full_path.coefs
+        self.cv_error_ = float(mean[best_ratio, best_alpha])
+        self.cv_std_error_ = float(std_error[best_ratio, best_alpha])
+        self.cv_report_ = {
+            "selection": self.selection,
+            "n_folds": n_folds,
+            "folds": "hashed" if isinstance(self.cv, Integral) or self.cv is None else "given",
+            "penalty": self.penalty,
+            "alpha": alpha,
+            "l1_ratio": ratio,
+            "cv_error": self.cv_error_,
+            "cv_std_error": self.cv_std_error_,
+            "l1_ratios": list(l1_ratios),
+            "alphas": grids.tolist(),
+            "mean_mse": mean.tolist(),
+            "std_error": std_error.tolist(),
+            "coef_path": full_path.coefs.tolist(),
+            "max_dual_gap": float(np.max(gaps)),
+        }
+        self._final_settings_ = settings
+        return self
+
+    def _fold_statistics(self, source):
+        """One pass: hashed folds for a count, or the given splits for data in memory."""
+        seed = fold_seed(self.random_state)
+        cv = 5 if self.cv is None else self.cv
+        if isinstance(cv, Integral):
+            if cv < 2:
+                raise ValueError(f"cv must be at least 2 folds, not {cv}")
+            if source.n_samples is not None and source.n_samples < cv:
+                raise ValueError(f"cannot make {cv} folds of {source.n_samples} samples")
+            return fold_statistics(source, cv, seed)
+        if not isinstance(source, ArraySource):
+            raise ValueError("a scikit-learn splitter or a list of (train, test) pairs needs data in memory; "
+                             "for a file or a Dask collection give cv a number of folds")
+        splits = list(check_cv(cv).split(source.X, source.y[:, 0] if source.n_outputs == 1 else source.y))
+        return split_statistics(source, splits)
+
+    # cross-validation needs all the data at once: no partial_fit (hasattr says so)
+    partial_fit = available_if(lambda self: False)(GDRegressor.partial_fit)
+
+
+def _map(function, jobs, compiled):
+    """``map(function, jobs)``, on the source's threads when there are several.
+
+    The coordinate-descent kernel releases the GIL (and the L2 path is LAPACK),
+    so the (l1 ratio, fold) paths run side by side; the kernel is loaded first,
+    once, rather than by every thread.
+    """
+    threads = min(worker_threads(), len(jobs))
+    if threads < 2:
+        return map(function, jobs)
+    if compiled:
+        compiled_kernel()
+    with single_threaded_blas(), ThreadPoolExecutor(threads, thread_name_prefix="gradfit-cv") as executor:
+        return list(executor.map(function, jobs))
+
+
+def select(mse, selection):
+    """The chosen ``(l1-ratio index, alpha index)``, and the mean and standard error over folds.
+
+    Parameters
+    ----------
+    mse : ndarray of shape (n_l1_ratio, n_alphas, n_folds)
+    selection : {"min", "1se"}
+
+    Returns
+    -------
+    best_ratio, best_alpha : int
+    mean, std_error : ndarray of shape (n_l1_ratio, n_alphas)
+    """
+    mean = mse.mean(axis=2)
+    n_folds = mse.shape[2]
+    std_error = mse.std(axis=2, ddof=1) / np.sqrt(n_folds) if n_folds > 1 else np.zeros_like(mean)
+    best_ratio, best_alpha = np.unravel_index(int(np.argmin(mean)), mean.shape)
+    if selection == "1se":
+        threshold = mean[best_ratio, best_alpha] + std_error[best_ratio, best_alpha]
+        # the grid decreases: the first alpha within the threshold is the largest
+        best_alpha = int(np.flatnonzero(mean[best_ratio] <= threshold)[0])
+    return int(best_ratio), int(best_alpha), mean, std_error
