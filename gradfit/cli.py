@@ -104,6 +104,13 @@ def _positive_int(text):
     return value
 
 
+def _categorical(text):
+    """``--categorical``: auto, none, or columns (``name`` or ``name=reference level``)."""
+    if text.strip().lower() in ("auto", "none"):
+        return text.strip().lower() if text.strip().lower() == "auto" else None
+    return _names(text)
+
+
 def _names(text):
     names = [name.strip() for name in text.split(",") if name.strip()]
     if not names:
@@ -280,8 +287,15 @@ def cmd_train(args):
         raise GradfitError(outputs.check_plot_dir(args.plot))
     if args.dask is not None:
         return _train_on_dask(args, settings)
-    source = FileSource(args.data, target=args.target, features=args.features, sample_weight=args.sample_weight)
+    source = FileSource(args.data, target=args.target, features=args.features, sample_weight=args.sample_weight,
+                        **_table_options(args, settings))
     return _train(args, settings, source)
+
+
+def _table_options(args, settings):
+    """``--exclude``, ``--categorical``, ``--missing`` for a source; the last two also stored with the model."""
+    settings["categorical"], settings["missing"] = args.categorical, args.missing
+    return dict(exclude=args.exclude, categorical=args.categorical, missing=args.missing)
 
 
 def _train_on_dask(args, settings):
@@ -290,7 +304,8 @@ def _train_on_dask(args, settings):
 
     with connect(args.dask):
         source = DaskSource.from_file(
-            args.data, target=args.target, features=args.features, sample_weight=args.sample_weight
+            args.data, target=args.target, features=args.features, sample_weight=args.sample_weight,
+            **_table_options(args, settings),
         )
         if settings["batch_size"] is not None:
             source.persist()  # a minibatch gathers scattered rows: read the file once, not at every step
@@ -342,8 +357,24 @@ def _chunk_predictor(model):
     return predict
 
 
-def _feature_source(model, path, target=(), sample_weight=None):
-    return FileSource(path, target=list(target), features=model.feature_names_, sample_weight=sample_weight)
+def _feature_source(model, path, target=(), sample_weight=None, missing=None, handle_unknown=None):
+    """The model's raw columns of ``path``: categories encoded with its levels, missing values as it was trained.
+
+    ``missing``: ``"drop"`` leaves rows out (evaluate), ``"keep"`` gives them
+    NaN features (predict); default the model's own choice.
+    """
+    encoder = getattr(model, "encoder_", None)
+    features = model.feature_names_ if encoder is None else encoder.raw_names
+    missing = missing or model.missing
+    if encoder is None and missing == "error":
+        return FileSource(path, target=list(target), features=features, sample_weight=sample_weight,
+                          categorical=None)
+    if encoder is None:
+        from .sources.encoding import ColumnCoding, TableEncoder
+
+        encoder = TableEncoder([ColumnCoding(name) for name in features])
+    return FileSource(path, target=list(target), features=features, sample_weight=sample_weight,
+                      encoder=encoder, missing=missing, handle_unknown=handle_unknown or model.handle_unknown)
 
 
 def _check_output(output, *inputs):
@@ -363,7 +394,9 @@ def _check_output(output, *inputs):
 def cmd_predict(args):
     _check_output(args.output, args.model, args.data)
     model = load(args.model)
-    source = _feature_source(model, args.data)
+    missing = args.missing or model.missing
+    source = _feature_source(model, args.data, missing="keep" if missing == "drop" else "error",
+                             handle_unknown=args.handle_unknown)
     if args.output is None:
         _write_predictions(model, source, sys.stdout)
         return 0
@@ -383,8 +416,14 @@ def _write_predictions(model, source, handle):
     for chunk in source.chunks():
         if chunk.n_rows == 0:
             continue
+        X = chunk.X
+        missing = None
+        if source.missing == "keep":  # rows with a missing value: an empty field
+            missing = np.isnan(X).any(axis=1)
+            X = np.where(missing[:, None], 0.0, X)
+            chunk = type(chunk)(X, chunk.y, chunk.sample_weight, chunk.start)
         check_finite(source, chunk)  # a NaN or inf would give a prediction that means nothing
-        predicted = predict(chunk.X)
+        predicted = predict(X)
         overflow = ~np.all(np.isfinite(predicted), axis=1)
         if overflow.any():
             raise DataError(
@@ -393,7 +432,13 @@ def _write_predictions(model, source, handle):
             )
         if rows == 0:
             writer.writerow(names)
-        writer.writerows(predicted.tolist())
+        if missing is not None and missing.any():
+            rows_out = predicted.tolist()
+            for row in np.flatnonzero(missing):
+                rows_out[row] = [""] * predicted.shape[1]
+            writer.writerows(rows_out)
+        else:
+            writer.writerows(predicted.tolist())
         rows += chunk.n_rows
     if rows == 0:
         raise DataError(f"{source.describe()} has no data rows")
@@ -408,7 +453,8 @@ def cmd_evaluate(args):
             f"--target names {len(target)} column(s), but model {args.model!r} predicts "
             f"{len(model.target_names_)}: {', '.join(model.target_names_)}"
         )
-    source = _feature_source(model, args.data, target, args.sample_weight)
+    source = _feature_source(model, args.data, target, args.sample_weight, missing=args.missing,
+                             handle_unknown=args.handle_unknown)
     result = metrics.evaluate(_chunk_predictor(model), source)
     if args.json:
         print(json.dumps(result, indent=2))
@@ -471,6 +517,13 @@ def _add_plot_options(parser, also=""):
     parser.add_argument("--plot-format", choices=("png", "svg"), default="png", help="file type of --plot (default png)")
 
 
+def _add_table_use_options(parser, drop_means):
+    parser.add_argument("--missing", choices=("error", "drop"),
+                        help=f"missing values: error, or drop ({drop_means}); default: as the model was trained")
+    parser.add_argument("--handle-unknown", choices=("error", "ignore"),
+                        help="a category not seen in training: error (default), or ignore (it contributes zero)")
+
+
 def build_parser():
     parser = Parser(prog="gradfit", description="Linear models fitted by gradient descent.")
     from . import __version__  # here: gradfit/__init__ may still be importing this module
@@ -488,7 +541,16 @@ def build_parser():
     train.add_argument("data", help="CSV or Parquet file (or a folder of Parquet files) with a header")
     train.add_argument("--target", required=True, type=_names, help="target column (comma-separated for several)")
     train.add_argument("--features", type=_names, help="feature columns (default: all others)")
+    train.add_argument("--exclude", type=_names, metavar="COL,...",
+                       help="leave these columns out of the features (default features: all others)")
     train.add_argument("--sample-weight", help="a column of row weights")
+    train.add_argument("--categorical", type=_categorical, default="auto", metavar="auto|none|COL[=LEVEL],...",
+                       help="columns whose values are categories (dummy coded against the first level in sorted "
+                            "order, or LEVEL); auto (default): text and true/false columns; named columns are "
+                            "added to those; none: every feature must be a number")
+    train.add_argument("--missing", choices=("error", "drop"), default="error",
+                       help="a missing value (empty field, null, NaN) in a used column: stop with an error "
+                            "(default), or leave that row out (counted per column in the summary)")
     train.add_argument("-o", "--output", help="write the model (JSON) here")
     train.add_argument("--checkpoint", metavar="PATH",
                        help="write the whole training state here every --checkpoint-every epochs and at the end; "
@@ -511,6 +573,7 @@ def build_parser():
     predict.add_argument("model", help="model file written by 'gradfit train'")
     predict.add_argument("data", help="CSV or Parquet file with the model's feature columns")
     predict.add_argument("-o", "--output", help="write CSV here (default: stdout)")
+    _add_table_use_options(predict, "a row with a missing value gets an empty prediction field")
     predict.set_defaults(run=cmd_predict)
 
     evaluate = commands.add_parser("evaluate", help="MSE, RMSE, MAE and R^2 on a data file")
@@ -519,6 +582,7 @@ def build_parser():
     evaluate.add_argument("--target", type=_names, help="target column(s) (default: the model's)")
     evaluate.add_argument("--sample-weight", help="a column of row weights for the metrics")
     evaluate.add_argument("--json", action="store_true", help="print JSON")
+    _add_table_use_options(evaluate, "rows with a missing value are left out of the metrics")
     evaluate.set_defaults(run=cmd_evaluate)
 
     inspect_ = commands.add_parser("inspect", help="coefficients and the training record")

@@ -27,6 +27,8 @@ from .summary import unplain
 from .scaling import Scaling
 from .sources import ArraySource, DaskSource, FileSource, Source, is_dask_collection
 from .sources.dask import predict_dask
+from .sources import frames
+from .sources.encoding import HANDLE_UNKNOWN, MISSING
 
 
 class GDRegressor(RegressorMixin, BaseEstimator):
@@ -161,6 +163,9 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         "random_state": ["random_state"],
         "warm_start": ["boolean"],
         "verbose": ["verbose"],
+        "categorical": [StrOptions({"auto"}), list, dict, None],
+        "missing": [StrOptions(set(MISSING))],
+        "handle_unknown": [StrOptions(set(HANDLE_UNKNOWN))],
     }
 
     def __init__(
@@ -187,6 +192,9 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         random_state=None,
         warm_start=False,
         verbose=0,
+        categorical="auto",
+        missing="error",
+        handle_unknown="error",
     ):
         self.learning_rate = learning_rate
         self.epochs = epochs
@@ -209,6 +217,9 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         self.random_state = random_state
         self.warm_start = warm_start
         self.verbose = verbose
+        self.categorical = categorical
+        self.missing = missing
+        self.handle_unknown = handle_unknown
 
     # -- input ----------------------------------------------------------------
 
@@ -221,9 +232,13 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         elif isinstance(X, (str, os.PathLike)):
             if y is None:
                 raise ValueError("fitting a file needs y: the name of its target column(s)")
-            source = FileSource(X, target=y)
+            source = FileSource(X, target=y, categorical=self.categorical, missing=self.missing,
+                                handle_unknown=self.handle_unknown)
         elif is_dask_collection(X) or is_dask_collection(y):
             return self._dask_source(X, y, sample_weight, reset)
+        elif frames.is_frame(X) and (
+                frames.needs_encoder(X, self.categorical, self.missing) or getattr(self, "encoder_", None)):
+            return self._frame_source(X, y, sample_weight, reset)
         else:
             if y is None:
                 raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None")
@@ -245,6 +260,21 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         if reset:
             self._y_ndim = 1 if source.n_outputs == 1 else 2
             self.n_features_in_ = source.n_features
+        return source
+
+    def _frame_source(self, X, y, sample_weight, reset):
+        """A DataFrame with categorical columns or missing values, encoded (:mod:`gradfit.sources.frames`)."""
+        if y is None:
+            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None")
+        source = frames.frame_source(
+            X, y, sample_weight, encoder=None if reset else getattr(self, "encoder_", None),
+            categorical=self.categorical, missing=self.missing, handle_unknown=self.handle_unknown,
+            target_names=self._target_names_of(y),
+        )
+        if reset:
+            self._y_ndim = 1 if np.ndim(y) == 1 else 2
+            self.n_features_in_ = len(source.raw_feature_names)
+            self.feature_names_in_ = np.asarray(source.raw_feature_names, dtype=object)
         return source
 
     def _dask_source(self, X, y, sample_weight, reset):
@@ -400,6 +430,12 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         self.feature_names_ = list(source.feature_names)
         self.target_names_ = list(source.target_names)
         self.fit_report_, self.summary_ = analyse(result, self.get_params(deep=False), source, full=full)
+        encoder = getattr(source, "encoder", None)
+        self.encoder_ = encoder if encoder is not None and encoder.categorical else None
+        self.fit_report_["notes"][:0] = list(getattr(source, "notes", ()))
+        if getattr(source, "missing_counts", None) is not None:
+            self.fit_report_["missing"] = {"strategy": "drop", "rows_dropped": int(source.rows_dropped),
+                                           "by_column": dict(source.missing_counts)}
         self._fit_result = result
 
     # -- using ----------------------------------------------------------------
@@ -409,10 +445,24 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         check_is_fitted(self, "coef_")
         if is_dask_collection(X):
             return predict_dask(self, X)  # lazily, block by block on the workers
-        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        encoder = getattr(self, "encoder_", None)
+        if encoder is not None or (frames.is_frame(X) and self.missing == "drop"):
+            # rows with a missing value (missing="drop") are predicted NaN: one prediction per row
+            encoder = encoder or self._numeric_encoder()
+            encoder.handle_unknown = self.handle_unknown  # the estimator's setting at predict time
+            X = frames.encode_frame(X, encoder, self.missing)
+        else:
+            X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
         coef = np.atleast_2d(self.coef_)
         out = X @ coef.T.astype(np.float64) + np.atleast_1d(self.intercept_)
         return out[:, 0] if self._y_ndim == 1 else out
+
+    def _numeric_encoder(self):
+        """The identity encoder of a model without categories (for frames with missing values)."""
+        from .sources.encoding import ColumnCoding, TableEncoder
+
+        names = getattr(self, "feature_names_in_", self.feature_names_)
+        return TableEncoder([ColumnCoding(str(name)) for name in names])
 
     def save(self, path):
         """Write the model as JSON to ``path``, atomically (see :mod:`gradfit.model`)."""
@@ -444,7 +494,11 @@ def load(path):
     estimator.n_features_in_ = d
     estimator.feature_names_ = document["feature_names"]
     estimator.target_names_ = document["target_names"]
-    if not all(name == f"x{j}" for j, name in enumerate(estimator.feature_names_)):
+    estimator.encoder_ = document["_encoder"]
+    if estimator.encoder_ is not None:  # the model takes the raw columns
+        estimator.n_features_in_ = len(estimator.encoder_.raw_names)
+        estimator.feature_names_in_ = np.asarray(estimator.encoder_.raw_names, dtype=object)
+    elif not all(name == f"x{j}" for j, name in enumerate(estimator.feature_names_)):
         estimator.feature_names_in_ = np.asarray(estimator.feature_names_, dtype=object)
     estimator.scaling_ = Scaling(document["_center"], document["_scale"])
     training = document["training"]

@@ -15,7 +15,9 @@ Layout (``format_version`` 1)::
       "training": {"n_iter", "converged", "stop_reason", "final_cost",
                    "learning_rate", "engine", "n_samples", "loss_curve"},
       "diagnostics": {...} or null,          # GDRegressor.fit_report_ (gradfit.diagnostics)
-      "statistics": {...} or null            # GDRegressor.summary_ (gradfit.summary)
+      "statistics": {...} or null,           # GDRegressor.summary_ (gradfit.summary)
+      "encoding": {"columns": [...], ...}    # only with categorical columns: the raw columns and
+                                             # their levels (gradfit.sources.encoding)
     }
 
 Loading validates every field's type and shape against the schema tables
@@ -164,7 +166,14 @@ def to_document(estimator):
         # with non-finite numbers spelled as strings like the costs above.
         "diagnostics": plain(getattr(estimator, "fit_report_", None)),
         "statistics": plain(getattr(estimator, "summary_", None)),
+        **_encoding_entry(estimator),
     }
+
+
+def _encoding_entry(estimator):
+    """``{"encoding": ...}`` for a model with categorical columns (their levels), else nothing."""
+    encoder = getattr(estimator, "encoder_", None)
+    return {} if encoder is None else {"encoding": encoder.to_json()}
 
 
 def json_setting(value):
@@ -178,6 +187,11 @@ def json_setting(value):
         return value.item()
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        return list(value)  # categorical=[...]
+    if isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, (str, int, float, bool, type(None)))
+                                       for k, v in value.items()):
+        return dict(value)  # categorical={column: reference}
     return None
 
 
@@ -536,4 +550,12 @@ def read_document(path):
         _check_record(path, document["diagnostics"], DIAGNOSTICS, "diagnostics")
     if document.get("statistics") is not None:
         _check_statistics(path, document["statistics"], d, k)
+    document["_encoder"] = None
+    if document.get("encoding") is not None:
+        from .sources.encoding import TableEncoder
+
+        encoder = TableEncoder.from_json(document["encoding"], lambda why: _fail(path, why))
+        if encoder.feature_names != features:
+            _fail(path, "'encoding' does not give the model's 'feature_names'")
+        document["_encoder"] = encoder
     return document

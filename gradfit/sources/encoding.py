@@ -344,7 +344,7 @@ class TableEncoder:
         return cls(columns, handle_unknown)
 
 
-def plan(names, types, categorical, describe):
+def plan(names, types, categorical, describe, guessed=False):
     """The :class:`ColumnCoding` of each raw feature column (levels still to learn).
 
     Parameters
@@ -355,6 +355,10 @@ def plan(names, types, categorical, describe):
     categorical : "auto", list, dict or None
     describe : str
         The source, for messages.
+    guessed : bool
+        The types were guessed from a sample (CSV): a column not numeric
+        there and not categorical is read as numbers, and its first value
+        that is not a number is named then.
 
     Returns
     -------
@@ -373,7 +377,7 @@ def plan(names, types, categorical, describe):
         chosen = listed is not None and (name in listed if listed != "auto" else False)
         if listed is not None and (chosen or auto_categorical(arrow_type)):
             codings.append(ColumnCoding(name, levels=[], kind=level_kind(arrow_type)))
-        elif is_number_type(arrow_type):
+        elif is_number_type(arrow_type) or guessed:  # guessed (CSV): a bad value is located when read
             codings.append(ColumnCoding(name))
         else:
             hint = "" if listed is None else "; name it in categorical= (--categorical) to use its values as categories"

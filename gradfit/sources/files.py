@@ -136,13 +136,15 @@ class FileSource(Source):
         self.n_outputs = len(targets)
         self.columns = features + targets + ([sample_weight] if sample_weight else [])
         for name in self.columns[len(features):]:
-            if not _numeric(self.schema.field(name).type):
+            # CSV: the types are guessed from the first block; a bad value is located when read
+            if self.format == "parquet" and not _numeric(self.schema.field(name).type):
                 raise DataError(
                     f"{self.describe()}, column {name!r}: type {self.schema.field(name).type} is not numeric"
                 )
         if encoder is None:
             codings, self._references = encoding.plan(
-                features, [self.schema.field(name).type for name in features], categorical, self.describe())
+                features, [self.schema.field(name).type for name in features], categorical, self.describe(),
+                guessed=self.format == "csv")
             encoder = encoding.TableEncoder(codings)
         elif list(encoder.raw_names) != features:
             raise DataError(f"{self.describe()}: the model's columns are {', '.join(encoder.raw_names)}")
