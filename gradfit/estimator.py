@@ -281,7 +281,12 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         """Dask arrays or dataframes: a :class:`~gradfit.sources.DaskSource`, summed on the workers."""
         if y is None:
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None")
-        source = DaskSource(X, y, sample_weight)
+        if self.missing != "error":
+            raise ValueError("missing='drop' with Dask dataframes is not supported: drop the rows with "
+                             "dropna() first, or read the file with gradfit train --dask --missing drop")
+        source = DaskSource(X, y, sample_weight, categorical=self.categorical,
+                            encoder=None if reset else getattr(self, "encoder_", None),
+                            handle_unknown=self.handle_unknown)
         if reset:
             self._y_ndim = source.y_ndim
             self.n_features_in_ = source.n_features
@@ -289,7 +294,7 @@ class GDRegressor(RegressorMixin, BaseEstimator):
                 self.feature_names_in_ = np.asarray(source.frame_feature_names, dtype=object)
             elif hasattr(self, "feature_names_in_"):
                 del self.feature_names_in_
-        elif source.n_features != self.n_features_in_:
+        elif source.encoder is None and source.n_features != self.n_features_in_:
             raise ValueError(f"X has {source.n_features} features, but {type(self).__name__} "
                              f"is expecting {self.n_features_in_} features as input")
         return source
