@@ -29,6 +29,7 @@ from .estimator import GDRegressor, load
 from .model import atomic_writer, read_document
 from .progress import PrintProgress
 from .report import outputs
+from .summary import shown_rows
 from .sources import FileSource, check_finite
 
 DEFAULTS = {name: p.default for name, p in inspect.signature(GDRegressor).parameters.items()}
@@ -490,8 +491,11 @@ def cmd_inspect(args):
     for j, target in enumerate(model.target_names_):
         print(f"target {target}")
         print(f"  {'(intercept)':<{width}}{intercept[j]: .10g}")
-        for name, value in zip(model.feature_names_, coef[j]):
-            print(f"  {name:<{width}}{value: .10g}")
+        for i in shown_rows(model.feature_names_):
+            if isinstance(i, str):  # a long run of one categorical column's levels, folded
+                print(f"  {i}")
+                continue
+            print(f"  {model.feature_names_[i]:<{width}}{coef[j][i]: .10g}")
     training = document["training"]
     print(
         f"training: {_show(training.get('n_samples'))} rows, {_show(training.get('n_iter'))} epochs "
