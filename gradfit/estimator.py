@@ -166,6 +166,7 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         "categorical": [StrOptions({"auto"}), list, dict, None],
         "missing": [StrOptions(set(MISSING))],
         "handle_unknown": [StrOptions(set(HANDLE_UNKNOWN))],
+        "formula": [str, None],
     }
 
     def __init__(
@@ -195,6 +196,7 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         categorical="auto",
         missing="error",
         handle_unknown="error",
+        formula=None,
     ):
         self.learning_rate = learning_rate
         self.epochs = epochs
@@ -220,11 +222,14 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         self.categorical = categorical
         self.missing = missing
         self.handle_unknown = handle_unknown
+        self.formula = formula
 
     # -- input ----------------------------------------------------------------
 
     def _source(self, X, y, sample_weight, reset):
         """A :class:`~gradfit.sources.Source` for what ``fit`` was given."""
+        if self.formula is not None and not isinstance(X, Source):
+            return self._formula_source(X, y, sample_weight, reset)
         if isinstance(X, Source):
             if y is not None:
                 raise ValueError("y must be None when X is a gradfit data source (it names its targets)")
@@ -260,6 +265,29 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         if reset:
             self._y_ndim = 1 if source.n_outputs == 1 else 2
             self.n_features_in_ = source.n_features
+        return source
+
+    def _formula_source(self, X, y, sample_weight, reset):
+        """A table through ``formula`` (:mod:`gradfit.formula`): a DataFrame, a file, or a Dask dataframe."""
+        from .sources.formulas import FormulaSource, dask_formula_source
+
+        if y is not None:
+            raise ValueError("with a formula, the target is its left-hand side: pass y=None")
+        design = None if reset else getattr(self, "design_", None)
+        if is_dask_collection(X):
+            if sample_weight is not None:
+                raise ValueError("with a formula on Dask, sample weights are not supported")
+            source = dask_formula_source(X, self.formula, self.missing, self.handle_unknown, design)
+        else:
+            if not (isinstance(X, (str, os.PathLike)) or frames.is_frame(X)):
+                raise ValueError("a formula needs a DataFrame or a file path (its columns are named)")
+            source = FormulaSource(X, self.formula, sample_weight=sample_weight, missing=self.missing,
+                                   design=design, handle_unknown=self.handle_unknown)
+        source.design.check_intercept(self.fit_intercept)
+        if reset:
+            self._y_ndim = 1 if source.n_outputs == 1 else 2
+            self.n_features_in_ = len(source.design.feature_variables)
+            self.feature_names_in_ = np.asarray(source.design.feature_variables, dtype=object)
         return source
 
     def _frame_source(self, X, y, sample_weight, reset):
@@ -437,6 +465,7 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         self.fit_report_, self.summary_ = analyse(result, self.get_params(deep=False), source, full=full)
         encoder = getattr(source, "encoder", None)
         self.encoder_ = encoder if encoder is not None and encoder.categorical else None
+        self.design_ = getattr(source, "design", None)
         self.fit_report_["notes"][:0] = list(getattr(source, "notes", ()))
         if getattr(source, "missing_counts", None) is not None:
             self.fit_report_["missing"] = {"strategy": "drop", "rows_dropped": int(source.rows_dropped),
@@ -451,7 +480,16 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         if is_dask_collection(X):
             return predict_dask(self, X)  # lazily, block by block on the workers
         encoder = getattr(self, "encoder_", None)
-        if encoder is not None or (frames.is_frame(X) and self.missing == "drop"):
+        design = getattr(self, "design_", None)
+        if design is not None:
+            from .sources.formulas import FormulaSource
+
+            missing = "keep" if self.missing == "drop" else "error"
+            source = FormulaSource(X, design=design, missing=missing, handle_unknown=self.handle_unknown,
+                                   targets=False)
+            X = np.vstack([chunk.X for chunk in source.chunks()]) if source.n_samples else \
+                np.empty((0, source.n_features))
+        elif encoder is not None or (frames.is_frame(X) and self.missing == "drop"):
             # rows with a missing value (missing="drop") are predicted NaN: one prediction per row
             encoder = encoder or self._numeric_encoder()
             encoder.handle_unknown = self.handle_unknown  # the estimator's setting at predict time
@@ -500,6 +538,10 @@ def load(path):
     estimator.feature_names_ = document["feature_names"]
     estimator.target_names_ = document["target_names"]
     estimator.encoder_ = document["_encoder"]
+    estimator.design_ = document["_design"]
+    if estimator.design_ is not None:
+        estimator.n_features_in_ = len(estimator.design_.feature_variables)
+        estimator.feature_names_in_ = np.asarray(estimator.design_.feature_variables, dtype=object)
     if estimator.encoder_ is not None:  # the model takes the raw columns
         estimator.n_features_in_ = len(estimator.encoder_.raw_names)
         estimator.feature_names_in_ = np.asarray(estimator.encoder_.raw_names, dtype=object)

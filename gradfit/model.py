@@ -18,6 +18,8 @@ Layout (``format_version`` 1)::
       "statistics": {...} or null,           # GDRegressor.summary_ (gradfit.summary)
       "encoding": {"columns": [...], ...}    # only with categorical columns: the raw columns and
                                              # their levels (gradfit.sources.encoding)
+      "formula": {"formula": "y ~ ...", "categories": [...]}  # only for a formula: its text and the
+                                             # levels of its categorical factors (gradfit.formula)
     }
 
 Loading validates every field's type and shape against the schema tables
@@ -173,7 +175,11 @@ def to_document(estimator):
 def _encoding_entry(estimator):
     """``{"encoding": ...}`` for a model with categorical columns (their levels), else nothing."""
     encoder = getattr(estimator, "encoder_", None)
-    return {} if encoder is None else {"encoding": encoder.to_json()}
+    design = getattr(estimator, "design_", None)
+    entry = {} if encoder is None else {"encoding": encoder.to_json()}
+    if design is not None:
+        entry["formula"] = design.to_json()
+    return entry
 
 
 def json_setting(value):
@@ -558,4 +564,9 @@ def read_document(path):
         if encoder.feature_names != features:
             _fail(path, "'encoding' does not give the model's 'feature_names'")
         document["_encoder"] = encoder
+    document["_design"] = None
+    if document.get("formula") is not None:
+        from .formula import FormulaDesign
+
+        document["_design"] = FormulaDesign.from_json(document["formula"], lambda why: _fail(path, why))
     return document

@@ -355,12 +355,15 @@ class FileSource(Source):
                 types[name] = pa.float64()
         return types
 
-    def _batches(self, columns=None):
+    def _batches(self, columns=None, as_stored=False):
         columns = self.columns if columns is None else columns
         if self.format == "csv":
+            types = self._csv_types(columns) if not as_stored else {
+                name: pa.string() if pa.types.is_null(self.schema.field(name).type) else self.schema.field(name).type
+                for name in columns}
             convert = pa_csv.ConvertOptions(
                 include_columns=columns,
-                column_types=self._csv_types(columns),
+                column_types=types,
                 strings_can_be_null=True,
             )
             reader = pa_csv.open_csv(
@@ -378,11 +381,15 @@ class FileSource(Source):
                 fragment_scan_options=pa_ds.ParquetFragmentScanOptions(pre_buffer=False),
             )
 
-    def _raw_batches(self, columns):
-        """``(batch, first row)`` of the given columns, errors located as :meth:`chunks` locates them."""
+    def _raw_batches(self, columns, as_stored=False):
+        """``(batch, first row)`` of the given columns, errors located as :meth:`chunks` locates them.
+
+        ``as_stored``: CSV columns in the types guessed from the first block
+        (text stays text), for tables handed on whole (formulas).
+        """
         start = 0
         try:
-            for batch in self._batches(columns):
+            for batch in self._batches(columns, as_stored):
                 yield batch, start
                 start += batch.num_rows
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
