@@ -286,6 +286,10 @@ def cmd_train(args):
     _check_output(args.checkpoint, args.data)
     if outputs.check_plot_dir(args.plot):
         raise GradfitError(outputs.check_plot_dir(args.plot))
+    if args.formula is not None:
+        return _train_formula(args, settings)
+    if args.target is None:
+        args.parser.error("the following arguments are required: --target (or --formula)")
     if args.dask is not None:
         return _train_on_dask(args, settings)
     source = FileSource(args.data, target=args.target, features=args.features, sample_weight=args.sample_weight,
@@ -297,6 +301,30 @@ def _table_options(args, settings):
     """``--exclude``, ``--categorical``, ``--missing`` for a source; the last two also stored with the model."""
     settings["categorical"], settings["missing"] = args.categorical, args.missing
     return dict(exclude=args.exclude, categorical=args.categorical, missing=args.missing)
+
+
+def _train_formula(args, settings):
+    """``train --formula``: the table through the formula (:mod:`gradfit.formula`), streamed or on Dask."""
+    from .sources.formulas import FormulaSource, dask_formula_source
+
+    for flag, value in (("--target", args.target), ("--features", args.features), ("--exclude", args.exclude)):
+        if value is not None:
+            args.parser.error(f"argument {flag}: not allowed with --formula (the formula names the columns)")
+    settings["formula"], settings["missing"] = args.formula, args.missing
+    if args.dask is None:
+        source = FormulaSource(args.data, args.formula, sample_weight=args.sample_weight, missing=args.missing)
+        source.design.check_intercept(settings["fit_intercept"])
+        return _train(args, settings, source)
+    from .sources.dask import connect, require
+
+    if args.sample_weight is not None:
+        raise GradfitError("--sample-weight with --formula and --dask is not supported")
+    dd = require("dask.dataframe")
+    with connect(args.dask):
+        reader = dd.read_csv if args.data.lower().endswith(".csv") else dd.read_parquet
+        source = dask_formula_source(reader(args.data), args.formula, args.missing)
+        source.design.check_intercept(settings["fit_intercept"])
+        return _train(args, settings, source)
 
 
 def _train_on_dask(args, settings):
@@ -364,6 +392,12 @@ def _feature_source(model, path, target=(), sample_weight=None, missing=None, ha
     ``missing``: ``"drop"`` leaves rows out (evaluate), ``"keep"`` gives them
     NaN features (predict); default the model's own choice.
     """
+    if getattr(model, "design_", None) is not None:
+        from .sources.formulas import FormulaSource
+
+        return FormulaSource(path, design=model.design_, sample_weight=sample_weight,
+                             missing=missing or model.missing, handle_unknown=handle_unknown or model.handle_unknown,
+                             targets=bool(target))
     encoder = getattr(model, "encoder_", None)
     features = model.feature_names_ if encoder is None else encoder.raw_names
     missing = missing or model.missing
@@ -543,7 +577,11 @@ def build_parser():
 
     train = commands.add_parser("train", help="fit a model to a CSV or Parquet file")
     train.add_argument("data", help="CSV or Parquet file (or a folder of Parquet files) with a header")
-    train.add_argument("--target", required=True, type=_names, help="target column (comma-separated for several)")
+    train.add_argument("--target", type=_names, help="target column (comma-separated for several); required "
+                       "unless --formula")
+    train.add_argument("--formula", metavar='"Y ~ X + C(G) + ..."',
+                       help="a formula (formulaic's, as statsmodels writes them) naming the target and the features, "
+                            "with transforms (np.log(x)), categories (C(g)) and interactions (x:z)")
     train.add_argument("--features", type=_names, help="feature columns (default: all others)")
     train.add_argument("--exclude", type=_names, metavar="COL,...",
                        help="leave these columns out of the features (default features: all others)")

@@ -13,8 +13,8 @@ alike. Only the formula and those levels are stored in the model file;
 predictions rebuild the spec from them.
 
 Transforms with a state of their own (``center(x)``, ``scale(x)``,
-``poly(x)``, ``bs(x)``) would learn it from one chunk only: they are refused
-on data read in more than one chunk. Stateless ones (``np.log``,
+``poly(x)``, ``bs(x)``) would learn it from one chunk only, and anew from the
+data predicted on: they are refused. Stateless ones (``np.log``,
 ``np.sqrt``, ``I(x**2)``, interactions) stream without limit.
 
 formulaic's intercept column is the estimator's intercept: a formula with
@@ -24,6 +24,7 @@ the other way round.
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import numpy as np
@@ -66,6 +67,11 @@ class FormulaDesign:
             raise OptionError(f"formula {formula!r}: {_one_line(exc)}") from None
         if not hasattr(parsed, "lhs") or not parsed.lhs.required_variables:
             raise OptionError(f"formula {formula!r} names no target: write it as 'y ~ x + ...'")
+        if not parsed.rhs.required_variables:
+            raise OptionError(
+                f"formula {formula!r} names no feature column gradfit can read; transforms with a state of "
+                "their own (center, scale, poly, bs) are not supported: compute those columns beforehand"
+            )
         self.formula = formula
         self.target_variables = sorted(parsed.lhs.required_variables)
         self.feature_variables = sorted(parsed.rhs.required_variables)
@@ -87,16 +93,14 @@ class FormulaDesign:
         """Take formulaic's state of one chunk (a DataFrame) into the merged levels."""
         specs = self._materialize(frame).model_spec
         rhs = specs.rhs
+        self._chunks_learned += 1
         if rhs.transform_state:
-            self._chunks_learned += 1
-            if self._chunks_learned > 1 or len(frame) == 0:
-                names = ", ".join(sorted(rhs.transform_state))
-                raise OptionError(
-                    f"formula {self.formula!r}: {names} learns a state from the data, which a table read in "
-                    "chunks cannot give it; compute that column beforehand, or use stateless transforms"
-                )
-        else:
-            self._chunks_learned += 1
+            # its state would come from one chunk, and be learned anew from the data predicted on
+            names = ", ".join(sorted(rhs.transform_state))
+            raise OptionError(
+                f"formula {self.formula!r}: {names} learns a state from the data, which gradfit does not "
+                "keep; compute that column beforehand, or use stateless transforms (np.log, I(x**2), x:z)"
+            )
         for factor, (kind, state) in rhs.encoder_state.items():
             if getattr(kind, "value", kind) == "categorical":
                 self._found.setdefault(factor, set()).update(_plain(v) for v in state["categories"])
@@ -113,6 +117,11 @@ class FormulaDesign:
             try:
                 return formulaic.model_matrix(self.formula, frame, na_action="ignore")
             except Exception as exc:
+                stateful = re.search(r"\b(center|scale|standardize|poly|bs|cs|cc|te|lag)\s*\(", self.formula)
+                if stateful:  # formulaic does not list their variables: they were not read
+                    raise OptionError(
+                        f"formula {self.formula!r}: {stateful.group(1)}() learns a state from the data, which "
+                        "gradfit does not keep; compute that column beforehand") from None
                 raise DataError(f"formula {self.formula!r}: {_one_line(exc)}") from None
 
     def _rhs_spec(self, frame):

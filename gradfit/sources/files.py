@@ -87,7 +87,8 @@ class FileSource(Source):
     """
 
     def __init__(self, path, target, features=None, sample_weight=None, batch_rows=65536, *,
-                 exclude=None, categorical="auto", missing="error", encoder=None, handle_unknown=None):
+                 exclude=None, categorical="auto", missing="error", encoder=None, handle_unknown=None,
+                 as_stored=False):
         self.path = os.fspath(path)
         self.format = file_format(self.path)
         _check_readable(self.path, self.format)
@@ -96,6 +97,7 @@ class FileSource(Source):
             raise ValueError(f"missing must be 'error' or 'drop', not {missing!r}")
         self.missing = missing
         self.notes = []
+        self._as_stored = as_stored  # features handed on as stored (formulas): no type checks here
         self._listed = encoding.parse_categorical(categorical)[0] if encoder is None else None
         targets = [target] if isinstance(target, str) else list(target)
         if not targets and features is None:
@@ -284,6 +286,8 @@ class FileSource(Source):
             for column in self.columns:
                 if column not in schema.names:
                     raise DataError(f"{self.describe()}: {name} has no column {column!r}")
+                if self._as_stored and column in self.raw_feature_names:
+                    continue
                 kind = self._kinds.get(column)
                 found = schema.field(column).type
                 if kind in ("string", "bool") and encoding.level_kind(found) != kind:
@@ -303,7 +307,8 @@ class FileSource(Source):
         """
         differing = [
             column for column in self.columns
-            if self._kinds.get(column) not in ("string", "bool") and any(fragment.physical_schema.field(column).type != self.schema.field(column).type
+            if self._kinds.get(column) not in ("string", "bool") and not (
+                self._as_stored and column in self.raw_feature_names) and any(fragment.physical_schema.field(column).type != self.schema.field(column).type
                    for fragment in self.fragments)
         ]
         if not differing:

@@ -57,7 +57,7 @@ class FormulaSource(Source):
             self.file = FileSource(
                 data, target=self.design.target_variables if targets else [], features=features,
                 sample_weight=weight_column, encoder=TableEncoder([ColumnCoding(v) for v in features]),
-                batch_rows=batch_rows,
+                batch_rows=batch_rows, as_stored=True,
             )
             self.frame = None
             self.label = self.file.describe()
@@ -220,9 +220,6 @@ def dask_formula_source(frame, formula, missing="error", handle_unknown="error",
         for found, chunks in learned:
             for factor, levels in found.items():
                 design._found.setdefault(factor, set()).update(levels)
-        if len(parts) > 1 and _has_state(frame.head(5), design):
-            raise DataError(f"formula {design.formula!r}: a transform learns a state from the data, which a "
-                            "table read in partitions cannot give it; compute that column beforehand")
         design.finish()
     head = frame.head(1)
     X, y, design.feature_names_, design.target_names_ = design.transform(head)
@@ -247,10 +244,3 @@ def dask_formula_source(frame, formula, missing="error", handle_unknown="error",
             shown = ", ".join(f"{name!r}: {n}" for name, n in source.missing_counts.items())
             source.notes.append(f"missing values: {source.rows_dropped} of {sum(raw)} rows left out ({shown})")
     return source
-
-
-def _has_state(frame, design):
-    from ..formula import _formulaic
-
-    formulaic = _formulaic()
-    return bool(formulaic.model_matrix(design.formula, frame).model_spec.rhs.transform_state)
