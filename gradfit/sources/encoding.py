@@ -46,8 +46,9 @@ from ..errors import DataError
 
 MISSING = ("error", "drop")
 HANDLE_UNKNOWN = ("error", "ignore")
-#: the most levels a categorical column may have: each becomes a dense feature
-MAX_LEVELS = 100_000
+#: the most levels a categorical column may have: each becomes a dense feature (the
+#: statistics hold a dense Gram of all features: 5000 levels make 200 MB of it)
+MAX_LEVELS = 5000
 
 
 def level_text(level):
@@ -180,7 +181,8 @@ def finish_levels(coding, values, integral, references, describe):
         levels = [int(v) for v in levels]
     if len(levels) > MAX_LEVELS:
         raise DataError(f"{describe}, column {coding.name!r}: {len(levels)} categories, more than the "
-                        f"{MAX_LEVELS} gradfit encodes; is it an identifier? leave it out (--exclude)")
+                        f"{MAX_LEVELS} gradfit encodes (as dense features); is it an identifier? leave it "
+                        "out (--exclude)")
     coding.levels = levels
     wanted = references.get(coding.name)
     if wanted is not None:
