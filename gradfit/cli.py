@@ -456,13 +456,13 @@ def _write_predictions(model, source, handle):
         if source.missing == "keep":  # rows with a missing value: an empty field
             missing = np.isnan(X).any(axis=1)
             X = np.where(missing[:, None], 0.0, X)
-            chunk = type(chunk)(X, chunk.y, chunk.sample_weight, chunk.start)
+            chunk = type(chunk)(X, chunk.y, chunk.sample_weight, chunk.start, chunk.positions)
         check_finite(source, chunk)  # a NaN or inf would give a prediction that means nothing
         predicted = predict(X)
         overflow = ~np.all(np.isfinite(predicted), axis=1)
         if overflow.any():
             raise DataError(
-                f"the prediction for {source.describe()} at {source.where(chunk.start + int(np.argmax(overflow)))} "
+                f"the prediction for {source.describe()} at {source.where(chunk.row(int(np.argmax(overflow))))} "
                 "overflows float64: the model's coefficients are too large for these values"
             )
         if rows == 0:

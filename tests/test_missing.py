@@ -137,3 +137,12 @@ def test_exclude_index_column_and_bool_text(tmp_path, capsys):
     assert load(model_path).feature_names_ == ["a", "b", "flag"]
     assert main(["train", path, "--target", "y", "--exclude", "noise", "--features", "a", "-q"]) == 1
     assert "not both" in capsys.readouterr().err
+
+
+def test_rows_keep_their_numbers_after_rows_are_dropped(tmp_path, capsys):
+    rows = ["a,g,y", "1,p,2", ",q,3", "2,,4", "3,p,5", "4,q,inf", "5,p,6"]
+    path = tmp_path / "d.csv"
+    path.write_text("\n".join(rows) + "\n")
+    assert main(["train", str(path), "--target", "y", "--missing", "drop", "-q"]) == 1
+    error = capsys.readouterr().err.strip()
+    assert "line 6, column 'y'" in error and "infinite" in error, error

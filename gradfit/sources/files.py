@@ -119,6 +119,9 @@ class FileSource(Source):
             )
         if features is None:
             left_out = set(exclude)
+            if "__index_level_0__" in columns:  # pandas' to_parquet writes a named or non-range index so
+                left_out.add("__index_level_0__")
+                self.notes.append("column '__index_level_0__' (a pandas index) left out")
             if columns[0] == "" and "" not in targets and "" != sample_weight and columns.count("") == 1:
                 # pandas' to_csv() writes the index first, with a blank name: not a feature
                 left_out.add("")
@@ -472,10 +475,12 @@ class FileSource(Source):
     def _encoded_chunk(self, batch, start):
         """A chunk through the encoder: categories to dummies, missing values dropped, named or kept as NaN."""
         raw = len(self.raw_feature_names)
+        positions = None
         if self.missing == "drop":
             mask = np.logical_and.reduce([encoding.missing_mask(batch.column(name)) for name in self.columns])
             if not mask.all():
                 batch = batch.filter(pa.array(mask))
+                positions = start + np.flatnonzero(mask)  # rows keep their numbers in messages
         elif self.missing == "error":
             for j, name in enumerate(self.columns):
                 valid = encoding.missing_mask(batch.column(name)) if j < raw else None
@@ -485,7 +490,10 @@ class FileSource(Source):
                     kind = "missing value"
                     raise DataError(f"{kind} in {self.describe()} at {self.row_position(start + row)}, "
                                     f"column {name!r}")
-        where = lambda row, name: f"{self.describe()}, {self.row_position(start + row)}, column {name!r}"  # noqa: E731
+        def where(row, name):
+            at = start + row if positions is None else int(positions[row])
+            return f"{self.describe()}, {self.row_position(at)}, column {name!r}"
+
         X = self.encoder.encode([batch.column(name) for name in self.raw_feature_names], self.dtype, where)
         n, k = batch.num_rows, self.n_outputs
         y = np.empty((n, k), dtype=np.float64, order="F")
@@ -495,7 +503,7 @@ class FileSource(Source):
         if self.has_weights:
             weight = encoding.plain_array(batch.column(self.weight_name)).to_numpy(zero_copy_only=False)
             weight = weight.astype(np.float64)
-        return Chunk(X, y, weight, start)
+        return Chunk(X, y, weight, start, positions)
 
     def _locate_csv_error(self, exc, columns=None):
         """Find the line and column pyarrow stopped at; it does not report them itself.

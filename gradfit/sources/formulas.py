@@ -152,8 +152,8 @@ class FormulaSource(Source):
                 if self.has_weights:
                     column = self.weight_name if self._weight_values is None else "__weight__"
                     weight = part[column].to_numpy(dtype=np.float64)
-                # rows are numbered as in the table (dropped rows keep their numbers in messages)
-                yield Chunk(X, y, weight, int(part.index[0]) if len(part) else position)
+                # rows keep their numbers in the table in messages, dropped rows or not
+                yield Chunk(X, y, weight, position, part.index.to_numpy())
                 position += len(part)
 
     def reduce(self, function, combine):
