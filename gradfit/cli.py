@@ -138,14 +138,38 @@ TRAINING_OPTIONS = [
     ("--gamma", "gamma", dict(type=float)),
     ("--engine", "engine", dict(choices=list(ENGINES))),
     ("--seed", "random_state", dict(type=_optional(int), metavar="INT|none")),
+    # the table's columns (train only: the demo's table is built in)
+    ("--categorical", "categorical", dict(
+        type=_categorical, metavar="auto|none|COL[=LEVEL],...",
+        help="columns whose values are categories, dummy coded against the first level in sorted order "
+             "(or LEVEL); auto (default): text and true/false columns; named columns are added to those; "
+             "none: every feature must be a number")),
+    ("--missing", "missing", dict(
+        choices=("error", "drop"),
+        help="a missing value (empty field, null, NaN) in a used column: stop with an error (default), or "
+             "leave that row out (counted per column in the summary); predict and evaluate do the same")),
+    ("--handle-unknown", "handle_unknown", dict(
+        choices=("error", "ignore"),
+        help="a category not seen in training, when the model predicts: an error (default), or zero effect")),
+    ("--formula", "formula", dict(
+        metavar='"Y ~ X + C(G) + ..."',
+        help="a formula (formulaic's, as statsmodels writes them) naming the target and the features, with "
+             "transforms (np.log(x)), categories (C(g)) and interactions (x:z); then no --target")),
 ]
+#: the parameters about the table's columns: flags of train, not of the demo
+TABLE_PARAMETERS = ("categorical", "missing", "handle_unknown", "formula")
 
 
-def _add_training_options(parser, epochs_default=None):
+def _add_training_options(parser, epochs_default=None, table=True):
     group = parser.add_argument_group("training (the same names and defaults as GDRegressor)")
     for flag, name, kwargs in TRAINING_OPTIONS:
+        if name in TABLE_PARAMETERS and not table:
+            continue
         default = DEFAULTS[name] if not (name == "epochs" and epochs_default) else epochs_default
-        group.add_argument(flag, dest=name, default=default, help=f"GDRegressor({name}=...); default {default!r}", **kwargs)
+        kwargs = dict(kwargs)
+        text = kwargs.pop("help", "")
+        group.add_argument(flag, dest=name, default=default,
+                           help=f"{text + '; ' if text else ''}GDRegressor({name}=...); default {default!r}", **kwargs)
     group.add_argument("--no-standardize", dest="standardize", action="store_false",
                        help="train on the raw features (default: standardized, reported in the data's units)")
     group.add_argument("--no-intercept", dest="fit_intercept", action="store_false", help="fit no intercept")
@@ -162,7 +186,7 @@ def _settings(args):
     a value out of range is a usage error that names the flag, not the parameter.
     """
     names = [name for _, name, _ in TRAINING_OPTIONS] + ["standardize", "fit_intercept"]
-    settings = {name: getattr(args, name) for name in names}
+    settings = {name: getattr(args, name, DEFAULTS[name]) for name in names}
     try:
         GDRegressor(**settings)._validate_params()
     except InvalidParameterError as exc:
@@ -298,9 +322,8 @@ def cmd_train(args):
 
 
 def _table_options(args, settings):
-    """``--exclude``, ``--categorical``, ``--missing`` for a source; the last two also stored with the model."""
-    settings["categorical"], settings["missing"] = args.categorical, args.missing
-    return dict(exclude=args.exclude, categorical=args.categorical, missing=args.missing)
+    """``--exclude``, ``--categorical``, ``--missing`` for a source (the last two are settings, kept with the model)."""
+    return dict(exclude=args.exclude, categorical=settings["categorical"], missing=settings["missing"])
 
 
 def _train_formula(args, settings):
@@ -310,7 +333,6 @@ def _train_formula(args, settings):
     for flag, value in (("--target", args.target), ("--features", args.features), ("--exclude", args.exclude)):
         if value is not None:
             args.parser.error(f"argument {flag}: not allowed with --formula (the formula names the columns)")
-    settings["formula"], settings["missing"] = args.formula, args.missing
     if args.dask is None:
         source = FormulaSource(args.data, args.formula, sample_weight=args.sample_weight, missing=args.missing)
         source.design.check_intercept(settings["fit_intercept"])
@@ -571,7 +593,7 @@ def build_parser():
     commands.required = True
 
     demo = commands.add_parser("demo", help="the tutorial's example, built in")
-    _add_training_options(demo, epochs_default=100)
+    _add_training_options(demo, epochs_default=100, table=False)
     _add_plot_options(demo, also=", and the tutorial's cost curves for learning rates 0.001, 0.01, auto and 0.1")
     demo.set_defaults(run=cmd_demo, parser=demo)
 
@@ -579,20 +601,12 @@ def build_parser():
     train.add_argument("data", help="CSV or Parquet file (or a folder of Parquet files) with a header")
     train.add_argument("--target", type=_names, help="target column (comma-separated for several); required "
                        "unless --formula")
-    train.add_argument("--formula", metavar='"Y ~ X + C(G) + ..."',
-                       help="a formula (formulaic's, as statsmodels writes them) naming the target and the features, "
-                            "with transforms (np.log(x)), categories (C(g)) and interactions (x:z)")
+
     train.add_argument("--features", type=_names, help="feature columns (default: all others)")
     train.add_argument("--exclude", type=_names, metavar="COL,...",
                        help="leave these columns out of the features (default features: all others)")
     train.add_argument("--sample-weight", help="a column of row weights")
-    train.add_argument("--categorical", type=_categorical, default="auto", metavar="auto|none|COL[=LEVEL],...",
-                       help="columns whose values are categories (dummy coded against the first level in sorted "
-                            "order, or LEVEL); auto (default): text and true/false columns; named columns are "
-                            "added to those; none: every feature must be a number")
-    train.add_argument("--missing", choices=("error", "drop"), default="error",
-                       help="a missing value (empty field, null, NaN) in a used column: stop with an error "
-                            "(default), or leave that row out (counted per column in the summary)")
+
     train.add_argument("-o", "--output", help="write the model (JSON) here")
     train.add_argument("--checkpoint", metavar="PATH",
                        help="write the whole training state here every --checkpoint-every epochs and at the end; "

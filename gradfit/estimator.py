@@ -99,6 +99,25 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         Show progress on stdout: a live bar on a terminal, else the tutorial's
         ``Epoch: i Cost: c`` lines (thinned for long runs; every epoch from 2).
         See :mod:`gradfit.progress`.
+    categorical : "auto", list, dict or None, default="auto"
+        For DataFrames, files and Dask dataframes: which columns are
+        categories, treatment coded against their first level in sorted order
+        (features named ``g[T.level]``, as statsmodels prints them). ``"auto"``:
+        text, ``category``, ``object`` and bool columns; a list adds columns
+        (numeric codes), ``"g=LEVEL"`` (or a dict ``{"g": LEVEL}``) names the
+        reference; ``None``: none. See :mod:`gradfit.sources.encoding`.
+    missing : {"error", "drop"}, default="error"
+        A missing value (null, empty field, NaN) in a used column: an error
+        naming its row and column, or ``"drop"``: the row is left out, and
+        ``fit_report_["missing"]`` counts them per column. ``predict`` then
+        returns NaN for a row with a missing feature (one value per row).
+    handle_unknown : {"error", "ignore"}, default="error"
+        At prediction: a category not seen in training is an error, or
+        contributes zero (all of its column's dummies 0).
+    formula : str or None, default=None
+        A formula, ``"y ~ x + np.log(z) + C(g) + x:w"``, applied by formulaic
+        (:mod:`gradfit.formula`); ``fit(X)`` then takes a DataFrame, a file
+        path or a Dask dataframe without ``y``.
 
     Attributes
     ----------

@@ -165,11 +165,7 @@ def distinct_values(array, kind):
         array = pc.filter(array, pc.invert(pc.is_nan(array)).fill_null(False))
     else:
         array = array.cast(match_type(kind))
-    values = pc.unique(array.drop_null()).to_pylist()
-    if kind == "number":
-        # integral levels print as integers when the column holds integers (year 1936, not 1936.0)
-        return set(values)
-    return set(values)
+    return set(pc.unique(array.drop_null()).to_pylist())
 
 
 def finish_levels(coding, values, integral, references, describe):
@@ -252,12 +248,9 @@ class TableEncoder:
         for coding, array in zip(self.columns, arrays):
             array = plain_array(array)
             if not coding.categorical:
-                if pa.types.is_boolean(array.type) or pa.types.is_null(array.type) or pa.types.is_decimal(array.type):
-                    array = pc.cast(array, pa.float64())
-                values = array.to_numpy(zero_copy_only=False)
-                X[:, j] = values if values.dtype.kind == "f" else np.where(
-                    np.asarray(array.is_valid()), values.astype(np.float64, copy=False) if values.dtype != object
-                    else np.array([np.nan if v is None else v for v in values], dtype=np.float64), np.nan)
+                if not pa.types.is_floating(array.type):
+                    array = pc.cast(array, pa.float64())  # integers, bool (0/1), decimals; nulls stay null
+                X[:, j] = array.to_numpy(zero_copy_only=False)  # a null becomes NaN
                 j += 1
                 continue
             width = len(coding.levels) - 1
@@ -384,7 +377,7 @@ def plan(names, types, categorical, describe, guessed=False):
         else:
             hint = "" if listed is None else "; name it in categorical= (--categorical) to use its values as categories"
             if listed is None and is_string_type(arrow_type):
-                hint = "; drop categorical=None (--categorical none) to use its values as categories"
+                hint = "; with categorical='auto' (the default; not --categorical none) its values are categories"
             raise DataError(f"{describe}, column {name!r}: type {arrow_type} is not numeric{hint}")
     return codings, references
 

@@ -84,6 +84,26 @@ class FileSource(Source):
         A column of non-negative row weights.
     batch_rows : int, default=65536
         Rows per streamed batch: memory is bounded by this, not the file size.
+    exclude : list of str, optional
+        Columns left out of the default features (not with ``features``).
+    categorical : "auto", list, dict or None, default="auto"
+        Which feature columns are categories (:mod:`gradfit.sources.encoding`);
+        their levels are learned in one pass over those columns when the
+        source is made.
+    missing : {"error", "drop", "keep"}, default="error"
+        ``"drop"`` leaves out rows with a missing value in a used column
+        (counted in ``missing_counts``, ``rows_dropped`` by one more pass);
+        ``"keep"`` (predictions) gives their features NaN.
+    encoder : TableEncoder, optional
+        A fitted model's encoder (its levels): features are its raw columns.
+    handle_unknown : {"error", "ignore"}, optional
+        Overrides the encoder's.
+    as_stored : bool, default=False
+        Hand the feature columns on as stored (no type checks), for
+        :class:`~gradfit.sources.formulas.FormulaSource`.
+
+    A first column with a blank name (the index ``DataFrame.to_csv`` writes)
+    is left out of the default features, with a note in ``notes``.
     """
 
     def __init__(self, path, target, features=None, sample_weight=None, batch_rows=65536, *,
