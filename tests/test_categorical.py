@@ -121,8 +121,11 @@ def test_predict_on_raw_files_and_unseen_levels(tmp_path, table, capsys):
     assert document["encoding"]["columns"][2]["levels"][:2] == ["American Steel", "Atlantic Refining"]
     assert main(["predict", model_path, path]) == 0
     predicted = np.loadtxt(capsys.readouterr().out.splitlines()[1:], dtype=float)
-    fitted = smf.ols("invest ~ value + capital + C(firm)", table).fit().fittedvalues
+    result = smf.ols("invest ~ value + capital + C(firm)", table).fit()
+    fitted = result.fittedvalues
     np.testing.assert_allclose(predicted, fitted, rtol=1e-9)
+    assert main(["evaluate", model_path, path, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["r2"] == pytest.approx(result.rsquared, rel=1e-9)
     unseen = table.copy()
     unseen.loc[4, "firm"] = "Ford"
     other = str(tmp_path / "u.csv")

@@ -55,6 +55,11 @@ def test_drop_equals_statsmodels_and_is_counted(tmp_path, gappy, capsys):
         assert_matches(model.summary_, result, columns=("occupation",))
         assert model.fit_report_["missing"] == {"strategy": "drop", "rows_dropped": dropped, "by_column": expected}
         assert model.n_samples_ == result.nobs
+        if name == "d.parquet":  # minibatches read the rows kept, from the row cache
+            source = FileSource(path, "affairs", missing="drop")
+            assert source.n_samples == result.nobs
+            kept = gappy.dropna()["affairs"].to_numpy()
+            np.testing.assert_array_equal(source.take(np.array([0, 5, 6000])).y[:, 0], kept[[0, 5, 6000]])
     frame = GDRegressor(optimizer="cg", missing="drop").fit(gappy.drop(columns="affairs"), gappy["affairs"])
     assert_matches(frame.summary_, result, columns=("occupation",))
     assert frame.fit_report_["missing"]["rows_dropped"] == dropped

@@ -231,8 +231,7 @@ class FileSource(Source):
         if dropping:
             self.missing_counts = {name: n for name, n in counts.items() if n}
             self.rows_dropped = rows - kept
-            if self.format == "csv":
-                self.n_samples = kept
+            self.n_samples = kept  # the rows a pass yields (Parquet rows keep their numbers in messages)
             if self.rows_dropped:
                 shown = ", ".join(f"{name!r}: {n}" for name, n in self.missing_counts.items())
                 self.notes.append(f"missing values: {self.rows_dropped} of {rows} rows left out ({shown})")
