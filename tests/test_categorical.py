@@ -181,8 +181,9 @@ def test_errors_are_one_line(tmp_path, table, capsys):
 @pytest.fixture(scope="module")
 def client():
     distributed = pytest.importorskip("distributed")
-    cluster = distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
-                                       dashboard_address="127.0.0.1:0", silence_logs=50)
+    # in-process workers: quick to start (tests/test_dask.py sends closures to worker processes)
+    cluster = distributed.LocalCluster(n_workers=2, processes=False, threads_per_worker=1,
+                                       dashboard_address=None, silence_logs=50)
     client = distributed.Client(cluster)
     yield client
     client.close()

@@ -426,10 +426,12 @@ class FileSource(Source):
 
     def chunks(self):
         start = 0
+        # dummies widen a row: a chunk of them stays about Source.chunk_bytes, not batch_rows rows
+        step = self.batch_rows if self._plain else min(self.batch_rows, self.rows_per_chunk())
         try:
             for batch in self._batches():
-                for offset in range(0, batch.num_rows, self.batch_rows):
-                    part = batch.slice(offset, self.batch_rows)
+                for offset in range(0, batch.num_rows, step):
+                    part = batch.slice(offset, step)
                     yield self._to_chunk(part, start)
                     start += part.num_rows
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
