@@ -207,12 +207,14 @@ class FormulaDesign:
                          "zero effect, use handle_unknown='ignore' (--handle-unknown ignore)")
 
     def check_intercept(self, fit_intercept):
-        if getattr(self, "has_intercept", True) != bool(fit_intercept):
+        """Refuse a formula whose intercept (or its absence) differs from ``fit_intercept``."""
+        has = getattr(self, "has_intercept", True)
+        if has != bool(fit_intercept):
+            advice = ("remove '- 1' / '+ 0', or use fit_intercept=False (--no-intercept)" if fit_intercept
+                      else "use fit_intercept=True (drop --no-intercept), or write the formula with '- 1'")
             raise OptionError(
-                f"formula {self.formula!r} {'has' if self.has_intercept else 'has no'} intercept, but "
-                f"fit_intercept={bool(fit_intercept)}; the formula's intercept is the estimator's: "
-                + ("remove '- 1'" if fit_intercept else "use fit_intercept=True (drop --no-intercept)")
-                + (" or use fit_intercept=False (--no-intercept)" if fit_intercept else "")
+                f"formula {self.formula!r} {'has an' if has else 'has no'} intercept, but fit_intercept="
+                f"{bool(fit_intercept)}; the formula's intercept is the estimator's: {advice}"
             )
 
     # -- the model file -------------------------------------------------------------

@@ -36,7 +36,7 @@ missing when dropping, as in pandas and statsmodels.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -212,7 +212,6 @@ class TableEncoder:
 
     columns: list
     handle_unknown: str = "error"
-    notes: list = field(default_factory=list)
 
     @property
     def raw_names(self):
