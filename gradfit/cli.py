@@ -330,7 +330,9 @@ def _train_formula(args, settings):
     """``train --formula``: the table through the formula (:mod:`gradfit.formula`), streamed or on Dask."""
     from .sources.formulas import FormulaSource, dask_formula_source
 
-    for flag, value in (("--target", args.target), ("--features", args.features), ("--exclude", args.exclude)):
+    categorical = None if settings["categorical"] == "auto" else "--categorical (write C(column) in the formula)"
+    for flag, value in (("--target", args.target), ("--features", args.features), ("--exclude", args.exclude),
+                        ("--categorical", categorical)):
         if value is not None:
             args.parser.error(f"argument {flag}: not allowed with --formula (the formula names the columns)")
     if args.dask is None:

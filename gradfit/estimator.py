@@ -111,6 +111,8 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         naming its row and column, or ``"drop"``: the row is left out, and
         ``fit_report_["missing"]`` counts them per column. ``predict`` then
         returns NaN for a row with a missing feature (one value per row).
+        With NumPy arrays, rows with a NaN feature or weight are dropped; a
+        NaN target is scikit-learn's input error (a DataFrame's is dropped).
     handle_unknown : {"error", "ignore"}, default="error"
         At prediction: a category not seen in training is an error, or
         contributes zero (all of its column's dummies 0).
@@ -248,6 +250,8 @@ class GDRegressor(RegressorMixin, BaseEstimator):
     def _source(self, X, y, sample_weight, reset):
         """A :class:`~gradfit.sources.Source` for what ``fit`` was given."""
         if self.formula is not None and not isinstance(X, Source):
+            if self.categorical != "auto":
+                raise ValueError("with a formula, name categories in it (C(column)), not with categorical=")
             return self._formula_source(X, y, sample_weight, reset)
         if isinstance(X, Source):
             if y is not None:
@@ -278,6 +282,8 @@ class GDRegressor(RegressorMixin, BaseEstimator):
             if sample_weight is not None:
                 sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
             names = getattr(self, "feature_names_in_", None)
+            if self.missing == "drop":
+                return frames.array_source_dropping(X, y, sample_weight, names, target_names)
             return ArraySource(X, y, sample_weight, names, target_names)
         if sample_weight is not None:
             raise ValueError("with a file or data source, give the weights as a column (sample_weight=...)")
@@ -514,7 +520,9 @@ class GDRegressor(RegressorMixin, BaseEstimator):
             encoder.handle_unknown = self.handle_unknown  # the estimator's setting at predict time
             X = frames.encode_frame(X, encoder, self.missing)
         else:
-            X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+            # missing="drop": a row with a NaN is predicted NaN (one prediction per row)
+            X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32],
+                              ensure_all_finite="allow-nan" if self.missing == "drop" else True)
         coef = np.atleast_2d(self.coef_)
         out = X @ coef.T.astype(np.float64) + np.atleast_1d(self.intercept_)
         return out[:, 0] if self._y_ndim == 1 else out

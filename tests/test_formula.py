@@ -109,3 +109,12 @@ def test_dask_dataframe(table):
         frame = dd.from_pandas(table, npartitions=4)
         model = GDRegressor(optimizer="cg", formula=formula).fit(frame)
     assert_same(model.summary_, result)
+
+
+def test_categories_are_named_in_the_formula_not_beside_it(table, tmp_path, capsys):
+    with pytest.raises(ValueError, match=r"C\(column\)"):
+        GDRegressor(formula="invest ~ value", categorical=["firm"]).fit(table)
+    path = write_table(table, tmp_path / "g.csv")
+    assert main(["train", path, "--formula", "invest ~ value", "--categorical", "firm", "-q"]) == 2
+    assert "--categorical: not allowed with --formula" in capsys.readouterr().err
+

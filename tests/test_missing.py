@@ -151,3 +151,14 @@ def test_rows_keep_their_numbers_after_rows_are_dropped(tmp_path, capsys):
     assert main(["train", str(path), "--target", "y", "--missing", "drop", "-q"]) == 1
     error = capsys.readouterr().err.strip()
     assert "line 6, column 'y'" in error and "infinite" in error, error
+
+
+def test_numpy_arrays_drop_rows_with_nan(gappy):
+    data = gappy.drop(columns="occupation").dropna(subset=["affairs"])  # NaN targets: scikit-learn's error
+    X, y = data.drop(columns="affairs").to_numpy(), data["affairs"].to_numpy()
+    model = GDRegressor(optimizer="cg", missing="drop").fit(X, y)
+    result = smf.ols("affairs ~ rate_marriage + age + yrs_married + children + religious", data).fit()
+    np.testing.assert_allclose(model.summary_["std_error"], result.bse, rtol=1e-8)
+    assert model.fit_report_["missing"]["by_column"] == {"x1": int(np.isnan(X[:, 1]).sum())}
+    predicted = model.predict(X)
+    assert np.array_equal(np.isnan(predicted), np.isnan(X).any(axis=1))

@@ -108,3 +108,28 @@ def encode_frame(X, encoder, missing):
             if not mask.all():
                 raise DataError(f"missing value in {_where(int(np.argmax(~mask)), name)}")
     return encoder.encode(arrays, np.float64, _where)
+
+
+def array_source_dropping(X, y, weight, feature_names, target_names):
+    """An :class:`ArraySource` of arrays without the rows holding a NaN (``missing="drop"``), counted per column."""
+    names = list(feature_names) if feature_names is not None else [f"x{j}" for j in range(X.shape[1])]
+    gaps = np.isnan(X)
+    target_gaps = np.isnan(y).any(axis=1)
+    weight_gaps = np.isnan(weight) if weight is not None else np.zeros(len(X), dtype=bool)
+    keep = ~(gaps.any(axis=1) | target_gaps | weight_gaps)
+    counts = {name: int(n) for name, n in zip(names, gaps.sum(axis=0)) if n}
+    if target_gaps.any():
+        counts[", ".join(target_names or ["y"])] = int(target_gaps.sum())
+    if weight_gaps.any():
+        counts["sample_weight"] = int(weight_gaps.sum())
+    dropped = int(np.count_nonzero(~keep))
+    notes = []
+    if dropped:
+        X, y = X[keep], y[keep]
+        weight = None if weight is None else weight[keep]
+        shown = ", ".join(f"{name!r}: {n}" for name, n in counts.items())
+        notes.append(f"missing values: {dropped} of {len(keep)} rows left out ({shown})")
+    source = ArraySource(X, y, weight, feature_names, target_names)
+    source.notes, source.missing_counts, source.rows_dropped = notes, counts, dropped
+    return source
+
