@@ -29,6 +29,7 @@ from .estimator import GDRegressor, load
 from .model import atomic_writer, read_document
 from .progress import PrintProgress
 from .report import outputs
+from .summary import shown_rows
 from .sources import FileSource, check_finite
 
 DEFAULTS = {name: p.default for name, p in inspect.signature(GDRegressor).parameters.items()}
@@ -104,6 +105,13 @@ def _positive_int(text):
     return value
 
 
+def _categorical(text):
+    """``--categorical``: auto, none, or columns (``name`` or ``name=reference level``)."""
+    if text.strip().lower() in ("auto", "none"):
+        return text.strip().lower() if text.strip().lower() == "auto" else None
+    return _names(text)
+
+
 def _names(text):
     names = [name.strip() for name in text.split(",") if name.strip()]
     if not names:
@@ -130,14 +138,38 @@ TRAINING_OPTIONS = [
     ("--gamma", "gamma", dict(type=float)),
     ("--engine", "engine", dict(choices=list(ENGINES))),
     ("--seed", "random_state", dict(type=_optional(int), metavar="INT|none")),
+    # the table's columns (train only: the demo's table is built in)
+    ("--categorical", "categorical", dict(
+        type=_categorical, metavar="auto|none|COL[=LEVEL],...",
+        help="columns whose values are categories, dummy coded against the first level in sorted order "
+             "(or LEVEL); auto (default): text and true/false columns; named columns are added to those; "
+             "none: every feature must be a number")),
+    ("--missing", "missing", dict(
+        choices=("error", "drop"),
+        help="a missing value (empty field, null, NaN) in a used column: stop with an error (default), or "
+             "leave that row out (counted per column in the summary); predict and evaluate do the same")),
+    ("--handle-unknown", "handle_unknown", dict(
+        choices=("error", "ignore"),
+        help="a category not seen in training, when the model predicts: an error (default), or zero effect")),
+    ("--formula", "formula", dict(
+        metavar='"Y ~ X + C(G) + ..."',
+        help="a formula (formulaic's, as statsmodels writes them) naming the target and the features, with "
+             "transforms (np.log(x)), categories (C(g)) and interactions (x:z); then no --target")),
 ]
+#: the parameters about the table's columns: flags of train, not of the demo
+TABLE_PARAMETERS = ("categorical", "missing", "handle_unknown", "formula")
 
 
-def _add_training_options(parser, epochs_default=None):
+def _add_training_options(parser, epochs_default=None, table=True):
     group = parser.add_argument_group("training (the same names and defaults as GDRegressor)")
     for flag, name, kwargs in TRAINING_OPTIONS:
+        if name in TABLE_PARAMETERS and not table:
+            continue
         default = DEFAULTS[name] if not (name == "epochs" and epochs_default) else epochs_default
-        group.add_argument(flag, dest=name, default=default, help=f"GDRegressor({name}=...); default {default!r}", **kwargs)
+        kwargs = dict(kwargs)
+        text = kwargs.pop("help", "")
+        group.add_argument(flag, dest=name, default=default,
+                           help=f"{text + '; ' if text else ''}GDRegressor({name}=...); default {default!r}", **kwargs)
     group.add_argument("--no-standardize", dest="standardize", action="store_false",
                        help="train on the raw features (default: standardized, reported in the data's units)")
     group.add_argument("--no-intercept", dest="fit_intercept", action="store_false", help="fit no intercept")
@@ -154,7 +186,7 @@ def _settings(args):
     a value out of range is a usage error that names the flag, not the parameter.
     """
     names = [name for _, name, _ in TRAINING_OPTIONS] + ["standardize", "fit_intercept"]
-    settings = {name: getattr(args, name) for name in names}
+    settings = {name: getattr(args, name, DEFAULTS[name]) for name in names}
     settings, args.cross_validation = cv_cli.split_settings(args, settings, DEFAULTS)  # --alpha cv
     try:
         GDRegressor(**settings)._validate_params()
@@ -287,13 +319,48 @@ def cmd_train(args):
     _check_output(args.output, args.data)
     _check_output(args.report, args.data)
     _check_output(args.checkpoint, args.data)
-    _check_lesson(args, settings, len(args.target), args.data)  # --lesson (issue 16)
+    _check_lesson(args, settings, len(args.target) if args.target else 1, args.data)  # --lesson (issue 16)
     if outputs.check_plot_dir(args.plot):
         raise GradfitError(outputs.check_plot_dir(args.plot))
+    if args.formula is not None:
+        return _train_formula(args, settings)
+    if args.target is None:
+        args.parser.error("the following arguments are required: --target (or --formula)")
     if args.dask is not None:
         return _train_on_dask(args, settings)
-    source = FileSource(args.data, target=args.target, features=args.features, sample_weight=args.sample_weight)
+    source = FileSource(args.data, target=args.target, features=args.features, sample_weight=args.sample_weight,
+                        **_table_options(args, settings))
     return _train(args, settings, source)
+
+
+def _table_options(args, settings):
+    """``--exclude``, ``--categorical``, ``--missing`` for a source (the last two are settings, kept with the model)."""
+    return dict(exclude=args.exclude, categorical=settings["categorical"], missing=settings["missing"])
+
+
+def _train_formula(args, settings):
+    """``train --formula``: the table through the formula (:mod:`gradfit.formula`), streamed or on Dask."""
+    from .sources.formulas import FormulaSource, dask_formula_source
+
+    categorical = None if settings["categorical"] == "auto" else "--categorical (write C(column) in the formula)"
+    for flag, value in (("--target", args.target), ("--features", args.features), ("--exclude", args.exclude),
+                        ("--categorical", categorical)):
+        if value is not None:
+            args.parser.error(f"argument {flag}: not allowed with --formula (the formula names the columns)")
+    if args.dask is None:
+        source = FormulaSource(args.data, args.formula, sample_weight=args.sample_weight, missing=args.missing)
+        source.design.check_intercept(settings["fit_intercept"])
+        return _train(args, settings, source)
+    from .sources.dask import connect, require
+
+    if args.sample_weight is not None:
+        raise GradfitError("--sample-weight with --formula and --dask is not supported")
+    dd = require("dask.dataframe")
+    with connect(args.dask):
+        reader = dd.read_csv if args.data.lower().endswith(".csv") else dd.read_parquet
+        source = dask_formula_source(reader(args.data), args.formula, args.missing)
+        source.design.check_intercept(settings["fit_intercept"])
+        return _train(args, settings, source)
 
 
 def _train_on_dask(args, settings):
@@ -302,7 +369,8 @@ def _train_on_dask(args, settings):
 
     with connect(args.dask):
         source = DaskSource.from_file(
-            args.data, target=args.target, features=args.features, sample_weight=args.sample_weight
+            args.data, target=args.target, features=args.features, sample_weight=args.sample_weight,
+            **_table_options(args, settings),
         )
         if settings["batch_size"] is not None:
             source.persist()  # a minibatch gathers scattered rows: read the file once, not at every step
@@ -374,8 +442,30 @@ def _chunk_predictor(model):
     return predict
 
 
-def _feature_source(model, path, target=(), sample_weight=None):
-    return FileSource(path, target=list(target), features=model.feature_names_, sample_weight=sample_weight)
+def _feature_source(model, path, target=(), sample_weight=None, missing=None, handle_unknown=None):
+    """The model's raw columns of ``path``: categories encoded with its levels, missing values as it was trained.
+
+    ``missing``: ``"drop"`` leaves rows out (evaluate), ``"keep"`` gives them
+    NaN features (predict); default the model's own choice.
+    """
+    if getattr(model, "design_", None) is not None:
+        from .sources.formulas import FormulaSource
+
+        return FormulaSource(path, design=model.design_, sample_weight=sample_weight,
+                             missing=missing or model.missing, handle_unknown=handle_unknown or model.handle_unknown,
+                             targets=bool(target))
+    encoder = getattr(model, "encoder_", None)
+    features = model.feature_names_ if encoder is None else encoder.raw_names
+    missing = missing or model.missing
+    if encoder is None and missing == "error":
+        return FileSource(path, target=list(target), features=features, sample_weight=sample_weight,
+                          categorical=None)
+    if encoder is None:
+        from .sources.encoding import ColumnCoding, TableEncoder
+
+        encoder = TableEncoder([ColumnCoding(name) for name in features])
+    return FileSource(path, target=list(target), features=features, sample_weight=sample_weight,
+                      encoder=encoder, missing=missing, handle_unknown=handle_unknown or model.handle_unknown)
 
 
 def _check_output(output, *inputs):
@@ -395,7 +485,9 @@ def _check_output(output, *inputs):
 def cmd_predict(args):
     _check_output(args.output, args.model, args.data)
     model = load(args.model)
-    source = _feature_source(model, args.data)
+    missing = args.missing or model.missing
+    source = _feature_source(model, args.data, missing="keep" if missing == "drop" else "error",
+                             handle_unknown=args.handle_unknown)
     if args.output is None:
         _write_predictions(model, source, sys.stdout)
         return 0
@@ -415,17 +507,29 @@ def _write_predictions(model, source, handle):
     for chunk in source.chunks():
         if chunk.n_rows == 0:
             continue
+        X = chunk.X
+        missing = None
+        if source.missing == "keep":  # rows with a missing value: an empty field
+            missing = np.isnan(X).any(axis=1)
+            X = np.where(missing[:, None], 0.0, X)
+            chunk = type(chunk)(X, chunk.y, chunk.sample_weight, chunk.start, chunk.positions)
         check_finite(source, chunk)  # a NaN or inf would give a prediction that means nothing
-        predicted = predict(chunk.X)
+        predicted = predict(X)
         overflow = ~np.all(np.isfinite(predicted), axis=1)
         if overflow.any():
             raise DataError(
-                f"the prediction for {source.describe()} at {source.where(chunk.start + int(np.argmax(overflow)))} "
+                f"the prediction for {source.describe()} at {source.where(chunk.row(int(np.argmax(overflow))))} "
                 "overflows float64: the model's coefficients are too large for these values"
             )
         if rows == 0:
             writer.writerow(names)
-        writer.writerows(predicted.tolist())
+        if missing is not None and missing.any():
+            rows_out = predicted.tolist()
+            for row in np.flatnonzero(missing):
+                rows_out[row] = [""] * predicted.shape[1]
+            writer.writerows(rows_out)
+        else:
+            writer.writerows(predicted.tolist())
         rows += chunk.n_rows
     if rows == 0:
         raise DataError(f"{source.describe()} has no data rows")
@@ -440,7 +544,8 @@ def cmd_evaluate(args):
             f"--target names {len(target)} column(s), but model {args.model!r} predicts "
             f"{len(model.target_names_)}: {', '.join(model.target_names_)}"
         )
-    source = _feature_source(model, args.data, target, args.sample_weight)
+    source = _feature_source(model, args.data, target, args.sample_weight, missing=args.missing,
+                             handle_unknown=args.handle_unknown)
     result = metrics.evaluate(_chunk_predictor(model), source)
     if args.json:
         print(json.dumps(result, indent=2))
@@ -476,8 +581,11 @@ def cmd_inspect(args):
     for j, target in enumerate(model.target_names_):
         print(f"target {target}")
         print(f"  {'(intercept)':<{width}}{intercept[j]: .10g}")
-        for name, value in zip(model.feature_names_, coef[j]):
-            print(f"  {name:<{width}}{value: .10g}")
+        for i in shown_rows(model.feature_names_):
+            if isinstance(i, str):  # a long run of one categorical column's levels, folded
+                print(f"  {i}")
+                continue
+            print(f"  {model.feature_names_[i]:<{width}}{coef[j][i]: .10g}")
     training = document["training"]
     print(
         f"training: {_show(training.get('n_samples'))} rows, {_show(training.get('n_iter'))} epochs "
@@ -509,6 +617,13 @@ LESSON_HELP = ("write one self-contained HTML page to play with: the cost's cont
                "iterates, a learning-rate slider, the optimizers, standardization on or off (issue 16)")
 
 
+def _add_table_use_options(parser, drop_means):
+    parser.add_argument("--missing", choices=("error", "drop"),
+                        help=f"missing values: error, or drop ({drop_means}); default: as the model was trained")
+    parser.add_argument("--handle-unknown", choices=("error", "ignore"),
+                        help="a category not seen in training: error (default), or ignore (it contributes zero)")
+
+
 def build_parser():
     parser = Parser(prog="gradfit", description="Linear models fitted by gradient descent.")
     from . import __version__  # here: gradfit/__init__ may still be importing this module
@@ -518,16 +633,21 @@ def build_parser():
     commands.required = True
 
     demo = commands.add_parser("demo", help="the tutorial's example, built in")
-    _add_training_options(demo, epochs_default=100)
+    _add_training_options(demo, epochs_default=100, table=False)
     _add_plot_options(demo, also=", and the tutorial's cost curves for learning rates 0.001, 0.01, auto and 0.1")
     demo.add_argument("--lesson", metavar="FILE.html", help=LESSON_HELP)
     demo.set_defaults(run=cmd_demo, parser=demo)
 
     train = commands.add_parser("train", help="fit a model to a CSV or Parquet file")
     train.add_argument("data", help="CSV or Parquet file (or a folder of Parquet files) with a header")
-    train.add_argument("--target", required=True, type=_names, help="target column (comma-separated for several)")
+    train.add_argument("--target", type=_names, help="target column (comma-separated for several); required "
+                       "unless --formula")
+
     train.add_argument("--features", type=_names, help="feature columns (default: all others)")
+    train.add_argument("--exclude", type=_names, metavar="COL,...",
+                       help="leave these columns out of the features (default features: all others)")
     train.add_argument("--sample-weight", help="a column of row weights")
+
     train.add_argument("-o", "--output", help="write the model (JSON) here")
     train.add_argument("--checkpoint", metavar="PATH",
                        help="write the whole training state here every --checkpoint-every epochs and at the end; "
@@ -552,6 +672,7 @@ def build_parser():
     predict.add_argument("model", help="model file written by 'gradfit train'")
     predict.add_argument("data", help="CSV or Parquet file with the model's feature columns")
     predict.add_argument("-o", "--output", help="write CSV here (default: stdout)")
+    _add_table_use_options(predict, "a row with a missing value gets an empty prediction field")
     predict.set_defaults(run=cmd_predict)
 
     evaluate = commands.add_parser("evaluate", help="MSE, RMSE, MAE and R^2 on a data file")
@@ -560,6 +681,7 @@ def build_parser():
     evaluate.add_argument("--target", type=_names, help="target column(s) (default: the model's)")
     evaluate.add_argument("--sample-weight", help="a column of row weights for the metrics")
     evaluate.add_argument("--json", action="store_true", help="print JSON")
+    _add_table_use_options(evaluate, "rows with a missing value are left out of the metrics")
     evaluate.set_defaults(run=cmd_evaluate)
 
     inspect_ = commands.add_parser("inspect", help="coefficients and the training record")

@@ -27,6 +27,8 @@ from .summary import unplain
 from .scaling import Scaling
 from .sources import ArraySource, DaskSource, FileSource, Source, is_dask_collection
 from .sources.dask import predict_dask
+from .sources import frames
+from .sources.encoding import HANDLE_UNKNOWN, MISSING
 
 
 class GDRegressor(RegressorMixin, BaseEstimator):
@@ -97,6 +99,27 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         Show progress on stdout: a live bar on a terminal, else the tutorial's
         ``Epoch: i Cost: c`` lines (thinned for long runs; every epoch from 2).
         See :mod:`gradfit.progress`.
+    categorical : "auto", list, dict or None, default="auto"
+        For DataFrames, files and Dask dataframes: which columns are
+        categories, treatment coded against their first level in sorted order
+        (features named ``g[T.level]``, as statsmodels prints them). ``"auto"``:
+        text, ``category``, ``object`` and bool columns; a list adds columns
+        (numeric codes), ``"g=LEVEL"`` (or a dict ``{"g": LEVEL}``) names the
+        reference; ``None``: none. See :mod:`gradfit.sources.encoding`.
+    missing : {"error", "drop"}, default="error"
+        A missing value (null, empty field, NaN) in a used column: an error
+        naming its row and column, or ``"drop"``: the row is left out, and
+        ``fit_report_["missing"]`` counts them per column. ``predict`` then
+        returns NaN for a row with a missing feature (one value per row).
+        With NumPy arrays, rows with a NaN feature or weight are dropped; a
+        NaN target is scikit-learn's input error (a DataFrame's is dropped).
+    handle_unknown : {"error", "ignore"}, default="error"
+        At prediction: a category not seen in training is an error, or
+        contributes zero (all of its column's dummies 0).
+    formula : str or None, default=None
+        A formula, ``"y ~ x + np.log(z) + C(g) + x:w"``, applied by formulaic
+        (:mod:`gradfit.formula`); ``fit(X)`` then takes a DataFrame, a file
+        path or a Dask dataframe without ``y``.
 
     Attributes
     ----------
@@ -161,6 +184,10 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         "random_state": ["random_state"],
         "warm_start": ["boolean"],
         "verbose": ["verbose"],
+        "categorical": [StrOptions({"auto"}), list, dict, None],
+        "missing": [StrOptions(set(MISSING))],
+        "handle_unknown": [StrOptions(set(HANDLE_UNKNOWN))],
+        "formula": [str, None],
     }
 
     def __init__(
@@ -187,6 +214,10 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         random_state=None,
         warm_start=False,
         verbose=0,
+        categorical="auto",
+        missing="error",
+        handle_unknown="error",
+        formula=None,
     ):
         self.learning_rate = learning_rate
         self.epochs = epochs
@@ -209,11 +240,19 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         self.random_state = random_state
         self.warm_start = warm_start
         self.verbose = verbose
+        self.categorical = categorical
+        self.missing = missing
+        self.handle_unknown = handle_unknown
+        self.formula = formula
 
     # -- input ----------------------------------------------------------------
 
     def _source(self, X, y, sample_weight, reset):
         """A :class:`~gradfit.sources.Source` for what ``fit`` was given."""
+        if self.formula is not None and not isinstance(X, Source):
+            if self.categorical != "auto":
+                raise ValueError("with a formula, name categories in it (C(column)), not with categorical=")
+            return self._formula_source(X, y, sample_weight, reset)
         if isinstance(X, Source):
             if y is not None:
                 raise ValueError("y must be None when X is a gradfit data source (it names its targets)")
@@ -221,9 +260,13 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         elif isinstance(X, (str, os.PathLike)):
             if y is None:
                 raise ValueError("fitting a file needs y: the name of its target column(s)")
-            source = FileSource(X, target=y)
+            source = FileSource(X, target=y, categorical=self.categorical, missing=self.missing,
+                                handle_unknown=self.handle_unknown)
         elif is_dask_collection(X) or is_dask_collection(y):
             return self._dask_source(X, y, sample_weight, reset)
+        elif frames.is_frame(X) and (
+                frames.needs_encoder(X, self.categorical, self.missing) or getattr(self, "encoder_", None)):
+            return self._frame_source(X, y, sample_weight, reset)
         else:
             if y is None:
                 raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None")
@@ -239,6 +282,8 @@ class GDRegressor(RegressorMixin, BaseEstimator):
             if sample_weight is not None:
                 sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
             names = getattr(self, "feature_names_in_", None)
+            if self.missing == "drop":
+                return frames.array_source_dropping(X, y, sample_weight, names, target_names)
             return ArraySource(X, y, sample_weight, names, target_names)
         if sample_weight is not None:
             raise ValueError("with a file or data source, give the weights as a column (sample_weight=...)")
@@ -247,11 +292,54 @@ class GDRegressor(RegressorMixin, BaseEstimator):
             self.n_features_in_ = source.n_features
         return source
 
+    def _formula_source(self, X, y, sample_weight, reset):
+        """A table through ``formula`` (:mod:`gradfit.formula`): a DataFrame, a file, or a Dask dataframe."""
+        from .sources.formulas import FormulaSource, dask_formula_source
+
+        if y is not None:
+            raise ValueError("with a formula, the target is its left-hand side: pass y=None")
+        design = None if reset else getattr(self, "design_", None)
+        if is_dask_collection(X):
+            if sample_weight is not None:
+                raise ValueError("with a formula on Dask, sample weights are not supported")
+            source = dask_formula_source(X, self.formula, self.missing, self.handle_unknown, design)
+        else:
+            if not (isinstance(X, (str, os.PathLike)) or frames.is_frame(X)):
+                raise ValueError("a formula needs a DataFrame or a file path (its columns are named)")
+            source = FormulaSource(X, self.formula, sample_weight=sample_weight, missing=self.missing,
+                                   design=design, handle_unknown=self.handle_unknown)
+        source.design.check_intercept(self.fit_intercept)
+        if reset:
+            self._y_ndim = 1 if source.n_outputs == 1 else 2
+            self.n_features_in_ = len(source.design.feature_variables)
+            self.feature_names_in_ = np.asarray(source.design.feature_variables, dtype=object)
+        return source
+
+    def _frame_source(self, X, y, sample_weight, reset):
+        """A DataFrame with categorical columns or missing values, encoded (:mod:`gradfit.sources.frames`)."""
+        if y is None:
+            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None")
+        source = frames.frame_source(
+            X, y, sample_weight, encoder=None if reset else getattr(self, "encoder_", None),
+            categorical=self.categorical, missing=self.missing, handle_unknown=self.handle_unknown,
+            target_names=self._target_names_of(y),
+        )
+        if reset:
+            self._y_ndim = 1 if np.ndim(y) == 1 else 2
+            self.n_features_in_ = len(source.raw_feature_names)
+            self.feature_names_in_ = np.asarray(source.raw_feature_names, dtype=object)
+        return source
+
     def _dask_source(self, X, y, sample_weight, reset):
         """Dask arrays or dataframes: a :class:`~gradfit.sources.DaskSource`, summed on the workers."""
         if y is None:
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None")
-        source = DaskSource(X, y, sample_weight)
+        if self.missing != "error":
+            raise ValueError("missing='drop' with Dask dataframes is not supported: drop the rows with "
+                             "dropna() first, or read the file with gradfit train --dask --missing drop")
+        source = DaskSource(X, y, sample_weight, categorical=self.categorical,
+                            encoder=None if reset else getattr(self, "encoder_", None),
+                            handle_unknown=self.handle_unknown)
         if reset:
             self._y_ndim = source.y_ndim
             self.n_features_in_ = source.n_features
@@ -259,7 +347,7 @@ class GDRegressor(RegressorMixin, BaseEstimator):
                 self.feature_names_in_ = np.asarray(source.frame_feature_names, dtype=object)
             elif hasattr(self, "feature_names_in_"):
                 del self.feature_names_in_
-        elif source.n_features != self.n_features_in_:
+        elif source.encoder is None and source.n_features != self.n_features_in_:
             raise ValueError(f"X has {source.n_features} features, but {type(self).__name__} "
                              f"is expecting {self.n_features_in_} features as input")
         return source
@@ -404,6 +492,13 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         self.target_names_ = list(source.target_names)
         settings = self.get_params(deep=False) if settings is None else settings
         self.fit_report_, self.summary_ = analyse(result, settings, source, full=full)
+        encoder = getattr(source, "encoder", None)
+        self.encoder_ = encoder if encoder is not None and encoder.categorical else None
+        self.design_ = getattr(source, "design", None)
+        self.fit_report_["notes"][:0] = list(getattr(source, "notes", ()))
+        if getattr(source, "missing_counts", None) is not None:
+            self.fit_report_["missing"] = {"strategy": "drop", "rows_dropped": int(source.rows_dropped),
+                                           "by_column": dict(source.missing_counts)}
         self._fit_result = result
 
     # -- using ----------------------------------------------------------------
@@ -413,10 +508,35 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         check_is_fitted(self, "coef_")
         if is_dask_collection(X):
             return predict_dask(self, X)  # lazily, block by block on the workers
-        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        encoder = getattr(self, "encoder_", None)
+        design = getattr(self, "design_", None)
+        if design is not None:
+            from .sources.formulas import FormulaSource
+
+            missing = "keep" if self.missing == "drop" else "error"
+            source = FormulaSource(X, design=design, missing=missing, handle_unknown=self.handle_unknown,
+                                   targets=False)
+            X = np.vstack([chunk.X for chunk in source.chunks()]) if source.n_samples else \
+                np.empty((0, source.n_features))
+        elif encoder is not None or (frames.is_frame(X) and self.missing == "drop"):
+            # rows with a missing value (missing="drop") are predicted NaN: one prediction per row
+            encoder = encoder or self._numeric_encoder()
+            encoder.handle_unknown = self.handle_unknown  # the estimator's setting at predict time
+            X = frames.encode_frame(X, encoder, self.missing)
+        else:
+            # missing="drop": a row with a NaN is predicted NaN (one prediction per row)
+            X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32],
+                              ensure_all_finite="allow-nan" if self.missing == "drop" else True)
         coef = np.atleast_2d(self.coef_)
         out = X @ coef.T.astype(np.float64) + np.atleast_1d(self.intercept_)
         return out[:, 0] if self._y_ndim == 1 else out
+
+    def _numeric_encoder(self):
+        """The identity encoder of a model without categories (for frames with missing values)."""
+        from .sources.encoding import ColumnCoding, TableEncoder
+
+        names = getattr(self, "feature_names_in_", self.feature_names_)
+        return TableEncoder([ColumnCoding(str(name)) for name in names])
 
     def save(self, path):
         """Write the model as JSON to ``path``, atomically (see :mod:`gradfit.model`)."""
@@ -448,7 +568,15 @@ def load(path):
     estimator.n_features_in_ = d
     estimator.feature_names_ = document["feature_names"]
     estimator.target_names_ = document["target_names"]
-    if not all(name == f"x{j}" for j, name in enumerate(estimator.feature_names_)):
+    estimator.encoder_ = document["_encoder"]
+    estimator.design_ = document["_design"]
+    if estimator.design_ is not None:
+        estimator.n_features_in_ = len(estimator.design_.feature_variables)
+        estimator.feature_names_in_ = np.asarray(estimator.design_.feature_variables, dtype=object)
+    if estimator.encoder_ is not None:  # the model takes the raw columns
+        estimator.n_features_in_ = len(estimator.encoder_.raw_names)
+        estimator.feature_names_in_ = np.asarray(estimator.encoder_.raw_names, dtype=object)
+    elif not all(name == f"x{j}" for j, name in enumerate(estimator.feature_names_)):
         estimator.feature_names_in_ = np.asarray(estimator.feature_names_, dtype=object)
     estimator.scaling_ = Scaling(document["_center"], document["_scale"])
     training = document["training"]

@@ -15,7 +15,11 @@ Layout (``format_version`` 1)::
       "training": {"n_iter", "converged", "stop_reason", "final_cost",
                    "learning_rate", "engine", "n_samples", "loss_curve"},
       "diagnostics": {...} or null,          # GDRegressor.fit_report_ (gradfit.diagnostics)
-      "statistics": {...} or null            # GDRegressor.summary_ (gradfit.summary)
+      "statistics": {...} or null,           # GDRegressor.summary_ (gradfit.summary)
+      "encoding": {"columns": [...], ...}    # only with categorical columns: the raw columns and
+                                             # their levels (gradfit.sources.encoding)
+      "formula": {"formula": "y ~ ...", "categories": [...]}  # only for a formula: its text and the
+                                             # levels of its categorical factors (gradfit.formula)
     }
 
 Loading validates every field's type and shape against the schema tables
@@ -167,7 +171,18 @@ def to_document(estimator):
         "statistics": plain(getattr(estimator, "summary_", None)),
         # GDRegressorCV.cv_report_ (gradfit.estimator_cv); absent for other models
         **({"cross_validation": plain(estimator.cv_report_)} if hasattr(estimator, "cv_report_") else {}),
+        **_encoding_entry(estimator),
     }
+
+
+def _encoding_entry(estimator):
+    """``{"encoding": ...}`` for a model with categorical columns (their levels), else nothing."""
+    encoder = getattr(estimator, "encoder_", None)
+    design = getattr(estimator, "design_", None)
+    entry = {} if encoder is None else {"encoding": encoder.to_json()}
+    if design is not None:
+        entry["formula"] = design.to_json()
+    return entry
 
 
 def json_setting(value):
@@ -181,6 +196,11 @@ def json_setting(value):
         return value.item()
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        return list(value)  # categorical=[...]
+    if isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, (str, int, float, bool, type(None)))
+                                       for k, v in value.items()):
+        return dict(value)  # categorical={column: reference}
     return None
 
 
@@ -539,4 +559,17 @@ def read_document(path):
         _check_record(path, document["diagnostics"], DIAGNOSTICS, "diagnostics")
     if document.get("statistics") is not None:
         _check_statistics(path, document["statistics"], d, k)
+    document["_encoder"] = None
+    if document.get("encoding") is not None:
+        from .sources.encoding import TableEncoder
+
+        encoder = TableEncoder.from_json(document["encoding"], lambda why: _fail(path, why))
+        if encoder.feature_names != features:
+            _fail(path, "'encoding' does not give the model's 'feature_names'")
+        document["_encoder"] = encoder
+    document["_design"] = None
+    if document.get("formula") is not None:
+        from .formula import FormulaDesign
+
+        document["_design"] = FormulaDesign.from_json(document["formula"], lambda why: _fail(path, why))
     return document

@@ -251,6 +251,34 @@ def per_output(statistics, output):
     return pick
 
 
+#: a categorical column with more levels than this shows only the first ones in tables
+LEVELS_SHOWN = 10
+LEVELS_FOLDED_ABOVE = 20
+
+
+def shown_rows(names):
+    """What a table lists of ``names``: indices, and in place of a long run of one column's levels, a line.
+
+    A categorical column's features (``g[T.a]``, ``g[T.b]``, …) follow each
+    other; beyond :data:`LEVELS_FOLDED_ABOVE` of them only the first
+    :data:`LEVELS_SHOWN` are listed, then ``"... 290 more levels of g"``
+    (a string); every value stays in the model file (``inspect --json``).
+    """
+    items, i = [], 0
+    while i < len(names):
+        column = names[i].split("[T.", 1)[0] if "[T." in names[i] else None
+        j = i + 1
+        while column is not None and j < len(names) and names[j].startswith(column + "[T."):
+            j += 1
+        if column is not None and j - i > LEVELS_FOLDED_ABOVE:
+            items += list(range(i, i + LEVELS_SHOWN))
+            items.append(f"... {j - i - LEVELS_SHOWN} more levels of {column} (all in the model file: inspect --json)")
+        else:
+            items += list(range(i, j))
+        i = j
+    return items
+
+
 def _fmt(value, width=11):
     """A number in ``width`` columns, 5 significant digits ("nan"/"inf" as they are)."""
     try:
@@ -297,7 +325,11 @@ def format_table(statistics, target_names=None):
         percent = f"{statistics.get('confidence', CONFIDENCE):.0%}"
         header = ["coef", "std err", "t", "P>|t|", f"{percent} low", f"{percent} high"]
         lines.append("  " + " " * width + "".join(f"{h:>12}" for h in header))
-        for i, name in enumerate(names):
+        for i in shown_rows(names):
+            if isinstance(i, str):
+                lines.append(f"  {i}")
+                continue
+            name = names[i]
             values = [_fmt(row[key][i]) for key in PER_COEFFICIENT]
             values[3] = f"{p_text(row['p_value'][i]):>11}"
             lines.append(f"  {name:<{width}}" + "".join(" " + v for v in values))

@@ -272,7 +272,7 @@ BAD_INPUT = {
     "infinity in Parquet": ({"x.parquet": pd.DataFrame({"a": [1.0, 2, 3], "b": [1.0, 2, 3], "y": [1.0, 2, -np.inf]})},
                             "train x.parquet --target y", 1, ["'x.parquet'", "row 3", "column 'y'", "infinite"]),
     "text column in Parquet": ({"x.parquet": pd.DataFrame({"a": [1.0, 2], "b": ["p", "q"], "y": [1.0, 2]})},
-                               "train x.parquet --target y", 1, ["'x.parquet'", "column 'b'", "not numeric"]),
+                               "train x.parquet --target y --categorical none", 1, ["'x.parquet'", "column 'b'", "not numeric"]),
     "short row": ({"x.csv": "a,b,y\n1,2,3\n4,5\n7,8,9\n"}, "train x.csv --target y", 1,
                   ["'x.csv'", "line 3", "2 fields", "header has 3"]),
     "long row": ({"x.csv": "a,b,y\n1,2,3\n4,5,6\n7,8,9,10\n"}, "train x.csv --target y", 1,

@@ -56,7 +56,8 @@ FUZZ = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much,
                            HealthCheck.large_base_example],
 )
-CG = ["--optimizer", "cg", "-q"]
+# --categorical none: these tables pin what a column that is not a number does without categories
+CG = ["--optimizer", "cg", "-q", "--categorical", "none"]
 GD = ["--epochs", "5000", "--tol", "1e-12", "-q"]
 
 

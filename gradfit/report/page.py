@@ -15,7 +15,7 @@ import numpy as np
 
 from ..diagnostics import describe
 from ..model import atomic_write_text
-from ..summary import PER_COEFFICIENT, p_text, per_output
+from ..summary import PER_COEFFICIENT, p_text, per_output, shown_rows
 from .plots import figure_bytes
 
 STYLE = """
@@ -103,7 +103,11 @@ def _statistics_tables(statistics, target_names):
             f'{statistics["df_resid"]} residual degrees of freedom</p>'
         )
         rows = []
-        for i, coefficient in enumerate(statistics["names"]):
+        for i in shown_rows(statistics["names"]):
+            if isinstance(i, str):  # a long run of one column's levels, folded
+                rows.append(([i, "", "", "", "", "", ""], {"class": ""}))
+                continue
+            coefficient = statistics["names"][i]
             values = [row[key][i] for key in PER_COEFFICIENT]
             p_value = values[3]
             significant = isinstance(p_value, float) and p_value < 0.05
@@ -117,8 +121,10 @@ def _statistics_tables(statistics, target_names):
 def _coefficients_table(model):
     coef = np.atleast_2d(model.coef_)
     intercept = np.atleast_1d(model.intercept_)
-    header = ["target", "(intercept)"] + list(model.feature_names_)
-    rows = [[name, _num(intercept[j], 10)] + [_num(v, 10) for v in coef[j]] for j, name in enumerate(model.target_names_)]
+    shown = shown_rows(list(model.feature_names_))
+    header = ["target", "(intercept)"] + [model.feature_names_[i] if isinstance(i, int) else "..." for i in shown]
+    rows = [[name, _num(intercept[j], 10)] + [_num(coef[j][i], 10) if isinstance(i, int) else "" for i in shown]
+            for j, name in enumerate(model.target_names_)]
     return _table(header, rows, classes="coefficients", numeric=range(1, len(header)))
 
 

@@ -33,12 +33,20 @@ class Chunk:
         ``None`` means every row weighs 1.
     start : int
         Index in the source of the chunk's first row (0-based, header excluded).
+    positions : ndarray of shape (n_rows,) or None
+        Each row's index in the source where rows were left out (missing
+        values dropped), for messages; ``None``: ``start, start + 1, …``.
     """
 
     X: np.ndarray
     y: np.ndarray
     sample_weight: np.ndarray | None
     start: int
+    positions: np.ndarray | None = None
+
+    def row(self, i):
+        """The index in the source of the chunk's row ``i`` (for messages)."""
+        return int(self.positions[i]) if self.positions is not None else self.start + int(i)
 
     @property
     def n_rows(self):
@@ -160,7 +168,7 @@ def check_finite(source, chunk):
             value = block[row, column]
             kind = "missing value (NaN)" if np.isnan(value) else f"infinite value ({value})"
             raise DataError(
-                f"{kind} in {source.describe()} at {source.where(chunk.start + row, offset + column)}"
+                f"{kind} in {source.describe()} at {source.where(chunk.row(row), offset + column)}"
             )
     if chunk.sample_weight is not None:
         bad = ~np.isfinite(chunk.sample_weight) | (chunk.sample_weight < 0)
@@ -168,7 +176,7 @@ def check_finite(source, chunk):
             row = int(np.argmax(bad))
             raise DataError(
                 f"sample weight {chunk.sample_weight[row]} in {source.describe()} at "
-                f"{source.where(chunk.start + row, -1)} is not a finite non-negative number"
+                f"{source.where(chunk.row(row), -1)} is not a finite non-negative number"
             )
 
 

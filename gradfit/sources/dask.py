@@ -142,10 +142,18 @@ def _frame_values(frame, dtype):
     return frame.to_numpy(dtype=dtype, na_value=np.nan)
 
 
-def _read_parquet_block(names, path, row_groups, start, dtype):
-    """Read row groups of one Parquet file (the needed columns only) as a block."""
+def _read_parquet_block(names, path, row_groups, start, dtype, table_encoder=None, missing="error"):
+    """Read row groups of one Parquet file (the needed columns only) as a block.
+
+    With ``table_encoder`` (categorical columns, or ``missing="drop"``), the raw
+    columns are read and encoded as :class:`~gradfit.sources.FileSource` encodes them.
+    """
     import pyarrow.parquet as pq
 
+    if table_encoder is not None:
+        columns = table_encoder.raw_names + names.target_names + ([names.weight_name] if names.has_weights else [])
+        table = pq.ParquetFile(path).read_row_groups(row_groups, columns=columns, use_threads=False)
+        return _encode_table(table, names, table_encoder, missing, start, dtype)
     columns = names.feature_names + names.target_names + ([names.weight_name] if names.has_weights else [])
     table = pq.ParquetFile(path).read_row_groups(row_groups, columns=columns, use_threads=False)
     for j, name in enumerate(columns):
@@ -163,6 +171,48 @@ def _read_parquet_block(names, path, row_groups, start, dtype):
         y[:, j] = table.column(d + j).to_numpy()
     weight = table.column(d + k).to_numpy().astype(np.float64) if names.has_weights else None
     return X, y, weight
+
+
+def _encode_table(table, names, table_encoder, missing, start, dtype):
+    """``(X, y, sample_weight)`` of an Arrow table of raw columns: encoded, missing values dropped or named."""
+    from . import encoding
+
+    raw = len(table_encoder.raw_names)
+    used = table.column_names
+    masks = [encoding.missing_mask(table.column(j)) for j in range(len(used))]
+    if missing == "drop":
+        keep = np.logical_and.reduce(masks)
+        if not keep.all():
+            table = table.filter(keep)
+    else:
+        for j, mask in enumerate(masks):
+            if not mask.all() and (j < raw or table.column(j).null_count):
+                row = int(np.argmax(~mask))
+                raise DataError(f"missing value in {names.describe()} at {names.row_position(start + row)}, "
+                                f"column {used[j]!r}")
+
+    def where(row, column):
+        return f"{names.describe()}, {names.row_position(start + row)}, column {column!r}"
+
+    X = table_encoder.encode([table.column(j) for j in range(raw)], dtype, where)
+    k = names.n_outputs
+    y = np.empty((table.num_rows, k))
+    for j in range(k):
+        y[:, j] = encoding.plain_array(table.column(raw + j)).to_numpy(zero_copy_only=False)
+    weight = None
+    if names.has_weights:
+        weight = encoding.plain_array(table.column(raw + k)).to_numpy(zero_copy_only=False).astype(np.float64)
+    return X, y, weight
+
+
+def _encode_frame_block(frame, names, table_encoder, missing, start, dtype):
+    """A pandas partition of raw columns (features, targets, weight) as an encoded block."""
+    import pyarrow as pa
+
+    from .encoding import pandas_arrow
+
+    table = pa.table({str(name): pandas_arrow(frame[name]) for name in frame.columns})
+    return _encode_table(table, names, table_encoder, missing, start, dtype)
 
 
 def _fold_block(function, combine, block, start, step, dtype):
@@ -227,11 +277,17 @@ class DaskSource(Source):
     closures the engines send to the workers stay small.
     """
 
-    def __init__(self, X, y, sample_weight=None, feature_names=None, target_names=None):
+    def __init__(self, X, y, sample_weight=None, feature_names=None, target_names=None, *,
+                 categorical="auto", encoder=None, handle_unknown="error"):
         dask = require("dask")
         da = require("dask.array")
         frame_names = _column_names(X)
         target_frame_names = _column_names(y)
+        self.encoder, self.notes, self.missing_counts, self.rows_dropped = None, [], None, 0
+        if frame_names is not None and X.ndim == 2 and (encoder is not None or _needs_encoder(X, categorical)):
+            # categories: levels found on the cluster, X made the encoded features block by block
+            X, self.encoder = _encode_dask_frame(X, categorical, encoder, handle_unknown, dask, da)
+            feature_names = feature_names or self.encoder.feature_names
         arrays = [X, y] + ([] if sample_weight is None else [sample_weight])
         arrays = _to_arrays(arrays, dask, da)
         X, y = arrays[0], arrays[1]
@@ -287,7 +343,7 @@ class DaskSource(Source):
         self._file = None
 
     @classmethod
-    def from_file(cls, path, target, features=None, sample_weight=None, block_rows=None):
+    def from_file(cls, path, target, features=None, sample_weight=None, block_rows=None, **table_options):
         """A CSV or Parquet file (or folder, or glob) read by the workers, not the client.
 
         The client reads the schema and the Parquet footers (to check the
@@ -300,13 +356,22 @@ class DaskSource(Source):
 
         The path must be readable at the same place on the workers (a shared
         file system, or a local cluster).
+
+        ``table_options`` (``exclude``, ``categorical``, ``missing``) are
+        :class:`FileSource`'s: the client learns the categories' levels (and
+        counts missing values) in one pass over those columns, and the workers
+        encode their blocks with them. With ``missing="drop"``, rows keep their
+        place in the file for messages, and minibatches are refused.
         """
         from .files import FileSource
 
         dask = require("dask")
-        file = FileSource(path, target, features=features, sample_weight=sample_weight)
+        file = FileSource(path, target, features=features, sample_weight=sample_weight, **table_options)
         self = cls.__new__(cls)
         self._file = file
+        encoder = None if file._plain else file.encoder
+        self.encoder, self.notes = file.encoder, file.notes
+        self.missing_counts, self.rows_dropped = file.missing_counts, file.rows_dropped
         for name in ("n_features", "n_outputs", "feature_names", "target_names", "has_weights", "dtype"):
             setattr(self, name, getattr(file, name))
         self.y_ndim = 1 if file.n_outputs == 1 else 2
@@ -332,23 +397,35 @@ class DaskSource(Source):
                         stop += 1
                     offset = int(start) + sum(groups[:begin])
                     blocks.append(read(self.names, os.path.abspath(fragment.path), list(range(begin, stop)),
-                                       offset, self.dtype))
+                                       offset, self.dtype, encoder, file.missing))
                     lengths.append(rows)
                     begin = stop
         else:
             dd = require("dask.dataframe")
             self.names = SourceNames("csv", file.describe(), file.feature_names, file.target_names, file.weight_name)
+            kinds = {"string": "string", "bool": "boolean"}
+            dtypes = {name: "float64" for name in file.columns}
+            if encoder is not None:
+                dtypes.update({name: kinds.get(str(t), "float64")
+                               for name, t in file._csv_types(file.raw_feature_names).items()})
             frame = dd.read_csv(
                 os.path.abspath(file.path),
                 usecols=file.columns,
-                dtype={name: "float64" for name in file.columns},
+                dtype=dtypes,
                 blocksize=max(1024, int(block_rows * _bytes_per_line(file.path))),
             )[file.columns]
             lengths = [int(n) for n in self._compute(frame.map_partitions(len))[0]]
-            pack = dask.delayed(_pack_frame, pure=True)
-            blocks = [pack(part, self.n_features, self.n_outputs, self.has_weights)
-                      for part in frame.to_delayed()]
+            if encoder is None:
+                pack = dask.delayed(_pack_frame, pure=True)
+                blocks = [pack(part, self.n_features, self.n_outputs, self.has_weights)
+                          for part in frame.to_delayed()]
+            else:
+                pack = dask.delayed(_encode_frame_block, pure=True)
+                starts = np.concatenate([[0], np.cumsum(lengths)])
+                blocks = [pack(part, self.names, encoder, file.missing, int(start), self.dtype)
+                          for part, start in zip(frame.to_delayed(), starts)]
         self._set_blocks(blocks, lengths)
+        self.n_samples -= file.rows_dropped  # the rows read; blocks keep the file's row numbers
         return self
 
     def _set_blocks(self, blocks, lengths):
@@ -433,6 +510,9 @@ class DaskSource(Source):
 
     def take(self, rows):
         """The :class:`Chunk` of the sorted global ``rows``, gathered from their blocks (one compute)."""
+        if getattr(self, "rows_dropped", 0):
+            raise DataError(f"{self.describe()}: minibatches on Dask with rows left out for missing values "
+                            "are not supported; drop them from the file, or use full batches")
         rows = np.asarray(rows, dtype=np.int64)
         if rows.size == 0:
             return Chunk(np.empty((0, self.n_features), self.dtype), np.empty((0, self.n_outputs)),
@@ -460,6 +540,80 @@ class DaskSource(Source):
                 stop = offset + step
                 yield Chunk(X[offset:stop], y[offset:stop], None if weight is None else weight[offset:stop],
                             int(start) + offset)
+
+
+def _dtype_arrow_type(dtype):
+    """The Arrow type a pandas column of ``dtype`` becomes, for :func:`gradfit.sources.encoding.plan`."""
+    import pyarrow as pa
+
+    categories = getattr(dtype, "categories", None)
+    if categories is not None:  # pandas category: strings, or numeric codes
+        return pa.string() if categories.dtype.kind in "OUS" or str(categories.dtype).startswith("str") \
+            else pa.dictionary(pa.int32(), pa.float64())
+    if str(dtype) in ("bool", "boolean"):
+        return pa.bool_()
+    kind = getattr(getattr(dtype, "numpy_dtype", dtype), "kind", "O")
+    if kind in "iuf":
+        return pa.float64()
+    if kind in "mM":
+        return pa.timestamp("ns")  # not a category by "auto": refused as not numeric
+    return pa.string()  # object and string columns: text
+
+
+def _needs_encoder(frame, categorical):
+    """Whether a Dask dataframe has columns for the encoder (see :func:`gradfit.sources.frames.needs_encoder`)."""
+    if categorical is None:
+        return False
+    if not isinstance(categorical, str):
+        return True
+    return any(getattr(getattr(t, "numpy_dtype", t), "kind", "O") not in "iuf" for _, t in frame.dtypes.items())
+
+
+def _distinct(series):
+    """A partition's distinct non-missing values (merged by Dask's own reduction, on the cluster)."""
+    return series.dropna().drop_duplicates()
+
+
+def _encode_dask_frame(X, categorical, encoder, handle_unknown, dask, da):
+    """``(features as a Dask array, encoder)``: the levels learned on the cluster, one compute for all columns."""
+    from . import encoding
+
+    names = [str(c) for c in X.columns]
+    if encoder is None:
+        types = [_dtype_arrow_type(t) for _, t in X.dtypes.items()]
+        codings, references = encoding.plan(names, types, categorical, "the Dask input")
+        learn = [c for c in codings if c.categorical]
+        found = compute(*[X[c.name].map_partitions(_distinct).drop_duplicates() for c in learn])
+        for coding, values in zip(learn, found):
+            array = encoding.pandas_arrow(values.reset_index(drop=True))
+            integral = encoding.pa.types.is_integer(encoding.plain_array(array).type)
+            encoding.finish_levels(coding, encoding.distinct_values(array, coding.kind), integral, references,
+                                   "the Dask input")
+        encoder = encoding.TableEncoder(codings, handle_unknown)
+    elif encoder.raw_names != names:
+        raise ValueError(f"X has columns {names}, but the model was fitted on {encoder.raw_names}")
+    lengths = [int(n) for n in compute(X.map_partitions(len))[0]]
+    starts = np.concatenate([[0], np.cumsum(lengths)])
+    encode = dask.delayed(_encode_partition, pure=True)
+    blocks = [
+        da.from_delayed(encode(part, encoder, int(start)), shape=(n, encoder.n_features), dtype=np.float64)
+        for part, n, start in zip(X.to_delayed(), lengths, starts)
+    ]
+    return da.concatenate(blocks, axis=0), encoder
+
+
+def _encode_partition(frame, encoder, start):
+    """The features of a pandas partition (rows counted from 1 in messages, as for dataframes)."""
+    from .encoding import missing_mask, pandas_arrow
+
+    arrays = [pandas_arrow(frame.iloc[:, j]) for j in range(frame.shape[1])]
+    for name, array in zip(encoder.raw_names, arrays):
+        mask = missing_mask(array)
+        if not mask.all():
+            raise DataError(f"missing value in the Dask input at row {start + int(np.argmax(~mask)) + 1}, "
+                            f"column {name!r}")
+    where = lambda row, name: f"the Dask input, row {start + row + 1}, column {name!r}"  # noqa: E731
+    return encoder.encode(arrays, np.float64, where)
 
 
 def _pack_frame(frame, n_features, n_outputs, has_weights):
@@ -551,13 +705,17 @@ def predict_dask(model, X):
     Shape (n_samples,) for a single output, else (n_samples, n_outputs); a
     dataframe's columns must be the model's features, in order.
     """
-    require("dask.array")
+    da = require("dask.array")
     names = getattr(model, "feature_names_in_", None)
-    if hasattr(X, "columns"):
+    encoder = getattr(model, "encoder_", None)
+    if encoder is not None and hasattr(X, "columns"):
+        encoder.handle_unknown = model.handle_unknown
+        X, _ = _encode_dask_frame(X, None, encoder, model.handle_unknown, require("dask"), da)
+    elif hasattr(X, "columns"):
         if names is not None and list(X.columns) != list(names):
             raise ValueError(f"X has columns {list(X.columns)}, but the model was fitted on {list(names)}")
         X = X.to_dask_array()
-    if X.ndim != 2 or X.shape[1] != model.n_features_in_:
+    if X.ndim != 2 or X.shape[1] != len(np.atleast_2d(model.coef_)[0]):
         raise ValueError(f"X has shape {X.shape}, but the model expects {model.n_features_in_} features")
     coef = np.atleast_2d(model.coef_).T.astype(np.float64)
     intercept = np.atleast_1d(model.intercept_).astype(np.float64)

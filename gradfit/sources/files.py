@@ -19,6 +19,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.dataset as pa_ds
 
 from ..errors import DataError
+from . import encoding
 from .base import Chunk, Source, file_row_position, fold_in_threads, worker_threads
 
 CSV_SUFFIXES = (".csv", ".tsv", ".txt", ".csv.gz", ".tsv.gz")
@@ -83,13 +84,41 @@ class FileSource(Source):
         A column of non-negative row weights.
     batch_rows : int, default=65536
         Rows per streamed batch: memory is bounded by this, not the file size.
+    exclude : list of str, optional
+        Columns left out of the default features (not with ``features``).
+    categorical : "auto", list, dict or None, default="auto"
+        Which feature columns are categories (:mod:`gradfit.sources.encoding`);
+        their levels are learned in one pass over those columns when the
+        source is made.
+    missing : {"error", "drop", "keep"}, default="error"
+        ``"drop"`` leaves out rows with a missing value in a used column
+        (counted in ``missing_counts``, ``rows_dropped`` by one more pass);
+        ``"keep"`` (predictions) gives their features NaN.
+    encoder : TableEncoder, optional
+        A fitted model's encoder (its levels): features are its raw columns.
+    handle_unknown : {"error", "ignore"}, optional
+        Overrides the encoder's.
+    as_stored : bool, default=False
+        Hand the feature columns on as stored (no type checks), for
+        :class:`~gradfit.sources.formulas.FormulaSource`.
+
+    A first column with a blank name (the index ``DataFrame.to_csv`` writes)
+    is left out of the default features, with a note in ``notes``.
     """
 
-    def __init__(self, path, target, features=None, sample_weight=None, batch_rows=65536):
+    def __init__(self, path, target, features=None, sample_weight=None, batch_rows=65536, *,
+                 exclude=None, categorical="auto", missing="error", encoder=None, handle_unknown=None,
+                 as_stored=False):
         self.path = os.fspath(path)
         self.format = file_format(self.path)
         _check_readable(self.path, self.format)
         self.batch_rows = int(batch_rows)
+        if missing not in ("error", "drop", "keep"):
+            raise ValueError(f"missing must be 'error' or 'drop', not {missing!r}")
+        self.missing = missing
+        self.notes = []
+        self._as_stored = as_stored  # features handed on as stored (formulas): no type checks here
+        self._listed = encoding.parse_categorical(categorical)[0] if encoder is None else None
         targets = [target] if isinstance(target, str) else list(target)
         if not targets and features is None:
             raise DataError(f"{self.describe()}: no target column given")
@@ -97,15 +126,27 @@ class FileSource(Source):
         columns = self.schema.names
         targets = [_resolve(name, columns) for name in targets]
         features = None if features is None else [_resolve(name, columns) for name in features]
+        exclude = [_resolve(name, columns) for name in (exclude or ())]
+        if exclude and features is not None:
+            raise DataError(f"{self.describe()}: give the features or the columns to exclude, not both")
         sample_weight = _resolve(sample_weight, columns) if sample_weight else sample_weight
-        missing = [c for c in targets + list(features or []) + ([sample_weight] if sample_weight else []) if c not in columns]
-        if missing:
+        named = targets + list(features or []) + exclude + ([sample_weight] if sample_weight else [])
+        missing_columns = [c for c in named if c not in columns]
+        if missing_columns:
             raise DataError(
-                f"{self.describe()} has no column {missing[0]!r}; its columns are: "
+                f"{self.describe()} has no column {missing_columns[0]!r}; its columns are: "
                 f"{', '.join(_show_name(c) for c in columns[:50])}{', ...' if len(columns) > 50 else ''}"
             )
         if features is None:
-            features = [c for c in columns if c not in targets and c != sample_weight]
+            left_out = set(exclude)
+            if "__index_level_0__" in columns:  # pandas' to_parquet writes a named or non-range index so
+                left_out.add("__index_level_0__")
+                self.notes.append("column '__index_level_0__' (a pandas index) left out")
+            if columns[0] == "" and "" not in targets and "" != sample_weight and columns.count("") == 1:
+                # pandas' to_csv() writes the index first, with a blank name: not a feature
+                left_out.add("")
+                self.notes.append("the first column has no name (an index, as pandas' to_csv writes it): left out")
+            features = [c for c in columns if c not in targets and c != sample_weight and c not in left_out]
         features = list(features)
         if not features:
             raise DataError(f"{self.describe()} has no feature columns besides the target")
@@ -113,25 +154,94 @@ class FileSource(Source):
         if overlap:
             raise DataError(f"{self.describe()}: column {sorted(overlap)[0]!r} is both a feature and a target")
         _check_unique(self, columns, features + targets + ([sample_weight] if sample_weight else []))
-        self.feature_names = features
+        self.raw_feature_names = features
         self.target_names = targets
         self.weight_name = sample_weight
         self.has_weights = sample_weight is not None
-        self.n_features = len(features)
         self.n_outputs = len(targets)
         self.columns = features + targets + ([sample_weight] if sample_weight else [])
-        for name in self.columns:
+        for name in self.columns[len(features):]:
+            # CSV: the types are guessed from the first block; a bad value is located when read
             if self.format == "parquet" and not _numeric(self.schema.field(name).type):
                 raise DataError(
                     f"{self.describe()}, column {name!r}: type {self.schema.field(name).type} is not numeric"
                 )
+        if encoder is None:
+            codings, self._references = encoding.plan(
+                features, [self.schema.field(name).type for name in features], categorical, self.describe(),
+                guessed=self.format == "csv")
+            encoder = encoding.TableEncoder(codings)
+        elif list(encoder.raw_names) != features:
+            raise DataError(f"{self.describe()}: the model's columns are {', '.join(encoder.raw_names)}")
+        if handle_unknown is not None:
+            encoder.handle_unknown = handle_unknown
+        self.encoder = encoder
+        self._kinds = {c.name: c.kind for c in encoder.columns if c.categorical}
         if self.format == "parquet" and len(self.fragments) > 1:
             self._check_fragments()
+        self._plain = not encoder.categorical and missing == "error"
         feature_types = [self.schema.field(name).type for name in features]
         self.dtype = np.dtype(
-            np.float32 if all(t == pa.float32() for t in feature_types) else np.float64
+            np.float32 if not encoder.categorical and all(t == pa.float32() for t in feature_types) else np.float64
         )
         self.n_samples = self._count_rows()
+        self.missing_counts, self.rows_dropped = None, 0
+        if any(c.categorical and not c.levels for c in encoder.columns) or missing == "drop":
+            self._scan()
+        self.feature_names = encoder.feature_names
+        self.n_features = len(self.feature_names)
+
+    def _scan(self):
+        """One pass over the needed columns: the categories' levels, and the missing values to drop.
+
+        Reads only the categorical columns, unless rows with missing values
+        are dropped (then every used column, to count them and to learn the
+        levels of the rows kept only).
+        """
+        codings = self.encoder.columns
+        learn = [c for c in codings if c.categorical and not c.levels]
+        dropping = self.missing == "drop"
+        wanted = list(self.columns) if dropping else [c.name for c in learn]
+        found = {c.name: set() for c in learn}
+        counts = dict.fromkeys(self.columns, 0) if dropping else None
+        kept = rows = 0
+        for batch, start in self._raw_batches(wanted):
+            mask = None
+            if dropping:
+                masks = [encoding.missing_mask(batch.column(name)) for name in wanted]
+                for name, valid in zip(wanted, masks):
+                    counts[name] += int(valid.size - np.count_nonzero(valid))
+                mask = np.logical_and.reduce(masks)
+                kept += int(np.count_nonzero(mask))
+                batch = batch.filter(pa.array(mask))
+            rows += batch.num_rows if mask is None else mask.size
+            for coding in learn:
+                column = batch.column(coding.name)
+                if self.missing == "error" and column.null_count:
+                    row = int(np.argmax(~np.asarray(column.is_valid())))
+                    raise DataError(f"missing value in {self.describe()} at "
+                                    f"{self.row_position(start + row)}, column {coding.name!r}")
+                found[coding.name] |= encoding.distinct_values(column, coding.kind)
+        for coding in learn:
+            values = found[coding.name]
+            if self._auto_text_of_numbers(coding, values):
+                raise self._locate_csv_error(pa.ArrowInvalid(f"column {coding.name!r} is not numeric"))
+            integral = pa.types.is_integer(_value_type(self.schema.field(coding.name).type))
+            encoding.finish_levels(coding, values, integral, getattr(self, "_references", {}), self.describe())
+        if dropping:
+            self.missing_counts = {name: n for name, n in counts.items() if n}
+            self.rows_dropped = rows - kept
+            self.n_samples = kept  # the rows a pass yields (Parquet rows keep their numbers in messages)
+            if self.rows_dropped:
+                shown = ", ".join(f"{name!r}: {n}" for name, n in self.missing_counts.items())
+                self.notes.append(f"missing values: {self.rows_dropped} of {rows} rows left out ({shown})")
+
+    def _auto_text_of_numbers(self, coding, values):
+        """A CSV column that "auto" found to be text, but mostly holds numbers: a numeric column with bad cells."""
+        if self.format != "csv" or coding.kind != "string" or coding.name in (self._listed if isinstance(self._listed, list) else ()):
+            return False
+        numbers = sum(1 for v in values if NUMBER.fullmatch(v.strip()))
+        return numbers > 0 and 2 * numbers >= len(values)
 
     # -- opening -------------------------------------------------------------
 
@@ -198,9 +308,16 @@ class FileSource(Source):
             for column in self.columns:
                 if column not in schema.names:
                     raise DataError(f"{self.describe()}: {name} has no column {column!r}")
-                if not _numeric(schema.field(column).type):
+                if self._as_stored and column in self.raw_feature_names:
+                    continue
+                kind = self._kinds.get(column)
+                found = schema.field(column).type
+                if kind in ("string", "bool") and encoding.level_kind(found) != kind:
+                    raise DataError(f"{self.describe()}: {name}, column {column!r}: type {found} is not {kind} "
+                                    "as in the first file")
+                if kind not in ("string", "bool") and not _numeric(found):
                     raise DataError(
-                        f"{self.describe()}: {name}, column {column!r}: type {schema.field(column).type} is not numeric"
+                        f"{self.describe()}: {name}, column {column!r}: type {found} is not numeric"
                     )
         self._widen_differing_columns()
 
@@ -212,7 +329,8 @@ class FileSource(Source):
         """
         differing = [
             column for column in self.columns
-            if any(fragment.physical_schema.field(column).type != self.schema.field(column).type
+            if self._kinds.get(column) not in ("string", "bool") and not (
+                self._as_stored and column in self.raw_feature_names) and any(fragment.physical_schema.field(column).type != self.schema.field(column).type
                    for fragment in self.fragments)
         ]
         if not differing:
@@ -249,11 +367,31 @@ class FileSource(Source):
 
     # -- reading -------------------------------------------------------------
 
-    def _batches(self):
+    def _csv_types(self, columns):
+        """How each column is read from CSV: numbers as float64; text and bool as such where they are features."""
+        codings = {c.name: c for c in self.encoder.columns}
+        types = {}
+        for name in columns:
+            coding = codings.get(name)
+            inferred = self.schema.field(name).type
+            if coding is not None and coding.categorical:
+                types[name] = encoding.match_type(coding.kind)
+            elif coding is not None and pa.types.is_boolean(inferred):
+                types[name] = pa.bool_()  # "True"/"False" text: read as bool, then 1/0
+            else:
+                types[name] = pa.float64()
+        return types
+
+    def _batches(self, columns=None, as_stored=False):
+        columns = self.columns if columns is None else columns
         if self.format == "csv":
+            types = self._csv_types(columns) if not as_stored else {
+                name: pa.string() if pa.types.is_null(self.schema.field(name).type) else self.schema.field(name).type
+                for name in columns}
             convert = pa_csv.ConvertOptions(
-                include_columns=self.columns,
-                column_types={name: pa.float64() for name in self.columns},
+                include_columns=columns,
+                column_types=types,
+                strings_can_be_null=True,
             )
             reader = pa_csv.open_csv(
                 self.path,
@@ -265,17 +403,35 @@ class FileSource(Source):
             # pre_buffer (the default) reads ahead without bound: a 1 GiB file took
             # 1.4 GiB of memory. Without it, memory is a few row groups whatever the size.
             yield from self.dataset.to_batches(
-                columns=self.columns,
+                columns=columns,
                 batch_size=self.batch_rows,
                 fragment_scan_options=pa_ds.ParquetFragmentScanOptions(pre_buffer=False),
             )
 
-    def chunks(self):
+    def _raw_batches(self, columns, as_stored=False):
+        """``(batch, first row)`` of the given columns, errors located as :meth:`chunks` locates them.
+
+        ``as_stored``: CSV columns in the types guessed from the first block
+        (text stays text), for tables handed on whole (formulas).
+        """
         start = 0
         try:
+            for batch in self._batches(columns, as_stored):
+                yield batch, start
+                start += batch.num_rows
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+            if self.format == "csv":
+                raise self._locate_csv_error(exc) from None
+            raise DataError(f"{self.describe()}: {_first_line(exc)}") from None
+
+    def chunks(self):
+        start = 0
+        # dummies widen a row: a chunk of them stays about Source.chunk_bytes, not batch_rows rows
+        step = self.batch_rows if self._plain else min(self.batch_rows, self.rows_per_chunk())
+        try:
             for batch in self._batches():
-                for offset in range(0, batch.num_rows, self.batch_rows):
-                    part = batch.slice(offset, self.batch_rows)
+                for offset in range(0, batch.num_rows, step):
+                    part = batch.slice(offset, step)
                     yield self._to_chunk(part, start)
                     start += part.num_rows
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
@@ -316,6 +472,8 @@ class FileSource(Source):
         return self._row_cache.take(rows)
 
     def _to_chunk(self, batch, start):
+        if not self._plain:
+            return self._encoded_chunk(batch, start)
         n = batch.num_rows
         columns = [batch.column(name) for name in self.columns]
         for j, column in enumerate(columns):
@@ -334,6 +492,39 @@ class FileSource(Source):
             y[:, j] = columns[d + j].to_numpy(zero_copy_only=False)
         weight = columns[-1].to_numpy(zero_copy_only=False).astype(np.float64) if self.has_weights else None
         return Chunk(X, y, weight, start)
+
+    def _encoded_chunk(self, batch, start):
+        """A chunk through the encoder: categories to dummies, missing values dropped, named or kept as NaN."""
+        raw = len(self.raw_feature_names)
+        positions = None
+        if self.missing == "drop":
+            mask = np.logical_and.reduce([encoding.missing_mask(batch.column(name)) for name in self.columns])
+            if not mask.all():
+                batch = batch.filter(pa.array(mask))
+                positions = start + np.flatnonzero(mask)  # rows keep their numbers in messages
+        elif self.missing == "error":
+            for j, name in enumerate(self.columns):
+                valid = encoding.missing_mask(batch.column(name)) if j < raw else None
+                if (valid is not None and not valid.all()) or (valid is None and batch.column(name).null_count):
+                    row = int(np.argmax(~valid)) if valid is not None else \
+                        int(np.argmax(~np.asarray(batch.column(name).is_valid())))
+                    kind = "missing value"
+                    raise DataError(f"{kind} in {self.describe()} at {self.row_position(start + row)}, "
+                                    f"column {name!r}")
+        def where(row, name):
+            at = start + row if positions is None else int(positions[row])
+            return f"{self.describe()}, {self.row_position(at)}, column {name!r}"
+
+        X = self.encoder.encode([batch.column(name) for name in self.raw_feature_names], self.dtype, where)
+        n, k = batch.num_rows, self.n_outputs
+        y = np.empty((n, k), dtype=np.float64, order="F")
+        for j in range(k):
+            y[:, j] = encoding.plain_array(batch.column(raw + j)).to_numpy(zero_copy_only=False)
+        weight = None
+        if self.has_weights:
+            weight = encoding.plain_array(batch.column(self.weight_name)).to_numpy(zero_copy_only=False)
+            weight = weight.astype(np.float64)
+        return Chunk(X, y, weight, start, positions)
 
     def _locate_csv_error(self, exc, columns=None):
         """Find the line and column pyarrow stopped at; it does not report them itself.
@@ -372,6 +563,10 @@ class FileSource(Source):
         except (OSError, csv.Error, StopIteration, ValueError):
             pass  # the file is odd in a way this reader cannot place: say what pyarrow said
         return DataError(f"{self.describe()}: {_first_line(exc)}")
+
+
+def _value_type(arrow_type):
+    return arrow_type.value_type if pa.types.is_dictionary(arrow_type) else arrow_type
 
 
 def _resolve(name, columns):

@@ -1,0 +1,261 @@
+"""Formulas, ``price ~ size + np.log(area) + C(city) + size:rooms``, through formulaic.
+
+formulaic (the formula library glum uses) parses the formula and builds the
+design matrix of each chunk of rows; gradfit never parses a formula itself.
+What formulaic learns from data, the *model spec* (above all the levels of
+every categorical factor), must hold for the whole table, not for the first
+chunk of a streamed file. So the spec is learned in one pass over the
+chunks (:meth:`FormulaDesign.learn`): formulaic's state of each chunk is
+taken, the levels of each categorical factor are merged (sorted, so the
+reference level is the first in sorted order, as statsmodels and formulaic
+choose it on the whole table), and the merged spec then encodes every chunk
+alike. Only the formula and those levels are stored in the model file;
+predictions rebuild the spec from them.
+
+Transforms with a state of their own (``center(x)``, ``scale(x)``,
+``poly(x)``, ``bs(x)``) would learn it from one chunk only, and anew from the
+data predicted on: they are refused. Stateless ones (``np.log``,
+``np.sqrt``, ``I(x**2)``, interactions) stream without limit.
+
+formulaic's intercept column is the estimator's intercept: a formula with
+``- 1`` or ``+ 0`` needs ``fit_intercept=False`` (``--no-intercept``), and
+the other way round.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+
+import numpy as np
+
+from .errors import DataError, OptionError
+
+INTERCEPT = "Intercept"
+
+
+def _formulaic():
+    try:
+        import formulaic
+    except ImportError:  # pragma: no cover - a dependency; said in one line if it is missing
+        raise OptionError("formulas need the formulaic package: pip install formulaic") from None
+    return formulaic
+
+
+def _plain(value):
+    return value.item() if isinstance(value, np.generic) else value
+
+
+class FormulaDesign:
+    """A formula and the levels its categorical factors take in the data.
+
+    Parameters
+    ----------
+    formula : str
+        ``"y ~ x + C(g)"``; several targets as ``"y1 + y2 ~ …"``.
+    categories : dict, optional
+        ``{factor: sorted levels}`` learned before (a model file's); else
+        call :meth:`learn`.
+    handle_unknown : {"error", "ignore"}
+    """
+
+    def __init__(self, formula, categories=None, handle_unknown="error"):
+        formulaic = _formulaic()
+        try:
+            parsed = formulaic.Formula(formula)
+        except Exception as exc:  # formulaic's parser errors: one line, with the formula
+            raise OptionError(f"formula {formula!r}: {_one_line(exc)}") from None
+        if not hasattr(parsed, "lhs") or not parsed.lhs.required_variables:
+            raise OptionError(f"formula {formula!r} names no target: write it as 'y ~ x + ...'")
+        if not parsed.rhs.required_variables:
+            raise OptionError(
+                f"formula {formula!r} names no feature column gradfit can read; transforms with a state of "
+                "their own (center, scale, poly, bs) are not supported: compute those columns beforehand"
+            )
+        self.formula = formula
+        self.target_variables = sorted(parsed.lhs.required_variables)
+        self.feature_variables = sorted(parsed.rhs.required_variables)
+        self.categories = None if categories is None else {k: list(v) for k, v in categories.items()}
+        self.handle_unknown = handle_unknown
+        self._found = {}
+        self._spec = None
+        self._first = True
+        self._chunks_learned = 0
+
+    @property
+    def variables(self):
+        """The table's columns the formula reads: targets first."""
+        return self.target_variables + [v for v in self.feature_variables if v not in self.target_variables]
+
+    # -- learning -----------------------------------------------------------------
+
+    def learn(self, frame):
+        """Take formulaic's state of one chunk (a DataFrame) into the merged levels."""
+        specs = self._materialize(frame).model_spec
+        rhs = specs.rhs
+        self._chunks_learned += 1
+        if rhs.transform_state:
+            # its state would come from one chunk, and be learned anew from the data predicted on
+            names = ", ".join(sorted(rhs.transform_state))
+            raise OptionError(
+                f"formula {self.formula!r}: {names} learns a state from the data, which gradfit does not "
+                "keep; compute that column beforehand, or use stateless transforms (np.log, I(x**2), x:z)"
+            )
+        for factor, (kind, state) in rhs.encoder_state.items():
+            if getattr(kind, "value", kind) == "categorical":
+                self._found.setdefault(factor, set()).update(_plain(v) for v in state["categories"])
+
+    def finish(self):
+        """Fix the merged levels (sorted): every chunk is encoded with them from now on."""
+        self.categories = {factor: sorted(levels) for factor, levels in self._found.items()}
+        self._spec = None
+
+    def _materialize(self, frame):
+        formulaic = _formulaic()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                return formulaic.model_matrix(self.formula, frame, na_action="ignore")
+            except Exception as exc:
+                stateful = re.search(r"\b(center|scale|standardize|poly|bs|cs|cc|te|lag)\s*\(", self.formula)
+                if stateful:  # formulaic does not list their variables: they were not read
+                    raise OptionError(
+                        f"formula {self.formula!r}: {stateful.group(1)}() learns a state from the data, which "
+                        "gradfit does not keep; compute that column beforehand") from None
+                raise DataError(f"formula {self.formula!r}: {_one_line(exc)}") from None
+
+    def _rhs_spec(self, frame):
+        """The right-hand side's spec with the learned levels (built once, from the first chunk seen)."""
+        if self._spec is None:
+            formulaic = _formulaic()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                try:
+                    spec = formulaic.model_matrix(
+                        formulaic.Formula(self.formula).rhs, frame, na_action="ignore").model_spec
+                except Exception as exc:
+                    raise DataError(f"formula {self.formula!r}: {_one_line(exc)}") from None
+            state = dict(spec.encoder_state)
+            for factor, levels in (self.categories or {}).items():
+                if factor in state:
+                    kind, old = state[factor]
+                    old = dict(old)
+                    old["categories"] = list(levels)
+                    contrasts = old.get("contrasts")
+                    if contrasts is not None:
+                        old["contrasts"] = type(contrasts)(contrasts=contrasts.contrasts, levels=list(levels))
+                    state[factor] = (kind, old)
+            self._spec = spec.update(encoder_state=state, structure=None)
+        return self._spec
+
+    # -- encoding -------------------------------------------------------------------
+
+    def transform(self, frame, where=None, targets=True):
+        """``(X, y, feature_names, target_names)`` of a chunk; ``y`` is None without ``targets``.
+
+        ``where(row, column)`` names a row for the message about an unseen level.
+        """
+        spec = self._rhs_spec(frame)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                matrix = spec.get_model_matrix(frame, na_action="ignore")
+            except Exception as exc:
+                raise DataError(f"formula {self.formula!r}: {_one_line(exc)}") from None
+        unseen = [w for w in caught if "categories outside of the nominated levels" in str(w.message)]
+        if unseen and self.handle_unknown == "error":
+            raise self._unseen_error(frame, where)
+        names = [str(c) for c in matrix.columns]
+        X = np.asarray(matrix, dtype=np.float64)
+        keep = [j for j, name in enumerate(names) if name != INTERCEPT]
+        self.has_intercept = len(keep) < len(names)
+        X = np.asfortranarray(X[:, keep])
+        names = [names[j] for j in keep]
+        y = target_names = None
+        if targets:
+            formulaic = _formulaic()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                lhs = formulaic.model_matrix(formulaic.Formula(self.formula).lhs, frame, na_action="ignore")
+            target_names = [str(c) for c in lhs.columns]
+            y = np.asfortranarray(np.asarray(lhs, dtype=np.float64))
+        return X, y, names, target_names
+
+    def _unseen_error(self, frame, where):
+        """Name the first value of a categorical variable not among the learned levels."""
+        known = set()
+        for levels in (self.categories or {}).values():
+            known.update(str(v) for v in levels)
+        for column in self.feature_variables:
+            if column not in frame.columns:
+                continue
+            values = frame[column]
+            if values.dtype.kind in "f" and not any(f"({column})" in f or f == column for f in self.categories):
+                continue
+            for factor, levels in (self.categories or {}).items():
+                if factor == column or factor.startswith(("C(" + column + ")", "C(" + column + ",")):
+                    texts = {str(v) for v in levels}
+                    bad = np.flatnonzero(~values.astype(str).isin(texts).to_numpy() & values.notna().to_numpy())
+                    if bad.size:
+                        row = int(bad[0])
+                        at = where(row, column) if where else f"row {row}, column {column!r}"
+                        return DataError(
+                            f"{at}: category {str(values.iloc[row])!r} was not in the training data; to give it "
+                            "zero effect, use handle_unknown='ignore' (--handle-unknown ignore)"
+                        )
+        return DataError(f"formula {self.formula!r}: a category was not in the training data; to give it "
+                         "zero effect, use handle_unknown='ignore' (--handle-unknown ignore)")
+
+    def check_intercept(self, fit_intercept):
+        """Refuse a formula whose intercept (or its absence) differs from ``fit_intercept``."""
+        has = getattr(self, "has_intercept", True)
+        if has != bool(fit_intercept):
+            advice = ("remove '- 1' / '+ 0', or use fit_intercept=False (--no-intercept)" if fit_intercept
+                      else "use fit_intercept=True (drop --no-intercept), or write the formula with '- 1'")
+            raise OptionError(
+                f"formula {self.formula!r} {'has an' if has else 'has no'} intercept, but fit_intercept="
+                f"{bool(fit_intercept)}; the formula's intercept is the estimator's: {advice}"
+            )
+
+    # -- the model file -------------------------------------------------------------
+
+    def to_json(self):
+        return {"formula": self.formula,
+                "categories": [{"factor": f, "levels": [_plain(v) for v in levels]}
+                               for f, levels in (self.categories or {}).items()]}
+
+    @classmethod
+    def from_json(cls, document, fail):
+        if not isinstance(document, dict) or not isinstance(document.get("formula"), str):
+            fail("'formula' must be an object with the formula's text")
+        categories = {}
+        for i, item in enumerate(document.get("categories", [])):
+            if not (isinstance(item, dict) and isinstance(item.get("factor"), str)
+                    and isinstance(item.get("levels"), list)
+                    and all(isinstance(v, (str, int, float, bool)) for v in item["levels"])):
+                fail(f"'formula.categories[{i}]' must be an object with a 'factor' and a list of 'levels'")
+            categories[item["factor"]] = item["levels"]
+        try:
+            return cls(document["formula"], categories)
+        except OptionError as exc:
+            fail(str(exc))
+
+
+def frame_missing(frame, columns, missing, where):
+    """``(frame kept, per-column counts, rows dropped)`` for ``missing``, or a DataError naming the first gap."""
+    present = {column: frame[column].notna().to_numpy() for column in columns}
+    if missing == "drop":
+        keep = np.logical_and.reduce(list(present.values())) if present else np.ones(len(frame), bool)
+        counts = {column: int(np.count_nonzero(~mask)) for column, mask in present.items()}
+        if not keep.all():
+            frame = frame[keep]
+        return frame, counts, int(np.count_nonzero(~keep))
+    for column, mask in present.items():
+        if not mask.all():
+            raise DataError(f"missing value in {where(int(np.argmax(~mask)), column)}; to leave such rows out, "
+                            "use missing='drop' (--missing drop)")
+    return frame, {}, 0
+
+
+def _one_line(exc):
+    return " ".join(str(exc).split()) or type(exc).__name__
