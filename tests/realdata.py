@@ -193,8 +193,8 @@ def synthetic(condition, n_samples=400, n_features=8, noise=0.5, seed=0):
     The features' correlation matrix ``C`` gets eigenvalues spaced
     geometrically from ``λmin`` to ``λmax = condition·λmin`` with mean 1
     (``scipy.stats.random_correlation``, unit diagonal); then
-    ``Z = √n · Q · C^{1/2}`` with ``Q`` orthonormal columns orthogonal to the
-    ones vector, so ``Z`` is centred with ``ZᵀZ/n = C`` exactly, and
+    ``Z = W · C^{1/2}`` with ``W`` centred normal noise whitened so that
+    ``WᵀW/n = I``, so ``Z`` is centred with ``ZᵀZ/n = C`` exactly, and
     ``X = Z·spread + offset`` puts each feature in units of its own (which
     standardization removes again). ``y = X @ coef + 3 + noise``.
 
@@ -221,8 +221,9 @@ def synthetic(condition, n_samples=400, n_features=8, noise=0.5, seed=0):
     root = (vectors * np.sqrt(np.clip(values, 0, None))) @ vectors.T
     raw = rng.normal(size=(n_samples, n_features))
     raw -= raw.mean(axis=0)
-    orthonormal, _ = np.linalg.qr(raw)
-    Z = np.sqrt(n_samples) * orthonormal @ root
+    # whiten: rawᵀraw/n = LLᵀ, so W = raw·L⁻ᵀ has WᵀW/n = I exactly (to rounding; L is well conditioned)
+    lower = np.linalg.cholesky(raw.T @ raw / n_samples)
+    Z = raw @ (np.linalg.inv(lower).T @ root)
     spread = 10.0 ** rng.uniform(-1, 2, size=n_features)
     offset = rng.normal(size=n_features) * spread * 2
     X = Z * spread + offset
