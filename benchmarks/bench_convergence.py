@@ -116,9 +116,9 @@ def problems(X, y):
     Xc = X - X.mean(axis=0)
     net_alpha = 0.02 * 2 * float(np.max(np.abs(Xc.T @ (y - y.mean())))) / n  # gradfit's; ElasticNet's is half
     del Xc
-    least_squares = oracles._centred_lstsq(X, y)
-    ridge = oracles._centred_lstsq(X, y, ridge=ridge_alpha)
-    net = oracles.elastic_net(X, y, net_alpha, 0.5)
+    least_squares = oracles.centred_lstsq(X, y)
+    ridge = oracles.centred_lstsq(X, y, ridge=ridge_alpha)
+    net = oracles.elastic_net(X, y, net_alpha, 0.5, precompute=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         huber_peer = HuberRegressor(alpha=0.0).fit(X, y)  # for its scale_; timed again below
