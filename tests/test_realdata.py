@@ -182,8 +182,9 @@ def test_oracles_agree_with_each_other(dataset):
     for variant in ("l1", "elasticnet"):
         solution = oracle_for(dataset, variant)
         assert solution.error < 1e-9, f"{variant}: sklearn's coordinate descent left a duality gap {solution.error:.2g}"
-        other = oracles.smooth(data.X, data.y, problem_for(dataset, variant))
-        assert other.objective >= solution.objective * (1 - 1e-9), "L-BFGS-B found a lower objective than sklearn"
+        if dataset not in HEAVY:  # the gap already certifies it; a second solver where it is cheap
+            other = oracles.smooth(data.X, data.y, problem_for(dataset, variant))
+            assert other.objective >= solution.objective * (1 - 1e-9), "L-BFGS-B found a lower objective than sklearn"
     assert oracle_for(dataset, "huber").error < 1e-9
     assert oracle_for(dataset, "absolute_error").error < 1e-9
 
@@ -320,7 +321,11 @@ def test_weighted_statistics_are_statsmodels_wls(dataset):
 # -- files -------------------------------------------------------------------------------
 
 FILE_SETS = ("longley", "diabetes", "star98", "synthetic_1e6")
+#: the pass engine reads a file once per epoch: its losses on the two cheapest sets only
+PASS_FILE_SETS = ("longley", "synthetic_1e6")
 FILE_KINDS = ("csv", "parquet")
+STATISTICS_VARIANTS = QUADRATIC + ("l1", "elasticnet")
+FILE_CELLS = _cells(FILE_SETS, STATISTICS_VARIANTS) + _cells(PASS_FILE_SETS, ("huber", "absolute_error"))
 
 
 @pytest.fixture(scope="module")
@@ -329,7 +334,7 @@ def file_dir(tmp_path_factory):
 
 
 @pytest.mark.parametrize("kind", FILE_KINDS)
-@pytest.mark.parametrize("dataset,variant", _cells(FILE_SETS, VARIANTS))
+@pytest.mark.parametrize("dataset,variant", FILE_CELLS)
 def test_files_converged_means_optimum(dataset, variant, kind, file_dir):
     data = realdata.load(dataset)
     estimator, messages = fitted(dataset, variant, True, kind, file_dir)
@@ -338,7 +343,17 @@ def test_files_converged_means_optimum(dataset, variant, kind, file_dir):
 
 
 @pytest.mark.parametrize("kind", FILE_KINDS)
-@pytest.mark.parametrize("dataset,variant", _cells(FILE_SETS, QUADRATIC + REACH_TOL))
+@pytest.mark.parametrize("dataset,variant", _cells(PASS_FILE_SETS, STATISTICS_VARIANTS))
+def test_files_raw_converged_means_optimum(dataset, variant, kind, file_dir):
+    """``standardize=False`` from files: the statistics engine's cells on the two cheapest sets."""
+    data = realdata.load(dataset)
+    estimator, messages = fitted(dataset, variant, False, kind, file_dir)
+    check_honest(estimator, messages, data.X, data.y, problem_for(dataset, variant), oracle_for(dataset, variant),
+                 condition=data.condition_number)
+
+
+@pytest.mark.parametrize("kind", FILE_KINDS)
+@pytest.mark.parametrize("dataset,variant", _cells(FILE_SETS, STATISTICS_VARIANTS) + _cells(PASS_FILE_SETS, ("huber",)))
 def test_files_defaults_reach_optimum(dataset, variant, kind, file_dir):
     estimator, _ = fitted(dataset, variant, True, kind, file_dir)
     assert_reaches_optimum(estimator, realdata.load(dataset), dataset, variant)
