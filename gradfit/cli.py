@@ -24,7 +24,7 @@ from sklearn.utils._param_validation import InvalidParameterError
 
 from . import metrics, progress, registry
 from .engines import ENGINES
-from .errors import DataError, DivergenceError, GradfitError
+from .errors import DataError, DivergenceError, GradfitError, OptionError
 from .estimator import GDRegressor, load
 from .model import atomic_writer, read_document
 from .progress import PrintProgress
@@ -91,6 +91,15 @@ def _dask_address(text):
     try:
         return parse_address(text)
     except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _memory_size(text):
+    from .sources.columns import parse_size
+
+    try:
+        return parse_size(text)
+    except OptionError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
@@ -279,8 +288,11 @@ def cmd_train(args):
     if outputs.check_plot_dir(args.plot):
         raise GradfitError(outputs.check_plot_dir(args.plot))
     if args.dask is not None:
+        if args.memory is not None:
+            raise UsageError("--memory has no effect with --dask: the workers hold the data")
         return _train_on_dask(args, settings)
-    source = FileSource(args.data, target=args.target, features=args.features, sample_weight=args.sample_weight)
+    source = FileSource(args.data, target=args.target, features=args.features, sample_weight=args.sample_weight,
+                        memory=args.memory)
     return _train(args, settings, source)
 
 
@@ -498,6 +510,11 @@ def build_parser():
     train.add_argument("--resume", metavar="PATH",
                        help="go on from a checkpoint made by the same command on the same data "
                             "(only --epochs may differ); the result equals an unbroken run's")
+    train.add_argument("--memory", type=_memory_size, metavar="SIZE",
+                       help="the most memory for keeping the file's needed columns after the first pass, e.g. "
+                            "512MiB or 4GiB (0: keep none); within it later epochs read memory, beyond it a CSV "
+                            "file's columns go to a binary cache in TMPDIR. Default: a quarter of the machine's "
+                            "memory, or what is available if less")
     train.add_argument("--dask", type=_dask_address, metavar="local[:N]|tcp://HOST:PORT",
                        help="read and sum the data on Dask workers: a local cluster of N worker "
                        "processes (default 2), or a running scheduler (pip install gradfit[dask])")

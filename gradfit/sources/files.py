@@ -19,11 +19,19 @@ import pyarrow.csv as pa_csv
 import pyarrow.dataset as pa_ds
 
 from ..errors import DataError
+from .columns import ColumnStore, memory_budget, row_bytes
 from .base import Chunk, Source, file_row_position, fold_in_threads, worker_threads
 
 CSV_SUFFIXES = (".csv", ".tsv", ".txt", ".csv.gz", ".tsv.gz")
 PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
 # pyarrow's default spellings of a missing value in CSV (ConvertOptions.null_values)
+#: the most bytes of needed columns (as float64) in one streamed batch: wide files get fewer rows
+STREAM_BATCH_BYTES = 8 << 20
+#: batches pyarrow decodes ahead within a file, and files it opens ahead (its defaults: 16 and 4)
+STREAM_READAHEAD_BATCHES = 1
+STREAM_READAHEAD_FILES = 1
+#: bytes of a Parquet column chunk read at a time (not the whole row group's chunk)
+STREAM_BUFFER_BYTES = 1 << 20
 NULL_SPELLINGS = frozenset(pa_csv.ConvertOptions().null_values)
 # What pyarrow reads as a number: Python's float() also takes "1_000" and other
 # digits than ASCII, which would hide the bad value from _locate_csv_error.
@@ -82,14 +90,26 @@ class FileSource(Source):
     sample_weight : str, optional
         A column of non-negative row weights.
     batch_rows : int, default=65536
-        Rows per streamed batch: memory is bounded by this, not the file size.
+        The most rows per streamed batch; fewer for wide files, so that a batch
+        holds at most :data:`STREAM_BATCH_BYTES` (memory is bounded by this,
+        not by the file's size or layout).
+    memory : int or str, optional
+        The most bytes of needed columns kept in memory after the first pass
+        (bytes, or a size such as ``"512MiB"`` or ``"4GiB"``; ``0`` keeps
+        none). Within it every later pass reads memory, not the file; beyond
+        it a CSV file's columns go to a binary cache in ``TMPDIR`` and Parquet
+        is streamed again (:mod:`gradfit.sources.columns`). Default:
+        :func:`~gradfit.sources.columns.default_memory_budget`, a quarter of
+        the machine's memory or what is available, whichever is less.
     """
 
-    def __init__(self, path, target, features=None, sample_weight=None, batch_rows=65536):
+    def __init__(self, path, target, features=None, sample_weight=None, batch_rows=65536, memory=None):
         self.path = os.fspath(path)
         self.format = file_format(self.path)
         _check_readable(self.path, self.format)
         self.batch_rows = int(batch_rows)
+        self.memory = memory_budget(memory)
+        self._columns = None
         targets = [target] if isinstance(target, str) else list(target)
         if not targets and features is None:
             raise DataError(f"{self.describe()}: no target column given")
@@ -249,34 +269,58 @@ class FileSource(Source):
 
     # -- reading -------------------------------------------------------------
 
+    def stream_batch_rows(self):
+        """Rows per streamed batch: ``batch_rows``, fewer for wide files (at most :data:`STREAM_BATCH_BYTES`)."""
+        width = len(self.columns) * 8
+        return max(1, min(self.batch_rows, STREAM_BATCH_BYTES // width))
+
     def _batches(self):
+        rows = self.stream_batch_rows()
         if self.format == "csv":
             convert = pa_csv.ConvertOptions(
                 include_columns=self.columns,
                 column_types={name: pa.float64() for name in self.columns},
             )
+            # A block of text makes one batch: about 16 bytes of text a value (at
+            # least 1 MiB, which pyarrow needs for long lines).
+            block = max(1 << 20, min(rows * len(self.columns) * 16, 4 * STREAM_BATCH_BYTES))
             reader = pa_csv.open_csv(
                 self.path,
-                read_options=pa_csv.ReadOptions(block_size=max(1 << 20, self.batch_rows * 16)),
+                read_options=pa_csv.ReadOptions(block_size=block),
                 convert_options=convert,
             )
             yield from reader
         else:
-            # pre_buffer (the default) reads ahead without bound: a 1 GiB file took
-            # 1.4 GiB of memory. Without it, memory is a few row groups whatever the size.
+            # Memory whatever the layout: pyarrow by default reads 16 batches ahead
+            # in each of 4 files, pre-buffers whole row groups (pre_buffer: a 1 GiB
+            # file took 1.4 GiB) and loads a row group's column chunks whole. Here
+            # one batch ahead in one file, read through a buffered stream, so that
+            # a few batches of STREAM_BATCH_BYTES and the pages being decoded are
+            # all that is held, whatever the files, columns or row groups.
             yield from self.dataset.to_batches(
                 columns=self.columns,
-                batch_size=self.batch_rows,
-                fragment_scan_options=pa_ds.ParquetFragmentScanOptions(pre_buffer=False),
+                batch_size=rows,
+                batch_readahead=STREAM_READAHEAD_BATCHES,
+                fragment_readahead=STREAM_READAHEAD_FILES,
+                fragment_scan_options=pa_ds.ParquetFragmentScanOptions(
+                    pre_buffer=False, use_buffered_stream=True, buffer_size=STREAM_BUFFER_BYTES,
+                ),
             )
 
     def chunks(self):
+        if self._columns is not None and self._columns.complete:
+            yield from self._columns.chunks()  # read once already: memory, or the binary cache
+            return
+        store = ColumnStore(self.memory, self.n_samples, self.format == "csv", row_bytes(self))
+        store = store if store.active else None
         start = 0
         try:
             for batch in self._batches():
-                for offset in range(0, batch.num_rows, self.batch_rows):
-                    part = batch.slice(offset, self.batch_rows)
-                    yield self._to_chunk(part, start)
+                rows = self.stream_batch_rows()
+                for offset in range(0, batch.num_rows, rows):
+                    part = batch.slice(offset, rows)
+                    chunk = self._to_chunk(part, start)
+                    yield chunk if store is None else store.keep(chunk)
                     start += part.num_rows
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
             if self.format == "csv":
@@ -284,6 +328,9 @@ class FileSource(Source):
             raise DataError(f"{self.describe()}: {_first_line(exc)}") from None
         if self.n_samples is None:
             self.n_samples = start
+        if store is not None:
+            store.finish(self)
+            self._columns = store if store.complete else None
 
     def reduce(self, function, combine):
         """The fold of :meth:`Source.reduce`, the chunks' work on threads while the next batch is read.
@@ -294,7 +341,9 @@ class FileSource(Source):
         batches are held at once.
         """
         threads = worker_threads()
-        if threads < 2:
+        kept = self._columns is not None and self._columns.complete
+        if threads < 2 or (kept and self._columns.n_chunks < 2):
+            # one kept chunk: handing it to a thread costs more than a small epoch (60 µs)
             return super().reduce(function, combine)
         return fold_in_threads(function, combine, self.chunks(), threads)
 
@@ -309,6 +358,10 @@ class FileSource(Source):
         minibatch then reads only its rows from it, since neither CSV nor a
         Parquet row group can be read from the middle.
         """
+        if self._columns is not None and self._columns.complete:
+            kept = self._columns.take(rows)
+            if kept is not None:
+                return kept
         if self._row_cache is None:
             from .rowcache import RowCache
 
