@@ -113,10 +113,14 @@ class ColumnStore:
         (CSV, whose parsing is the cost) or are dropped (Parquet, already binary).
     row_bytes : int
         Bytes of one row as kept: ``d·itemsize(X) + 8k (+ 8 with weights)``.
+    block_rows : int
+        Rows of the blocks kept (``Source.rows_per_chunk``).
     """
 
-    def __init__(self, budget, n_samples, spill, row_bytes):
+    def __init__(self, budget, n_samples, spill, row_bytes, block_rows):
         self.budget = int(budget)
+        self.block_rows = int(block_rows)
+        self.pending = []  # chunks not yet joined into a block
         self.spill = spill
         self.row_bytes = int(row_bytes)
         self.kept = []  # the chunks in memory, while filling or when complete in memory
@@ -137,23 +141,45 @@ class ColumnStore:
         return self.where is not None
 
     def keep(self, chunk):
-        """Keep ``chunk`` and return it C-ordered (what the later passes will yield)."""
+        """Keep ``chunk`` and return it C-ordered.
+
+        Consecutive chunks are kept joined in blocks of ``block_rows`` rows,
+        the size the engines' threads take from arrays in memory.
+        """
         chunk = Chunk(
             np.ascontiguousarray(chunk.X), np.ascontiguousarray(chunk.y),
             None if chunk.sample_weight is None else np.ascontiguousarray(chunk.sample_weight), chunk.start,
         )
-        if self.where == "memory":
-            self.kept_bytes += chunk.n_rows * self.row_bytes
-            if self.kept_bytes <= self.budget:
-                self.kept.append(chunk)
-                return chunk
+        if self.where is None:
+            return chunk
+        self.kept_bytes += chunk.n_rows * self.row_bytes
+        if self.where == "memory" and self.kept_bytes > self.budget:
             self.where = "disk" if self.spill else None
             held, self.kept = self.kept, []
-            for earlier in held:
-                self._write(earlier)
-        if self.where == "disk":
-            self._write(chunk)
+            for block in held:
+                self._write(block)
+            if self.where is None:
+                self.pending = []
+                return chunk
+        self.pending.append(chunk)
+        if sum(part.n_rows for part in self.pending) >= self.block_rows:
+            self._flush()
         return chunk
+
+    def _flush(self):
+        parts, self.pending = self.pending, []
+        if not parts:
+            return
+        if len(parts) == 1:
+            block = parts[0]
+        else:
+            weights = [part.sample_weight for part in parts]
+            block = Chunk(np.concatenate([part.X for part in parts]), np.concatenate([part.y for part in parts]),
+                          None if weights[0] is None else np.concatenate(weights), parts[0].start)
+        if self.where == "memory":
+            self.kept.append(block)
+        else:
+            self._write(block)
 
     def _write(self, chunk):
         if self.where != "disk":
@@ -175,6 +201,8 @@ class ColumnStore:
 
     def finish(self, source):
         """The pass ended: from now on :meth:`chunks` serves every pass (if anything was kept)."""
+        if self.where is not None:
+            self._flush()
         if self.where == "disk":
             self.file.flush()
         self.complete = self.active

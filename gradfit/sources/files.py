@@ -28,7 +28,7 @@ PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
 #: the most bytes of needed columns (as float64) in one streamed batch: wide files get fewer rows
 STREAM_BATCH_BYTES = 8 << 20
 #: batches pyarrow decodes ahead within a file, and files it opens ahead (its defaults: 16 and 4)
-STREAM_READAHEAD_BATCHES = 1
+STREAM_READAHEAD_BATCHES = 4
 STREAM_READAHEAD_FILES = 1
 #: bytes of a Parquet column chunk read at a time (not the whole row group's chunk)
 STREAM_BUFFER_BYTES = 1 << 20
@@ -294,9 +294,9 @@ class FileSource(Source):
             # Memory whatever the layout: pyarrow by default reads 16 batches ahead
             # in each of 4 files, pre-buffers whole row groups (pre_buffer: a 1 GiB
             # file took 1.4 GiB) and loads a row group's column chunks whole. Here
-            # one batch ahead in one file, read through a buffered stream, so that
-            # a few batches of STREAM_BATCH_BYTES and the pages being decoded are
-            # all that is held, whatever the files, columns or row groups.
+            # a few batches ahead in one file, read through a buffered stream, so
+            # that a few batches of STREAM_BATCH_BYTES and the pages being decoded
+            # are all that is held, whatever the files, columns or row groups.
             yield from self.dataset.to_batches(
                 columns=self.columns,
                 batch_size=rows,
@@ -311,7 +311,7 @@ class FileSource(Source):
         if self._columns is not None and self._columns.complete:
             yield from self._columns.chunks()  # read once already: memory, or the binary cache
             return
-        store = ColumnStore(self.memory, self.n_samples, self.format == "csv", row_bytes(self))
+        store = ColumnStore(self.memory, self.n_samples, self.format == "csv", row_bytes(self), self.rows_per_chunk())
         store = store if store.active else None
         start = 0
         try:
@@ -340,10 +340,12 @@ class FileSource(Source):
         (:func:`~gradfit.sources.base.fold_in_threads`), and at most a few
         batches are held at once.
         """
+        if self._columns is not None and self._columns.complete and self._columns.n_chunks < 2:
+            # one kept chunk: handing it to a thread (or asking BLAS its threads,
+            # ~50 µs) costs as much as a small epoch
+            return super().reduce(function, combine)
         threads = worker_threads()
-        kept = self._columns is not None and self._columns.complete
-        if threads < 2 or (kept and self._columns.n_chunks < 2):
-            # one kept chunk: handing it to a thread costs more than a small epoch (60 µs)
+        if threads < 2:
             return super().reduce(function, combine)
         return fold_in_threads(function, combine, self.chunks(), threads)
 
