@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.dataset as pa_ds
+import pyarrow.parquet as pq
 
 from ..errors import DataError
 from .columns import ColumnStore, memory_budget, row_bytes
@@ -27,9 +28,6 @@ PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
 # pyarrow's default spellings of a missing value in CSV (ConvertOptions.null_values)
 #: the most bytes of needed columns (as float64) in one streamed batch: wide files get fewer rows
 STREAM_BATCH_BYTES = 8 << 20
-#: batches pyarrow decodes ahead within a file, and files it opens ahead (its defaults: 16 and 4)
-STREAM_READAHEAD_BATCHES = 4
-STREAM_READAHEAD_FILES = 1
 #: bytes of a Parquet column chunk read at a time (not the whole row group's chunk)
 STREAM_BUFFER_BYTES = 1 << 20
 NULL_SPELLINGS = frozenset(pa_csv.ConvertOptions().null_values)
@@ -291,21 +289,19 @@ class FileSource(Source):
             )
             yield from reader
         else:
-            # Memory whatever the layout: pyarrow by default reads 16 batches ahead
-            # in each of 4 files, pre-buffers whole row groups (pre_buffer: a 1 GiB
-            # file took 1.4 GiB) and loads a row group's column chunks whole. Here
-            # a few batches ahead in one file, read through a buffered stream, so
-            # that a few batches of STREAM_BATCH_BYTES and the pages being decoded
-            # are all that is held, whatever the files, columns or row groups.
-            yield from self.dataset.to_batches(
-                columns=self.columns,
-                batch_size=rows,
-                batch_readahead=STREAM_READAHEAD_BATCHES,
-                fragment_readahead=STREAM_READAHEAD_FILES,
-                fragment_scan_options=pa_ds.ParquetFragmentScanOptions(
-                    pre_buffer=False, use_buffered_stream=True, buffer_size=STREAM_BUFFER_BYTES,
-                ),
-            )
+            # Memory whatever the layout: the dataset scanner reads 16 batches ahead
+            # in each of 4 files by default, pre-buffers whole row groups (a 1 GiB
+            # file took 1.4 GiB) and decodes a row group whole before slicing it
+            # into batches (a file of one huge row group took twice its size).
+            # ParquetFile.iter_batches, one file at a time, decodes batch by batch
+            # through a buffered stream: what is held is a batch of at most
+            # STREAM_BATCH_BYTES and one page of each needed column.
+            for fragment in self.fragments:
+                reader = pq.ParquetFile(fragment.path, pre_buffer=False, buffer_size=STREAM_BUFFER_BYTES)
+                try:
+                    yield from reader.iter_batches(batch_size=rows, columns=self.columns, use_threads=True)
+                finally:
+                    reader.close()
 
     def chunks(self):
         if self._columns is not None and self._columns.complete:
