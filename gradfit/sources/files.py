@@ -28,7 +28,7 @@ PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
 # pyarrow's default spellings of a missing value in CSV (ConvertOptions.null_values)
 #: the most bytes of needed columns (as float64) in one streamed batch: wide files get fewer rows
 STREAM_BATCH_BYTES = 8 << 20
-#: bytes of a Parquet column chunk read at a time (not the whole row group's chunk)
+#: the most bytes of a Parquet column chunk read at a time (not the whole row group's chunk)
 STREAM_BUFFER_BYTES = 1 << 20
 NULL_SPELLINGS = frozenset(pa_csv.ConvertOptions().null_values)
 # What pyarrow reads as a number: Python's float() also takes "1_000" and other
@@ -297,7 +297,9 @@ class FileSource(Source):
             # through a buffered stream: what is held is a batch of at most
             # STREAM_BATCH_BYTES and one page of each needed column.
             for fragment in self.fragments:
-                reader = pq.ParquetFile(fragment.path, pre_buffer=False, buffer_size=STREAM_BUFFER_BYTES)
+                # a buffer a column: their sum stays near a batch's bytes however many columns
+                buffer = max(64 << 10, min(STREAM_BUFFER_BYTES, STREAM_BATCH_BYTES // len(self.columns)))
+                reader = pq.ParquetFile(fragment.path, pre_buffer=False, buffer_size=buffer)
                 try:
                     yield from reader.iter_batches(batch_size=rows, columns=self.columns, use_threads=True)
                 finally:
