@@ -118,6 +118,9 @@ def test_cli_memory_option(tmp_path, capsys):
     assert main(["train", path, "--target", "y", "--epochs", "5", "--quiet", "--memory", "lots"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--memory" in err[0] and "'lots' is not a size" in err[0]
+    # the workers hold the data: a budget would be accepted and ignored
+    assert main(["train", path, "--target", "y", "--dask", "local:1", "--memory", "1GiB"]) == 2
+    assert "--memory has no effect with --dask" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("name", ["wide.parquet", "wide.csv"])
