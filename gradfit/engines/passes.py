@@ -229,7 +229,7 @@ class PassEngine:
         al. 2017, "Fixed-rank approximation of a positive-semidefinite matrix
         from streaming data"). Over spectra flat, geometric, ``1/i``,
         ``1/√i`` and linear at d = 40 to 1000 it came within 0.70 of
-        ``λmax`` (0.89 but for ``1/√i`` at d = 1000), and ``λ̂ ×``
+        ``λmax`` (0.86 but for ``1/√i`` at d = 1000), and ``λ̂ ×``
         :data:`CURVATURE_MARGIN` is returned: gradient descent's ``1/L`` then
         stays below its ``2/λmax`` limit. The last pass also gives the cost
         and gradient at θ = 0, where a fresh fit's first epoch reads them.
