@@ -355,7 +355,9 @@ def _chunk_predictor(model):
 
 
 def _feature_source(model, path, target=(), sample_weight=None):
-    return FileSource(path, target=list(target), features=model.feature_names_, sample_weight=sample_weight)
+    # one pass (predictions, metrics): keeping the columns would only cost memory or disk
+    return FileSource(path, target=list(target), features=model.feature_names_, sample_weight=sample_weight,
+                      keep_columns=False)
 
 
 def _check_output(output, *inputs):

@@ -59,6 +59,13 @@ def test_later_passes_need_no_file(tmp_path, name, memory, kept):
     assert again[2][0] == 0 and again[2] == sorted(again[2])
 
 
+def test_a_one_pass_reader_keeps_nothing(tmp_path):
+    path = write_table(frame(), tmp_path / "d.csv")
+    source = FileSource(path, "y", keep_columns=False)
+    read_all(source)
+    assert source._columns is None
+
+
 def test_parquet_beyond_the_budget_is_read_again(tmp_path):
     data = frame()
     path = write_table(data, tmp_path / "d.parquet")

@@ -99,14 +99,20 @@ class FileSource(Source):
         is streamed again (:mod:`gradfit.sources.columns`). Default:
         :func:`~gradfit.sources.columns.default_memory_budget`, a quarter of
         the machine's memory or what is available, whichever is less.
+    keep_columns : bool, default=True
+        Keep the columns after the first pass, as ``memory`` says; ``False``
+        for a reader of one pass (predictions, metrics), for which keeping
+        would only cost memory or disk.
     """
 
-    def __init__(self, path, target, features=None, sample_weight=None, batch_rows=65536, memory=None):
+    def __init__(self, path, target, features=None, sample_weight=None, batch_rows=65536, memory=None,
+                 keep_columns=True):
         self.path = os.fspath(path)
         self.format = file_format(self.path)
         _check_readable(self.path, self.format)
         self.batch_rows = int(batch_rows)
         self.memory = memory_budget(memory)
+        self.keep_columns = bool(keep_columns)
         self._columns = None
         targets = [target] if isinstance(target, str) else list(target)
         if not targets and features is None:
@@ -309,8 +315,11 @@ class FileSource(Source):
         if self._columns is not None and self._columns.complete:
             yield from self._columns.chunks()  # read once already: memory, or the binary cache
             return
-        store = ColumnStore(self.memory, self.n_samples, self.format == "csv", row_bytes(self), self.rows_per_chunk())
-        store = store if store.active else None
+        store = None
+        if self.keep_columns:
+            store = ColumnStore(self.memory, self.n_samples, self.format == "csv", row_bytes(self),
+                                self.rows_per_chunk())
+            store = store if store.active else None
         start = 0
         try:
             for batch in self._batches():
