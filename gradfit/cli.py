@@ -24,7 +24,7 @@ from sklearn.utils._param_validation import InvalidParameterError
 
 from . import cv_cli, metrics, progress, registry
 from .engines import ENGINES
-from .errors import DataError, DivergenceError, GradfitError
+from .errors import DataError, DivergenceError, GradfitError, OptionError
 from .estimator import GDRegressor, load
 from .model import atomic_writer, read_document
 from .progress import PrintProgress
@@ -92,6 +92,15 @@ def _dask_address(text):
     try:
         return parse_address(text)
     except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _memory_size(text):
+    from .sources.columns import parse_size
+
+    try:
+        return parse_size(text)
+    except OptionError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
@@ -327,9 +336,11 @@ def cmd_train(args):
     if args.target is None:
         args.parser.error("the following arguments are required: --target (or --formula)")
     if args.dask is not None:
+        if args.memory is not None:
+            raise UsageError("--memory has no effect with --dask: the workers hold the data")
         return _train_on_dask(args, settings)
     source = FileSource(args.data, target=args.target, features=args.features, sample_weight=args.sample_weight,
-                        **_table_options(args, settings))
+                        memory=args.memory, **_table_options(args, settings))
     return _train(args, settings, source)
 
 
@@ -446,7 +457,8 @@ def _feature_source(model, path, target=(), sample_weight=None, missing=None, ha
     """The model's raw columns of ``path``: categories encoded with its levels, missing values as it was trained.
 
     ``missing``: ``"drop"`` leaves rows out (evaluate), ``"keep"`` gives them
-    NaN features (predict); default the model's own choice.
+    NaN features (predict); default the model's own choice. One pass (predictions,
+    metrics): keeping the columns would only cost memory or disk.
     """
     if getattr(model, "design_", None) is not None:
         from .sources.formulas import FormulaSource
@@ -459,13 +471,14 @@ def _feature_source(model, path, target=(), sample_weight=None, missing=None, ha
     missing = missing or model.missing
     if encoder is None and missing == "error":
         return FileSource(path, target=list(target), features=features, sample_weight=sample_weight,
-                          categorical=None)
+                          categorical=None, keep_columns=False)
     if encoder is None:
         from .sources.encoding import ColumnCoding, TableEncoder
 
         encoder = TableEncoder([ColumnCoding(name) for name in features])
     return FileSource(path, target=list(target), features=features, sample_weight=sample_weight,
-                      encoder=encoder, missing=missing, handle_unknown=handle_unknown or model.handle_unknown)
+                      keep_columns=False, encoder=encoder, missing=missing,
+                      handle_unknown=handle_unknown or model.handle_unknown)
 
 
 def _check_output(output, *inputs):
@@ -657,6 +670,11 @@ def build_parser():
     train.add_argument("--resume", metavar="PATH",
                        help="go on from a checkpoint made by the same command on the same data "
                             "(only --epochs may differ); the result equals an unbroken run's")
+    train.add_argument("--memory", type=_memory_size, metavar="SIZE",
+                       help="the most memory for keeping the file's needed columns after the first pass, e.g. "
+                            "512MiB or 4GiB (0: keep none); within it later epochs read memory, beyond it a CSV "
+                            "file's columns go to a binary cache in TMPDIR. Default: a quarter of the machine's "
+                            "memory, or what is available if less")
     train.add_argument("--dask", type=_dask_address, metavar="local[:N]|tcp://HOST:PORT",
                        help="read and sum the data on Dask workers: a local cluster of N worker "
                        "processes (default 2), or a running scheduler (pip install gradfit[dask])")

@@ -135,7 +135,8 @@ def test_take_returns_the_rows_of_the_arrays(files):
 def test_row_cache_leaves_no_file_behind(files, tmp_path, monkeypatch):
     _, _, paths = files
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    GDRegressor(**RUNS["minibatch"]).fit(FileSource(paths["parquet"], "t"))
+    # memory=0: the columns are not kept in memory, so minibatches need the row cache
+    GDRegressor(**RUNS["minibatch"]).fit(FileSource(paths["parquet"], "t", memory=0))
     # The cache is an anonymous file: it never has a name in TMPDIR.
     assert os.listdir(tmp_path) == []
 
@@ -146,7 +147,8 @@ def test_row_cache_refuses_a_disk_without_room(files, monkeypatch):
 
     monkeypatch.setattr(shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**12, 10**12 - 1000, 1000))
     with pytest.raises(DataError, match=r"row cache in .*free; set TMPDIR to a folder with room"):
-        GDRegressor(**RUNS["minibatch"]).fit(FileSource(paths["parquet"], "t"))
+        # memory=0: columns kept in memory would need no row cache (and no disk)
+        GDRegressor(**RUNS["minibatch"]).fit(FileSource(paths["parquet"], "t", memory=0))
 
 
 def test_fit_takes_a_path_and_a_glob(files):

@@ -29,25 +29,42 @@ COPY_SECONDS = 1.6e-9
 GRAM_SECONDS = 7.7e-12
 #: the d × d eigendecompositions a statistics fit makes, per feature³ (0.3 s at d = 1000)
 EIGH_SECONDS = 6e-10
-#: passes the pass engine spends on L (Lanczos, ``learning_rate="auto"``): ~20, ~50 at d = 1000
-CURVATURE_PASSES = 20
+#: a pass multiplying ``b`` directions at once (the step size's Hessian products) costs
+#: ``1 + DIRECTION_PASS_FRACTION·(b − 1)`` passes: one read of X, ``b`` products (compiled, 1e5 × 100:
+#: 15.6 ms for 1, 34.8 ms for 4, 70 ms for 8)
+DIRECTION_PASS_FRACTION = 0.45
+
+
+def curvature_passes(n_features, fit_intercept=True):
+    """The pass engine's step size (``learning_rate="auto"``) in passes' worth of time.
+
+    :meth:`PassEngine.curvature`: one pass with ``p`` directions up to 16
+    parameters, else two with 8 (its last pass also gives the first epoch's
+    gradient, which is therefore not counted twice).
+    """
+    from .passes import CURVATURE_BLOCK, EXACT_CURVATURE_PARAMS
+
+    p = n_features + fit_intercept
+    if p <= EXACT_CURVATURE_PARAMS:
+        return 1 + DIRECTION_PASS_FRACTION * (p - 1)
+    return 2 * (1 + DIRECTION_PASS_FRACTION * (CURVATURE_BLOCK - 1))
 
 
 def engine_costs(n_samples, n_features, epochs):
-    """Estimated seconds of ``(statistics, pass)`` for a full-batch squared-error fit.
+    """Estimated seconds of ``(statistics, pass)`` for a full-batch squared-error fit, set-up included.
 
     statistics: one pass forming the centred Gram, ``N (c₁ d + c₂ d²)``, and the
-    eigendecomposition, ``c₃ d³``; its epochs are O(d²), negligible. pass:
-    ``epochs`` fused passes plus :data:`CURVATURE_PASSES` for the step size,
-    ``N d`` each and a fixed cost (its moments pass, ~ one more, is left out
-    on both sides).
+    eigendecomposition, ``c₃ d³``; its epochs are O(d²), negligible. pass: the
+    moments pass (``c₁ N d``, as the Gram pass's reading), ``epochs`` fused
+    passes, the step size (:func:`curvature_passes`) and the final cost's
+    pass, ``N d`` each and a fixed cost.
     ``n_samples=None`` (a file not yet read) counts as many rows: ``d³`` drops out.
     """
     d = float(n_features)
     rows = 1e12 if n_samples is None else float(n_samples)
     statistics = rows * (COPY_SECONDS * d + GRAM_SECONDS * d * d) + EIGH_SECONDS * d**3
-    passes = (epochs + CURVATURE_PASSES) * (rows * d * PASS_SECONDS + PASS_OVERHEAD_SECONDS)
-    return statistics, passes
+    passes = (epochs + 1 + curvature_passes(n_features)) * (rows * d * PASS_SECONDS + PASS_OVERHEAD_SECONDS)
+    return statistics, passes + rows * d * COPY_SECONDS
 
 
 def choose_engine(requested, loss, batch_size, n_features, epochs, n_samples=None):
@@ -55,8 +72,8 @@ def choose_engine(requested, loss, batch_size, n_features, epochs, n_samples=Non
 
     ``"auto"`` takes statistics when the loss is the squared error, the batch
     is full, and by :func:`engine_costs` one Gram pass and eigendecomposition
-    cost less than the epochs' passes: for ``N ≫ d`` roughly when
-    ``epochs + 15 ≥ d / 43``, i.e. always below 690 features.
+    cost less than the pass engine's set-up and epochs: for ``N ≫ d`` roughly
+    when ``epochs + 9 ≥ d / 43``, i.e. always below about 400 features.
     Forcing ``"statistics"`` where it cannot serve is an :class:`OptionError`.
     """
     if requested not in ENGINES:
@@ -76,4 +93,5 @@ def choose_engine(requested, loss, batch_size, n_features, epochs, n_samples=Non
     return "statistics" if statistics <= passes else "pass"
 
 
-__all__ = ["ENGINES", "PassEngine", "Statistics", "StatisticsEngine", "accumulate", "choose_engine", "engine_costs"]
+__all__ = ["ENGINES", "PassEngine", "Statistics", "StatisticsEngine", "accumulate", "choose_engine", "curvature_passes",
+           "engine_costs"]

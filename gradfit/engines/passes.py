@@ -23,7 +23,6 @@ for the squared error one more product per chunk gives the rest:
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse.linalg
 
 from ..losses import SquaredError
 from . import kernels
@@ -148,6 +147,7 @@ class PassEngine:
         self.centre_blocks = centre_blocks
         self.n_features, self.n_outputs = source.n_features, source.n_outputs
         self._curvature = None
+        self._start = None  # (J, ∇J) at θ = 0, when the step size's pass gave them
 
     def _raw(self, params):
         d = self.n_features
@@ -178,6 +178,8 @@ class PassEngine:
 
     def value_and_grad(self, params, rows=None):
         """``(J, ∇J)`` over all rows, or over the minibatch ``rows`` (sorted indices)."""
+        if rows is None and self._start is not None and params.shape == self._start[1].shape and not params.any():
+            return self._start[0], self._start[1].copy()  # θ = 0: read with the step size's last pass
         value, grad_coef, grad_sum, total = self._pass(params, rows, self.loss, True)
         if rows is None:
             total = self.sum_weights  # the same, without rounding differences
@@ -194,25 +196,92 @@ class PassEngine:
         _, grad_coef, grad_sum, _ = self._pass(direction, None, SquaredError(), False)
         return self._to_working(grad_coef, grad_sum, self.sum_weights * self.n_outputs)
 
+    def _hvp_and_start(self, directions):
+        """:meth:`hvp` of ``directions``, and ``(J, ∇J)`` at θ = 0 (where a fresh fit starts), in one pass.
+
+        The value and gradient are kept for :meth:`value_and_grad`: the
+        step size's last product then costs the first epoch no pass of its own.
+        """
+        start = np.zeros((self.n_features + self.fit_intercept, self.n_outputs))
+        coef, offset = self._raw(directions)
+        center = self.scaling.center if self.centre_blocks else None
+        products = partial_sums_function(coef, offset, SquaredError(), False, center)
+        coef, offset = self._raw(start)
+        gradient = partial_sums_function(coef, offset, self.loss, True, center)
+        both = self.source.reduce(lambda chunk: (products(chunk), gradient(chunk)),
+                                  lambda a, b: (_add(a[0], b[0]), _add(a[1], b[1])))
+        value, grad_coef, grad_sum, _ = both[1]
+        scale_by = self.sum_weights * self.n_outputs
+        if scale_by > 0:
+            self._start = (value / scale_by, self._to_working(grad_coef, grad_sum, scale_by))
+        _, grad_coef, grad_sum, _ = both[0]
+        return self._to_working(grad_coef, grad_sum, scale_by)
+
     def curvature(self):
-        """``L`` bound: loss curvature/2 × λmax of the squared error's Hessian (Lanczos, one pass a product)."""
+        """``L`` bound: loss curvature/2 × λmax of the squared error's Hessian ``H``, in two passes at most.
+
+        Up to :data:`EXACT_CURVATURE_PARAMS` parameters, ``H`` itself comes
+        from one pass (a product with the identity) and ``λmax`` is exact.
+        Beyond, a block Krylov sketch: ``Y₁ = HΩ`` and ``Y₂ = HY₁`` for
+        :data:`CURVATURE_BLOCK` random directions ``Ω`` (two passes, each
+        reading the data once for all directions), then the Nyström estimate
+        on ``K = [Ω, Y₁]``: ``λ̂ = λmax(HK (KᵀHK)⁺ (HK)ᵀ) ≤ λmax`` (Tropp et
+        al. 2017, "Fixed-rank approximation of a positive-semidefinite matrix
+        from streaming data"). Over spectra flat, geometric, ``1/i``,
+        ``1/√i`` and linear at d = 40 to 1000 it came within 0.70 of
+        ``λmax`` (0.86 but for ``1/√i`` at d = 1000), and ``λ̂ ×``
+        :data:`CURVATURE_MARGIN` is returned: gradient descent's ``1/L`` then
+        stays below its ``2/λmax`` limit. The last pass also gives the cost
+        and gradient at θ = 0, where a fresh fit's first epoch reads them.
+        """
         if self._curvature is None:
             factor = (self.loss.curvature or 2.0) / 2.0
             p = self.n_features + self.fit_intercept
-
-            def matvec(vector):
-                return self.hvp(np.asarray(vector, dtype=float).reshape(p, 1))[:, 0]
-
-            if p <= 8:
-                # Small: the whole Hessian in one pass (p columns at once), taken exactly.
-                hessian = self.hvp(np.eye(p))
+            if p <= EXACT_CURVATURE_PARAMS:
+                hessian = self._hvp_and_start(np.eye(p))
                 top = float(np.linalg.eigvalsh((hessian + hessian.T) / 2)[-1])
             else:
-                operator = scipy.sparse.linalg.LinearOperator((p, p), matvec=matvec, dtype=float)
-                top = float(
-                    scipy.sparse.linalg.eigsh(
-                        operator, k=1, which="LA", tol=1e-4, v0=np.ones(p), return_eigenvectors=False
-                    )[0]
-                )
+                omega = np.random.default_rng(0).standard_normal((p, CURVATURE_BLOCK))
+                first = self.hvp(omega)
+                second = self._hvp_and_start(first)
+                top = CURVATURE_MARGIN * nystrom_top(np.hstack([omega, first]), np.hstack([first, second]))
             self._curvature = factor * top
         return self._curvature
+
+
+#: parameters up to which ``H`` is formed whole (one pass, ``p`` products at once) and ``λmax`` is exact
+EXACT_CURVATURE_PARAMS = 16
+#: directions of the block Krylov sketch of :meth:`PassEngine.curvature` (a product with 8 costs
+#: about 4.5 times one with 1 in the compiled pass, one read of the data either way)
+CURVATURE_BLOCK = 8
+#: the sketch's estimate, a lower bound on λmax, is raised by this much
+CURVATURE_MARGIN = 1.1
+
+
+def nystrom_top(basis, image):
+    """The largest eigenvalue of the Nyström approximation of a PSD ``H`` from ``image = H @ basis``.
+
+    Parameters
+    ----------
+    basis : ndarray of shape (p, m)
+    image : ndarray of shape (p, m)
+        ``H @ basis``.
+
+    The basis is orthonormalized (``basis = QR``, so ``HQ = image R⁻¹``;
+    columns that add no direction are dropped), then with ``T = QᵀHQ``
+    the estimate is ``λmax(T^{-1/2} (HQ)ᵀ(HQ) T^{-1/2})``, which never
+    exceeds ``λmax(H)`` (``H ⪰`` its Nyström approximation).
+    """
+    q, r = np.linalg.qr(basis)
+    diagonal = np.abs(np.diag(r))
+    keep = diagonal > 1e-10 * diagonal.max()
+    q, r = q[:, keep], r[np.ix_(keep, keep)]
+    hq = np.linalg.solve(r.T, image[:, keep].T).T  # H Q = image R⁻¹
+    t = q.T @ hq
+    values, vectors = np.linalg.eigh((t + t.T) / 2)
+    positive = values > 1e-12 * values[-1]
+    if not positive.any():
+        return 0.0
+    whiten = vectors[:, positive] / np.sqrt(values[positive])
+    small = whiten.T @ (hq.T @ hq) @ whiten
+    return float(np.linalg.eigvalsh((small + small.T) / 2)[-1])

@@ -51,8 +51,10 @@ class ArraySource(Source):
         The chunks are views, so handing them to threads copies nothing; the
         result is the serial fold's (see :func:`~gradfit.sources.base.fold_in_threads`).
         """
+        if self.n_samples <= self.rows_per_chunk():  # one chunk: no threads to ask BLAS about
+            return super().reduce(function, combine)
         threads = worker_threads()
-        if threads < 2 or self.n_samples <= self.rows_per_chunk():
+        if threads < 2:
             return super().reduce(function, combine)
         return fold_in_threads(function, combine, self.chunks(), threads)
 

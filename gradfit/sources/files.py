@@ -17,14 +17,20 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.dataset as pa_ds
+import pyarrow.parquet as pq
 
 from ..errors import DataError
 from . import encoding
+from .columns import ColumnStore, memory_budget, row_bytes
 from .base import Chunk, Source, file_row_position, fold_in_threads, worker_threads
 
 CSV_SUFFIXES = (".csv", ".tsv", ".txt", ".csv.gz", ".tsv.gz")
 PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
 # pyarrow's default spellings of a missing value in CSV (ConvertOptions.null_values)
+#: the most bytes of needed columns (as float64) in one streamed batch: wide files get fewer rows
+STREAM_BATCH_BYTES = 8 << 20
+#: the most bytes of a Parquet column chunk read at a time (not the whole row group's chunk)
+STREAM_BUFFER_BYTES = 1 << 20
 NULL_SPELLINGS = frozenset(pa_csv.ConvertOptions().null_values)
 # What pyarrow reads as a number: Python's float() also takes "1_000" and other
 # digits than ASCII, which would hide the bad value from _locate_csv_error.
@@ -83,7 +89,21 @@ class FileSource(Source):
     sample_weight : str, optional
         A column of non-negative row weights.
     batch_rows : int, default=65536
-        Rows per streamed batch: memory is bounded by this, not the file size.
+        The most rows per streamed batch; fewer for wide files, so that a batch
+        holds at most :data:`STREAM_BATCH_BYTES` (memory is bounded by this,
+        not by the file's size or layout).
+    memory : int or str, optional
+        The most bytes of needed columns kept in memory after the first pass
+        (bytes, or a size such as ``"512MiB"`` or ``"4GiB"``; ``0`` keeps
+        none). Within it every later pass reads memory, not the file; beyond
+        it a CSV file's columns go to a binary cache in ``TMPDIR`` and Parquet
+        is streamed again (:mod:`gradfit.sources.columns`). Default:
+        :func:`~gradfit.sources.columns.default_memory_budget`, a quarter of
+        the machine's memory or what is available, whichever is less.
+    keep_columns : bool, default=True
+        Keep the columns after the first pass, as ``memory`` says; ``False``
+        for a reader of one pass (predictions, metrics), for which keeping
+        would only cost memory or disk.
     exclude : list of str, optional
         Columns left out of the default features (not with ``features``).
     categorical : "auto", list, dict or None, default="auto"
@@ -106,9 +126,9 @@ class FileSource(Source):
     is left out of the default features, with a note in ``notes``.
     """
 
-    def __init__(self, path, target, features=None, sample_weight=None, batch_rows=65536, *,
-                 exclude=None, categorical="auto", missing="error", encoder=None, handle_unknown=None,
-                 as_stored=False):
+    def __init__(self, path, target, features=None, sample_weight=None, batch_rows=65536, memory=None,
+                 keep_columns=True, *, exclude=None, categorical="auto", missing="error", encoder=None,
+                 handle_unknown=None, as_stored=False):
         self.path = os.fspath(path)
         self.format = file_format(self.path)
         _check_readable(self.path, self.format)
@@ -119,6 +139,9 @@ class FileSource(Source):
         self.notes = []
         self._as_stored = as_stored  # features handed on as stored (formulas): no type checks here
         self._listed = encoding.parse_categorical(categorical)[0] if encoder is None else None
+        self.memory = memory_budget(memory)
+        self.keep_columns = bool(keep_columns)
+        self._columns = None
         targets = [target] if isinstance(target, str) else list(target)
         if not targets and features is None:
             raise DataError(f"{self.describe()}: no target column given")
@@ -382,8 +405,14 @@ class FileSource(Source):
                 types[name] = pa.float64()
         return types
 
+    def stream_batch_rows(self, columns=None):
+        """Rows per streamed batch: ``batch_rows``, fewer for wide files (at most :data:`STREAM_BATCH_BYTES`)."""
+        width = len(self.columns if columns is None else columns) * 8
+        return max(1, min(self.batch_rows, STREAM_BATCH_BYTES // width))
+
     def _batches(self, columns=None, as_stored=False):
         columns = self.columns if columns is None else columns
+        rows = self.stream_batch_rows(columns)
         if self.format == "csv":
             types = self._csv_types(columns) if not as_stored else {
                 name: pa.string() if pa.types.is_null(self.schema.field(name).type) else self.schema.field(name).type
@@ -393,20 +422,31 @@ class FileSource(Source):
                 column_types=types,
                 strings_can_be_null=True,
             )
+            # A block of text makes one batch: about 16 bytes of text a value (at
+            # least 1 MiB, which pyarrow needs for long lines).
+            block = max(1 << 20, min(rows * len(columns) * 16, 4 * STREAM_BATCH_BYTES))
             reader = pa_csv.open_csv(
                 self.path,
-                read_options=pa_csv.ReadOptions(block_size=max(1 << 20, self.batch_rows * 16)),
+                read_options=pa_csv.ReadOptions(block_size=block),
                 convert_options=convert,
             )
             yield from reader
         else:
-            # pre_buffer (the default) reads ahead without bound: a 1 GiB file took
-            # 1.4 GiB of memory. Without it, memory is a few row groups whatever the size.
-            yield from self.dataset.to_batches(
-                columns=columns,
-                batch_size=self.batch_rows,
-                fragment_scan_options=pa_ds.ParquetFragmentScanOptions(pre_buffer=False),
-            )
+            # Memory whatever the layout: the dataset scanner reads 16 batches ahead
+            # in each of 4 files by default, pre-buffers whole row groups (a 1 GiB
+            # file took 1.4 GiB) and decodes a row group whole before slicing it
+            # into batches (a file of one huge row group took twice its size).
+            # ParquetFile.iter_batches, one file at a time, decodes batch by batch
+            # through a buffered stream: what is held is a batch of at most
+            # STREAM_BATCH_BYTES and one page of each needed column.
+            for fragment in self.fragments:
+                # a buffer a column: their sum stays near a batch's bytes however many columns
+                buffer = max(64 << 10, min(STREAM_BUFFER_BYTES, STREAM_BATCH_BYTES // len(columns)))
+                reader = pq.ParquetFile(fragment.path, pre_buffer=False, buffer_size=buffer)
+                try:
+                    yield from reader.iter_batches(batch_size=rows, columns=columns, use_threads=True)
+                finally:
+                    reader.close()
 
     def _raw_batches(self, columns, as_stored=False):
         """``(batch, first row)`` of the given columns, errors located as :meth:`chunks` locates them.
@@ -425,14 +465,23 @@ class FileSource(Source):
             raise DataError(f"{self.describe()}: {_first_line(exc)}") from None
 
     def chunks(self):
+        if self._columns is not None and self._columns.complete:
+            yield from self._columns.chunks()  # read once already: memory, or the binary cache
+            return
+        store = None
+        if self.keep_columns:
+            store = ColumnStore(self.memory, self.n_samples, self.format == "csv", row_bytes(self),
+                                self.rows_per_chunk())
+            store = store if store.active else None
         start = 0
         # dummies widen a row: a chunk of them stays about Source.chunk_bytes, not batch_rows rows
-        step = self.batch_rows if self._plain else min(self.batch_rows, self.rows_per_chunk())
+        step = self.stream_batch_rows() if self._plain else min(self.stream_batch_rows(), self.rows_per_chunk())
         try:
             for batch in self._batches():
                 for offset in range(0, batch.num_rows, step):
                     part = batch.slice(offset, step)
-                    yield self._to_chunk(part, start)
+                    chunk = self._to_chunk(part, start)
+                    yield chunk if store is None else store.keep(chunk)
                     start += part.num_rows
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
             if self.format == "csv":
@@ -440,6 +489,9 @@ class FileSource(Source):
             raise DataError(f"{self.describe()}: {_first_line(exc)}") from None
         if self.n_samples is None:
             self.n_samples = start
+        if store is not None:
+            store.finish(self)
+            self._columns = store if store.complete else None
 
     def reduce(self, function, combine):
         """The fold of :meth:`Source.reduce`, the chunks' work on threads while the next batch is read.
@@ -449,6 +501,10 @@ class FileSource(Source):
         (:func:`~gradfit.sources.base.fold_in_threads`), and at most a few
         batches are held at once.
         """
+        if self._columns is not None and self._columns.complete and self._columns.n_chunks < 2:
+            # one kept chunk: handing it to a thread (or asking BLAS its threads,
+            # ~50 µs) costs as much as a small epoch
+            return super().reduce(function, combine)
         threads = worker_threads()
         if threads < 2:
             return super().reduce(function, combine)
@@ -465,6 +521,10 @@ class FileSource(Source):
         minibatch then reads only its rows from it, since neither CSV nor a
         Parquet row group can be read from the middle.
         """
+        if self._columns is not None and self._columns.complete:
+            kept = self._columns.take(rows)
+            if kept is not None:
+                return kept
         if self._row_cache is None:
             from .rowcache import RowCache
 
