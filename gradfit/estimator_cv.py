@@ -148,6 +148,10 @@ engine, random_state, warm_start, verbose
         random_state=None,
         warm_start=False,
         verbose=0,
+        categorical="auto",
+        missing="error",
+        handle_unknown="error",
+        formula=None,
     ):
         self.penalty = penalty
         self.alphas = alphas
@@ -173,6 +177,10 @@ engine, random_state, warm_start, verbose
         self.random_state = random_state
         self.warm_start = warm_start
         self.verbose = verbose
+        self.categorical = categorical
+        self.missing = missing
+        self.handle_unknown = handle_unknown
+        self.formula = formula
 
     # -- checks -----------------------------------------------------------------
 
