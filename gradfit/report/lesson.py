@@ -32,7 +32,7 @@ import json
 import math
 import re
 import warnings
-from importlib import resources
+from pathlib import Path
 
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
@@ -350,7 +350,7 @@ def write_lesson_page(path, source, settings, *, data_name, test_X=None, test_y=
 
 
 def _template(name):
-    return resources.files(__package__).joinpath(name).read_text(encoding="utf-8")
+    return (Path(__file__).parent / name).read_text(encoding="utf-8")  # shipped beside this module
 
 
 def render_lesson(data):

@@ -149,6 +149,7 @@ class ColumnStore:
         chunk = Chunk(
             np.ascontiguousarray(chunk.X), np.ascontiguousarray(chunk.y),
             None if chunk.sample_weight is None else np.ascontiguousarray(chunk.sample_weight), chunk.start,
+            chunk.positions,  # rows left out (missing="drop"): messages still name the file's own rows
         )
         if self.where is None:
             return chunk
@@ -174,8 +175,13 @@ class ColumnStore:
             block = parts[0]
         else:
             weights = [part.sample_weight for part in parts]
+            positions = None
+            if any(part.positions is not None for part in parts):
+                positions = np.concatenate([
+                    part.positions if part.positions is not None else part.start + np.arange(part.n_rows)
+                    for part in parts])
             block = Chunk(np.concatenate([part.X for part in parts]), np.concatenate([part.y for part in parts]),
-                          None if weights[0] is None else np.concatenate(weights), parts[0].start)
+                          None if weights[0] is None else np.concatenate(weights), parts[0].start, positions)
         if self.where == "memory":
             self.kept.append(block)
         else:
@@ -183,6 +189,11 @@ class ColumnStore:
 
     def _write(self, chunk):
         if self.where != "disk":
+            return
+        if chunk.positions is not None:
+            # the cache file holds values only: a file with rows left out streams every pass
+            self.close()
+            self.where = None
             return
         try:
             if self.file is None:
