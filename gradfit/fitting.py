@@ -13,7 +13,11 @@ import numpy as np
 
 from . import checkpoint as checkpoints
 from . import registry, schedules
+from .autoselect import resolve_optimizer
+from .certify import MAX_FEATURES as MAX_CERTIFIED_FEATURES
+from .certify import QuadraticReference, certify
 from .engines import PassEngine, StatisticsEngine, accumulate, choose_engine
+from .certificate import Certificate
 from .errors import DataError, OptionError
 from .model import json_setting
 from .objective import Objective
@@ -38,7 +42,13 @@ class FitResult:
     ``schedule`` the schedule that ran (``"auto"`` resolved, ``None`` for
     ``cg``); ``statistics`` the moments of the data (the full scatter for the
     statistics engine); ``refinement`` what the refinement epochs after ``cg``
-    did (a :class:`gradfit.refine.Refinement`, or ``None`` when none ran).
+    did (a :class:`gradfit.refine.Refinement`, or ``None`` when none ran);
+    ``certificate`` what the fit can prove about its distance to the optimum
+    (:mod:`gradfit.certify`): ``converged`` is its verdict; ``optimizer`` the
+    optimizer that ran (``"auto"`` resolved, :mod:`gradfit.autoselect`);
+    ``reference`` the squared error's :class:`~gradfit.certify.QuadraticReference`
+    (``None`` for other losses or when its statistics were not collected), which
+    the fit report reuses rather than read the data again.
     """
 
     coef: np.ndarray
@@ -56,6 +66,9 @@ class FitResult:
     rng: Any
     schedule: str | None = None
     refinement: Any = None
+    certificate: Any = None
+    optimizer: str | None = None
+    reference: Any = None
 
     @property
     def n_iter(self):
@@ -63,7 +76,7 @@ class FitResult:
 
     @property
     def converged(self):
-        return self.stop_reason == "converged"
+        return self.certificate is not None and self.certificate.converged
 
 
 @dataclass
@@ -108,6 +121,22 @@ def check_combination(settings, loss, penalty):
         )
 
 
+def check_meaningful(settings):
+    """Refuse an option whose value would be ignored, naming the option that gives it meaning.
+
+    Compared with the default (:data:`gradfit.registry.DEPENDENT_OPTIONS`):
+    scikit-learn's ``get_params`` stores every parameter, so only a value
+    other than the default can have been asked for.
+    """
+    for option, (default, owner, applies, values) in registry.DEPENDENT_OPTIONS.items():
+        value = settings.get(option, default)
+        if value != default and not applies(settings):
+            raise OptionError(
+                f"{option}={value!r} has no effect with {owner}={settings.get(owner)!r}; "
+                f"it applies only with {values} (or leave {option} at its default {default!r})"
+            )
+
+
 def prepare(source, settings, scaling=None):
     """Read the statistics, choose the engine and build the objective.
 
@@ -122,6 +151,7 @@ def prepare(source, settings, scaling=None):
         )
     registry.lookup(registry.OPTIMIZERS, "optimizer", settings["optimizer"])
     registry.lookup(registry.SCHEDULES, "schedule", settings["schedule"])
+    check_meaningful(settings)
     check_combination(settings, loss, penalty)
     engine_name = choose_engine(
         settings["engine"], loss, settings["batch_size"], source.n_features, settings["epochs"],
@@ -285,10 +315,21 @@ def fit_source(source, settings, *, params=None, opt_state=None, loss_curve=None
     n_params = source.n_features + fit_intercept
     if params is None:
         params = np.zeros((n_params, source.n_outputs))
-    optimizer_name = settings["optimizer"]
+    requested = settings  # what a checkpoint records and compares
+    complete = epochs is None  # partial_fit runs single epochs, each maybe on a different batch
+    optimizer_name = resolve_optimizer(settings, problem, complete)
+    settings = dict(settings, optimizer=optimizer_name)
     batch_size = settings["batch_size"]
     steps = 1 if batch_size is None else -(-problem.n_samples // batch_size)
-    complete = epochs is None  # partial_fit runs single epochs, each maybe on a different batch
+    tol = settings["tol"]
+    reference = certifier = None
+    if complete and problem.loss.quadratic and problem.statistics.scatter is not None \
+            and source.n_features <= MAX_CERTIFIED_FEATURES:
+        # The statistics engine: the certificate costs O(d²) an epoch, so the loop checks it every epoch.
+        reference = QuadraticReference(problem.statistics, objective.penalty, fit_intercept)
+        if tol is not None:
+            def certifier(params):
+                return reference.certify(reference.params_from_raw(*problem.scaling.to_raw(params, fit_intercept)), tol)
     # Restarts compare the cost from epoch to epoch: only where it is the same cost throughout.
     restart = complete and batch_size is None
     options = {"restart": restart} if optimizer_name in ("momentum", "nesterov") else {}
@@ -302,7 +343,7 @@ def fit_source(source, settings, *, params=None, opt_state=None, loss_curve=None
     run_epochs = settings["epochs"] if epochs is None else epochs
     if checkpoint is not None or resume is not None:
         fingerprint = checkpoints.data_fingerprint(problem.statistics, source.feature_names, source.target_names)
-        plain_settings = {name: json_setting(value) for name, value in settings.items()}
+        plain_settings = {name: json_setting(value) for name, value in requested.items()}
     if resume is not None:
         # Everything the loop carries from epoch to epoch comes from the checkpoint.
         saved = checkpoints.read(resume)
@@ -335,7 +376,7 @@ def fit_source(source, settings, *, params=None, opt_state=None, loss_curve=None
             optimizer,
             params,
             epochs=run_epochs,
-            tol=settings["tol"],
+            tol=tol,
             n_iter_no_change=settings["n_iter_no_change"],
             schedule=schedule,
             batch_size=batch_size,
@@ -346,6 +387,7 @@ def fit_source(source, settings, *, params=None, opt_state=None, loss_curve=None
             max_stable_learning_rate=max_stable if problem.loss.curvature else None,
             standardized=settings["standardize"],
             callbacks=callbacks,
+            certify=certifier,
         )
     except ClusterError as exc:
         if checkpoint is not None:
@@ -355,7 +397,9 @@ def fit_source(source, settings, *, params=None, opt_state=None, loss_curve=None
         raise ClusterError(exc.what, checkpoint) from None  # its message: go on from the checkpoint
     refinement = statistics = None
     refine = complete if refine is None else refine
-    if refine and optimizer_name == "cg" and result.stop_reason != "interrupted":
+    # Refinement follows cg when asked for by name: it reads the data again and
+    # refuses problems float64 cannot determine, which "auto" must not impose.
+    if refine and requested["optimizer"] == "cg" and result.stop_reason != "interrupted":
         statistics = refinement_statistics(source, problem)
     if statistics is not None:
         coef, intercept, refined, refinement = refine_fit(
@@ -369,11 +413,25 @@ def fit_source(source, settings, *, params=None, opt_state=None, loss_curve=None
     else:
         coef, intercept = problem.scaling.to_raw(result.params, fit_intercept)
     final_cost = objective.value(result.params)
+    stop_reason = result.stop_reason
+    if not complete:
+        certificate = Certificate("none", None, tol, "partial_fit: one epoch on one batch certifies nothing about the data")
+    else:
+        if reference is None and problem.loss.quadratic and stop_reason != "interrupted" \
+                and source.n_features <= MAX_CERTIFIED_FEATURES:
+            # The pass engine keeps no scatter: at most one more pass (none when refinement read it).
+            full = statistics if statistics is not None else accumulate(source, full=True)
+            reference = QuadraticReference(full, objective.penalty, fit_intercept)
+        certificate = certify(problem, coef, intercept, tol, reference=reference, refinement=refinement, source=source)
+        if certificate.converged:
+            stop_reason = "converged"
+        elif stop_reason == "converged":
+            stop_reason = "stalled"  # certified during training, not after refinement moved it
     return FitResult(
         coef=coef,
         intercept=intercept,
         loss_curve=result.loss_curve,
-        stop_reason=result.stop_reason,
+        stop_reason=stop_reason,
         final_cost=float(final_cost),
         engine=problem.engine,
         learning_rate=rate,
@@ -385,4 +443,7 @@ def fit_source(source, settings, *, params=None, opt_state=None, loss_curve=None
         rng=rng,
         schedule=schedule_name,
         refinement=refinement,
+        certificate=certificate,
+        optimizer=optimizer_name,
+        reference=reference,
     )

@@ -32,8 +32,10 @@ class TrainResult:
     n_iter : int
         Epochs run (``len(loss_curve)``), counting a resumed run's earlier epochs.
     stop_reason : str
-        ``"converged"`` (tol met), ``"max_epochs"``, or ``"interrupted"`` (a
-        callback asked to stop, e.g. after Ctrl-C).
+        ``"converged"`` (the certificate held, see ``certify``), ``"stalled"``
+        (the cost stopped improving by ``tol`` for ``n_iter_no_change`` epochs:
+        a stall, never convergence by itself), ``"max_epochs"``, or
+        ``"interrupted"`` (a callback asked to stop, e.g. after Ctrl-C).
     opt_state : object
         The optimizer's state, for ``partial_fit`` and ``warm_start``.
     """
@@ -94,6 +96,8 @@ def train(
     max_stable_learning_rate=None,
     standardized=False,
     callbacks=(),
+    certify=None,
+    certify_every=1,
 ):
     """Run up to ``epochs`` epochs of ``optimizer`` on ``objective`` from ``params``.
 
@@ -106,9 +110,11 @@ def train(
     epochs : int
         Epochs to run in this call.
     tol : float or None
-        Stop once the cost has failed to improve on the best so far by more than
-        ``tol × |best|`` for ``n_iter_no_change`` consecutive epochs. ``None``
-        runs every epoch.
+        The stall rule, where no ``certify`` is given: stop (``"stalled"``, not
+        converged) once the cost has failed to improve on the best so far by
+        more than ``tol × |best|`` for ``n_iter_no_change`` consecutive epochs.
+        With ``certify`` the certificate alone stops training (a slow method
+        keeps going while it improves). ``None`` runs every epoch.
     schedule : callable
         ``epoch -> step size``; also the step of the L1 proximal operator.
     batch_size : int or None
@@ -124,6 +130,11 @@ def train(
         A callback with ``wants_state = True`` also gets the keywords
         ``opt_state``, ``loss_curve`` and ``rng`` (to checkpoint them).
         An optional ``on_train_end()`` is called when training ends normally.
+    certify : callable, optional
+        ``params -> Certificate`` (:mod:`gradfit.certify`); checked after every
+        ``certify_every``-th epoch (counted from the first epoch ever, so a
+        resumed run checks where an unbroken one would) and before a resumed
+        run goes on: training stops ``"converged"`` when it holds.
 
     Raises
     ------
@@ -137,7 +148,9 @@ def train(
     best, stalled, rising = _replay(curve, tol)
     steps_per_epoch = 1 if batch_size is None else -(-n_samples // batch_size)
     stop_reason = "max_epochs"
-    if tol is not None and stalled >= n_iter_no_change:
+    if tol is not None and certify is None and stalled >= n_iter_no_change:
+        epochs, stop_reason = 0, "stalled"  # a resumed run that had already stalled
+    if curve and certify is not None and certify(params).converged:
         epochs, stop_reason = 0, "converged"  # a resumed run that had already converged
 
     for epoch in range(first_epoch, first_epoch + epochs):
@@ -174,10 +187,13 @@ def train(
         if stop:
             stop_reason = "interrupted"
             break
-        if tol is not None:
+        if certify is not None and (epoch + 1) % certify_every == 0 and certify(params).converged:
+            stop_reason = "converged"
+            break
+        if tol is not None and certify is None:
             best, stalled = _stall(best, stalled, cost, tol)
             if stalled >= n_iter_no_change:
-                stop_reason = "converged"
+                stop_reason = "stalled"
                 break
     for callback in callbacks:
         if hasattr(callback, "on_train_end"):
