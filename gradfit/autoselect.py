@@ -20,8 +20,13 @@ engine knows ``κ`` before the first epoch (it holds the eigenvalues), so
   restarts (FISTA with O'Donoghue & Candès' restarts), ``√κ`` rather than
   ``κ``.
 
-Everywhere else (minibatches, the pass engine, a learning rate or schedule
-given, other losses) ``"auto"`` is ``"gd"``. ``GDRegressor.optimizer_`` and
+Everywhere else ``"auto"`` is ``"gd"``: minibatches, the pass engine (which
+does not know ``κ`` before training), a learning rate or schedule given
+(conjugate gradient takes neither), ``tol=None`` (no target to reach), other
+losses, and ``standardize=False``, the tutorial's raw-feature training, which
+asks to watch plain gradient descent on the data as they are (its
+certificate, computed in standardized units, then says whether it got there,
+and the warning advises ``standardize=True`` or ``optimizer="cg"``). ``GDRegressor.optimizer_`` and
 the model file record what ran.
 """
 
@@ -86,6 +91,7 @@ def resolve_optimizer(settings, problem, complete=True):
         and settings["learning_rate"] == "auto"
         and settings["schedule"] in ("auto", "constant")
         and settings["tol"] is not None
+        and settings["standardize"]
     )
     if not simple:
         return "gd"

@@ -277,6 +277,15 @@ def refinement_statistics(source, problem):
     return accumulate(source, full=True)
 
 
+def _certifier(reference, scaling, fit_intercept, tol):
+    """``params (training units) -> Certificate``: the loop's convergence test."""
+
+    def certifier(params):
+        return reference.certify(reference.params_from_raw(*scaling.to_raw(params, fit_intercept)), tol)
+
+    return certifier
+
+
 def fit_source(source, settings, *, params=None, opt_state=None, loss_curve=None, problem=None,
                epochs=None, learning_rate=None, rng=None, callbacks=(), refine=None,
                checkpoint=None, checkpoint_every=10, resume=None):
@@ -328,8 +337,7 @@ def fit_source(source, settings, *, params=None, opt_state=None, loss_curve=None
         # The statistics engine: the certificate costs O(d²) an epoch, so the loop checks it every epoch.
         reference = QuadraticReference(problem.statistics, objective.penalty, fit_intercept)
         if tol is not None:
-            def certifier(params):
-                return reference.certify(reference.params_from_raw(*problem.scaling.to_raw(params, fit_intercept)), tol)
+            certifier = _certifier(reference, problem.scaling, fit_intercept, tol)
     # Restarts compare the cost from epoch to epoch: only where it is the same cost throughout.
     restart = complete and batch_size is None
     options = {"restart": restart} if optimizer_name in ("momentum", "nesterov") else {}
@@ -370,37 +378,52 @@ def fit_source(source, settings, *, params=None, opt_state=None, loss_curve=None
         except Exception:  # the message is a courtesy; never mask the divergence itself
             return None
 
-    try:
-        result = train(
-            objective,
-            optimizer,
-            params,
-            epochs=run_epochs,
-            tol=tol,
-            n_iter_no_change=settings["n_iter_no_change"],
-            schedule=schedule,
-            batch_size=batch_size,
-            n_samples=problem.n_samples,
-            rng=rng,
-            opt_state=opt_state,
-            loss_curve=loss_curve,
-            max_stable_learning_rate=max_stable if problem.loss.curvature else None,
-            standardized=settings["standardize"],
-            callbacks=callbacks,
-            certify=certifier,
-        )
-    except ClusterError as exc:
-        if checkpoint is not None:
-            # The state after the last whole epoch (every epoch's sums are whole or
-            # never came): a resumed run goes on from there with the same bits.
-            checkpointer.on_train_end()
-        raise ClusterError(exc.what, checkpoint) from None  # its message: go on from the checkpoint
+    def run(start, state, curve, count, check):
+        try:
+            return train(
+                objective,
+                optimizer,
+                start,
+                epochs=count,
+                tol=tol,
+                n_iter_no_change=settings["n_iter_no_change"],
+                schedule=schedule,
+                batch_size=batch_size,
+                n_samples=problem.n_samples,
+                rng=rng,
+                opt_state=state,
+                loss_curve=curve,
+                max_stable_learning_rate=max_stable if problem.loss.curvature else None,
+                standardized=settings["standardize"],
+                callbacks=callbacks,
+                certify=check,
+            )
+        except ClusterError as exc:
+            if checkpoint is not None:
+                # The state after the last whole epoch (every epoch's sums are whole or
+                # never came): a resumed run goes on from there with the same bits.
+                checkpointer.on_train_end()
+            raise ClusterError(exc.what, checkpoint) from None  # its message: go on from the checkpoint
+
+    done_before = len(loss_curve or [])
+    result = run(params, opt_state, loss_curve, run_epochs, certifier)
+    if (result.stop_reason == "stalled" and reference is None and complete and problem.loss.quadratic
+            and source.n_features <= MAX_CERTIFIED_FEATURES):
+        # The pass engine's cost stalled: a stall is not convergence. Collect the
+        # statistics now (the one extra pass the certificate needs anyway) and go
+        # on, checking the certificate every epoch, until it holds or epochs run out.
+        reference = QuadraticReference(accumulate(source, full=True), objective.penalty, fit_intercept)
+        certifier = _certifier(reference, problem.scaling, fit_intercept, tol)
+
+        left = run_epochs - (len(result.loss_curve) - done_before)
+        if left > 0 and not certifier(result.params).converged:
+            result = run(result.params, result.opt_state, result.loss_curve, left, certifier)
     refinement = statistics = None
     refine = complete if refine is None else refine
     # Refinement follows cg when asked for by name: it reads the data again and
     # refuses problems float64 cannot determine, which "auto" must not impose.
     if refine and requested["optimizer"] == "cg" and result.stop_reason != "interrupted":
-        statistics = refinement_statistics(source, problem)
+        statistics = reference.statistics if reference is not None else refinement_statistics(source, problem)
     if statistics is not None:
         coef, intercept, refined, refinement = refine_fit(
             source, problem, result.params, fit_intercept=fit_intercept,

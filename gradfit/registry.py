@@ -66,7 +66,9 @@ ABSOLUTE_ERROR_AUTO_FACTOR = 2.0
 #: values that make it apply, for the message). A value other than the default
 #: where it does not apply is an error (:func:`gradfit.fitting.check_meaningful`).
 DEPENDENT_OPTIONS = {
-    "alpha": (1e-4, "penalty", lambda s: s["penalty"] is not None, "penalty='l2', 'l1' or 'elasticnet'"),
+    # alpha=0 without a penalty says the same as no penalty: nothing is ignored
+    "alpha": (1e-4, "penalty", lambda s: s["penalty"] is not None or s["alpha"] == 0,
+              "penalty='l2', 'l1' or 'elasticnet'"),
     "l1_ratio": (0.15, "penalty", lambda s: s["penalty"] == "elasticnet", "penalty='elasticnet'"),
     "epsilon": (1.35, "loss", lambda s: s["loss"] == "huber", "loss='huber'"),
 }
