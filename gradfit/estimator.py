@@ -59,13 +59,14 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         ``ConvergenceWarning`` gives the certificate's value and one change
         that helps when it is not. ``None`` runs all epochs and claims nothing.
     n_iter_no_change : int, default=5
-        Where the certificate cannot be checked during training (the pass
-        engine: it needs the statistics, collected once at the end), training
-        also stops, *not* converged (``stop_reason_ == "stalled"``) unless the
-        final certificate holds, once the cost has not improved on its best by
-        more than ``tol`` relative for this many epochs in a row. On the
-        statistics engine the certificate is checked every epoch and alone
-        stops training.
+        Training also stops, *not* converged (``stop_reason_ == "stalled"``)
+        unless the certificate holds, once the cost has not improved on its
+        best by more than ``tol`` relative for this many epochs in a row; on
+        the statistics engine, which checks the certificate every epoch, by
+        more than ``min(tol, 1e-15)``: only a cost that rounding stopped. On
+        the pass engine (for the squared error) a stall first collects the
+        statistics, the one extra pass the certificate needs, and training
+        goes on checking the certificate.
     fit_intercept : bool, default=True
     standardize : bool, default=True
         Train on standardized features (centred when there is an intercept,

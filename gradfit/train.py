@@ -18,6 +18,10 @@ from .errors import DivergenceError
 
 #: consecutive rising epochs, above the starting cost, that count as divergence
 RISING_EPOCHS = 5
+#: with a certificate to stop on, the stall rule only ends training that can no
+#: longer move the cost at all: an improvement below this (relative, a few units
+#: in the last place) for ``n_iter_no_change`` epochs is rounding, not progress
+ROUNDING_STALL = 1e-15
 
 
 @dataclass
@@ -110,11 +114,13 @@ def train(
     epochs : int
         Epochs to run in this call.
     tol : float or None
-        The stall rule, where no ``certify`` is given: stop (``"stalled"``, not
-        converged) once the cost has failed to improve on the best so far by
-        more than ``tol × |best|`` for ``n_iter_no_change`` consecutive epochs.
-        With ``certify`` the certificate alone stops training (a slow method
-        keeps going while it improves). ``None`` runs every epoch.
+        The stall rule: stop (``"stalled"``, not converged) once the cost has
+        failed to improve on the best so far by more than ``tol × |best|`` for
+        ``n_iter_no_change`` consecutive epochs. With ``certify`` the threshold
+        is ``min(tol, ROUNDING_STALL)`` and the certificate's value must also
+        have made no new best for as many checks: the certificate stops
+        training, and a method keeps going while it moves either. ``None``
+        runs every epoch.
     schedule : callable
         ``epoch -> step size``; also the step of the L1 proximal operator.
     batch_size : int or None
@@ -143,10 +149,13 @@ def train(
         epochs in a row above the starting cost. No parameters are returned.
     """
     state = optimizer.init(params) if opt_state is None else opt_state
+    if tol is not None and certify is not None:
+        tol = min(tol, ROUNDING_STALL)
     curve = list(loss_curve or [])
     first_epoch = len(curve)
     best, stalled, rising = _replay(curve, tol)
     steps_per_epoch = 1 if batch_size is None else -(-n_samples // batch_size)
+    best_value, unimproved = np.inf, 0  # the certificate's best value, and checks since it improved
     stop_reason = "max_epochs"
     if tol is not None and certify is None and stalled >= n_iter_no_change:
         epochs, stop_reason = 0, "stalled"  # a resumed run that had already stalled
@@ -187,12 +196,18 @@ def train(
         if stop:
             stop_reason = "interrupted"
             break
-        if certify is not None and (epoch + 1) % certify_every == 0 and certify(params).converged:
-            stop_reason = "converged"
-            break
-        if tol is not None and certify is None:
+        if certify is not None and (epoch + 1) % certify_every == 0:
+            certificate = certify(params)
+            if certificate.converged:
+                stop_reason = "converged"
+                break
+            # The certificate sees progress the cost cannot (a cost gap is the
+            # square of the distance): a stall needs both to stand still.
+            value = np.inf if certificate.value is None else certificate.value
+            best_value, unimproved = (value, 0) if value < best_value else (best_value, unimproved + 1)
+        if tol is not None:
             best, stalled = _stall(best, stalled, cost, tol)
-            if stalled >= n_iter_no_change:
+            if stalled >= n_iter_no_change and (certify is None or unimproved >= n_iter_no_change):
                 stop_reason = "stalled"
                 break
     for callback in callbacks:
