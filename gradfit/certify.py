@@ -161,7 +161,7 @@ class QuadraticReference:
         if not np.isfinite(value) or not np.isfinite(allowance):
             return Certificate("distance", None, tol, "the distance to the optimum is not finite")
         return Certificate(
-            "distance", value + allowance, tol,
+            "distance", float(value + allowance), tol,
             f"relative distance to the least-squares optimum, theta - theta* = H^-1 grad F, "
             f"in standardized units ({value:.3g}), plus the optimum's rounding eps*cond(H) = {allowance:.3g}",
         )

@@ -26,6 +26,7 @@ from . import metrics, progress, registry
 from .engines import ENGINES
 from .errors import DataError, DivergenceError, GradfitError
 from .estimator import GDRegressor, load
+from .fitting import check_meaningful
 from .model import atomic_writer, read_document
 from .progress import PrintProgress
 from .report import outputs
@@ -206,7 +207,8 @@ def _fit(model, callbacks, *data, **fit_options):
         message = report["message"].split("; use ")[0]  # the advice is given below, as a flag
         change = report.get("advice")
         tip = f"; {_flag_advice(*change)}" if change else ""
-        print(f"gradfit: warning: {message}{tip}", file=sys.stderr)
+        print(f"gradfit: warning: stopped after {model.n_iter_} epochs (--epochs {model.epochs}), {message}{tip}",
+              file=sys.stderr)
     return model
 
 
@@ -300,6 +302,7 @@ def _train_on_dask(args, settings):
 
 
 def _train(args, settings, source):
+    check_meaningful(settings, strict=True)  # a flag typed that would do nothing is an error here
     model = GDRegressor(**settings)
     with progress.reporter(settings["epochs"], stream=sys.stderr, quiet=args.quiet, source=source) as callbacks:
         _fit(model, callbacks, source, checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every,

@@ -19,6 +19,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 
 from . import model as model_file
 from . import progress, registry
+from .certificate import Certificate
 from .diagnostics import analyse
 from .engines import ENGINES
 from .fitting import fit_source, prepare
@@ -453,6 +454,20 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         return tags
 
 
+def _stored_certificate(diagnostics):
+    """The certificate a model file recorded (``None`` when it has none or it does not read as one)."""
+    stored = (diagnostics or {}).get("certificate") if isinstance(diagnostics, dict) else None
+    if not isinstance(stored, dict):
+        return None
+    value, tol = stored.get("value"), stored.get("tol")
+    if not (value is None or isinstance(value, (int, float))) or not (tol is None or isinstance(tol, (int, float))):
+        return None
+    try:
+        return Certificate(str(stored.get("kind")), value, tol, str(stored.get("detail", "")))
+    except ValueError:
+        return None
+
+
 def load(path):
     """Read a model file written by :meth:`GDRegressor.save`; returns a fitted estimator."""
     document = model_file.read_document(path)
@@ -481,6 +496,7 @@ def load(path):
     estimator.converged_ = training.get("converged")
     estimator.stop_reason_ = training.get("stop_reason")
     estimator.optimizer_ = training.get("optimizer", settings.get("optimizer"))
+    estimator.certificate_ = _stored_certificate(document.get("diagnostics"))
     estimator.learning_rate_ = training.get("learning_rate")
     estimator.engine_ = training.get("engine")
     estimator.n_samples_ = training.get("n_samples")

@@ -6,6 +6,7 @@ no math of its own beyond choosing the pieces and the step size.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +19,7 @@ from .certify import MAX_FEATURES as MAX_CERTIFIED_FEATURES
 from .certify import QuadraticReference, certify
 from .engines import PassEngine, StatisticsEngine, accumulate, choose_engine
 from .certificate import Certificate
-from .errors import DataError, OptionError
+from .errors import DataError, IgnoredOptionWarning, OptionError
 from .model import json_setting
 from .objective import Objective
 from .refine import MAX_FEATURES as MAX_REFINEMENT_FEATURES
@@ -121,20 +122,23 @@ def check_combination(settings, loss, penalty):
         )
 
 
-def check_meaningful(settings):
+def check_meaningful(settings, strict=False):
     """Refuse an option whose value would be ignored, naming the option that gives it meaning.
 
     Compared with the default (:data:`gradfit.registry.DEPENDENT_OPTIONS`):
     scikit-learn's ``get_params`` stores every parameter, so only a value
-    other than the default can have been asked for.
+    other than the default can have been asked for. An entry the estimator
+    does not refuse (``alpha``) is an :class:`~gradfit.errors.IgnoredOptionWarning`
+    unless ``strict`` (the command line).
     """
-    for option, (default, owner, applies, values) in registry.DEPENDENT_OPTIONS.items():
+    for option, (default, owner, applies, values, refuse) in registry.DEPENDENT_OPTIONS.items():
         value = settings.get(option, default)
         if value != default and not applies(settings):
-            raise OptionError(
-                f"{option}={value!r} has no effect with {owner}={settings.get(owner)!r}; "
-                f"it applies only with {values} (or leave {option} at its default {default!r})"
-            )
+            message = (f"{option}={value!r} has no effect with {owner}={settings.get(owner)!r}; "
+                       f"it applies only with {values} (or leave {option} at its default {default!r})")
+            if refuse or strict:
+                raise OptionError(message)
+            warnings.warn(message, IgnoredOptionWarning, stacklevel=4)
 
 
 def prepare(source, settings, scaling=None):

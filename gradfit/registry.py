@@ -63,14 +63,18 @@ ABSOLUTE_ERROR_AUTO_FACTOR = 2.0
 
 #: options that mean something only with another one: option → (its default,
 #: the option that gives it meaning, whether it applies to these settings, the
-#: values that make it apply, for the message). A value other than the default
-#: where it does not apply is an error (:func:`gradfit.fitting.check_meaningful`).
+#: values that make it apply, for the message, and whether the estimator
+#: refuses it). A value other than the default where it does not apply is an
+#: error (:func:`gradfit.fitting.check_meaningful`). ``alpha`` without a penalty
+#: is only a warning in the estimator: scikit-learn's own checks, and its model
+#: selection tools, set ``alpha`` on any linear regressor; the command line,
+#: where a flag is typed on purpose, refuses it.
 DEPENDENT_OPTIONS = {
     # alpha=0 without a penalty says the same as no penalty: nothing is ignored
     "alpha": (1e-4, "penalty", lambda s: s["penalty"] is not None or s["alpha"] == 0,
-              "penalty='l2', 'l1' or 'elasticnet'"),
-    "l1_ratio": (0.15, "penalty", lambda s: s["penalty"] == "elasticnet", "penalty='elasticnet'"),
-    "epsilon": (1.35, "loss", lambda s: s["loss"] == "huber", "loss='huber'"),
+              "penalty='l2', 'l1' or 'elasticnet'", False),
+    "l1_ratio": (0.15, "penalty", lambda s: s["penalty"] == "elasticnet", "penalty='elasticnet'", True),
+    "epsilon": (1.35, "loss", lambda s: s["loss"] == "huber", "loss='huber'", True),
 }
 
 

@@ -23,7 +23,7 @@ from sklearn.linear_model import ElasticNet, Lasso, Ridge
 
 from gradfit import GDRegressor, certify
 from gradfit.certificate import Certificate
-from gradfit.errors import OptionError
+from gradfit.errors import IgnoredOptionWarning, OptionError
 
 TOL = 1e-6
 
@@ -222,8 +222,8 @@ def test_a_loss_without_a_certifier_is_never_called_converged(monkeypatch):
 
 
 @pytest.mark.parametrize("options,names", [
-    (dict(alpha=0.5), ("alpha", "penalty")),
     (dict(penalty="l2", l1_ratio=0.5), ("l1_ratio", "elasticnet")),
+    (dict(penalty="l1", l1_ratio=0.5), ("l1_ratio", "elasticnet")),
     (dict(epsilon=2.0), ("epsilon", "huber")),
 ])
 def test_an_option_that_would_be_ignored_is_an_error(options, names):
@@ -231,6 +231,16 @@ def test_an_option_that_would_be_ignored_is_an_error(options, names):
     with pytest.raises(OptionError) as caught:
         GDRegressor(**options).fit(X, y)
     assert all(name in str(caught.value) for name in names)
+
+
+def test_alpha_without_a_penalty_warns_in_the_estimator():
+    # scikit-learn's checks set alpha on every linear regressor: a warning here, an error on the command line
+    X, y = diabetes()
+    with pytest.warns(IgnoredOptionWarning, match="penalty"):
+        GDRegressor(alpha=0.5).fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", IgnoredOptionWarning)
+        GDRegressor(alpha=0.0).fit(X, y)  # no penalty, said twice: nothing ignored
 
 
 # -- the command line: same words, tol 0, ignored options -------------------------------
@@ -256,7 +266,8 @@ def test_tol_0_trains_writes_the_model_and_says_not_converged(diabetes_csv, tmp_
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr and "math domain" not in result.stderr
     assert json.loads(model.read_text())["training"]["converged"] is False
-    assert "not converged" in result.stdout and "gradfit: warning: not converged" in result.stderr
+    assert "not converged" in result.stdout
+    assert result.stderr.startswith("gradfit: warning: stopped after 50 epochs") and "not converged" in result.stderr
 
 
 def test_train_inspect_and_report_say_the_same_words(diabetes_csv, tmp_path):
