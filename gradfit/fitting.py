@@ -336,11 +336,14 @@ def fit_source(source, settings, *, params=None, opt_state=None, loss_curve=None
     steps = 1 if batch_size is None else -(-problem.n_samples // batch_size)
     tol = settings["tol"]
     reference = certifier = None
+    # cg by name is followed by refinement epochs, which the certificate
+    # judges: its own epochs end as they always have (the stall rule).
+    refining = bool(complete if refine is None else refine) and requested["optimizer"] == "cg"
     if complete and problem.loss.quadratic and problem.statistics.scatter is not None \
             and source.n_features <= MAX_CERTIFIED_FEATURES:
         # The statistics engine: the certificate costs O(d²) an epoch, so the loop checks it every epoch.
         reference = QuadraticReference(problem.statistics, objective.penalty, fit_intercept)
-        if tol is not None:
+        if tol is not None and not refining:
             certifier = _certifier(reference, problem.scaling, fit_intercept, tol)
     # Restarts compare the cost from epoch to epoch: only where it is the same cost throughout.
     restart = complete and batch_size is None
@@ -411,7 +414,7 @@ def fit_source(source, settings, *, params=None, opt_state=None, loss_curve=None
 
     done_before = len(loss_curve or [])
     result = run(params, opt_state, loss_curve, run_epochs, certifier)
-    if (result.stop_reason == "stalled" and reference is None and complete and problem.loss.quadratic
+    if (result.stop_reason == "stalled" and reference is None and complete and not refining and problem.loss.quadratic
             and source.n_features <= MAX_CERTIFIED_FEATURES):
         # The pass engine's cost stalled: a stall is not convergence. Collect the
         # statistics now (the one extra pass the certificate needs anyway) and go
