@@ -77,8 +77,9 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         See :mod:`gradfit.optimizers`. ``"auto"`` runs plain gradient descent
         (``"gd"``, the tutorial's update) where the statistics show it reaches
         ``tol`` within half of ``epochs``, else conjugate gradient (squared
-        error, with or without L2) or ``"nesterov"`` (L1, elastic net), whose
-        epochs grow with the condition number far more slowly; minibatches,
+        error, with or without L2, condition number up to 1e4), the Newton
+        step with the statistics' Hessian beyond (``optimizer_ == "newton"``),
+        or ``"nesterov"`` (L1, elastic net); minibatches,
         the pass engine, a given learning rate or schedule, and other losses
         run ``"gd"`` (:mod:`gradfit.autoselect`). ``optimizer_`` says which ran. ``"cg"`` (conjugate gradient) is exact on
         the squared error (with or without ``"l2"``) in at most ``d + 1`` epochs,

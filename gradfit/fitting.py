@@ -14,7 +14,8 @@ import numpy as np
 
 from . import checkpoint as checkpoints
 from . import registry, schedules
-from .autoselect import resolve_optimizer
+from .autoselect import NEWTON, resolve_optimizer
+from .optimizers import scale_by_inverse_hessian
 from .certify import MAX_FEATURES as MAX_CERTIFIED_FEATURES
 from .certify import QuadraticReference, certify
 from .engines import PassEngine, StatisticsEngine, accumulate, choose_engine
@@ -281,6 +282,17 @@ def refinement_statistics(source, problem):
     return accumulate(source, full=True)
 
 
+def _build_optimizer(name, schedule, steps, options, reference):
+    """The optimizer ``name`` from the registry, or ``"auto"``'s Newton step on the statistics' Hessian.
+
+    The Newton step runs only standardized (:func:`gradfit.autoselect.resolve_optimizer`),
+    where the training units are the reference's, so ``reference.solve`` (H⁺) applies as it is.
+    """
+    if name == NEWTON:
+        return scale_by_inverse_hessian(reference.solve)
+    return registry.OPTIMIZERS[name](schedule, steps, **options)
+
+
 def _certifier(reference, scaling, fit_intercept, tol):
     """``params (training units) -> Certificate``: the loop's convergence test."""
 
@@ -345,12 +357,14 @@ def fit_source(source, settings, *, params=None, opt_state=None, loss_curve=None
         reference = QuadraticReference(problem.statistics, objective.penalty, fit_intercept)
         if tol is not None and not refining:
             certifier = _certifier(reference, problem.scaling, fit_intercept, tol)
+    if optimizer_name == NEWTON and reference is None:  # too many features for the d×d solve
+        optimizer_name = settings["optimizer"] = "cg"
     # Restarts compare the cost from epoch to epoch: only where it is the same cost throughout.
     restart = complete and batch_size is None
     options = {"restart": restart} if optimizer_name in ("momentum", "nesterov") else {}
-    if optimizer_name == "cg":
+    if optimizer_name in ("cg", NEWTON):
         rate = schedule_name = None
-        schedule = lambda epoch: 0.0  # noqa: E731 - cg's steps come from its line search
+        schedule = lambda epoch: 0.0  # noqa: E731 - cg's steps come from its line search, Newton's from H
     else:
         rate = base_learning_rate(problem, settings, restart) if learning_rate is None else learning_rate
         schedule_name, power_t = resolve_schedule(settings, problem.loss)
@@ -364,13 +378,13 @@ def fit_source(source, settings, *, params=None, opt_state=None, loss_curve=None
         saved = checkpoints.read(resume)
         checkpoints.check_compatible(saved, resume, plain_settings, fingerprint)
         params, loss_curve, rng, rate = checkpoints.restore(saved, resume, (n_params, source.n_outputs))
-        if optimizer_name != "cg":
+        if optimizer_name not in ("cg", NEWTON):
             schedule = registry.SCHEDULES[schedule_name](rate, power_t, settings["step_size"], settings["gamma"])
-        optimizer = registry.OPTIMIZERS[optimizer_name](schedule, steps, **options)
+        optimizer = _build_optimizer(optimizer_name, schedule, steps, options, reference)
         opt_state = checkpoints.decode_tree(saved.get("opt_state"), optimizer.init(params))
         run_epochs = max(settings["epochs"] - len(loss_curve), 0)
     else:
-        optimizer = registry.OPTIMIZERS[optimizer_name](schedule, steps, **options)
+        optimizer = _build_optimizer(optimizer_name, schedule, steps, options, reference)
     if rng is None and batch_size is not None:
         rng = np.random.default_rng(settings["random_state"])
     refine_callbacks = tuple(callbacks)  # the refinement phase has its own state: not checkpointed
