@@ -16,6 +16,7 @@ from .errors import (
     DataError,
     DivergenceError,
     GradfitError,
+    IgnoredOptionWarning,
     IllConditionedError,
     ModelFileError,
     OptionError,
@@ -28,6 +29,7 @@ from .sources import ArraySource, FileSource
 __all__ = [
     "ArraySource",
     "ConvergenceWarning",
+    "IgnoredOptionWarning",
     "DataError",
     "DivergenceError",
     "FileSource",

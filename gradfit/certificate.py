@@ -14,7 +14,9 @@ serves data of any units):
     is the relative coefficient error measured in standardized units,
     ``max(‖(coef − coef*)·σ‖₂ / ‖coef*·σ‖₂, |b − b*| / max(|b*|, σ_y))``
     (``σ`` the features' standard deviations, ``σ_y`` the target's; ``σ_y``
-    also replaces a zero denominator).
+    also replaces a zero denominator; without an intercept both are root mean
+    squares, the units gradfit standardizes to then), plus ``ε·κ(H)``, the
+    rounding uncertainty of ``θ*`` itself (:mod:`gradfit.certify`).
 ``"duality_gap"``
     L1 or elastic net: ``(F(θ) − D(ν)) / F(θ)`` for a dual-feasible ``ν`` built
     from the residuals (as scikit-learn's coordinate descent reports it), an

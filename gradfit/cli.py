@@ -26,6 +26,7 @@ from . import cv_cli, metrics, progress, registry
 from .engines import ENGINES
 from .errors import DataError, DivergenceError, GradfitError, OptionError
 from .estimator import GDRegressor, load
+from .fitting import check_meaningful
 from .model import atomic_writer, read_document
 from .progress import PrintProgress
 from .report import outputs
@@ -228,6 +229,13 @@ def _divergence_message(exc):
     )
 
 
+def _flag_advice(option, value):
+    """The fit report's advice (an estimator option and value) as the command line's flags."""
+    if option == "standardize":
+        return "drop --no-standardize"
+    return f"use {FLAGS[option]} {value}"
+
+
 def _fit(model, callbacks, *data, **fit_options):
     """``model.fit(*data)``, with its ConvergenceWarning told in flags, on one line."""
     with warnings.catch_warnings():
@@ -236,17 +244,13 @@ def _fit(model, callbacks, *data, **fit_options):
             model.fit(*data, callbacks=callbacks, **fit_options)
         except DivergenceError as exc:
             raise GradfitError(_divergence_message(exc)) from None
-    if model.tol is not None and model.stop_reason_ == "max_epochs":
-        advice = ["raise --epochs"]
-        if model.learning_rate != "auto":
-            advice.append("use --lr auto")
-        if model.optimizer != "cg" and model.loss == "squared_error" and model.batch_size is None:
-            advice.append("try --optimizer cg")
-        print(
-            f"gradfit: warning: stopped after {model.n_iter_} epochs before the cost settled "
-            f"(--tol {model.tol:g}); {', or '.join(advice)}",
-            file=sys.stderr,
-        )
+    if model.tol is not None and model.stop_reason_ in ("max_epochs", "stalled"):
+        report = model.fit_report_
+        message = report["message"].split("; use ")[0]  # the advice is given below, as a flag
+        change = report.get("advice")
+        tip = f"; {_flag_advice(*change)}" if change else ""
+        print(f"gradfit: warning: stopped after {model.n_iter_} epochs (--epochs {model.epochs}), {message}{tip}",
+              file=sys.stderr)
     return model
 
 
@@ -389,6 +393,7 @@ def _train_on_dask(args, settings):
 
 
 def _train(args, settings, source):
+    check_meaningful(settings, strict=True)  # a flag typed that would do nothing is an error here
     model = GDRegressor(**settings)
     fit_options = dict(checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every, resume=args.resume)
     if args.cross_validation is not None:  # --alpha cv: gradfit/cv_cli.py (no checkpoints)
@@ -400,9 +405,10 @@ def _train(args, settings, source):
     r2 = metrics.training_r2(model._fit_result, source, _chunk_predictor(model))
     print(
         f"trained on {model.n_samples_} rows x {len(model.feature_names_)} features of {args.data}: "
-        f"{model.n_iter_} epochs ({model.stop_reason_.replace('_', ' ')}), engine {model.engine_}"
+        f"{model.n_iter_} epochs, engine {model.engine_}, optimizer {model.optimizer_}"
         + (f", learning rate {model.learning_rate_:.6g}" if model.learning_rate_ is not None else "")
     )
+    print(model.fit_report_["message"])  # the words inspect, the report's badge and the warning use
     print(f"final cost {model.final_cost_:.10g}; R^2 on the training data {r2:.6f}")
     print("diagnostics:", *outputs.diagnostics_lines(model.fit_report_), sep="\n")
     for line in cv_cli.summary_lines(model):  # --alpha cv
@@ -602,7 +608,8 @@ def cmd_inspect(args):
     training = document["training"]
     print(
         f"training: {_show(training.get('n_samples'))} rows, {_show(training.get('n_iter'))} epochs "
-        f"({_show(training.get('stop_reason')).replace('_', ' ')}), final cost {_show(training.get('final_cost'))}, "
+        f"({'converged' if training.get('converged') is True else 'not converged'}, stop reason "
+        f"{_show(training.get('stop_reason')).replace('_', ' ')}), final cost {_show(training.get('final_cost'))}, "
         f"engine {_show(training.get('engine'))}, learning rate {_show(training.get('learning_rate'))}"
     )
     settings = document["settings"]

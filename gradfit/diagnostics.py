@@ -67,37 +67,86 @@ def _condition(eigenvalues):
     return top / bottom
 
 
+def _value_text(certificate):
+    """``"distance 3.2e-03"``, or what stands for a value when there is none."""
+    if certificate.value is None:
+        return f"no certificate ({certificate.detail})" if certificate.detail else "no certificate"
+    return f"{certificate.kind.replace('_', ' ')} {certificate.value:.3g}"
+
+
+def advice(settings, result):
+    """One change that helps this fit reach its certificate: ``(option, value)``, or ``None``.
+
+    Only a change that would be accepted for this fit and that differs from
+    what ran: conjugate gradient where it serves the problem and did not run;
+    ``learning_rate="auto"`` where a rate was given; standardizing where it
+    was off; else more epochs. ``None`` when no option can bring a
+    certificate (a loss without one, or an interrupted fit).
+    """
+    certificate = result.certificate
+    if certificate is None or certificate.kind == "none" or result.stop_reason == "interrupted":
+        return None
+    problem = result.problem
+    penalty = problem.objective.penalty
+    ran = result.optimizer or settings["optimizer"]
+    l1 = penalty is not None and penalty.has_prox
+    cg_serves = (
+        problem.loss.quadratic and not l1 and settings["batch_size"] is None
+        and settings["learning_rate"] == "auto" and settings["schedule"] in ("auto", "constant")
+    )
+    if cg_serves and (ran != "cg" or settings["optimizer"] == "auto"):
+        # "auto" that ran cg: cg by name adds the refinement epochs (data passes)
+        return ("optimizer", "cg")
+    if l1 and ran == "gd" and settings["batch_size"] is None and settings["schedule"] in ("auto", "constant"):
+        return ("optimizer", "nesterov")
+    if settings["learning_rate"] != "auto":
+        return ("learning_rate", "auto")
+    if not settings["standardize"]:
+        return ("standardize", True)
+    return ("epochs", 10 * int(settings["epochs"]))
+
+
 def _stop_message(result, settings):
-    tol, n = settings["tol"], settings["n_iter_no_change"]
-    if result.stop_reason == "converged":
-        return (
-            f"converged after {result.n_iter} epochs: the cost improved by less than "
-            f"tol={tol:g} (relative) for {n} epochs in a row"
-        )
+    """The one sentence every surface shows for how the fit ended (from its certificate)."""
+    tol, n = settings["tol"], result.n_iter
+    certificate = result.certificate
+    value = _value_text(certificate)
+    if certificate.converged:
+        return f"converged after {n} epochs: certified within tol={tol:g} ({value})"
     if result.stop_reason == "interrupted":
         return (
-            f"interrupted after {result.n_iter} epochs (Ctrl-C or a callback): "
+            f"not converged: interrupted after {n} epochs (Ctrl-C or a callback), {value}; "
             "the parameters reached so far were kept"
         )
     if tol is None:
-        return f"ran all {result.n_iter} epochs (tol=None: no convergence test)"
-    return (
-        f"not converged: the {result.n_iter} epochs ran out while the cost still improved "
-        f"by more than tol={tol:g} (relative); raise epochs, or use optimizer='cg'"
-    )
+        return f"not converged: ran all {n} epochs with tol=None (no convergence test), {value}"
+    if result.stop_reason == "stalled":
+        why = f"the cost stalled after {n} epochs"
+    else:
+        why = f"the {n} epochs ran out"
+    if certificate.value is not None:
+        why += f" with the {value} > tol={tol:g}"
+    else:
+        why += f" and nothing certifies it ({certificate.detail})"
+    change = advice(settings, result)
+    tip = f"; use {change[0]}={change[1]!r}" if change else ""
+    return f"not converged: {why}{tip}"
 
 
 def _basic(result, settings):
     rate = result.learning_rate
+    certificate = result.certificate
     report = {
         "converged": bool(result.converged),
         "stop_reason": result.stop_reason,
         "message": _stop_message(result, settings),
+        "certificate": certificate.as_dict(),
+        "advice": advice(settings, result) if not result.converged else None,
         "n_iter": int(result.n_iter),
         "max_epochs": int(settings["epochs"]),
         "tol": settings["tol"],
         "engine": result.engine,
-        "optimizer": settings["optimizer"],
+        "optimizer": result.optimizer or settings["optimizer"],
         "loss": settings["loss"],
         "penalty": settings["penalty"],
         "initial_cost": float(result.loss_curve[0]) if result.loss_curve else None,
@@ -108,6 +157,8 @@ def _basic(result, settings):
         "max_stable_learning_rate": None,
         "notes": [],
     }
+    if report["advice"] is not None:
+        report["advice"] = list(report["advice"])
     if rate is not None and report["learning_rate_auto"] and result.problem.loss.curvature:
         # "auto" has computed L already (the pass engine caches it): no more passes.
         report["max_stable_learning_rate"] = 2.0 / result.problem.objective.curvature()
@@ -115,27 +166,29 @@ def _basic(result, settings):
 
 
 def _quadratic_problem(result, settings, source, report):
-    """``(statistics, objective)`` with the full scatter, or ``None`` (a note says why)."""
+    """``(statistics, objective)`` with the full scatter, or ``None`` (a note says why).
+
+    The pass engine keeps no scatter: the fit collected it for its certificate
+    (one extra pass, :func:`gradfit.fitting.fit_source`) and it is reused here.
+    """
     fit_intercept = settings["fit_intercept"]
     if result.engine == "statistics":
         return result.statistics, result.problem.objective
     d = result.coef.shape[1]
-    if source is None:
-        report["notes"].append("the pass engine ran and no data were given to collect the statistics from")
-        return None
     if result.stop_reason == "interrupted":
         # Ctrl-C means "stop now": not one more pass over data that may be large.
         report["notes"].append("interrupted: the pass over the data the statistics need was skipped")
         return None
-    if d > MAX_DENSE_FEATURES:
+    if result.reference is None:
         report["notes"].append(
-            f"the pass engine ran on {d} features (> {MAX_DENSE_FEATURES}): no optimum, "
-            "condition number or statistics, which would need the d×d scatter matrix"
+            f"the pass engine ran on {d} features: no optimum, condition number or statistics, "
+            f"which would need the d×d scatter matrix (collected up to {MAX_DENSE_FEATURES} features)"
         )
         return None
-    stats = accumulate(source, full=True)  # the one extra pass (see the module docstring)
+    stats = result.reference.statistics
     report["notes"].append(
-        "the pass engine keeps no scatter matrix: the optimum, condition numbers and statistics took one extra pass"
+        "the pass engine keeps no scatter matrix: the certificate, optimum, condition numbers and "
+        "statistics took one extra pass"
     )
     engine = StatisticsEngine(stats, result.scaling, fit_intercept)
     return stats, Objective(engine, result.problem.objective.penalty, result.scaling)
@@ -156,19 +209,35 @@ def _other_condition(stats, fit_intercept, standardize):
         return None
 
 
-def _optimum(objective, penalty):
-    """``(θ*, F*)`` of the objective, or ``None`` with an L1 part (no closed form)."""
+def smooth_hessian(objective):
+    """The Hessian (per output) of the smooth part of ``objective`` (data term + L2), in its units.
+
+    Formed exactly, never by probing ``hvp`` with an identity: the L2 part's
+    product divides by the number of columns it is given (the outputs), which
+    an identity's ``n_params`` columns would make wrong.
+    """
     engine = objective.engine
-    if penalty is None or (penalty.l1 == 0 and penalty.l2 == 0):
-        return engine.optimum()
-    if penalty.has_prox:
+    hessian = engine.hessian()
+    penalty = objective.penalty
+    if penalty is not None and penalty.l2 > 0:
+        d = engine.n_features
+        hessian[np.arange(d), np.arange(d)] += penalty.hessian_diagonal(objective.scaling.scale, engine.n_outputs)
+    return hessian
+
+
+def _optimum(result, objective, penalty):
+    """``(θ*, F*)`` of the objective in its units, or ``None`` with an L1 part (no closed form).
+
+    θ* comes from the fit's :class:`~gradfit.certify.QuadraticReference`
+    (decided in standardized units, whatever units training used).
+    """
+    if penalty is not None and penalty.has_prox:
         return None
-    # Quadratic: one Newton step from the engine's reference point is exact.
-    reference = engine.reference
-    _, grad = objective.value_and_grad(reference)
-    hessian = objective.hvp(np.eye(reference.shape[0]))
-    step = np.linalg.lstsq((hessian + hessian.T) / 2, grad, rcond=None)[0]
-    optimum = reference - step
+    reference = result.reference
+    if reference is None:
+        return None
+    coef, intercept = reference.to_raw(reference.optimum())
+    optimum = objective.scaling.from_raw(coef, intercept, reference.fit_intercept)
     return optimum, objective.value(optimum)
 
 
@@ -177,18 +246,19 @@ def _smooth_eigenvalues(objective, penalty):
     engine = objective.engine
     if penalty is None or penalty.l2 == 0:
         return engine.eigenvalues
-    p = engine.reference.shape[0]
-    if p > MAX_DENSE_FEATURES:
+    if engine.reference.shape[0] > MAX_DENSE_FEATURES:
         return None
-    hessian = objective.hvp(np.eye(p))
-    return np.linalg.eigvalsh((hessian + hessian.T) / 2)
+    return np.linalg.eigvalsh(smooth_hessian(objective))
 
 
 def epochs_to_reach(gap, target, contraction):
-    """Epochs until ``gap · contraction^t ≤ target``: 0 if already there, ``None`` if never."""
+    """Epochs until ``gap · contraction^t ≤ target``: 0 if already there, ``None`` if never.
+
+    A target of 0 (``tol=0``) is never reached by a contraction: ``None``.
+    """
     if gap <= target:
         return 0
-    if contraction >= 1 or not math.isfinite(contraction):
+    if target <= 0 or contraction >= 1 or not math.isfinite(contraction):
         return None
     if contraction <= 0:
         return 1
@@ -211,9 +281,10 @@ def _quadratic(result, settings, stats, objective, report):
     report["condition_number_standardized"] = data_condition if standardize else other
     report["condition_number_raw"] = other if standardize else data_condition
 
-    optimum = _optimum(objective, penalty)
+    optimum = _optimum(result, objective, penalty)
     if optimum is None:
-        report["notes"].append("an L1 penalty has no closed-form optimum: no gap or epoch estimate")
+        if penalty is not None and penalty.has_prox:
+            report["notes"].append("an L1 penalty has no closed-form optimum: no gap or epoch estimate")
         return
     _, optimal_cost = optimum
     gap = max(result.final_cost - optimal_cost, 0.0)
@@ -227,7 +298,7 @@ def _quadratic(result, settings, stats, objective, report):
     top = float(eigenvalues[-1])
     kept = eigenvalues[eigenvalues > top * len(eigenvalues) * np.finfo(float).eps]
     schedule = getattr(result, "schedule", None) or settings["schedule"]  # "auto" resolved by the fit
-    plain_gd = settings["optimizer"] == "gd" and schedule == "constant" and result.learning_rate
+    plain_gd = report["optimizer"] == "gd" and schedule == "constant" and result.learning_rate
     step = float(result.learning_rate) if plain_gd else 1.0 / top
     rate = max(abs(1.0 - step * kept[0]), abs(1.0 - step * kept[-1]))
     tol = settings["tol"] if settings["tol"] is not None else DEFAULT_TOL
@@ -277,6 +348,15 @@ def analyse(result, settings, source=None, full=True):
         ``report["statistics"]`` says why.
     """
     report = _basic(result, settings)
+    try:
+        return _analyse(result, settings, source, full, report)
+    except Exception as exc:  # noqa: BLE001 - the fit is done: a failing estimate must not lose it
+        report["notes"].append(f"the diagnostics stopped early ({type(exc).__name__}: {exc}); the fit is unaffected")
+        report["statistics"] = "not computed: the diagnostics stopped early (see notes)"
+        return report, None
+
+
+def _analyse(result, settings, source, full, report):
     statistics = None
     if settings["batch_size"] is not None:
         report["notes"].append(
@@ -299,25 +379,46 @@ def analyse(result, settings, source=None, full=True):
     if penalty is not None and (penalty.l1 > 0 or penalty.l2 > 0):
         report["statistics"] = f"penalty={settings['penalty']!r}: OLS statistics describe unpenalized fits"
         return report, None
-    engine = objective.engine
-    # Both from the exact quadratic about the optimum: no cancellation in SSE − SSE*.
-    sse = engine.squared_error_per_output(result.params) * stats.sum_weights
-    optimal_sse = engine.squared_error_per_output(engine.optimum()[0]) * stats.sum_weights
+    reference = result.reference
+    if reference is None:
+        report["statistics"] = "not computed: the statistics of the data were not collected (see notes)"
+        return report, None
+    # SSE and SSE* from the exact quadratic about the optimum (no cancellation in
+    # SSE − SSE*), in the reference units: the rank and the optimum are decided
+    # in a well-scaled basis, never in the raw units training may have used.
+    engine = reference.engine
+    optimum = reference.optimum()
+    optimal_sse = engine.squared_error_per_output(optimum) * stats.sum_weights
+    if result.converged:
+        coef, intercept = result.coef, result.intercept
+        sse = engine.squared_error_per_output(reference.params_from_raw(coef, intercept)) * stats.sum_weights
+        evaluated_at = "returned coefficients"
+    else:
+        # Never OLS statistics of a point that is not the optimum: those of the optimum, named so.
+        coef, intercept = reference.to_raw(optimum)
+        sse = optimal_sse
+        evaluated_at = "least-squares optimum"
     try:
         raw = regression_statistics(
-            stats, result.coef, result.intercept, sse, optimal_sse,
+            stats, coef, intercept, sse, optimal_sse,
             settings["fit_intercept"], feature_names=getattr(source, "feature_names", None),
         )
     except Unavailable as exc:
         report["statistics"] = f"not available: {exc}"
         return report, None
-    statistics = to_json(raw)
-    report["statistics"] = "available"
-    if not result.converged and (report.get("relative_gap") or 0) > 1e-6:
-        report["notes"].append(
-            "the returned coefficients are not at the optimum yet: their t values, intervals and R² "
-            "describe them, the standard errors and F the least-squares fit"
+    raw["evaluated_at"] = evaluated_at
+    if result.converged:
+        report["statistics"] = "available, at the returned coefficients (certified at the optimum)"
+    else:
+        raw["note"] = (
+            "statistics of the least-squares optimum computed from the data's statistics, NOT of the "
+            f"returned coefficients: the fit is {report['message']}"
         )
+        report["statistics"] = (
+            "available at the least-squares optimum only: the returned coefficients are not at it, "
+            "so their own OLS statistics are withheld"
+        )
+    statistics = to_json(raw)
     return report, statistics
 
 
@@ -328,6 +429,15 @@ def _g(value, digits=6):
 def describe(report):
     """The report as ``(label, text)`` pairs, for the command line and the HTML page."""
     rows = [("stopped", report["message"])]
+    certificate = report.get("certificate")
+    if isinstance(certificate, dict):  # a model file's, read as it was written
+        value = certificate.get("value")
+        shown = f"{value:.3g}" if isinstance(value, (int, float)) else "none"
+        rows.append((
+            "certificate",
+            f"{str(certificate.get('kind', '?')).replace('_', ' ')} {shown} (tol {certificate.get('tol')}; "
+            f"{'converged' if certificate.get('converged') else 'not converged'}): {certificate.get('detail', '')}",
+        ))
     cost = f"{_g(report['final_cost'], 10)}"
     if report.get("optimal_cost") is not None:
         cost += f"; optimal {_g(report['optimal_cost'], 10)}, gap {_g(report['gap'], 3)}"

@@ -112,3 +112,7 @@ class ClusterError(GradfitError, RuntimeError):
         else:
             advice = "keep a checkpoint (--checkpoint PATH) to go on from after such a failure"
         super().__init__(f"{what}; {advice}")
+
+
+class IgnoredOptionWarning(UserWarning):
+    """An option was set that this fit does not use (see :func:`gradfit.fitting.check_meaningful`)."""

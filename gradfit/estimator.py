@@ -19,6 +19,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 
 from . import model as model_file
 from . import progress, registry
+from .certificate import Certificate
 from .diagnostics import analyse
 from .engines import ENGINES
 from .fitting import fit_source, prepare
@@ -52,18 +53,37 @@ class GDRegressor(RegressorMixin, BaseEstimator):
     epochs : int, default=1000
         The most epochs to run.
     tol : float or None, default=1e-6
-        Stop once the cost has not improved on the best so far by more than
-        ``tol`` relative for ``n_iter_no_change`` epochs in a row; a
-        ``ConvergenceWarning`` tells when ``epochs`` ran out first. ``None``
-        runs all epochs.
+        The threshold of the fit's convergence *certificate*
+        (:mod:`gradfit.certify`): training stops, converged, as soon as the
+        certificate is at most ``tol``. For the squared error with or without
+        ``"l2"`` it is the relative distance to the optimum in standardized
+        units (exact, from ``θ − θ* = H⁻¹∇F``); with ``"l1"``/``"elasticnet"``
+        the relative duality gap. ``converged_`` is true only then; a
+        ``ConvergenceWarning`` gives the certificate's value and one change
+        that helps when it is not. ``None`` runs all epochs and claims nothing.
     n_iter_no_change : int, default=5
+        Training also stops, *not* converged (``stop_reason_ == "stalled"``)
+        unless the certificate holds, once the cost has not improved on its
+        best by more than ``tol`` relative for this many epochs in a row; on
+        the statistics engine, which checks the certificate every epoch, by
+        more than ``min(tol, 1e-15)``: only a cost that rounding stopped. On
+        the pass engine (for the squared error) a stall first collects the
+        statistics, the one extra pass the certificate needs, and training
+        goes on checking the certificate.
     fit_intercept : bool, default=True
     standardize : bool, default=True
         Train on standardized features (centred when there is an intercept,
         divided by their spread); ``coef_`` and ``intercept_`` are reported in
         the data's own units, and the optimum does not change.
-    optimizer : {"gd", "momentum", "nesterov", "adam", "cg"}, default="gd"
-        See :mod:`gradfit.optimizers`. ``"cg"`` (conjugate gradient) is exact on
+    optimizer : {"auto", "gd", "momentum", "nesterov", "adam", "cg"}, default="auto"
+        See :mod:`gradfit.optimizers`. ``"auto"`` runs plain gradient descent
+        (``"gd"``, the tutorial's update) where the statistics show it reaches
+        ``tol`` within half of ``epochs``, else conjugate gradient (squared
+        error, with or without L2, condition number up to 1e4), the Newton
+        step with the statistics' Hessian beyond (``optimizer_ == "newton"``),
+        or ``"nesterov"`` (L1, elastic net); minibatches,
+        the pass engine, a given learning rate or schedule, and other losses
+        run ``"gd"`` (:mod:`gradfit.autoselect`). ``optimizer_`` says which ran. ``"cg"`` (conjugate gradient) is exact on
         the squared error (with or without ``"l2"``) in at most ``d + 1`` epochs,
         and is followed by refinement epochs whose gradient comes from a data
         pass (:mod:`gradfit.refine`); it raises ``IllConditionedError`` rather
@@ -72,6 +92,7 @@ class GDRegressor(RegressorMixin, BaseEstimator):
     epsilon : float, default=1.35
         Huber's threshold, in the target's units (no scale is estimated, unlike
         scikit-learn's ``HuberRegressor``; see :class:`gradfit.losses.Huber`).
+        Needs ``loss="huber"``: another value with another loss is an error.
     penalty : {None, "l2", "l1", "elasticnet"}, default=None
         On the coefficients in the data's units, never the intercept; L1 by a
         proximal step, so coefficients become exactly zero. ``Lasso(alpha=a)``
@@ -79,7 +100,9 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         ``alpha=2a/n_samples`` (the sum of the sample weights when given; see
         :mod:`gradfit.penalties`).
     alpha : float, default=1e-4
+        Needs ``penalty``: another value without one is an error.
     l1_ratio : float in [0, 1], default=0.15
+        Needs ``penalty="elasticnet"``: another value with another penalty is an error.
     batch_size : int or None, default=None
         ``None``: full batch. An integer: minibatches, rows shuffled every
         epoch from ``random_state``.
@@ -132,7 +155,15 @@ class GDRegressor(RegressorMixin, BaseEstimator):
     final_cost_ : float
         The cost at the returned parameters.
     converged_ : bool
-    stop_reason_ : {"converged", "max_epochs", "interrupted"}
+        True only when the certificate holds: ``certificate_.value <= tol``.
+    stop_reason_ : {"converged", "stalled", "max_epochs", "interrupted"}
+        ``"converged"`` exactly when ``converged_``; ``"stalled"``: the cost
+        stopped improving (``n_iter_no_change``) short of the certificate.
+    certificate_ : gradfit.certificate.Certificate
+        What the fit can prove about its distance to the optimum (``kind``,
+        ``value``, ``tol``, ``detail``); also ``fit_report_["certificate"]``.
+    optimizer_ : str
+        The optimizer that ran (``"auto"`` resolved).
     learning_rate_ : float or None
         The base step used (``None`` for ``cg``).
     engine_ : {"statistics", "pass"}
@@ -199,7 +230,7 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         n_iter_no_change=5,
         fit_intercept=True,
         standardize=True,
-        optimizer="gd",
+        optimizer="auto",
         loss="squared_error",
         epsilon=1.35,
         penalty=None,
@@ -439,12 +470,8 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         return self
 
     def _warn_unsettled(self, result):
-        if self.tol is not None and not result.converged and result.stop_reason == "max_epochs":
-            warnings.warn(
-                f"gradient descent stopped after epochs={self.epochs} before the cost settled "
-                f"(tol={self.tol}); raise epochs, or use learning_rate='auto' / optimizer='cg'",
-                ConvergenceWarning,
-            )
+        if self.tol is not None and not result.converged and result.stop_reason in ("max_epochs", "stalled"):
+            warnings.warn(f"{type(self).__name__} {self.fit_report_['message']}", ConvergenceWarning)
 
     def partial_fit(self, X, y=None, sample_weight=None, *, callbacks=None):
         """One epoch over the batch given, continuing the optimizer's state.
@@ -483,6 +510,8 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         self.final_cost_ = result.final_cost
         self.converged_ = result.converged
         self.stop_reason_ = result.stop_reason
+        self.certificate_ = result.certificate
+        self.optimizer_ = result.optimizer
         self.learning_rate_ = result.learning_rate
         self.engine_ = result.engine
         self.refinement_ = None if result.refinement is None else result.refinement.as_dict()
@@ -550,6 +579,20 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         return tags
 
 
+def _stored_certificate(diagnostics):
+    """The certificate a model file recorded (``None`` when it has none or it does not read as one)."""
+    stored = (diagnostics or {}).get("certificate") if isinstance(diagnostics, dict) else None
+    if not isinstance(stored, dict):
+        return None
+    value, tol = stored.get("value"), stored.get("tol")
+    if not (value is None or isinstance(value, (int, float))) or not (tol is None or isinstance(tol, (int, float))):
+        return None
+    try:
+        return Certificate(str(stored.get("kind")), value, tol, str(stored.get("detail", "")))
+    except ValueError:
+        return None
+
+
 def load(path):
     """Read a model file written by :meth:`GDRegressor.save`; returns a fitted estimator."""
     document = model_file.read_document(path)
@@ -585,6 +628,8 @@ def load(path):
     estimator.final_cost_ = training.get("final_cost")
     estimator.converged_ = training.get("converged")
     estimator.stop_reason_ = training.get("stop_reason")
+    estimator.optimizer_ = training.get("optimizer", settings.get("optimizer"))
+    estimator.certificate_ = _stored_certificate(document.get("diagnostics"))
     estimator.learning_rate_ = training.get("learning_rate")
     estimator.engine_ = training.get("engine")
     estimator.n_samples_ = training.get("n_samples")

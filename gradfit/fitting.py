@@ -6,6 +6,7 @@ no math of its own beyond choosing the pieces and the step size.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,8 +14,13 @@ import numpy as np
 
 from . import checkpoint as checkpoints
 from . import registry, schedules
+from .autoselect import NEWTON, resolve_optimizer
+from .optimizers import scale_by_inverse_hessian
+from .certify import MAX_FEATURES as MAX_CERTIFIED_FEATURES
+from .certify import QuadraticReference, certify
 from .engines import PassEngine, StatisticsEngine, accumulate, choose_engine
-from .errors import DataError, OptionError
+from .certificate import Certificate
+from .errors import DataError, IgnoredOptionWarning, OptionError
 from .model import json_setting
 from .objective import Objective
 from .refine import MAX_FEATURES as MAX_REFINEMENT_FEATURES
@@ -38,7 +44,13 @@ class FitResult:
     ``schedule`` the schedule that ran (``"auto"`` resolved, ``None`` for
     ``cg``); ``statistics`` the moments of the data (the full scatter for the
     statistics engine); ``refinement`` what the refinement epochs after ``cg``
-    did (a :class:`gradfit.refine.Refinement`, or ``None`` when none ran).
+    did (a :class:`gradfit.refine.Refinement`, or ``None`` when none ran);
+    ``certificate`` what the fit can prove about its distance to the optimum
+    (:mod:`gradfit.certify`): ``converged`` is its verdict; ``optimizer`` the
+    optimizer that ran (``"auto"`` resolved, :mod:`gradfit.autoselect`);
+    ``reference`` the squared error's :class:`~gradfit.certify.QuadraticReference`
+    (``None`` for other losses or when its statistics were not collected), which
+    the fit report reuses rather than read the data again.
     """
 
     coef: np.ndarray
@@ -56,6 +68,9 @@ class FitResult:
     rng: Any
     schedule: str | None = None
     refinement: Any = None
+    certificate: Any = None
+    optimizer: str | None = None
+    reference: Any = None
 
     @property
     def n_iter(self):
@@ -63,7 +78,7 @@ class FitResult:
 
     @property
     def converged(self):
-        return self.stop_reason == "converged"
+        return self.certificate is not None and self.certificate.converged
 
 
 @dataclass
@@ -108,6 +123,25 @@ def check_combination(settings, loss, penalty):
         )
 
 
+def check_meaningful(settings, strict=False):
+    """Refuse an option whose value would be ignored, naming the option that gives it meaning.
+
+    Compared with the default (:data:`gradfit.registry.DEPENDENT_OPTIONS`):
+    scikit-learn's ``get_params`` stores every parameter, so only a value
+    other than the default can have been asked for. An entry the estimator
+    does not refuse (``alpha``) is an :class:`~gradfit.errors.IgnoredOptionWarning`
+    unless ``strict`` (the command line).
+    """
+    for option, (default, owner, applies, values, refuse) in registry.DEPENDENT_OPTIONS.items():
+        value = settings.get(option, default)
+        if value != default and not applies(settings):
+            message = (f"{option}={value!r} has no effect with {owner}={settings.get(owner)!r}; "
+                       f"it applies only with {values} (or leave {option} at its default {default!r})")
+            if refuse or strict:
+                raise OptionError(message)
+            warnings.warn(message, IgnoredOptionWarning, stacklevel=4)
+
+
 def prepare(source, settings, scaling=None, statistics=None):
     """Read the statistics, choose the engine and build the objective.
 
@@ -124,6 +158,7 @@ def prepare(source, settings, scaling=None, statistics=None):
         )
     registry.lookup(registry.OPTIMIZERS, "optimizer", settings["optimizer"])
     registry.lookup(registry.SCHEDULES, "schedule", settings["schedule"])
+    check_meaningful(settings)
     check_combination(settings, loss, penalty)
     engine_name = choose_engine(
         settings["engine"], loss, settings["batch_size"], source.n_features, settings["epochs"],
@@ -250,6 +285,26 @@ def refinement_statistics(source, problem):
     return accumulate(source, full=True)
 
 
+def _build_optimizer(name, schedule, steps, options, reference):
+    """The optimizer ``name`` from the registry, or ``"auto"``'s Newton step on the statistics' Hessian.
+
+    The Newton step runs only standardized (:func:`gradfit.autoselect.resolve_optimizer`),
+    where the training units are the reference's, so ``reference.solve`` (H⁺) applies as it is.
+    """
+    if name == NEWTON:
+        return scale_by_inverse_hessian(reference.solve)
+    return registry.OPTIMIZERS[name](schedule, steps, **options)
+
+
+def _certifier(reference, scaling, fit_intercept, tol):
+    """``params (training units) -> Certificate``: the loop's convergence test."""
+
+    def certifier(params):
+        return reference.certify(reference.params_from_raw(*scaling.to_raw(params, fit_intercept)), tol)
+
+    return certifier
+
+
 def fit_source(source, settings, *, params=None, opt_state=None, loss_curve=None, problem=None,
                epochs=None, learning_rate=None, rng=None, callbacks=(), refine=None,
                checkpoint=None, checkpoint_every=10, resume=None):
@@ -288,16 +343,31 @@ def fit_source(source, settings, *, params=None, opt_state=None, loss_curve=None
     n_params = source.n_features + fit_intercept
     if params is None:
         params = np.zeros((n_params, source.n_outputs))
-    optimizer_name = settings["optimizer"]
+    requested = settings  # what a checkpoint records and compares
+    complete = epochs is None  # partial_fit runs single epochs, each maybe on a different batch
+    optimizer_name = resolve_optimizer(settings, problem, complete)
+    settings = dict(settings, optimizer=optimizer_name)
     batch_size = settings["batch_size"]
     steps = 1 if batch_size is None else -(-problem.n_samples // batch_size)
-    complete = epochs is None  # partial_fit runs single epochs, each maybe on a different batch
+    tol = settings["tol"]
+    reference = certifier = None
+    # cg by name is followed by refinement epochs, which the certificate
+    # judges: its own epochs end as they always have (the stall rule).
+    refining = bool(complete if refine is None else refine) and requested["optimizer"] == "cg"
+    if complete and problem.loss.quadratic and problem.statistics.scatter is not None \
+            and source.n_features <= MAX_CERTIFIED_FEATURES:
+        # The statistics engine: the certificate costs O(d²) an epoch, so the loop checks it every epoch.
+        reference = QuadraticReference(problem.statistics, objective.penalty, fit_intercept)
+        if tol is not None and not refining:
+            certifier = _certifier(reference, problem.scaling, fit_intercept, tol)
+    if optimizer_name == NEWTON and reference is None:  # too many features for the d×d solve
+        optimizer_name = settings["optimizer"] = "cg"
     # Restarts compare the cost from epoch to epoch: only where it is the same cost throughout.
     restart = complete and batch_size is None
     options = {"restart": restart} if optimizer_name in ("momentum", "nesterov") else {}
-    if optimizer_name == "cg":
+    if optimizer_name in ("cg", NEWTON):
         rate = schedule_name = None
-        schedule = lambda epoch: 0.0  # noqa: E731 - cg's steps come from its line search
+        schedule = lambda epoch: 0.0  # noqa: E731 - cg's steps come from its line search, Newton's from H
     else:
         rate = base_learning_rate(problem, settings, restart) if learning_rate is None else learning_rate
         schedule_name, power_t = resolve_schedule(settings, problem.loss)
@@ -305,19 +375,19 @@ def fit_source(source, settings, *, params=None, opt_state=None, loss_curve=None
     run_epochs = settings["epochs"] if epochs is None else epochs
     if checkpoint is not None or resume is not None:
         fingerprint = checkpoints.data_fingerprint(problem.statistics, source.feature_names, source.target_names)
-        plain_settings = {name: json_setting(value) for name, value in settings.items()}
+        plain_settings = {name: json_setting(value) for name, value in requested.items()}
     if resume is not None:
         # Everything the loop carries from epoch to epoch comes from the checkpoint.
         saved = checkpoints.read(resume)
         checkpoints.check_compatible(saved, resume, plain_settings, fingerprint)
         params, loss_curve, rng, rate = checkpoints.restore(saved, resume, (n_params, source.n_outputs))
-        if optimizer_name != "cg":
+        if optimizer_name not in ("cg", NEWTON):
             schedule = registry.SCHEDULES[schedule_name](rate, power_t, settings["step_size"], settings["gamma"])
-        optimizer = registry.OPTIMIZERS[optimizer_name](schedule, steps, **options)
+        optimizer = _build_optimizer(optimizer_name, schedule, steps, options, reference)
         opt_state = checkpoints.decode_tree(saved.get("opt_state"), optimizer.init(params))
         run_epochs = max(settings["epochs"] - len(loss_curve), 0)
     else:
-        optimizer = registry.OPTIMIZERS[optimizer_name](schedule, steps, **options)
+        optimizer = _build_optimizer(optimizer_name, schedule, steps, options, reference)
     if rng is None and batch_size is not None:
         rng = np.random.default_rng(settings["random_state"])
     refine_callbacks = tuple(callbacks)  # the refinement phase has its own state: not checkpointed
@@ -332,34 +402,52 @@ def fit_source(source, settings, *, params=None, opt_state=None, loss_curve=None
         except Exception:  # the message is a courtesy; never mask the divergence itself
             return None
 
-    try:
-        result = train(
-            objective,
-            optimizer,
-            params,
-            epochs=run_epochs,
-            tol=settings["tol"],
-            n_iter_no_change=settings["n_iter_no_change"],
-            schedule=schedule,
-            batch_size=batch_size,
-            n_samples=problem.n_samples,
-            rng=rng,
-            opt_state=opt_state,
-            loss_curve=loss_curve,
-            max_stable_learning_rate=max_stable if problem.loss.curvature else None,
-            standardized=settings["standardize"],
-            callbacks=callbacks,
-        )
-    except ClusterError as exc:
-        if checkpoint is not None:
-            # The state after the last whole epoch (every epoch's sums are whole or
-            # never came): a resumed run goes on from there with the same bits.
-            checkpointer.on_train_end()
-        raise ClusterError(exc.what, checkpoint) from None  # its message: go on from the checkpoint
+    def run(start, state, curve, count, check):
+        try:
+            return train(
+                objective,
+                optimizer,
+                start,
+                epochs=count,
+                tol=tol,
+                n_iter_no_change=settings["n_iter_no_change"],
+                schedule=schedule,
+                batch_size=batch_size,
+                n_samples=problem.n_samples,
+                rng=rng,
+                opt_state=state,
+                loss_curve=curve,
+                max_stable_learning_rate=max_stable if problem.loss.curvature else None,
+                standardized=settings["standardize"],
+                callbacks=callbacks,
+                certify=check,
+            )
+        except ClusterError as exc:
+            if checkpoint is not None:
+                # The state after the last whole epoch (every epoch's sums are whole or
+                # never came): a resumed run goes on from there with the same bits.
+                checkpointer.on_train_end()
+            raise ClusterError(exc.what, checkpoint) from None  # its message: go on from the checkpoint
+
+    done_before = len(loss_curve or [])
+    result = run(params, opt_state, loss_curve, run_epochs, certifier)
+    if (result.stop_reason == "stalled" and reference is None and complete and not refining and problem.loss.quadratic
+            and source.n_features <= MAX_CERTIFIED_FEATURES):
+        # The pass engine's cost stalled: a stall is not convergence. Collect the
+        # statistics now (the one extra pass the certificate needs anyway) and go
+        # on, checking the certificate every epoch, until it holds or epochs run out.
+        reference = QuadraticReference(accumulate(source, full=True), objective.penalty, fit_intercept)
+        certifier = _certifier(reference, problem.scaling, fit_intercept, tol)
+
+        left = run_epochs - (len(result.loss_curve) - done_before)
+        if left > 0 and not certifier(result.params).converged:
+            result = run(result.params, result.opt_state, result.loss_curve, left, certifier)
     refinement = statistics = None
     refine = complete if refine is None else refine
-    if refine and optimizer_name == "cg" and result.stop_reason != "interrupted":
-        statistics = refinement_statistics(source, problem)
+    # Refinement follows cg when asked for by name: it reads the data again and
+    # refuses problems float64 cannot determine, which "auto" must not impose.
+    if refine and requested["optimizer"] == "cg" and result.stop_reason != "interrupted":
+        statistics = reference.statistics if reference is not None else refinement_statistics(source, problem)
     if statistics is not None:
         coef, intercept, refined, refinement = refine_fit(
             source, problem, result.params, fit_intercept=fit_intercept,
@@ -372,11 +460,25 @@ def fit_source(source, settings, *, params=None, opt_state=None, loss_curve=None
     else:
         coef, intercept = problem.scaling.to_raw(result.params, fit_intercept)
     final_cost = objective.value(result.params)
+    stop_reason = result.stop_reason
+    if not complete:
+        certificate = Certificate("none", None, tol, "partial_fit: one epoch on one batch certifies nothing about the data")
+    else:
+        if reference is None and problem.loss.quadratic and stop_reason != "interrupted" \
+                and source.n_features <= MAX_CERTIFIED_FEATURES:
+            # The pass engine keeps no scatter: at most one more pass (none when refinement read it).
+            full = statistics if statistics is not None else accumulate(source, full=True)
+            reference = QuadraticReference(full, objective.penalty, fit_intercept)
+        certificate = certify(problem, coef, intercept, tol, reference=reference, refinement=refinement, source=source)
+        if certificate.converged:
+            stop_reason = "converged"
+        elif stop_reason == "converged":
+            stop_reason = "stalled"  # certified during training, not after refinement moved it
     return FitResult(
         coef=coef,
         intercept=intercept,
         loss_curve=result.loss_curve,
-        stop_reason=result.stop_reason,
+        stop_reason=stop_reason,
         final_cost=float(final_cost),
         engine=problem.engine,
         learning_rate=rate,
@@ -388,4 +490,7 @@ def fit_source(source, settings, *, params=None, opt_state=None, loss_curve=None
         rng=rng,
         schedule=schedule_name,
         refinement=refinement,
+        certificate=certificate,
+        optimizer=optimizer_name,
+        reference=reference,
     )

@@ -13,7 +13,7 @@ Layout (``format_version`` 1)::
       "standardization": {"center": [...d], "scale": [...d]},
       "settings": {...the estimator's parameters...},
       "training": {"n_iter", "converged", "stop_reason", "final_cost",
-                   "learning_rate", "engine", "n_samples", "loss_curve"},
+                   "learning_rate", "engine", "optimizer", "n_samples", "loss_curve"},
       "diagnostics": {...} or null,          # GDRegressor.fit_report_ (gradfit.diagnostics)
       "statistics": {...} or null,           # GDRegressor.summary_ (gradfit.summary)
       "encoding": {"columns": [...], ...}    # only with categorical columns: the raw columns and
@@ -162,6 +162,7 @@ def to_document(estimator):
             "final_cost": _number(estimator.final_cost_),
             "learning_rate": None if estimator.learning_rate_ is None else _number(estimator.learning_rate_),
             "engine": estimator.engine_,
+            "optimizer": getattr(estimator, "optimizer_", estimator.optimizer),
             "n_samples": int(estimator.n_samples_),
             "loss_curve": [_number(v) for v in estimator.loss_curve_],
         },
@@ -267,6 +268,7 @@ TRAINING = {
     "fields": {
         "n_iter": "count", "n_samples": "count", "converged": "flag", "stop_reason": "text",
         "engine": "text", "final_cost": "real", "learning_rate": "number?", "loss_curve": "reals",
+        "optimizer": "text",
     },
 }
 

@@ -86,6 +86,9 @@ class Refinement:
         from the size of the last correction in the data's units: the floor the
         data-pass gradient sets. Capped at 15.9.
     status : {"settled", "max_epochs", "interrupted"}
+    last_step : ndarray of shape (n_params, n_outputs) or None
+        The last correction, in the refinement's units (centred, standardized):
+        the distance certificate of :mod:`gradfit.certify` reads it. Not in :meth:`as_dict`.
     """
 
     epochs: int
@@ -94,6 +97,7 @@ class Refinement:
     method: str = "eigh"
     digits: np.ndarray | None = None
     status: str = "settled"
+    last_step: np.ndarray | None = None
 
     def as_dict(self):
         """Plain numbers and lists, for JSON."""
@@ -341,6 +345,7 @@ def refine(source, problem, params, *, fit_intercept, loss_curve, statistics=Non
         method=method,
         digits=_digits(settled.last_step, coef, intercept, scaling, fit_intercept),
         status=status,
+        last_step=settled.last_step if settled.corrections else None,
     )
     result.params = problem.scaling.from_raw(coef, intercept, fit_intercept)
     return coef, intercept, result, record

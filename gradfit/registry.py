@@ -13,6 +13,7 @@ from .losses import AbsoluteError, Huber, SquaredError
 from .penalties import ElasticNet
 
 OPTIMIZERS = {
+    "auto": None,  # resolved per problem by gradfit.autoselect.resolve_optimizer
     "gd": optimizers.gd,
     "momentum": lambda schedule, steps_per_epoch=1, restart=None: optimizers.momentum(
         schedule, steps_per_epoch, MOMENTUM_DECAY, restart),
@@ -47,7 +48,7 @@ SCHEDULES = {
 #: unit: Adam (its per-coordinate normalization makes its step a distance in
 #: the coefficients' units, ``ADAM_AUTO_RATE`` × the target's root mean square)
 #: and cg (an exact line search sets every step)
-AUTO_RATE = {"gd": 1.0, "momentum": 1.0, "nesterov": 1.0, "adam": None, "cg": None}
+AUTO_RATE = {"auto": None, "gd": 1.0, "momentum": 1.0, "nesterov": 1.0, "adam": None, "cg": None}
 #: β of ``momentum`` and ``nesterov``; without restarts (minibatches, partial_fit)
 #: their ``"auto"`` step is ``(1 − β)/L``, see :func:`gradfit.fitting.base_learning_rate`
 MOMENTUM_DECAY = 0.9
@@ -58,6 +59,23 @@ ADAM_AUTO_RATE = 0.01
 #: ``r²/(2 rms(y))``, which has ``|r|``'s value and slope at residuals of the
 #: size they start at (``r = −y`` from zero)
 ABSOLUTE_ERROR_AUTO_FACTOR = 2.0
+
+
+#: options that mean something only with another one: option → (its default,
+#: the option that gives it meaning, whether it applies to these settings, the
+#: values that make it apply, for the message, and whether the estimator
+#: refuses it). A value other than the default where it does not apply is an
+#: error (:func:`gradfit.fitting.check_meaningful`). ``alpha`` without a penalty
+#: is only a warning in the estimator: scikit-learn's own checks, and its model
+#: selection tools, set ``alpha`` on any linear regressor; the command line,
+#: where a flag is typed on purpose, refuses it.
+DEPENDENT_OPTIONS = {
+    # alpha=0 without a penalty says the same as no penalty: nothing is ignored
+    "alpha": (1e-4, "penalty", lambda s: s["penalty"] is not None or s["alpha"] == 0,
+              "penalty='l2', 'l1' or 'elasticnet'", False),
+    "l1_ratio": (0.15, "penalty", lambda s: s["penalty"] == "elasticnet", "penalty='elasticnet'", True),
+    "epsilon": (1.35, "loss", lambda s: s["loss"] == "huber", "loss='huber'", True),
+}
 
 
 def lookup(table, kind, name):

@@ -29,8 +29,11 @@ statistics fall in two kinds:
   ``estimate ± t₀.₉₇₅ · std_error``, and ``r_squared`` / ``adj_r_squared`` from
   their own ``SSE`` (the ``score`` of the model on its training data).
 
-Once the fit has converged the two coincide (to about ``tol``); the fit report
-says when they do not.
+Once the fit has converged the two coincide (to about ``tol``). A fit that is
+not certified converged never gets OLS statistics of its returned
+coefficients: :func:`gradfit.diagnostics.analyse` then evaluates them at the
+least-squares optimum the statistics give, and says so (``evaluated_at``,
+``note``); every table prints that note above it.
 """
 
 from __future__ import annotations
@@ -311,10 +314,13 @@ def format_table(statistics, target_names=None):
     targets = target_names or [f"y{j}" for j in range(n_outputs)]
     width = max(len(n) for n in names) + 2
     lines = []
+    if statistics.get("note"):
+        lines.append(f"note: {statistics['note']}")
     for j in range(n_outputs):
         row = per_output(statistics, j)
+        at = statistics.get("evaluated_at")
         lines.append(
-            f"statistics for {targets[j]} ({statistics['n_observations']} rows, "
+            f"statistics for {targets[j]}{' at the ' + at if at else ''} ({statistics['n_observations']} rows, "
             f"{statistics['df_resid']} residual degrees of freedom):"
         )
         lines.append(

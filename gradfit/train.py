@@ -18,6 +18,10 @@ from .errors import DivergenceError
 
 #: consecutive rising epochs, above the starting cost, that count as divergence
 RISING_EPOCHS = 5
+#: with a certificate to stop on, the stall rule only ends training that can no
+#: longer move the cost at all: an improvement below this (relative, a few units
+#: in the last place) for ``n_iter_no_change`` epochs is rounding, not progress
+ROUNDING_STALL = 1e-15
 
 
 @dataclass
@@ -32,8 +36,10 @@ class TrainResult:
     n_iter : int
         Epochs run (``len(loss_curve)``), counting a resumed run's earlier epochs.
     stop_reason : str
-        ``"converged"`` (tol met), ``"max_epochs"``, or ``"interrupted"`` (a
-        callback asked to stop, e.g. after Ctrl-C).
+        ``"converged"`` (the certificate held, see ``certify``), ``"stalled"``
+        (the cost stopped improving by ``tol`` for ``n_iter_no_change`` epochs:
+        a stall, never convergence by itself), ``"max_epochs"``, or
+        ``"interrupted"`` (a callback asked to stop, e.g. after Ctrl-C).
     opt_state : object
         The optimizer's state, for ``partial_fit`` and ``warm_start``.
     """
@@ -94,6 +100,8 @@ def train(
     max_stable_learning_rate=None,
     standardized=False,
     callbacks=(),
+    certify=None,
+    certify_every=1,
 ):
     """Run up to ``epochs`` epochs of ``optimizer`` on ``objective`` from ``params``.
 
@@ -106,8 +114,12 @@ def train(
     epochs : int
         Epochs to run in this call.
     tol : float or None
-        Stop once the cost has failed to improve on the best so far by more than
-        ``tol × |best|`` for ``n_iter_no_change`` consecutive epochs. ``None``
+        The stall rule: stop (``"stalled"``, not converged) once the cost has
+        failed to improve on the best so far by more than ``tol × |best|`` for
+        ``n_iter_no_change`` consecutive epochs. With ``certify`` the threshold
+        is ``min(tol, ROUNDING_STALL)`` and the certificate's value must also
+        have made no new best for as many checks: the certificate stops
+        training, and a method keeps going while it moves either. ``None``
         runs every epoch.
     schedule : callable
         ``epoch -> step size``; also the step of the L1 proximal operator.
@@ -124,6 +136,11 @@ def train(
         A callback with ``wants_state = True`` also gets the keywords
         ``opt_state``, ``loss_curve`` and ``rng`` (to checkpoint them).
         An optional ``on_train_end()`` is called when training ends normally.
+    certify : callable, optional
+        ``params -> Certificate`` (:mod:`gradfit.certify`); checked after every
+        ``certify_every``-th epoch (counted from the first epoch ever, so a
+        resumed run checks where an unbroken one would) and before a resumed
+        run goes on: training stops ``"converged"`` when it holds.
 
     Raises
     ------
@@ -132,12 +149,17 @@ def train(
         epochs in a row above the starting cost. No parameters are returned.
     """
     state = optimizer.init(params) if opt_state is None else opt_state
+    if tol is not None and certify is not None:
+        tol = min(tol, ROUNDING_STALL)
     curve = list(loss_curve or [])
     first_epoch = len(curve)
     best, stalled, rising = _replay(curve, tol)
     steps_per_epoch = 1 if batch_size is None else -(-n_samples // batch_size)
+    best_value, unimproved = np.inf, 0  # the certificate's best value, and checks since it improved
     stop_reason = "max_epochs"
-    if tol is not None and stalled >= n_iter_no_change:
+    if tol is not None and certify is None and stalled >= n_iter_no_change:
+        epochs, stop_reason = 0, "stalled"  # a resumed run that had already stalled
+    if curve and certify is not None and certify(params).converged:
         epochs, stop_reason = 0, "converged"  # a resumed run that had already converged
 
     for epoch in range(first_epoch, first_epoch + epochs):
@@ -174,10 +196,19 @@ def train(
         if stop:
             stop_reason = "interrupted"
             break
+        if certify is not None and (epoch + 1) % certify_every == 0:
+            certificate = certify(params)
+            if certificate.converged:
+                stop_reason = "converged"
+                break
+            # The certificate sees progress the cost cannot (a cost gap is the
+            # square of the distance): a stall needs both to stand still.
+            value = np.inf if certificate.value is None else certificate.value
+            best_value, unimproved = (value, 0) if value < best_value else (best_value, unimproved + 1)
         if tol is not None:
             best, stalled = _stall(best, stalled, cost, tol)
-            if stalled >= n_iter_no_change:
-                stop_reason = "converged"
+            if stalled >= n_iter_no_change and (certify is None or unimproved >= n_iter_no_change):
+                stop_reason = "stalled"
                 break
     for callback in callbacks:
         if hasattr(callback, "on_train_end"):

@@ -15,7 +15,7 @@ from gradfit.cli import main
 from gradfit.diagnostics import epochs_to_reach
 from gradfit.engines import accumulate
 from gradfit.sources import ArraySource
-from gradfit.summary import Unavailable, plain, regression_statistics, unplain
+from gradfit.summary import Unavailable, format_table, plain, regression_statistics, unplain
 
 from .conftest import make_regression
 
@@ -84,24 +84,30 @@ def test_pass_engine_collects_the_same_statistics_in_one_extra_pass():
     np.testing.assert_allclose(by_pass.fit_report_["optimal_cost"], by_statistics.fit_report_["optimal_cost"], rtol=1e-10)
 
 
-def test_standard_errors_are_the_data_s_t_values_the_returned_coefficients():
-    """Four epochs, far from the optimum: se, σ and F are statsmodels' still; t, CI and R² are the model's."""
+def test_a_fit_short_of_the_optimum_shows_the_optimum_s_statistics_named_so():
+    """Four epochs, far from the optimum (issue 11): no OLS statistics of a point that is not the optimum.
+
+    The table is statsmodels' (computed at the least-squares optimum the
+    statistics give) and says so; the returned coefficients' own are withheld.
+    """
     X, y = make_regression(n=100, d=3, seed=6, noise=0.5)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         early = GDRegressor(epochs=4, tol=None, standardize=False).fit(X, y)
     statistics, reference = early.summary_, statsmodels_fit(X, y, True)
-    assert early.fit_report_["relative_gap"] > 1e-3
+    assert not early.converged_ and early.fit_report_["relative_gap"] > 1e-3
+    assert statistics["evaluated_at"] == "least-squares optimum" and "NOT of the returned" in statistics["note"]
+    assert "withheld" in early.fit_report_["statistics"]
+    np.testing.assert_allclose(statistics["estimate"], reference.params, rtol=1e-8)
     np.testing.assert_allclose(statistics["std_error"], reference.bse, rtol=1e-8)
+    np.testing.assert_allclose(statistics["t_value"], reference.tvalues, rtol=1e-8)
+    np.testing.assert_allclose(statistics["p_value"], reference.pvalues, rtol=1e-6, atol=1e-300)
     np.testing.assert_allclose(statistics["residual_std"], math.sqrt(reference.scale), rtol=1e-8)
     np.testing.assert_allclose(statistics["f_statistic"], reference.fvalue, rtol=1e-8)
-    estimate = np.concatenate([[early.intercept_], early.coef_])
-    np.testing.assert_allclose(statistics["estimate"], estimate, rtol=1e-12)
-    np.testing.assert_allclose(statistics["t_value"], estimate / reference.bse, rtol=1e-8)
-    np.testing.assert_allclose(statistics["ci_lower"], estimate - reference.bse * 1.98498, rtol=1e-5)
-    assert statistics["r_squared"] == pytest.approx(early.score(X, y), rel=1e-10)
-    assert statistics["r_squared"] < reference.rsquared
-    assert any("not at the optimum" in note for note in early.fit_report_["notes"])
+    assert statistics["r_squared"] == pytest.approx(reference.rsquared, rel=1e-10)
+    assert statistics["r_squared"] > early.score(X, y)
+    lines = "\n".join(format_table(statistics))
+    assert "least-squares optimum" in lines
 
 
 # -- NIST -----------------------------------------------------------------------------

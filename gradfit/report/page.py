@@ -91,6 +91,8 @@ def _statistics_tables(statistics, target_names):
     multi = isinstance(statistics["r_squared"], list)
     n_outputs = len(statistics["r_squared"]) if multi else 1
     parts = []
+    if statistics.get("note"):
+        parts.append(f'<p class="note"><strong>{_e(statistics["note"])}</strong></p>')
     percent = f"{statistics.get('confidence', 0.95):.0%}"
     for j in range(n_outputs):
         row = per_output(statistics, j)
@@ -158,8 +160,9 @@ def render_report(model, figures, *, title="gradfit report", data=None, defaults
     report = getattr(model, "fit_report_", None) or {}
     statistics = getattr(model, "summary_", None)
     converged = report.get("converged")
-    status = "converged" if converged else {"max_epochs": "not converged", "interrupted": "interrupted"}.get(
-        report.get("stop_reason"), str(report.get("stop_reason")))
+    # The badge reads the certificate's verdict, in the words of the fit report's message.
+    status = "converged" if converged else ("interrupted, not converged" if report.get("stop_reason") == "interrupted"
+                                            else "not converged")
     now = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     subtitle = (
         f"{_e(data) + ' · ' if data else ''}{model.n_samples_:,} rows · {len(model.feature_names_)} features · "

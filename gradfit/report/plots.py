@@ -111,10 +111,11 @@ def cost_figure(loss_curve, final_cost, report=None):
 def _headline(report):
     if not report:
         return "Training"
-    stopped = {"converged": "converged", "max_epochs": "stopped at the epoch limit",
-               "interrupted": "interrupted"}.get(report.get("stop_reason"), report.get("stop_reason", ""))
+    stopped = {"converged": "converged (certified)", "max_epochs": "not converged: stopped at the epoch limit",
+               "stalled": "not converged: the cost stalled",
+               "interrupted": "interrupted, not converged"}.get(report.get("stop_reason"), report.get("stop_reason", ""))
     if report.get("stop_reason") == "max_epochs" and report.get("tol", 1) is None:
-        stopped = "all epochs run (tol=None)"
+        stopped = "all epochs run (tol=None), not converged"
     text = f"{report.get('n_iter', '?')} epochs, {stopped}"
     if report.get("learning_rate") is not None:
         text += f", learning rate {report['learning_rate']:.4g}"
