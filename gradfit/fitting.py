@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from . import checkpoint as checkpoints
-from . import registry, schedules
+from . import registry, robust, schedules
 from .engines import PassEngine, StatisticsEngine, accumulate, choose_engine
 from .errors import DataError, OptionError
 from .model import json_setting
@@ -56,6 +56,9 @@ class FitResult:
     rng: Any
     schedule: str | None = None
     refinement: Any = None
+    #: robust losses: what gradfit.robust.robust_certificate shows (a Certificate), and the optimizer that ran
+    certificate: Any = None
+    optimizer: str | None = None
 
     @property
     def n_iter(self):
@@ -63,7 +66,8 @@ class FitResult:
 
     @property
     def converged(self):
-        return self.stop_reason == "converged"
+        certified = self.certificate is None or self.certificate.converged
+        return self.stop_reason == "converged" and certified
 
 
 @dataclass
@@ -81,6 +85,8 @@ class Problem:
 def check_combination(settings, loss, penalty):
     """Refuse, with a message that says why, what an optimizer cannot serve."""
     optimizer = settings["optimizer"]
+    if optimizer == robust.NAME:
+        robust.check_combination(settings, loss, penalty)
     if optimizer == "cg":
         if not loss.quadratic:
             raise OptionError(
@@ -127,7 +133,8 @@ def prepare(source, settings, scaling=None):
         settings["engine"], loss, settings["batch_size"], source.n_features, settings["epochs"],
         n_samples=source.n_samples,
     )
-    statistics = accumulate(source, full=engine_name == "statistics")
+    # optimizer="newton" solves with the Gram (projections, the least-squares start): read it in the same pass
+    statistics = accumulate(source, full=engine_name == "statistics" or settings["optimizer"] == robust.NAME)
     if statistics.n_samples < 2:
         raise DataError(
             f"{source.describe()} has {statistics.n_samples} sample; at least 2 samples are required"
@@ -280,6 +287,13 @@ def fit_source(source, settings, *, params=None, opt_state=None, loss_curve=None
         When ``resume`` is damaged or was made with other settings or data.
     """
     problem = problem or prepare(source, settings)
+    # -- robust losses (gradfit.robust): Newton's fit, best iterates, certificates ---------
+    if settings["optimizer"] == robust.NAME:
+        if checkpoint is not None or resume is not None:
+            raise OptionError('optimizer="newton" runs a few passes, not an epoch loop: it takes no checkpoint')
+        return robust.fit(source, problem, settings, params=params, callbacks=callbacks)
+    robust_loss = problem.loss.name in robust.LOSSES and epochs is None and settings["batch_size"] is None
+    # -- end robust losses ---------------------------------------------------------------
     objective = problem.objective
     fit_intercept = settings["fit_intercept"]
     n_params = source.n_features + fit_intercept
@@ -329,6 +343,10 @@ def fit_source(source, settings, *, params=None, opt_state=None, loss_curve=None
         except Exception:  # the message is a courtesy; never mask the divergence itself
             return None
 
+    best = None  # gradfit.robust: the absolute error's best iterate (full batches: the curve is the cost)
+    if robust_loss and problem.loss.name == "absolute_error":
+        best = robust.BestIterate(params)
+        callbacks = tuple(callbacks) + (best,)
     try:
         result = train(
             objective,
@@ -369,6 +387,12 @@ def fit_source(source, settings, *, params=None, opt_state=None, loss_curve=None
     else:
         coef, intercept = problem.scaling.to_raw(result.params, fit_intercept)
     final_cost = objective.value(result.params)
+    certificate = None
+    if robust_loss:  # gradfit.robust: the best iterate, and what can be shown about it
+        if best is not None and best.cost < final_cost:
+            result.params, final_cost = best.params, best.cost
+            coef, intercept = problem.scaling.to_raw(result.params, fit_intercept)
+        certificate = robust.robust_certificate(problem, result.params, settings["tol"])
     return FitResult(
         coef=coef,
         intercept=intercept,
@@ -385,4 +409,6 @@ def fit_source(source, settings, *, params=None, opt_state=None, loss_curve=None
         rng=rng,
         schedule=schedule_name,
         refinement=refinement,
+        certificate=certificate,
+        optimizer=optimizer_name,
     )
