@@ -116,7 +116,7 @@ def robust_certificate(problem, params, tol):
             bounds.append(huber.certificate(one, one.evaluate(params[:, column], hessian=False), gram))
         else:
             one = absolute.AbsoluteProblem(source, column, problem.scaling, fit_intercept, statistics)
-            bounds.append(absolute.certificate(one, gram, one.collect(params[:, column])))
+            bounds.append(absolute.certificate(one, gram, one.collect(params[:, column]))[:2])
     if loss.name == "huber":
         return Certificate("gradient_bound", _relative(bounds), tol, HUBER_DETAIL)
     return Certificate("lp_duality_gap", _relative(bounds), tol, ABSOLUTE_DETAIL)
@@ -176,10 +176,11 @@ def fit(source, problem, settings, *, params=None, callbacks=()):
             if loss.name == "huber":
                 one = huber.HuberProblem(source, column, loss.epsilon, problem.scaling, fit_intercept, penalty,
                                          statistics)
-                point = one.evaluate(params[:, column])
-                costs[column] = point["F"]
-                point, bound, _ = newton(one, point, settings["epochs"], tol, gram,
-                                         lambda F, theta, column=column: progress(column, F, theta))
+                point, bound, _ = huber.solve(
+                    one, params[:, column], max_iter=settings["epochs"], tol=tol, gram=gram,
+                    residual_rms=float(np.sqrt(gram.least_squares_error[column])),
+                    callback=lambda F, theta, column=column: progress(column, F, theta),
+                )
                 params[:, column] = point["theta"]
                 costs[column] = point["F"]
                 bounds[column] = bound if bound is not None else huber.certificate(one, point, gram)
@@ -206,12 +207,6 @@ def fit(source, problem, settings, *, params=None, callbacks=()):
         params=params, opt_state=None, problem=problem, rng=None, schedule=None, refinement=None,
         certificate=certificate, optimizer=NAME,
     )
-
-
-def newton(problem, point, max_iter, tol, gram, callback):
-    """:func:`gradfit.robust.huber.newton` from an evaluated ``point``."""
-    return huber.newton(problem, point["theta"], max_iter=max_iter, tol=tol, gram=gram, callback=callback,
-                        point=point)
 
 
 class BestIterate:

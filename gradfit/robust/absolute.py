@@ -39,7 +39,7 @@ Huber's loss (:func:`gradfit.robust.huber.newton`) for a shrinking threshold
 every stage, an exact step: with the signs of the rows outside ``C`` held at
 their current values, the LP restricted to ``C``,
 ``min_θ Σ_{i∉C} v sign(r_i) z_iᵀθ + Σ_C v |z_iᵀθ − y_i|``, is solved by
-HiGHS; if no row outside ``C`` changes sign at its solution, that solution is
+HiGHS (as the multipliers of step 2's program); if no row outside ``C`` changes sign at its solution, that solution is
 the LP optimum, and step 2's dual on the same ``C`` proves it (the
 certificate comes out at rounding level). Otherwise the certificate's own
 pass at the new point gives the next ``C`` and the restricted LP is solved
@@ -67,6 +67,8 @@ EXACT_ROUNDS = 3
 SHRINK = 0.1
 #: Newton iterations per continuation stage: a stage needs to get near, not to converge
 STAGE_ITERATIONS = 30
+#: residuals below this fraction of the mean absolute residual count as exact fits (ties)
+TIE = 1e-9
 #: the constraint residual counted as rounding, relative to max_j sqrt(G_jj)
 CONSTRAINT_ROUNDING = 1e-9
 
@@ -88,14 +90,27 @@ class AbsoluteProblem:
         self.passes = 0
 
     def collect(self, theta):
-        """Step 1 of the certificate: one pass; a dict with ``P``, ``sign_features`` (raw sum), ``near``."""
-        sums = self.source.reduce(
-            absolute_sums(theta, self.column, self.keep, self.scaling, self.fit_intercept), merge_nearest(self.keep)
-        )
-        self.passes += 1
-        sums["P"] = sums["value"] / self.sum_weights
-        sums["theta"] = theta
-        return sums
+        """Step 1 of the certificate: a dict with ``P``, ``sign_features`` (raw sum), ``near``.
+
+        One pass, more when ties are many: while every kept row fits exactly
+        (``|r| ≤`` :data:`TIE` ``· P``; data with many equal targets and
+        discrete features have many rows on the optimal fit, all with a free
+        dual value) there may be more such rows outside, so ``m`` grows
+        eightfold and the pass is run again.
+        """
+        while True:
+            sums = self.source.reduce(
+                absolute_sums(theta, self.column, self.keep, self.scaling, self.fit_intercept),
+                merge_nearest(self.keep),
+            )
+            self.passes += 1
+            sums["P"] = sums["value"] / self.sum_weights
+            sums["theta"] = theta
+            near = sums["near"]
+            full = near is not None and near["r"].size >= self.keep and self.keep < self.statistics.n_samples
+            if not (full and np.max(np.abs(near["r"])) <= TIE * sums["P"]):
+                return sums
+            self.keep = min(8 * self.keep, self.statistics.n_samples)
 
 
 def _outside(collected):
@@ -107,40 +122,37 @@ def _outside(collected):
     return collected["sign_features"] - inside, near
 
 
-def restricted_dual(near, outside):
-    """Step 2: ``u_C`` in the box maximizing ``−Σ_C v u y`` with ``Σ_C v u z = −outside``."""
+def restricted(near, outside):
+    """Step 2: ``u_C`` in the box maximizing ``−Σ_C v u y`` with ``Σ_C v u z = −outside``, and the exact step.
+
+    One small linear program (``m`` bounded variables, ``p`` equations) by
+    HiGHS. Its equations' multipliers ``λ`` solve its dual, the restricted
+    primal ``min_θ outsideᵀθ + Σ_C v|z_iᵀθ − y_i|`` (stationarity gives
+    ``v_i y_i = v_i z_iᵀλ`` on rows strictly inside the box: ``θ = λ``
+    interpolates them): the exact step. Returns ``(u_C, θ or None)``; when
+    the program is infeasible (the rows of ``C`` cannot balance the others'
+    signs: the restricted primal is unbounded), bounded least squares gets
+    ``u_C`` as close as it can and there is no step.
+    """
     A = (near["z"] * near["v"][:, None]).T
     result = scipy.optimize.linprog(
         near["v"] * near["y"], A_eq=A, b_eq=-outside, bounds=DUAL_BOX, method="highs"
     )
     if result.status == 0:
-        return np.clip(result.x, *DUAL_BOX)
-    return scipy.optimize.lsq_linear(A, -outside, bounds=DUAL_BOX).x
-
-
-def restricted_primal(near, outside, theta):
-    """The exact step: ``argmin_θ outsideᵀθ + Σ_C v|z θ − y|`` by HiGHS; ``None`` if it has no solution."""
-    m, p = near["z"].shape
-    v = near["v"]
-    # variables [θ (free), e⁺ ≥ 0, e⁻ ≥ 0]:  Z θ − e⁺ + e⁻ = y
-    cost = np.concatenate([outside, v, v])
-    A = np.hstack([near["z"], -np.eye(m), np.eye(m)])
-    bounds = [(None, None)] * p + [(0, None)] * (2 * m)
-    result = scipy.optimize.linprog(cost, A_eq=A, b_eq=near["y"], bounds=bounds, method="highs")
-    if result.status != 0:
-        return None
-    return result.x[:p]
+        return np.clip(result.x, *DUAL_BOX), np.asarray(result.eqlin.marginals, dtype=float)
+    return scipy.optimize.lsq_linear(A, -outside, bounds=DUAL_BOX).x, None
 
 
 def certificate(problem, gram, collected):
-    """``(P(θ) − D(ũ), P(θ))`` for one output, from step 1's ``collected`` (see the module docstring).
+    """``(P(θ) − D(ũ), P(θ), step)`` for one output, from step 1's ``collected`` (see the module docstring).
 
     ``P(θ) − D`` is ``None`` when the dual point could not be made feasible to
-    rounding. Costs one pass (two when a second projection is needed).
+    rounding; ``step`` is :func:`restricted`'s exact step from ``θ`` (or
+    ``None``). Costs one pass (two when a second projection is needed).
     """
     W = problem.sum_weights
     outside, near = _outside(collected)
-    dual_c = restricted_dual(near, outside)
+    dual_c, step = restricted(near, outside)
     residual = (outside + (near["v"] * dual_c) @ near["z"]) / W
     correction = gram.solve(residual)
     limit = CONSTRAINT_ROUNDING * float(np.sqrt(np.max(np.diag(gram.matrix))))
@@ -156,9 +168,9 @@ def certificate(problem, gram, collected):
             break
         correction = correction + gram.solve(residual)
     else:
-        return None, collected["P"]
+        return None, collected["P"], step
     lower_bound = -(dual["u_target"] / W) / max(1.0, dual["max_abs"])
-    return collected["P"] - max(lower_bound, 0.0), collected["P"]  # D = 0 is valid too (P* ≥ 0)
+    return collected["P"] - max(lower_bound, 0.0), collected["P"], step  # D = 0 is valid too (P* ≥ 0)
 
 
 def solve(problem, gram, theta, *, max_iter, tol, callback=None):
@@ -196,18 +208,23 @@ def solve(problem, gram, theta, *, max_iter, tol, callback=None):
         theta = point["theta"]
         collected = problem.collect(theta)
         consider(collected)
+        _, step = restricted(*reversed(_outside(collected)))
         for _ in range(EXACT_ROUNDS):
-            outside, near = _outside(collected)
-            exact = restricted_primal(near, outside, theta)
             iterations += 1
-            if exact is None:
-                break
-            collected = problem.collect(exact)
-            bound = certificate(problem, gram, collected)
-            consider(collected, bound)
-            if bound[0] is not None and bound[0] <= tol * bound[1]:
-                return best["theta"], bound, iterations
+            if step is None:
+                if problem.keep >= problem.statistics.n_samples:
+                    break
+                # C cannot balance the other rows' signs: more candidates, from the same point
+                problem.keep = min(4 * problem.keep, problem.statistics.n_samples)
+                collected = problem.collect(collected["theta"])
+                _, step = restricted(*reversed(_outside(collected)))
+                continue
+            collected = problem.collect(step)
+            gap, P, step = certificate(problem, gram, collected)
+            consider(collected, (gap, P))
+            if gap is not None and gap <= tol * P:
+                return best["theta"], (gap, P), iterations
         epsilon *= SHRINK
     if best["bound"] is None:
-        best["bound"] = certificate(problem, gram, problem.collect(best["theta"]))
+        best["bound"] = certificate(problem, gram, problem.collect(best["theta"]))[:2]
     return best["theta"], best["bound"], iterations

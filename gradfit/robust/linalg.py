@@ -13,7 +13,8 @@ class Gram:
 
     Built from the statistics' centred scatter (no pass). ``G`` is half the
     squared error's Hessian; :attr:`least_squares` is the least-squares
-    solution (p, k) in working units, the robust solvers' starting point.
+    solution (p, k) in working units, the robust solvers' starting point, and
+    :attr:`least_squares_error` its mean squared residuals.
     Directions the data do not determine (eigenvalues below
     ``λmax · p · machine ε``) are left out of :meth:`solve`, as the statistics
     engine leaves them out of its solve.
@@ -24,6 +25,8 @@ class Gram:
         k = statistics.n_outputs
         self.matrix = engine.hessian() * (k / 2.0)
         self.least_squares = engine.reference
+        #: the mean squared residual of each output at least squares, shape (k,)
+        self.least_squares_error = np.asarray(engine.reference_per_output, dtype=float)
         eigenvalues, vectors = scipy.linalg.eigh(self.matrix)
         top = max(float(eigenvalues[-1]), 0.0)
         keep = eigenvalues > top * self.matrix.shape[0] * np.finfo(float).eps
