@@ -69,6 +69,9 @@ def _condition(eigenvalues):
 
 def _stop_message(result, settings):
     tol, n = settings["tol"], settings["n_iter_no_change"]
+    certificate = getattr(result, "certificate", None)
+    if certificate is not None and result.stop_reason != "interrupted":  # robust losses: gradfit.robust
+        return robust_message(result, certificate)
     if result.stop_reason == "converged":
         return (
             f"converged after {result.n_iter} epochs: the cost improved by less than "
@@ -87,6 +90,19 @@ def _stop_message(result, settings):
     )
 
 
+def robust_message(result, certificate):
+    """The stop message of a robust-loss fit, in the certificate's words (:mod:`gradfit.robust`)."""
+    shown = "no bound" if certificate.value is None else f"{certificate.value:.2g}"
+    steps = "iterations" if getattr(result, "optimizer", None) == "newton" else "epochs"
+    if certificate.converged:
+        return (f"converged after {result.n_iter} {steps}: {certificate.detail}: {shown} "
+                f"<= tol={certificate.tol:g}")
+    if certificate.tol is None:
+        return f"ran all {result.n_iter} {steps} (tol=None: no convergence test); {certificate.detail}: {shown}"
+    return (f"not converged after {result.n_iter} {steps}: {certificate.detail}: {shown} "
+            f"> tol={certificate.tol:g}")
+
+
 def _basic(result, settings):
     rate = result.learning_rate
     report = {
@@ -97,7 +113,7 @@ def _basic(result, settings):
         "max_epochs": int(settings["epochs"]),
         "tol": settings["tol"],
         "engine": result.engine,
-        "optimizer": settings["optimizer"],
+        "optimizer": getattr(result, "optimizer", None) or settings["optimizer"],
         "loss": settings["loss"],
         "penalty": settings["penalty"],
         "initial_cost": float(result.loss_curve[0]) if result.loss_curve else None,
@@ -108,6 +124,8 @@ def _basic(result, settings):
         "max_stable_learning_rate": None,
         "notes": [],
     }
+    if getattr(result, "certificate", None) is not None:  # robust losses (gradfit.robust)
+        report["certificate"] = result.certificate.as_dict()
     if rate is not None and report["learning_rate_auto"] and result.problem.loss.curvature:
         # "auto" has computed L already (the pass engine caches it): no more passes.
         report["max_stable_learning_rate"] = 2.0 / result.problem.objective.curvature()

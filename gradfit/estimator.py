@@ -23,6 +23,7 @@ from .diagnostics import analyse
 from .engines import ENGINES
 from .fitting import fit_source, prepare
 from .progress import PrintProgress
+from .robust import robust_advice
 from .summary import unplain
 from .scaling import Scaling
 from .sources import ArraySource, DaskSource, FileSource, Source, is_dask_collection
@@ -113,6 +114,8 @@ class GDRegressor(RegressorMixin, BaseEstimator):
     learning_rate_ : float or None
         The base step used (``None`` for ``cg``).
     engine_ : {"statistics", "pass"}
+    optimizer_ : str
+        The optimizer that ran.
     refinement_ : dict or None
         For ``optimizer="cg"``, what the refinement epochs did
         (:class:`gradfit.refine.Refinement`: ``epochs``, ``corrections``,
@@ -347,7 +350,11 @@ class GDRegressor(RegressorMixin, BaseEstimator):
                 checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume,
             )
         self._set_result(result, source)
-        if self.tol is not None and not result.converged and result.stop_reason == "max_epochs":
+        if result.certificate is not None:  # robust losses: the certificate's words (gradfit.robust)
+            if self.tol is not None and not result.converged and result.stop_reason != "interrupted":
+                warnings.warn(robust_advice(self.fit_report_["message"], result, self.get_params(deep=False)),
+                              ConvergenceWarning)
+        elif self.tol is not None and not result.converged and result.stop_reason == "max_epochs":
             warnings.warn(
                 f"gradient descent stopped after epochs={self.epochs} before the cost settled "
                 f"(tol={self.tol}); raise epochs, or use learning_rate='auto' / optimizer='cg'",
@@ -394,6 +401,7 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         self.stop_reason_ = result.stop_reason
         self.learning_rate_ = result.learning_rate
         self.engine_ = result.engine
+        self.optimizer_ = result.optimizer or self.optimizer
         self.refinement_ = None if result.refinement is None else result.refinement.as_dict()
         self.scaling_ = result.scaling
         self.n_samples_ = result.statistics.n_samples

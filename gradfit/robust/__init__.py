@@ -122,6 +122,17 @@ def robust_certificate(problem, params, tol):
     return Certificate("lp_duality_gap", _relative(bounds), tol, ABSOLUTE_DETAIL)
 
 
+def robust_advice(message, result, settings):
+    """A not-converged robust fit's warning: its stop ``message`` and one piece of advice that works for it."""
+    problem = result.problem
+    if result.optimizer != NAME and default_optimizer(problem.loss, problem.objective.penalty,
+                                                      settings["batch_size"]) == NAME:
+        return f"{message}; use optimizer='newton'"
+    if result.certificate.value is None:
+        return f"{message}; no bound could be computed for this fit"
+    return f"{message}; raise epochs (now {settings['epochs']})"
+
+
 class _Progress:
     """Hands every iteration to the fit's callbacks as an epoch: ``(epoch, cost, params)``."""
 
