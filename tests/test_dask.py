@@ -258,3 +258,15 @@ def test_without_dask_the_cli_says_how_to_install_it(files, monkeypatch, capsys)
     assert error.startswith("gradfit: error: ") and "pip install gradfit[dask]" in error
     assert error.count("\n") == 1
     assert os.path.exists(files["parquet"])
+
+
+@pytest.mark.parametrize("loss", ["huber", "absolute_error"])
+def test_newton_on_robust_losses_reduces_on_the_workers(client, data, loss):
+    # gradfit.robust reads only through Source.reduce: the same fit, certified, with no block gathered
+    X, y, weight = data
+    reference = GDRegressor(loss=loss, optimizer="newton").fit(X, y[:, 0], sample_weight=weight)
+    Xd, yd, wd = inputs("weighted-arrays", client, X, y[:, 0], weight)
+    model = GDRegressor(loss=loss, optimizer="newton").fit(Xd, yd, sample_weight=wd)
+    assert model.converged_ and reference.converged_
+    np.testing.assert_allclose(model.coef_, reference.coef_, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(model.intercept_, reference.intercept_, rtol=1e-8, atol=1e-10)
