@@ -55,18 +55,26 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         ``tol`` relative for ``n_iter_no_change`` epochs in a row; a
         ``ConvergenceWarning`` tells when ``epochs`` ran out first. ``None``
         runs all epochs.
+        For ``loss="huber"`` and ``"absolute_error"`` ``converged_`` also needs
+        the certificate in ``fit_report_["certificate"]`` (an upper bound on
+        the relative objective gap ``(F − F*)/F``) to be within ``tol``, and
+        ``optimizer="newton"`` stops on that alone.
     n_iter_no_change : int, default=5
     fit_intercept : bool, default=True
     standardize : bool, default=True
         Train on standardized features (centred when there is an intercept,
         divided by their spread); ``coef_`` and ``intercept_`` are reported in
         the data's own units, and the optimum does not change.
-    optimizer : {"gd", "momentum", "nesterov", "adam", "cg"}, default="gd"
+    optimizer : {"gd", "momentum", "nesterov", "adam", "cg", "newton"}, default="gd"
         See :mod:`gradfit.optimizers`. ``"cg"`` (conjugate gradient) is exact on
         the squared error (with or without ``"l2"``) in at most ``d + 1`` epochs,
         and is followed by refinement epochs whose gradient comes from a data
         pass (:mod:`gradfit.refine`); it raises ``IllConditionedError`` rather
-        than return digits float64 cannot determine.
+        than return digits float64 cannot determine. ``"newton"`` serves
+        ``loss="huber"`` (no L1 part) and the unpenalized ``"absolute_error"``:
+        damped Newton steps from the inlier rows' statistics, and for the
+        absolute error an exact linear-programming finish; its fits stop when
+        their certificate is within ``tol`` (see :mod:`gradfit.robust`).
     loss : {"squared_error", "huber", "absolute_error"}, default="squared_error"
     epsilon : float, default=1.35
         Huber's threshold, in the target's units (no scale is estimated, unlike
