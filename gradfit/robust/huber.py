@@ -63,6 +63,8 @@ from .sums import add_sums, huber_dual_sums, huber_sums
 ARMIJO = 1e-4
 #: backtracking steps before a line search gives up (rounding has taken over)
 MAX_BACKTRACKS = 40
+#: the inlier Hessian is updated by the rows that changed at most this many times, then rebuilt
+REBUILD_HESSIAN = 20
 #: a Newton decrement below this fraction of F is rounding
 ROUNDING = 1e-15
 #: the constraint residual counted as rounding, relative to 2ε·max_j sqrt(G_jj)
@@ -91,6 +93,7 @@ class HuberProblem:
         self.sum_weights = float(statistics.sum_weights)
         d = scaling.scale.shape[0]
         self.target_mean = float(statistics.mean[d + column])
+        self.statistics_rows = int(statistics.n_samples)
         # (1/W) Σ v z_w: zero when the features are centred on their mean, not otherwise
         self.feature_mean = (statistics.mean[:d] - scaling.center) / scaling.scale
         self.n_features = d
@@ -111,10 +114,21 @@ class HuberProblem:
         coef = theta[: self.n_features] / self.scaling.scale
         return self.l1 * float(np.abs(coef).sum()) + 0.5 * self.l2 * float(coef @ coef)
 
-    def evaluate(self, theta, hessian=True):
-        """One pass: a dict with ``F``, ``gradient`` (of the smooth part), ``hessian`` and the raw ``sums``."""
+    def evaluate(self, theta, hessian=True, near=None):
+        """One pass: a dict with ``F``, ``gradient`` (of the smooth part), ``hessian`` and the raw ``sums``.
+
+        ``near``: an earlier evaluation (with its Hessian); the Hessian is then
+        its Hessian plus the change of the inlier set (the rows that entered
+        or left), which costs a pass of ``O(N d)`` instead of ``O(N_in d²)``.
+        It is rebuilt whole every :data:`REBUILD_HESSIAN` updates, so that
+        rounding cannot pile up (it steers the steps only: the line search
+        and the certificate judge them).
+        """
+        update = hessian and near is not None and near.get("updates", 0) < REBUILD_HESSIAN
         sums = self.source.reduce(
-            huber_sums(theta, self.column, self.epsilon, self.scaling, self.fit_intercept, hessian), add_sums
+            huber_sums(theta, self.column, self.epsilon, self.scaling, self.fit_intercept, hessian,
+                       reference=near["theta"] if update else None),
+            add_sums,
         )
         self.passes += 1
         W = self.sum_weights
@@ -122,21 +136,28 @@ class HuberProblem:
         out["F"] = sums["value"] / W + self.penalty_value(theta)
         out["gradient"] = sums["gradient"] / W + self.ridge * theta
         if hessian:
-            out["hessian"] = sums["hessian"] / W + np.diag(self.ridge)
+            if update:
+                out["hessian"] = near["hessian"] + sums["hessian"] / W
+                out["updates"] = near.get("updates", 0) + 1
+            else:
+                out["hessian"] = sums["hessian"] / W + np.diag(self.ridge)
         return out
 
 
 def solve(problem, theta, *, max_iter, tol, gram, residual_rms, callback=None):
     """:func:`newton`, preceded by a continuation in ``ε`` when few rows start as inliers.
 
-    When ``ε`` is below ``residual_rms`` (the residuals' root mean square at
-    the start), most rows are outliers there, the Hessian has little rank,
+    When fewer than half the rows are inliers at the start (``ε`` well below
+    ``residual_rms``, the residuals' root mean square there), most rows are outliers, the Hessian has little rank,
     and Newton's steps change the inlier set a few rows at a time (362
     iterations on statsmodels' star98). Solving first, loosely
     (``tol=1e-3``), for ``ε_k = residual_rms·10^−k`` down to ``ε``, each
     from the last, takes 45. Returns what :func:`newton` returns, with the
     iterations of every stage counted; ``problem.passes`` counts all passes.
     """
+    point = problem.evaluate(theta)
+    if point["sums"]["inliers"] >= 0.5 * problem.statistics_rows:
+        return newton(problem, theta, max_iter=max_iter, tol=tol, gram=gram, callback=callback, point=point)
     stage_epsilon = residual_rms
     iterations = 0
     while stage_epsilon > problem.epsilon and iterations < max_iter:
@@ -228,7 +249,7 @@ def _line_search(problem, point, step, slope):
     t = 1.0
     F = point["F"]
     for _ in range(MAX_BACKTRACKS):
-        trial = problem.evaluate(point["theta"] + t * step)
+        trial = problem.evaluate(point["theta"] + t * step, near=point)
         if trial["F"] <= F + ARMIJO * t * slope:
             return trial, t
         # φ'(t) is piecewise linear in t: the secant through φ'(0) and φ'(t) estimates the minimizer.
