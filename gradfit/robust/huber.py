@@ -18,9 +18,8 @@ for a GLM. The step ``Δ = −(H + μI)⁻¹∇F`` (Levenberg–Marquardt dampin
 needed where fewer inliers than parameters leave ``H`` singular; divided by
 10 after a full step, multiplied by 10 after a backtrack, never below
 ``1e-12·λmax(2G)``) is a descent direction whose condition number is bounded,
-and an Armijo backtracking line search (secant steps on the directional
-derivative, which is piecewise linear along the line) makes the method
-globally convergent; once the inlier set settles the full step lands on the
+and an Armijo line search (the full step, else the best of 40 halvings
+evaluated in one pass) makes the method globally convergent; once the inlier set settles the full step lands on the
 optimum of that quadratic piece, which is ``F``'s optimum (locally quadratic
 convergence). Each trial point's pass already carries the next Hessian.
 
@@ -57,12 +56,12 @@ from __future__ import annotations
 import numpy as np
 import scipy.optimize
 
-from .sums import add_sums, huber_dual_sums, huber_sums
+from .sums import add_sums, huber_dual_sums, huber_line_sums, huber_sums
 
 #: Armijo's sufficient-decrease fraction
 ARMIJO = 1e-4
-#: backtracking steps before a line search gives up (rounding has taken over)
-MAX_BACKTRACKS = 40
+#: the steps the line search tries at once when the full step fails: 2^-1 … 2^-40
+LINE_STEPS = 0.5 ** np.arange(1, 41)
 #: the inlier Hessian is updated by the rows that changed at most this many times, then rebuilt
 REBUILD_HESSIAN = 20
 #: a Newton decrement below this fraction of F is rounding
@@ -103,6 +102,16 @@ class HuberProblem:
         self.ridge = np.zeros(d + fit_intercept)
         self.ridge[:d] = l2 / (scaling.scale * scaling.scale)  # the L2 part's Hessian in working units
         self.passes = 0
+
+    def line_values(self, theta, direction, steps):
+        """``F(θ + t·direction)`` for every ``t`` in ``steps``: one pass."""
+        sums = self.source.reduce(
+            huber_line_sums(theta, direction, steps, self.column, self.epsilon, self.scaling, self.fit_intercept),
+            add_sums,
+        )
+        self.passes += 1
+        penalty = [self.penalty_value(theta + t * direction) for t in steps]
+        return sums["values"] / self.sum_weights + np.asarray(penalty)
 
     def with_epsilon(self, epsilon):
         """The same problem with another threshold (continuation)."""
@@ -245,18 +254,23 @@ def _damped_step(hessian, gradient, damping):
 
 
 def _line_search(problem, point, step, slope):
-    """Armijo backtracking along ``step``; returns ``(trial point, t)`` or ``(None, 0)``."""
-    t = 1.0
+    """Armijo's rule along ``step``: ``(trial point, t)``, or ``(None, 0)`` when no step decreases ``F``.
+
+    The full step first (one pass, which also carries the next gradient and
+    Hessian); when it fails, one pass evaluates ``F`` at every ``t`` of
+    :data:`LINE_STEPS` and the lowest that satisfies the rule is taken (one
+    more pass for its gradient): at most three passes an iteration.
+    """
     F = point["F"]
-    for _ in range(MAX_BACKTRACKS):
-        trial = problem.evaluate(point["theta"] + t * step, near=point)
-        if trial["F"] <= F + ARMIJO * t * slope:
-            return trial, t
-        # φ'(t) is piecewise linear in t: the secant through φ'(0) and φ'(t) estimates the minimizer.
-        slope_t = float(trial["gradient"] @ step)
-        secant = t * (-slope) / (slope_t - slope) if slope_t > slope else 0.5 * t
-        t = min(max(secant, 1e-4 * t), 0.5 * t)
-    return None, 0.0
+    trial = problem.evaluate(point["theta"] + step, near=point)
+    if trial["F"] <= F + ARMIJO * slope:
+        return trial, 1.0
+    values = problem.line_values(point["theta"], step, LINE_STEPS)
+    admissible = values <= F + ARMIJO * LINE_STEPS * slope
+    if not admissible.any():
+        return None, 0.0
+    t = float(LINE_STEPS[admissible][np.argmin(values[admissible])])
+    return problem.evaluate(point["theta"] + t * step, near=point), t
 
 
 def certificate(problem, point, gram):

@@ -120,6 +120,30 @@ def huber_sums(theta, column, epsilon, scaling, fit_intercept, hessian=True, ref
     return partial
 
 
+def huber_line_sums(theta, direction, steps, column, epsilon, scaling, fit_intercept):
+    """Per chunk: ``Σ v h(r + t·s)`` for every step ``t`` in ``steps`` (T,), ``s = Z·direction``.
+
+    The line search's one pass for many trial steps at once: one more
+    product ``Z·direction`` and ``T`` elementwise evaluations a row.
+    """
+
+    def partial(chunk):
+        if chunk.n_rows == 0:
+            return None
+        y = chunk.y[:, column]
+        out = {"values": np.zeros(steps.shape[0])}
+        for start, Z, weight in _blocks(chunk, scaling, fit_intercept):
+            r = Z @ theta
+            r -= y[start:start + Z.shape[0]]
+            trial = r[:, None] + np.outer(Z @ direction, steps)
+            a = np.abs(trial)
+            value = np.where(a <= epsilon, trial * trial, 2.0 * epsilon * a - epsilon * epsilon)
+            out["values"] += value.sum(axis=0) if weight is None else weight @ value
+        return out
+
+    return partial
+
+
 def huber_dual_sums(theta, column, epsilon, correction, shift, scaling, fit_intercept):
     """Per chunk, at ``s̃ = 2·clip(r, −ε, ε) − Z·correction − shift``: ``Σ v s̃ y``, ``Σ v s̃²``, ``Σ v s̃ z``, ``max |s̃|``.
 
