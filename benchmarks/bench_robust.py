@@ -44,6 +44,16 @@ def timed(function):
     return out, time.perf_counter() - start
 
 
+HEADER = ("| loss | N × d | gradfit `newton` s | converged, certificate | peer | peer s | peer / gradfit | "
+          "peer's objective / gradfit's − 1 |\n|---|---|---:|---|---|---:|---:|---:|")
+
+
+def row(loss, n, d, ours, our_time, peer, peer_time, excess):
+    certificate = ours.fit_report_["certificate"]
+    print(f"| {loss} | {n:,} × {d} | {our_time:.2f} | {ours.converged_}, {certificate['value']:.1e} | {peer} | "
+          f"{peer_time:.2f} | {peer_time / our_time:.1f}× | {excess:.1e} |", flush=True)
+
+
 def bench_huber(n, d, rng):
     X = correlated(n, d, 0.9, rng)
     y = X @ rng.standard_normal(d) + rng.standard_normal(n)
@@ -56,9 +66,7 @@ def bench_huber(n, d, rng):
     ours, our_time = timed(lambda: GDRegressor(loss="huber", epsilon=epsilon, optimizer="newton").fit(X, y))
     ours_F = huber_objective(X, y, ours.coef_, ours.intercept_, epsilon)
     sk_F = huber_objective(X, y, sk.coef_, sk.intercept_, epsilon)
-    print(f"huber {n:.0e} x {d}: gradfit newton {our_time:.2f} s (converged={ours.converged_}, certificate "
-          f"{ours.fit_report_['certificate']['value']:.1e}), HuberRegressor {sk_time:.2f} s; "
-          f"ratio {sk_time / our_time:.1f}x; objective sklearn/gradfit - 1 = {sk_F / ours_F - 1:.1e}")
+    row("huber", n, d, ours, our_time, "HuberRegressor(alpha=0)", sk_time, sk_F / ours_F - 1)
 
 
 def bench_absolute(n, d, rng):
@@ -68,9 +76,7 @@ def bench_absolute(n, d, rng):
     ours, our_time = timed(lambda: GDRegressor(loss="absolute_error", optimizer="newton").fit(X, y))
     ours_P = float(np.mean(np.abs(X @ ours.coef_ + ours.intercept_ - y)))
     sk_P = float(np.mean(np.abs(X @ sk.coef_ + sk.intercept_ - y)))
-    print(f"absolute_error {n:.0e} x {d}: gradfit newton {our_time:.2f} s (converged={ours.converged_}, "
-          f"certificate {ours.fit_report_['certificate']['value']:.1e}), QuantileRegressor(highs) {sk_time:.2f} s; "
-          f"ratio {sk_time / our_time:.1f}x; objective sklearn/gradfit - 1 = {sk_P / ours_P - 1:.1e}")
+    row("absolute_error", n, d, ours, our_time, 'QuantileRegressor(solver="highs")', sk_time, sk_P / ours_P - 1)
 
 
 def main():
@@ -78,6 +84,7 @@ def main():
     parser.add_argument("--large", action="store_true", help="also Huber at 1e6 x 100 (about 0.8 GB)")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
+    print(HEADER, flush=True)
     bench_huber(200_000, 50, rng)
     if args.large:
         bench_huber(1_000_000, 100, rng)
