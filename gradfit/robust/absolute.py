@@ -135,11 +135,13 @@ def restricted(near, outside):
     ``u_C`` as close as it can and there is no step.
     """
     A = (near["z"] * near["v"][:, None]).T
-    result = scipy.optimize.linprog(
-        near["v"] * near["y"], A_eq=A, b_eq=-outside, bounds=DUAL_BOX, method="highs"
-    )
+    cost = near["v"] * near["y"]
+    # HiGHS reads |values| ≥ 1e20 as infinite: costs in the target's units are scaled
+    # to at most 1 (the solution is the same; the multipliers scale back).
+    unit = float(np.max(np.abs(cost), initial=0.0)) or 1.0
+    result = scipy.optimize.linprog(cost / unit, A_eq=A, b_eq=-outside, bounds=DUAL_BOX, method="highs")
     if result.status == 0:
-        return np.clip(result.x, *DUAL_BOX), np.asarray(result.eqlin.marginals, dtype=float)
+        return np.clip(result.x, *DUAL_BOX), unit * np.asarray(result.eqlin.marginals, dtype=float)
     return scipy.optimize.lsq_linear(A, -outside, bounds=DUAL_BOX).x, None
 
 

@@ -62,6 +62,9 @@ from .sums import add_sums, huber_dual_sums, huber_line_sums, huber_sums
 ARMIJO = 1e-4
 #: the steps the line search tries at once when the full step fails: 2^-1 … 2^-40
 LINE_STEPS = 0.5 ** np.arange(1, 41)
+#: continuation stages at most (thresholds from the residuals' size down to ε), and iterations a stage
+MAX_STAGES = 8
+STAGE_ITERATIONS = 50
 #: the inlier Hessian is updated by the rows that changed at most this many times, then rebuilt
 REBUILD_HESSIAN = 20
 #: a Newton decrement below this fraction of F is rounding
@@ -160,22 +163,27 @@ def solve(problem, theta, *, max_iter, tol, gram, residual_rms, callback=None):
     ``residual_rms``, the residuals' root mean square there), most rows are outliers, the Hessian has little rank,
     and Newton's steps change the inlier set a few rows at a time (362
     iterations on statsmodels' star98). Solving first, loosely
-    (``tol=1e-3``), for ``ε_k = residual_rms·10^−k`` down to ``ε``, each
-    from the last, takes 45. Returns what :func:`newton` returns, with the
+    (``tol=1e-3``), for ``ε_k = residual_rms·10^−k`` down towards ``ε``, each
+    from the last, takes 45 (at most :data:`MAX_STAGES` stages, the ratio
+    widened beyond 10 where ``ε`` is that far below). Returns what :func:`newton` returns, with the
     iterations of every stage counted; ``problem.passes`` counts all passes.
     """
     point = problem.evaluate(theta)
     if point["sums"]["inliers"] >= 0.5 * problem.statistics_rows:
         return newton(problem, theta, max_iter=max_iter, tol=tol, gram=gram, callback=callback, point=point)
-    stage_epsilon = residual_rms
+    # ε_k = residual_rms·ratio^k, ratio 0.1, or larger so that there are at most MAX_STAGES stages
+    stages = min(MAX_STAGES, int(np.ceil(np.log10(residual_rms / problem.epsilon))))
+    ratio = (problem.epsilon / residual_rms) ** (1.0 / max(stages, 1))
     iterations = 0
-    while stage_epsilon > problem.epsilon and iterations < max_iter:
-        stage = problem.with_epsilon(stage_epsilon)
-        point, _, used = newton(stage, theta, max_iter=max_iter - iterations, tol=1e-3, gram=gram)
+    for k in range(stages):
+        if iterations >= max_iter:
+            break
+        stage = problem.with_epsilon(residual_rms * ratio**k)
+        point, _, used = newton(stage, theta, max_iter=min(max_iter - iterations, STAGE_ITERATIONS), tol=1e-3,
+                                gram=gram)
         problem.passes += stage.passes
         iterations += used
         theta = point["theta"]
-        stage_epsilon *= 0.1
     point, bound, used = newton(problem, theta, max_iter=max(max_iter - iterations, 0), tol=tol, gram=gram,
                                 callback=callback)
     return point, bound, iterations + used
