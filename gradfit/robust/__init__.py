@@ -29,7 +29,9 @@ LOSSES = ("huber", "absolute_error")
 
 
 def default_optimizer(loss, penalty, batch_size):
-    """``"newton"`` where it serves (Huber without an L1 part, the unpenalized absolute error, full batches), else ``None``.
+    """``"newton"`` where it serves, else ``None``.
+
+    It serves Huber without an L1 part and the unpenalized absolute error, on full batches.
 
     For the default-selection of the estimator: what ``optimizer="auto"``
     should resolve to for these losses.

@@ -9,15 +9,17 @@ is a linear program. Its dual (``|r| = max_{|u| ≤ 1} u r``; minimizing over
 
     max_u  D(u) = −(1/W) Σ v_i u_i y_i    s.t.  Σ v_i u_i z_i = 0,  |u_i| ≤ 1,
 
-(the intercept's column of ``z`` makes ``Σ v u = 0`` one of the constraints),
-so ``P(θ) − P* ≤ P(θ) − D(u)`` for every feasible ``u`` (weak duality), with
+(the intercept's column of ``z`` makes ``Σ v u = 0`` one of the constraints;
+``u → −u`` gives the equivalent ``max (1/W) Σ v u y``), so
+``P(θ) − P* ≤ P(θ) − D(u)`` for every feasible ``u`` (weak duality), with
 equality at an optimal pair (``u_i = sign(r_i)`` where ``r_i ≠ 0``).
 
 **Certificate** (:func:`certificate`, kind ``"lp_duality_gap"``). At any ``θ``:
 
 1. one pass (:func:`gradfit.robust.sums.absolute_sums`): ``P(θ)``,
    ``Σ v sign(r) z``, and the set ``C`` of the ``m`` rows of smallest ``|r|``
-   (with positive weight; ``m`` = :func:`basis_candidates`), kept whole;
+   (with positive weight; ``m`` = :func:`basis_candidates`, grown eightfold
+   while every kept row fits exactly: ties), kept whole;
 2. ``u_i = sign(r_i)`` outside ``C``; on ``C``, the best dual values given
    those: the small linear program ``max −Σ_C v u y`` over ``|u_C| ≤ 1`` with
    ``Σ_C v u z = −Σ_{i∉C} v sign(r_i) z_i`` (HiGHS, through
@@ -29,7 +31,8 @@ equality at an optimal pair (``u_i = sign(r_i)`` where ``r_i ≠ 0``).
    is scaled into the box by ``1/max(1, max|ũ|)``; one more pass gives
    ``max|ũ|``, ``Σ v ũ y`` and the residual ``(1/W) Σ v ũ z``, which is checked
    to be at rounding level (else a second projection; no claim if it stays);
-4. the value is ``(P(θ) − D(ũ))/P(θ)`` (0 for ``P = 0``), an upper bound on the
+4. the value is ``(P(θ) − max(D(ũ), 0))/P(θ)`` (0 for ``P = 0``; ``D = 0``,
+   at ``u = 0``, is always feasible), an upper bound on the
    relative objective gap ``(P(θ) − P*)/P(θ)``.
 
 **Solver** (:func:`solve`). From the least-squares solution, minimize
@@ -39,16 +42,18 @@ Huber's loss (:func:`gradfit.robust.huber.newton`) for a shrinking threshold
 every stage, an exact step: with the signs of the rows outside ``C`` held at
 their current values, the LP restricted to ``C``,
 ``min_θ Σ_{i∉C} v sign(r_i) z_iᵀθ + Σ_C v |z_iᵀθ − y_i|``, is solved by
-HiGHS (as the multipliers of step 2's program); if no row outside ``C`` changes sign at its solution, that solution is
-the LP optimum, and step 2's dual on the same ``C`` proves it (the
+HiGHS (its solution is the multipliers of step 2's program; when that
+program is infeasible, ``C`` grows fourfold); if no row outside ``C``
+changes sign at its solution, that solution is the LP optimum, and step 2's dual on the same ``C`` proves it (the
 certificate comes out at rounding level). Otherwise the certificate's own
 pass at the new point gives the next ``C`` and the restricted LP is solved
 again (the signs of far rows settle, as in Portnoy and Koenker's
 "globbing"), up to :data:`EXACT_ROUNDS` rounds a stage. The point returned
 is the best one evaluated (smallest ``P``), never a worse last one.
 
-The dual box ``[−1, 1]`` is where a quantile ``q`` would enter (pinball
-loss: ``[q − 1, q]``); only the median is offered for now.
+The dual box ``[−1, 1]`` (:data:`DUAL_BOX`) is where a quantile would enter
+(the pinball loss's dual box is ``[q − 1, q]`` up to the sign convention,
+and its Huber stages would be asymmetric); only the median is offered for now.
 """
 
 from __future__ import annotations

@@ -145,7 +145,9 @@ def huber_line_sums(theta, direction, steps, column, epsilon, scaling, fit_inter
 
 
 def huber_dual_sums(theta, column, epsilon, correction, shift, scaling, fit_intercept):
-    """Per chunk, at ``s̃ = 2·clip(r, −ε, ε) − Z·correction − shift``: ``Σ v s̃ y``, ``Σ v s̃²``, ``Σ v s̃ z``, ``max |s̃|``.
+    """Per chunk, at ``s̃ = 2·clip(r, −ε, ε) − Z·correction − shift``: the dual certificate's sums.
+
+    ``Σ v s̃ y``, ``Σ v s̃²``, ``Σ v s̃ z`` and ``max |s̃|`` (rows of positive weight).
 
     ``correction`` (p,) and ``shift`` (a number) move ``s`` onto the dual's
     linear constraints (see :func:`gradfit.robust.huber.certificate`).
@@ -236,7 +238,9 @@ def merge_nearest(keep):
 
 
 def absolute_dual_sums(theta, column, basis_index, basis_dual, correction, scaling, fit_intercept):
-    """Per chunk, at ``ũ = u − Z·correction``: ``Σ v ũ y``, ``Σ v ũ z`` and ``max |ũ|`` (rows of positive weight).
+    """Per chunk, at ``ũ = u − Z·correction``: ``Σ v ũ y``, ``Σ v ũ z`` and ``max |ũ|``.
+
+    ``max |ũ|`` over rows of positive weight (the others' dual values are free).
 
     ``u_i = sign(r_i)``, except on the rows ``basis_index`` (sorted source
     indices) where ``u`` is ``basis_dual``: the dual point of the linear
