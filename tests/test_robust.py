@@ -98,49 +98,54 @@ def huber_value(Z, y, theta, epsilon, weight=None, l2=0.0, l1=0.0, d=None):
 
 
 def huber_oracle(X, y, epsilon, weight=None, fit_intercept=True, l2=0.0, l1=0.0):
-    """L-BFGS-B at tight tolerances on standardized columns (L1 by splitting ``coef = a − b``)."""
-    d = X.shape[1]
-    Z = design(X, fit_intercept)
-    v = np.ones(len(y)) if weight is None else weight
-    scale = np.where(Z.std(axis=0) > 0, Z.std(axis=0), 1.0)
-    if fit_intercept:
-        scale[-1] = 1.0
-    Zs = Z / scale
-    p = Z.shape[1]
+    """L-BFGS-B at tight tolerances in standardized coordinates (L1 by splitting ``coef = a − b``, a, b ≥ 0).
 
-    def unpack(x):
+    Returns the objective at the oracle's point (evaluated in raw units by
+    :func:`huber_value`) and that point ``(coef, intercept)``.
+    """
+    n, d = X.shape
+    v = np.ones(n) if weight is None else weight
+    W = v.sum()
+    mean = (v @ X) / W if fit_intercept else np.zeros(d)
+    spread = np.sqrt(v @ (X - mean) ** 2 / W)
+    spread = np.where(spread > 0, spread, 1.0)
+    Zs = design((X - mean) / spread, fit_intercept)
+    p = Zs.shape[1]
+
+    def standardized(x):
         theta = x[:p].copy()
         if l1 > 0:
             theta[:d] = x[:d] - x[p:]
-        return theta / scale
+        return theta
+
+    def raw(theta):
+        coef = theta[:d] / spread
+        return np.r_[coef, theta[d] - mean @ coef] if fit_intercept else coef
 
     def f(x):
-        theta = unpack(x)
-        r = Zs @ (theta * scale) - y
-        s = 2 * np.clip(r, -epsilon, epsilon)
-        grad_theta = (Zs.T @ (v * s)) / v.sum() / scale  # ∂/∂θ (raw)
-        grad_theta[:d] += l2 * theta[:d]
-        value = huber_value(Z, y, theta, epsilon, weight, l2, l1, d)
-        if l1 > 0:
-            g = np.r_[grad_theta * scale, -grad_theta[:d] * scale[:d]]
-            g[:d] += l1 / scale[:d]
-            g[p:] += l1 / scale[:d]
-            return value, g
-        return value, grad_theta * scale
+        theta = standardized(x)
+        r = Zs @ theta - y
+        a = np.abs(r)
+        coef = theta[:d] / spread
+        value = np.where(a <= epsilon, r * r, 2 * epsilon * a - epsilon * epsilon) @ v / W + 0.5 * l2 * coef @ coef
+        g = Zs.T @ (v * 2 * np.clip(r, -epsilon, epsilon)) / W
+        g[:d] += l2 * coef / spread
+        if l1 > 0:  # the smooth split form: l1·Σ(a + b)/spread, equal to l1‖coef‖₁ where a·b = 0
+            value += l1 * np.sum((x[:d] + x[p:]) / spread)
+            return value, np.r_[g[:d] + l1 / spread, g[d:], -g[:d] + l1 / spread]
+        return value, g
 
-    start_theta = np.linalg.lstsq(Z, y, rcond=None)[0] * scale
+    start = np.linalg.lstsq(Zs, y, rcond=None)[0]
     if l1 > 0:
-        x0 = np.r_[np.maximum(start_theta, 0)[:d], start_theta[d:], np.maximum(-start_theta[:d], 0)]
+        x0 = np.r_[np.maximum(start[:d], 0), start[d:], np.maximum(-start[:d], 0)]
         bounds = [(0, None)] * d + [(None, None)] * (p - d) + [(0, None)] * d
     else:
-        x0, bounds = start_theta, None
-    best = None
+        x0, bounds = start, None
     for _ in range(2):  # a restart from the last point squeezes out L-BFGS's last digits
-        result = scipy.optimize.minimize(f, x0, jac=True, method="L-BFGS-B", bounds=bounds,
-                                         options=dict(ftol=0, gtol=1e-14, maxiter=20000, maxcor=30))
-        x0 = result.x
-        best = result.fun if best is None else min(best, result.fun)
-    return best, unpack(x0)
+        x0 = scipy.optimize.minimize(f, x0, jac=True, method="L-BFGS-B", bounds=bounds,
+                                     options=dict(ftol=0, gtol=1e-14, maxiter=20000, maxcor=30)).x
+    theta = raw(standardized(x0))
+    return huber_value(design(X, fit_intercept), y, theta, epsilon, weight, l2, l1, d), theta
 
 
 def check(model, oracle_value, cost, tol=TOL):
