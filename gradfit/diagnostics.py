@@ -40,6 +40,7 @@ import math
 
 import numpy as np
 
+from . import robust
 from .engines import StatisticsEngine, accumulate
 from .objective import Objective
 from .scaling import Scaling
@@ -99,6 +100,10 @@ def advice(settings, result):
         return ("optimizer", "cg")
     if l1 and ran == "gd" and settings["batch_size"] is None and settings["schedule"] in ("auto", "constant"):
         return ("optimizer", "nesterov")
+    newton_serves = (settings["learning_rate"] == "auto" and settings["schedule"] == "auto"
+                     and robust.default_optimizer(problem.loss, penalty, settings["batch_size"]) is not None)
+    if newton_serves and ran != robust.NAME:
+        return ("optimizer", robust.NAME)
     if settings["learning_rate"] != "auto":
         return ("learning_rate", "auto")
     if not settings["standardize"]:

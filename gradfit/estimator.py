@@ -61,6 +61,9 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         the relative duality gap. ``converged_`` is true only then; a
         ``ConvergenceWarning`` gives the certificate's value and one change
         that helps when it is not. ``None`` runs all epochs and claims nothing.
+        For ``loss="huber"`` and ``"absolute_error"`` the certificate is an
+        upper bound on the relative objective gap ``(F − F*)/F``
+        (:mod:`gradfit.robust`).
     n_iter_no_change : int, default=5
         Training also stops, *not* converged (``stop_reason_ == "stalled"``)
         unless the certificate holds, once the cost has not improved on its
@@ -75,19 +78,24 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         Train on standardized features (centred when there is an intercept,
         divided by their spread); ``coef_`` and ``intercept_`` are reported in
         the data's own units, and the optimum does not change.
-    optimizer : {"auto", "gd", "momentum", "nesterov", "adam", "cg"}, default="auto"
+    optimizer : {"auto", "gd", "momentum", "nesterov", "adam", "cg", "newton"}, default="auto"
         See :mod:`gradfit.optimizers`. ``"auto"`` runs plain gradient descent
         (``"gd"``, the tutorial's update) where the statistics show it reaches
         ``tol`` within half of ``epochs``, else conjugate gradient (squared
         error, with or without L2, condition number up to 1e4), the Newton
         step with the statistics' Hessian beyond (``optimizer_ == "newton"``),
-        or ``"nesterov"`` (L1, elastic net); minibatches,
+        or ``"nesterov"`` (L1, elastic net); for ``loss="huber"`` and
+        ``"absolute_error"`` on full batches ``"newton"`` (:mod:`gradfit.robust`); minibatches,
         the pass engine, a given learning rate or schedule, and other losses
         run ``"gd"`` (:mod:`gradfit.autoselect`). ``optimizer_`` says which ran. ``"cg"`` (conjugate gradient) is exact on
         the squared error (with or without ``"l2"``) in at most ``d + 1`` epochs,
         and is followed by refinement epochs whose gradient comes from a data
         pass (:mod:`gradfit.refine`); it raises ``IllConditionedError`` rather
-        than return digits float64 cannot determine.
+        than return digits float64 cannot determine. ``"newton"`` serves
+        ``loss="huber"`` (no L1 part) and the unpenalized ``"absolute_error"``:
+        damped Newton steps from the inlier rows' statistics, and for the
+        absolute error an exact linear-programming finish; its fits stop when
+        their certificate is within ``tol`` (see :mod:`gradfit.robust`).
     loss : {"squared_error", "huber", "absolute_error"}, default="squared_error"
     epsilon : float, default=1.35
         Huber's threshold, in the target's units (no scale is estimated, unlike
@@ -167,6 +175,8 @@ class GDRegressor(RegressorMixin, BaseEstimator):
     learning_rate_ : float or None
         The base step used (``None`` for ``cg``).
     engine_ : {"statistics", "pass"}
+    optimizer_ : str
+        The optimizer that ran.
     refinement_ : dict or None
         For ``optimizer="cg"``, what the refinement epochs did
         (:class:`gradfit.refine.Refinement`: ``epochs``, ``corrections``,
@@ -514,6 +524,7 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         self.optimizer_ = result.optimizer
         self.learning_rate_ = result.learning_rate
         self.engine_ = result.engine
+        self.optimizer_ = result.optimizer or self.optimizer
         self.refinement_ = None if result.refinement is None else result.refinement.as_dict()
         self.scaling_ = result.scaling
         self.n_samples_ = result.statistics.n_samples

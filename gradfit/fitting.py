@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from . import checkpoint as checkpoints
-from . import registry, schedules
+from . import registry, robust, schedules
 from .autoselect import NEWTON, resolve_optimizer
 from .optimizers import scale_by_inverse_hessian
 from .certify import MAX_FEATURES as MAX_CERTIFIED_FEATURES
@@ -96,6 +96,8 @@ class Problem:
 def check_combination(settings, loss, penalty):
     """Refuse, with a message that says why, what an optimizer cannot serve."""
     optimizer = settings["optimizer"]
+    if optimizer == robust.NAME:
+        robust.check_combination(settings, loss, penalty)
     if optimizer == "cg":
         if not loss.quadratic:
             raise OptionError(
@@ -142,6 +144,19 @@ def check_meaningful(settings, strict=False):
             warnings.warn(message, IgnoredOptionWarning, stacklevel=4)
 
 
+def robust_default(settings, loss, penalty, complete=True):
+    """Whether ``optimizer="auto"`` runs :mod:`gradfit.robust`'s Newton method for this fit.
+
+    For Huber and the absolute error where Newton serves them
+    (:func:`gradfit.robust.default_optimizer`), in a complete fit that asked
+    for no step size, schedule or checkpoint (Newton has none of those); the
+    first-order optimizers serve the rest, certified the same way.
+    """
+    return (complete and settings["optimizer"] == "auto" and settings["learning_rate"] == "auto"
+            and settings["schedule"] == "auto"
+            and robust.default_optimizer(loss, penalty, settings["batch_size"]) is not None)
+
+
 def prepare(source, settings, scaling=None, statistics=None):
     """Read the statistics, choose the engine and build the objective.
 
@@ -165,7 +180,9 @@ def prepare(source, settings, scaling=None, statistics=None):
         n_samples=source.n_samples,
     )
     if statistics is None:
-        statistics = accumulate(source, full=engine_name == "statistics")
+        # optimizer="newton" solves with the Gram (projections, the least-squares start): read it in the same pass
+        newton = settings["optimizer"] == robust.NAME or robust_default(settings, loss, penalty)
+        statistics = accumulate(source, full=engine_name == "statistics" or newton)
     if statistics.n_samples < 2:
         raise DataError(
             f"{source.describe()} has {statistics.n_samples} sample; at least 2 samples are required"
@@ -338,6 +355,16 @@ def fit_source(source, settings, *, params=None, opt_state=None, loss_curve=None
         When ``resume`` is damaged or was made with other settings or data.
     """
     problem = problem or prepare(source, settings)
+    # -- robust losses (gradfit.robust): Newton's fit, best iterates, certificates ---------
+    if robust_default(settings, problem.loss, problem.objective.penalty, epochs is None and checkpoint is None
+                      and resume is None):
+        settings = dict(settings, optimizer=robust.NAME)  # "auto": what reaches the certified optimum
+    if settings["optimizer"] == robust.NAME:
+        if checkpoint is not None or resume is not None:
+            raise OptionError('optimizer="newton" runs a few passes, not an epoch loop: it takes no checkpoint')
+        return robust.fit(source, problem, settings, params=params, callbacks=callbacks)
+    robust_loss = problem.loss.name in robust.LOSSES and epochs is None and settings["batch_size"] is None
+    # -- end robust losses ---------------------------------------------------------------
     objective = problem.objective
     fit_intercept = settings["fit_intercept"]
     n_params = source.n_features + fit_intercept
@@ -402,6 +429,11 @@ def fit_source(source, settings, *, params=None, opt_state=None, loss_curve=None
         except Exception:  # the message is a courtesy; never mask the divergence itself
             return None
 
+    best = None  # gradfit.robust: the absolute error's best iterate (full batches: the curve is the cost)
+    if robust_loss and problem.loss.name == "absolute_error":
+        best = robust.BestIterate(params)
+        callbacks = tuple(callbacks) + (best,)
+
     def run(start, state, curve, count, check):
         try:
             return train(
@@ -460,6 +492,9 @@ def fit_source(source, settings, *, params=None, opt_state=None, loss_curve=None
     else:
         coef, intercept = problem.scaling.to_raw(result.params, fit_intercept)
     final_cost = objective.value(result.params)
+    if robust_loss and best is not None and best.cost < final_cost:  # gradfit.robust: never worse than the best seen
+        result.params, final_cost = best.params, best.cost
+        coef, intercept = problem.scaling.to_raw(result.params, fit_intercept)
     stop_reason = result.stop_reason
     if not complete:
         certificate = Certificate("none", None, tol, "partial_fit: one epoch on one batch certifies nothing about the data")

@@ -21,6 +21,9 @@ OPTIMIZERS = {
         schedule, steps_per_epoch, MOMENTUM_DECAY, restart),
     "adam": optimizers.adam,
     "cg": optimizers.cg,
+    # Not an (init, update) pair: damped Newton steps for the robust losses, run
+    # by gradfit.robust.fit (fitting.fit_source hands the fit over to it).
+    "newton": None,
 }
 
 LOSSES = {
@@ -47,8 +50,8 @@ SCHEDULES = {
 #: see :func:`gradfit.fitting.base_learning_rate`); ``None`` where 1/L is not the
 #: unit: Adam (its per-coordinate normalization makes its step a distance in
 #: the coefficients' units, ``ADAM_AUTO_RATE`` × the target's root mean square)
-#: and cg (an exact line search sets every step)
-AUTO_RATE = {"auto": None, "gd": 1.0, "momentum": 1.0, "nesterov": 1.0, "adam": None, "cg": None}
+#: and cg (an exact line search sets every step), and newton (a backtracking line search)
+AUTO_RATE = {"auto": None, "gd": 1.0, "momentum": 1.0, "nesterov": 1.0, "adam": None, "cg": None, "newton": None}
 #: β of ``momentum`` and ``nesterov``; without restarts (minibatches, partial_fit)
 #: their ``"auto"`` step is ``(1 − β)/L``, see :func:`gradfit.fitting.base_learning_rate`
 MOMENTUM_DECAY = 0.9

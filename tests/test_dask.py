@@ -272,3 +272,15 @@ def test_cross_validation_gives_the_folds_and_errors_of_the_arrays(client):
     np.testing.assert_allclose(cluster.alphas_, arrays.alphas_, rtol=1e-12)
     assert cluster.alpha_ == pytest.approx(arrays.alpha_, rel=1e-12) and cluster.l1_ratio_ == arrays.l1_ratio_
     np.testing.assert_allclose(cluster.coef_, arrays.coef_, rtol=1e-9)
+
+
+@pytest.mark.parametrize("loss", ["huber", "absolute_error"])
+def test_newton_on_robust_losses_reduces_on_the_workers(client, data, loss):
+    # gradfit.robust reads only through Source.reduce: the same fit, certified, with no block gathered
+    X, y, weight = data
+    reference = GDRegressor(loss=loss, optimizer="newton").fit(X, y[:, 0], sample_weight=weight)
+    Xd, yd, wd = inputs("weighted-arrays", client, X, y[:, 0], weight)
+    model = GDRegressor(loss=loss, optimizer="newton").fit(Xd, yd, sample_weight=wd)
+    assert model.converged_ and reference.converged_
+    np.testing.assert_allclose(model.coef_, reference.coef_, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(model.intercept_, reference.intercept_, rtol=1e-8, atol=1e-10)

@@ -1,0 +1,237 @@
+"""The absolute error: a linear program, solved by Huber continuation and an exact finish.
+
+One output ``j`` at a time, in working units (``z = [(x − center)/scale, 1]``),
+
+    P(θ) = (1/W) Σ v_i |z_iᵀθ − y_i|          (no penalty)
+
+is a linear program. Its dual (``|r| = max_{|u| ≤ 1} u r``; minimizing over
+``θ`` leaves the constraint) is
+
+    max_u  D(u) = −(1/W) Σ v_i u_i y_i    s.t.  Σ v_i u_i z_i = 0,  |u_i| ≤ 1,
+
+(the intercept's column of ``z`` makes ``Σ v u = 0`` one of the constraints;
+``u → −u`` gives the equivalent ``max (1/W) Σ v u y``), so
+``P(θ) − P* ≤ P(θ) − D(u)`` for every feasible ``u`` (weak duality), with
+equality at an optimal pair (``u_i = sign(r_i)`` where ``r_i ≠ 0``).
+
+**Certificate** (:func:`certificate`, kind ``"lp_duality_gap"``). At any ``θ``:
+
+1. one pass (:func:`gradfit.robust.sums.absolute_sums`): ``P(θ)``,
+   ``Σ v sign(r) z``, and the set ``C`` of the ``m`` rows of smallest ``|r|``
+   (with positive weight; ``m`` = :func:`basis_candidates`, grown eightfold
+   while every kept row fits exactly: ties), kept whole;
+2. ``u_i = sign(r_i)`` outside ``C``; on ``C``, the best dual values given
+   those: the small linear program ``max −Σ_C v u y`` over ``|u_C| ≤ 1`` with
+   ``Σ_C v u z = −Σ_{i∉C} v sign(r_i) z_i`` (HiGHS, through
+   ``scipy.optimize.linprog``; if it is infeasible, bounded least squares
+   gets as close as it can);
+3. the constraint's residual ``e = (1/W) Σ v u z`` (HiGHS's tolerance, or
+   infeasibility) is removed by the ``v``-weighted projection
+   ``ũ = u − Z G⁺ e`` (``G = (1/W) Σ v z zᵀ`` from the statistics), and ``ũ``
+   is scaled into the box by ``1/max(1, max|ũ|)``; one more pass gives
+   ``max|ũ|``, ``Σ v ũ y`` and the residual ``(1/W) Σ v ũ z``, which is checked
+   to be at rounding level (else a second projection; no claim if it stays);
+4. the value is ``(P(θ) − max(D(ũ), 0))/P(θ)`` (0 for ``P = 0``; ``D = 0``,
+   at ``u = 0``, is always feasible), an upper bound on the
+   relative objective gap ``(P(θ) − P*)/P(θ)``.
+
+**Solver** (:func:`solve`). From the least-squares solution, minimize
+Huber's loss (:func:`gradfit.robust.huber.newton`) for a shrinking threshold
+``ε`` (its minimizer tends to an LP solution as ``ε → 0``, and ``h_ε/(2ε)`` is
+``|r| − ε/2`` outside ``ε``), each stage warm-started from the last. After
+every stage, an exact step: with the signs of the rows outside ``C`` held at
+their current values, the LP restricted to ``C``,
+``min_θ Σ_{i∉C} v sign(r_i) z_iᵀθ + Σ_C v |z_iᵀθ − y_i|``, is solved by
+HiGHS (its solution is the multipliers of step 2's program; when that
+program is infeasible, ``C`` grows fourfold); if no row outside ``C``
+changes sign at its solution, that solution is the LP optimum, and step 2's dual on the same ``C`` proves it (the
+certificate comes out at rounding level). Otherwise the certificate's own
+pass at the new point gives the next ``C`` and the restricted LP is solved
+again (the signs of far rows settle, as in Portnoy and Koenker's
+"globbing"), up to :data:`EXACT_ROUNDS` rounds a stage. The point returned
+is the best one evaluated (smallest ``P``), never a worse last one.
+
+The dual box ``[−1, 1]`` (:data:`DUAL_BOX`) is where a quantile would enter
+(the pinball loss's dual box is ``[q − 1, q]`` up to the sign convention,
+and its Huber stages would be asymmetric); only the median is offered for now.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.optimize
+
+from .huber import HuberProblem, newton
+from .sums import absolute_dual_sums, absolute_sums, add_sums, merge_nearest
+
+#: the box of the dual variables: the median's (a quantile q would make it (q − 1, q))
+DUAL_BOX = (-1.0, 1.0)
+#: exact steps per continuation stage (each: one LP on the candidate rows, two passes)
+EXACT_ROUNDS = 3
+#: the Huber threshold shrinks by this factor from stage to stage
+SHRINK = 0.1
+#: Newton iterations per continuation stage: a stage needs to get near, not to converge
+STAGE_ITERATIONS = 30
+#: residuals below this fraction of the mean absolute residual count as exact fits (ties)
+TIE = 1e-9
+#: the constraint residual counted as rounding, relative to max_j sqrt(G_jj)
+CONSTRAINT_ROUNDING = 1e-9
+
+
+def basis_candidates(n_params, n_samples):
+    """``m``: rows kept as candidates for the optimal basis (``p`` of them are in it)."""
+    return int(min(n_samples, max(10 * n_params, 200)))
+
+
+class AbsoluteProblem:
+    """One output of the absolute-error problem over a source."""
+
+    def __init__(self, source, column, scaling, fit_intercept, statistics):
+        self.source, self.column = source, column
+        self.scaling, self.fit_intercept = scaling, fit_intercept
+        self.statistics = statistics
+        self.sum_weights = float(statistics.sum_weights)
+        self.keep = basis_candidates(scaling.scale.shape[0] + fit_intercept, statistics.n_samples)
+        self.passes = 0
+
+    def collect(self, theta):
+        """Step 1 of the certificate: a dict with ``P``, ``sign_features`` (raw sum), ``near``.
+
+        One pass, more when ties are many: while every kept row fits exactly
+        (``|r| ≤`` :data:`TIE` ``· P``; data with many equal targets and
+        discrete features have many rows on the optimal fit, all with a free
+        dual value) there may be more such rows outside, so ``m`` grows
+        eightfold and the pass is run again.
+        """
+        while True:
+            sums = self.source.reduce(
+                absolute_sums(theta, self.column, self.keep, self.scaling, self.fit_intercept),
+                merge_nearest(self.keep),
+            )
+            self.passes += 1
+            sums["P"] = sums["value"] / self.sum_weights
+            sums["theta"] = theta
+            near = sums["near"]
+            full = near is not None and near["r"].size >= self.keep and self.keep < self.statistics.n_samples
+            if not (full and np.max(np.abs(near["r"])) <= TIE * sums["P"]):
+                return sums
+            self.keep = min(8 * self.keep, self.statistics.n_samples)
+
+
+def _outside(collected):
+    """``Σ_{i∉C} v sign(r_i) z_i`` (raw sum) and the candidate rows, sorted by source index."""
+    near = collected["near"]
+    order = np.argsort(near["index"])
+    near = {key: value[order] for key, value in near.items()}
+    inside = (near["v"] * np.sign(near["r"])) @ near["z"]
+    return collected["sign_features"] - inside, near
+
+
+def restricted(near, outside):
+    """Step 2: ``u_C`` in the box maximizing ``−Σ_C v u y`` with ``Σ_C v u z = −outside``, and the exact step.
+
+    One small linear program (``m`` bounded variables, ``p`` equations) by
+    HiGHS. Its equations' multipliers ``λ`` solve its dual, the restricted
+    primal ``min_θ outsideᵀθ + Σ_C v|z_iᵀθ − y_i|`` (stationarity gives
+    ``v_i y_i = v_i z_iᵀλ`` on rows strictly inside the box: ``θ = λ``
+    interpolates them): the exact step. Returns ``(u_C, θ or None)``; when
+    the program is infeasible (the rows of ``C`` cannot balance the others'
+    signs: the restricted primal is unbounded), bounded least squares gets
+    ``u_C`` as close as it can and there is no step.
+    """
+    A = (near["z"] * near["v"][:, None]).T
+    cost = near["v"] * near["y"]
+    # HiGHS reads |values| ≥ 1e20 as infinite: costs in the target's units are scaled
+    # to at most 1 (the solution is the same; the multipliers scale back).
+    unit = float(np.max(np.abs(cost), initial=0.0)) or 1.0
+    result = scipy.optimize.linprog(cost / unit, A_eq=A, b_eq=-outside, bounds=DUAL_BOX, method="highs")
+    if result.status == 0:
+        return np.clip(result.x, *DUAL_BOX), unit * np.asarray(result.eqlin.marginals, dtype=float)
+    return scipy.optimize.lsq_linear(A, -outside, bounds=DUAL_BOX).x, None
+
+
+def certificate(problem, gram, collected):
+    """``(P(θ) − D(ũ), P(θ), step)`` for one output, from step 1's ``collected`` (see the module docstring).
+
+    ``P(θ) − D`` is ``None`` when the dual point could not be made feasible to
+    rounding; ``step`` is :func:`restricted`'s exact step from ``θ`` (or
+    ``None``). Costs one pass (two when a second projection is needed).
+    """
+    W = problem.sum_weights
+    outside, near = _outside(collected)
+    dual_c, step = restricted(near, outside)
+    residual = (outside + (near["v"] * dual_c) @ near["z"]) / W
+    correction = gram.solve(residual)
+    limit = CONSTRAINT_ROUNDING * float(np.sqrt(np.max(np.diag(gram.matrix))))
+    for _ in range(3):
+        dual = problem.source.reduce(
+            absolute_dual_sums(collected["theta"], problem.column, near["index"], dual_c, correction,
+                               problem.scaling, problem.fit_intercept),
+            add_sums,
+        )
+        problem.passes += 1
+        residual = dual["u_features"] / W
+        if np.max(np.abs(residual)) <= limit * max(1.0, dual["max_abs"]):
+            break
+        correction = correction + gram.solve(residual)
+    else:
+        return None, collected["P"], step
+    lower_bound = -(dual["u_target"] / W) / max(1.0, dual["max_abs"])
+    return collected["P"] - max(lower_bound, 0.0), collected["P"], step  # D = 0 is valid too (P* ≥ 0)
+
+
+def solve(problem, gram, theta, *, max_iter, tol, callback=None):
+    """Minimize one output's absolute error; see the module docstring.
+
+    Returns
+    -------
+    theta : ndarray of shape (p,)
+        The best point evaluated.
+    bound : tuple
+        ``(P − D or None, P)`` of its certificate.
+    iterations : int
+        Newton iterations plus exact steps.
+    """
+    collected = problem.collect(theta)
+    best = {"P": collected["P"], "theta": theta, "bound": None}
+    iterations = 0
+
+    def consider(collected, bound=None):
+        if collected["P"] < best["P"] or (collected["P"] == best["P"] and bound is not None):
+            best.update(P=collected["P"], theta=collected["theta"], bound=bound)
+        if callback is not None:
+            callback(best["P"], best["theta"])  # the fit's curve: the best so far
+
+    # the first threshold: the residuals' mean absolute size at least squares
+    epsilon = max(collected["P"], np.finfo(float).tiny)
+    floor = 1e-10 * epsilon
+    while iterations < max_iter and epsilon >= floor:
+        huber = HuberProblem(problem.source, problem.column, epsilon, problem.scaling, problem.fit_intercept,
+                             None, problem.statistics)
+        point, _, used = newton(huber, theta, max_iter=min(STAGE_ITERATIONS, max_iter - iterations),
+                                tol=1e-10, gram=gram)
+        problem.passes += huber.passes
+        iterations += used
+        theta = point["theta"]
+        collected = problem.collect(theta)
+        consider(collected)
+        _, step = restricted(*reversed(_outside(collected)))
+        for _ in range(EXACT_ROUNDS):
+            iterations += 1
+            if step is None:
+                if problem.keep >= problem.statistics.n_samples:
+                    break
+                # C cannot balance the other rows' signs: more candidates, from the same point
+                problem.keep = min(4 * problem.keep, problem.statistics.n_samples)
+                collected = problem.collect(collected["theta"])
+                _, step = restricted(*reversed(_outside(collected)))
+                continue
+            collected = problem.collect(step)
+            gap, P, step = certificate(problem, gram, collected)
+            consider(collected, (gap, P))
+            if gap is not None and gap <= tol * P:
+                return best["theta"], (gap, P), iterations
+        epsilon *= SHRINK
+    if best["bound"] is None:
+        best["bound"] = certificate(problem, gram, problem.collect(best["theta"]))[:2]
+    return best["theta"], best["bound"], iterations

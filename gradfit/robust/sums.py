@@ -1,0 +1,274 @@
+"""Per-chunk partial sums for the robust solvers, one output column at a time.
+
+Every function here builds a function of one :class:`~gradfit.sources.Chunk`
+for :meth:`~gradfit.sources.Source.reduce` (so a file is streamed and a Dask
+source sums on its workers) and a matching ``combine``. They work in the
+units training runs in: per block of rows, ``Z_b = [(X_b − center)/scale, 1]``
+(the ones column only with an intercept), a float64 copy the size of a cache
+block (:mod:`gradfit.engines.blocks`), so that the Gram-type sums below lose
+no digits to features that sit far from zero.
+
+For a parameter column ``θ`` (``p = d + fit_intercept``) and output ``j``,
+``r = Z θ − y_j`` is the residual; ``v`` the sample weights (1 without). All
+sums are raw (not divided by ``W = Σ v``); the drivers divide.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..engines.blocks import PASS_BLOCK_BYTES, PASS_MIN_ROWS, block_rows, scratch
+
+
+def _blocks(chunk, scaling, fit_intercept):
+    """Yield ``(offset, Z_b, v_b)`` over the chunk: ``Z_b`` (n_b, p) in working units, ``v_b`` or None."""
+    X = chunk.X
+    d = X.shape[1]
+    p = d + fit_intercept
+    rows = block_rows(p, PASS_BLOCK_BYTES, PASS_MIN_ROWS)
+    inverse_scale = 1.0 / scaling.scale
+    for start in range(0, chunk.n_rows, rows):
+        stop = min(start + rows, chunk.n_rows)
+        Z = scratch("robust.block", stop - start, p)
+        np.subtract(X[start:stop], scaling.center, out=Z[:, :d])
+        Z[:, :d] *= inverse_scale
+        if fit_intercept:
+            Z[:, d] = 1.0
+        weight = None if chunk.sample_weight is None else chunk.sample_weight[start:stop]
+        yield start, Z, weight
+
+
+def _weighted(values, weight):
+    return values if weight is None else values * weight
+
+
+def add_sums(a, b):
+    """Combine two dicts of partial sums: ``max_*`` keys by maximum, ``min_*`` by minimum, the rest added."""
+    for key, value in b.items():
+        if key.startswith("max_"):
+            a[key] = max(a[key], value)
+        elif key.startswith("min_"):
+            a[key] = min(a[key], value)
+        else:
+            a[key] = a[key] + value
+    return a
+
+
+def huber_sums(theta, column, epsilon, scaling, fit_intercept, hessian=True, reference=None):
+    """Per chunk: the Huber data term, its gradient, and its Hessian over the inliers.
+
+    With ``h(r) = r²`` for ``|r| ≤ ε`` and ``2ε|r| − ε²`` beyond (gradfit's
+    Huber, :class:`gradfit.losses.Huber`) and ``s = h'(r) = 2·clip(r, −ε, ε)``:
+
+    ``value = Σ v h(r)``, ``gradient = Zᵀ(v s)``, ``hessian = 2 Σ_{|r|≤ε} v z zᵀ``
+    (the generalized Hessian: ``h''`` is 2 inside the threshold and 0 beyond),
+    ``inliers`` (their count), and for the dual certificate
+    (:mod:`gradfit.robust.huber`) ``s_target = Σ v s y``, ``s_square = Σ v s²``,
+    ``max_s``/``min_s`` (over rows of positive weight), ``weight = Σ v``.
+
+    ``reference`` (a parameter column, or None): ``hessian`` is then the
+    *change* of the inlier Hessian from ``reference`` to ``theta``,
+    ``2 Σ_{entered} v z zᵀ − 2 Σ_{left} v z zᵀ``, which costs one more
+    ``Z θ`` product and the rows whose status changed, instead of ``d²``
+    a row for every inlier (near the optimum few rows change).
+    """
+    p = theta.shape[0]
+
+    def gram(Z, rows, weight):
+        if not rows.any():
+            return 0.0
+        block = Z[rows]
+        if weight is not None:
+            block *= np.sqrt(weight[rows])[:, None]
+        return 2.0 * (block.T @ block)  # numpy runs AᵀA as one syrk
+
+    def partial(chunk):
+        if chunk.n_rows == 0:
+            return None
+        y = chunk.y[:, column]
+        out = {"value": 0.0, "gradient": np.zeros(p), "inliers": 0, "s_target": 0.0, "s_square": 0.0,
+               "max_s": -np.inf, "min_s": np.inf, "weight": 0.0}
+        if hessian:
+            out["hessian"] = np.zeros((p, p))
+        for start, Z, weight in _blocks(chunk, scaling, fit_intercept):
+            y_b = y[start:start + Z.shape[0]]
+            r = Z @ theta
+            r -= y_b
+            inside = np.abs(r) <= epsilon
+            s = 2.0 * np.clip(r, -epsilon, epsilon)
+            value = np.where(inside, r * r, 2.0 * epsilon * np.abs(r) - epsilon * epsilon)
+            vs = _weighted(s, weight)
+            out["value"] += float(np.sum(_weighted(value, weight)))
+            out["gradient"] += Z.T @ vs
+            out["s_target"] += float(vs @ y_b)
+            out["s_square"] += float(vs @ s)
+            out["weight"] += float(Z.shape[0] if weight is None else np.sum(weight))
+            live = s if weight is None else s[weight > 0]
+            if live.size:
+                out["max_s"] = max(out["max_s"], float(live.max()))
+                out["min_s"] = min(out["min_s"], float(live.min()))
+            out["inliers"] += int(np.count_nonzero(inside))
+            if not hessian:
+                continue
+            if reference is None:
+                out["hessian"] += gram(Z, inside, weight)
+            else:
+                before = np.abs(Z @ reference - y_b) <= epsilon
+                out["hessian"] += gram(Z, inside & ~before, weight) - gram(Z, before & ~inside, weight)
+        return out
+
+    return partial
+
+
+def huber_line_sums(theta, direction, steps, column, epsilon, scaling, fit_intercept):
+    """Per chunk: ``Σ v h(r + t·s)`` for every step ``t`` in ``steps`` (T,), ``s = Z·direction``.
+
+    The line search's one pass for many trial steps at once: one more
+    product ``Z·direction`` and ``T`` elementwise evaluations a row.
+    """
+
+    def partial(chunk):
+        if chunk.n_rows == 0:
+            return None
+        y = chunk.y[:, column]
+        out = {"values": np.zeros(steps.shape[0])}
+        for start, Z, weight in _blocks(chunk, scaling, fit_intercept):
+            r = Z @ theta
+            r -= y[start:start + Z.shape[0]]
+            trial = r[:, None] + np.outer(Z @ direction, steps)
+            a = np.abs(trial)
+            value = np.where(a <= epsilon, trial * trial, 2.0 * epsilon * a - epsilon * epsilon)
+            out["values"] += value.sum(axis=0) if weight is None else weight @ value
+        return out
+
+    return partial
+
+
+def huber_dual_sums(theta, column, epsilon, correction, shift, scaling, fit_intercept):
+    """Per chunk, at ``s̃ = 2·clip(r, −ε, ε) − Z·correction − shift``: the dual certificate's sums.
+
+    ``Σ v s̃ y``, ``Σ v s̃²``, ``Σ v s̃ z`` and ``max |s̃|`` (rows of positive weight).
+
+    ``correction`` (p,) and ``shift`` (a number) move ``s`` onto the dual's
+    linear constraints (see :func:`gradfit.robust.huber.certificate`).
+    """
+    p = theta.shape[0]
+
+    def partial(chunk):
+        if chunk.n_rows == 0:
+            return None
+        y = chunk.y[:, column]
+        out = {"s_target": 0.0, "s_square": 0.0, "s_features": np.zeros(p), "max_abs": 0.0}
+        for start, Z, weight in _blocks(chunk, scaling, fit_intercept):
+            r = Z @ theta
+            r -= y[start:start + Z.shape[0]]
+            s = 2.0 * np.clip(r, -epsilon, epsilon) - Z @ correction - shift
+            vs = _weighted(s, weight)
+            out["s_target"] += float(vs @ y[start:start + Z.shape[0]])
+            out["s_square"] += float(vs @ s)
+            out["s_features"] += Z.T @ vs
+            live = s if weight is None else s[weight > 0]
+            if live.size:
+                out["max_abs"] = max(out["max_abs"], float(np.max(np.abs(live))))
+        return out
+
+    return partial
+
+
+def absolute_sums(theta, column, keep, scaling, fit_intercept):
+    """Per chunk: ``Σ v|r|``, ``Zᵀ(v·sign r)``, and the ``keep`` rows of smallest ``|r|``.
+
+    The kept rows (``index`` in the source, ``z``, ``y``, ``v``, ``r``) are
+    the candidates for the optimal basis of the linear program
+    (:mod:`gradfit.robust.absolute`); :func:`merge_nearest` keeps the ``keep``
+    smallest over all chunks. Rows of zero weight are never kept (they carry
+    nothing; their dual value is free).
+    """
+    p = theta.shape[0]
+
+    def partial(chunk):
+        if chunk.n_rows == 0:
+            return None
+        y = chunk.y[:, column]
+        out = {"value": 0.0, "sign_features": np.zeros(p), "weight": 0.0, "near": None}
+        for start, Z, weight in _blocks(chunk, scaling, fit_intercept):
+            n = Z.shape[0]
+            y_b = y[start:start + n]
+            r = Z @ theta
+            r -= y_b
+            sign = np.sign(r)
+            out["value"] += float(np.sum(_weighted(np.abs(r), weight)))
+            out["sign_features"] += Z.T @ _weighted(sign, weight)
+            out["weight"] += float(n if weight is None else np.sum(weight))
+            v = np.ones(n) if weight is None else np.asarray(weight, dtype=float)
+            candidates = np.flatnonzero(v > 0)
+            if candidates.size > keep:
+                candidates = candidates[np.argpartition(np.abs(r[candidates]), keep - 1)[:keep]]
+            near = {
+                "index": chunk.start + start + candidates, "z": Z[candidates].copy(), "y": y_b[candidates].copy(),
+                "v": v[candidates], "r": r[candidates],
+            }
+            out["near"] = near if out["near"] is None else _nearest(out["near"], near, keep)
+        return out
+
+    return partial
+
+
+def _nearest(a, b, keep):
+    merged = {key: np.concatenate([a[key], b[key]]) for key in a}
+    if merged["r"].size > keep:
+        chosen = np.argpartition(np.abs(merged["r"]), keep - 1)[:keep]
+        merged = {key: value[chosen] for key, value in merged.items()}
+    return merged
+
+
+def merge_nearest(keep):
+    """The ``combine`` for :func:`absolute_sums`: add the sums, keep the ``keep`` nearest rows."""
+
+    def combine(a, b):
+        near_a, near_b = a.pop("near"), b.pop("near")
+        a = add_sums(a, b)
+        if near_a is None or near_b is None:
+            a["near"] = near_a if near_b is None else near_b
+        else:
+            a["near"] = _nearest(near_a, near_b, keep)
+        return a
+
+    return combine
+
+
+def absolute_dual_sums(theta, column, basis_index, basis_dual, correction, scaling, fit_intercept):
+    """Per chunk, at ``ũ = u − Z·correction``: ``Σ v ũ y``, ``Σ v ũ z`` and ``max |ũ|``.
+
+    ``max |ũ|`` over rows of positive weight (the others' dual values are free).
+
+    ``u_i = sign(r_i)``, except on the rows ``basis_index`` (sorted source
+    indices) where ``u`` is ``basis_dual``: the dual point of the linear
+    program (:func:`gradfit.robust.absolute.certificate`).
+    """
+    p = theta.shape[0]
+
+    def partial(chunk):
+        if chunk.n_rows == 0:
+            return None
+        y = chunk.y[:, column]
+        out = {"u_target": 0.0, "u_features": np.zeros(p), "max_abs": 0.0}
+        for start, Z, weight in _blocks(chunk, scaling, fit_intercept):
+            n = Z.shape[0]
+            first = chunk.start + start
+            r = Z @ theta
+            r -= y[start:start + n]
+            u = np.sign(r)
+            lo, hi = np.searchsorted(basis_index, [first, first + n])
+            if hi > lo:
+                u[basis_index[lo:hi] - first] = basis_dual[lo:hi]
+            u -= Z @ correction
+            vu = _weighted(u, weight)
+            out["u_target"] += float(vu @ y[start:start + n])
+            out["u_features"] += Z.T @ vu
+            live = u if weight is None else u[weight > 0]
+            if live.size:
+                out["max_abs"] = max(out["max_abs"], float(np.max(np.abs(live))))
+        return out
+
+    return partial
