@@ -219,7 +219,11 @@ def assert_reaches_optimum(estimator, data, dataset, variant, weights=None, weig
     assert estimator.converged_, f"at the optimum but not converged_: {info}"
 
 
-@pytest.mark.parametrize("standardize", STANDARDIZE)
+# The defaults (standardize=True) must get there. standardize=False keeps the
+# tutorial's raw gradient descent for the squared error (its learning_rate_ is
+# 1/L of the raw features, pinned by tests/test_tutorial.py): there the fit must
+# only be honest (test_converged_means_optimum covers both settings).
+@pytest.mark.parametrize("standardize", [pytest.param(True, id="std")])
 @pytest.mark.parametrize("dataset,variant", _cells(DATASETS, QUADRATIC + REACH_TOL))
 def test_defaults_reach_optimum(dataset, variant, standardize):
     estimator, _ = fitted(dataset, variant, standardize, "array")
