@@ -23,7 +23,7 @@ import os
 import numpy as np
 
 from .errors import GradfitError
-from .model import _is_number, _show, atomic_write_text, load_json
+from .files_io import _is_number, _show, atomic_write_text, load_json
 
 FORMAT = "gradfit-checkpoint"
 FORMAT_VERSION = 1

@@ -22,11 +22,12 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils._param_validation import InvalidParameterError
 
-from . import metrics, progress, registry
+from . import metrics, paths, progress, registry
 from .engines import ENGINES
 from .errors import DataError, DivergenceError, GradfitError
 from .estimator import GDRegressor, load
-from .model import atomic_writer, read_document
+from .files_io import atomic_writer
+from .model import read_document
 from .progress import PrintProgress
 from .report import outputs
 from .sources import FileSource, check_finite
@@ -215,6 +216,7 @@ def cmd_demo(args):
     settings = _settings(args)
     if outputs.check_plot_dir(args.plot):
         raise GradfitError(outputs.check_plot_dir(args.plot))
+    _check_paths(args, extra_outputs=("learning_rates",))
     if args.tol_given is False:
         settings["tol"] = None  # the tutorial runs every epoch
     model = GDRegressor(**settings)
@@ -271,13 +273,26 @@ def _demo_plots(args, settings, model):
     print(f"plots written: {', '.join(written)}")
 
 
+#: the flags that name a file a command writes, and those that name files it reads, as
+#: (flag, attribute of args); paths.check_outputs compares every output with every input and
+#: with each other before any work. A new output flag is one more entry here.
+OUTPUT_FLAGS = [("-o", "output"), ("--report", "report"), ("--checkpoint", "checkpoint"), ("--lesson", "lesson")]
+INPUT_FLAGS = [("DATA", "data"), ("MODEL", "model"), ("--resume", "resume")]
+
+
+def _check_paths(args, extra_outputs=()):
+    """Refuse, before any work, an output that is an input, another output, a folder, or has no folder."""
+    found = [(flag, getattr(args, name, None)) for flag, name in OUTPUT_FLAGS]
+    if getattr(args, "plot", None) is not None:
+        found += [("--plot", path) for path in outputs.plot_paths(args.plot, args.plot_format, extra_outputs)]
+    paths.check_outputs(found, [(flag, getattr(args, name, None)) for flag, name in INPUT_FLAGS])
+
+
 def cmd_train(args):
     settings = _settings(args)
-    _check_output(args.output, args.data)
-    _check_output(args.report, args.data)
-    _check_output(args.checkpoint, args.data)
     if outputs.check_plot_dir(args.plot):
         raise GradfitError(outputs.check_plot_dir(args.plot))
+    _check_paths(args)
     if args.dask is not None:
         return _train_on_dask(args, settings)
     source = FileSource(args.data, target=args.target, features=args.features, sample_weight=args.sample_weight)
@@ -346,22 +361,8 @@ def _feature_source(model, path, target=(), sample_weight=None):
     return FileSource(path, target=list(target), features=model.feature_names_, sample_weight=sample_weight)
 
 
-def _check_output(output, *inputs):
-    """Refuse, before any work, an output that cannot be written or would replace an input."""
-    if output is None:
-        return
-    if os.path.isdir(output):
-        raise GradfitError(f"cannot write {output!r}: it is a folder")
-    folder = os.path.dirname(os.path.abspath(output))
-    if not os.path.isdir(folder):
-        raise GradfitError(f"cannot write {output!r}: folder {folder!r} does not exist")
-    for path in inputs:
-        if os.path.isfile(output) and os.path.exists(path) and os.path.samefile(output, path):
-            raise GradfitError(f"-o {output!r} would overwrite the input file {path!r}")
-
-
 def cmd_predict(args):
-    _check_output(args.output, args.model, args.data)
+    _check_paths(args)
     model = load(args.model)
     source = _feature_source(model, args.data)
     if args.output is None:

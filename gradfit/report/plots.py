@@ -12,7 +12,7 @@ import os
 
 import numpy as np
 
-from ..model import atomic_write_bytes
+from ..files_io import atomic_write_bytes
 
 FORMATS = ("png", "svg")
 #: colours that stay apart for colour-blind readers (Okabe & Ito)

@@ -35,7 +35,7 @@ def file_format(path):
     lower = str(path).lower()
     if lower.endswith(CSV_SUFFIXES):
         return "csv"
-    if lower.endswith(PARQUET_SUFFIXES) or os.path.isdir(path) or glob.has_magic(str(path)):
+    if lower.endswith(PARQUET_SUFFIXES) or os.path.isdir(path) or is_glob(path):
         return "parquet"
     raise DataError(
         f"file {str(path)!r}: unknown format; expected a name ending in "
@@ -43,8 +43,47 @@ def file_format(path):
     )
 
 
+def is_glob(path):
+    """Whether ``path`` is read as a glob: it has ``*?[`` and no file of that very name exists.
+
+    A literal name comes first: ``data[1].parquet`` that exists is that file,
+    never ``data1.parquet``.
+    """
+    path = os.fspath(path)
+    return glob.has_magic(path) and not os.path.lexists(path)
+
+
+def data_files(path):
+    """The files a DATA path reads: itself, the Parquet files of a folder, or a glob's matches (sorted)."""
+    path = os.fspath(path)
+    if is_glob(path):
+        return sorted(name for name in glob.glob(path) if not os.path.isdir(name))
+    if os.path.isdir(path):
+        return sorted(
+            os.path.join(root, name)
+            for root, _, names in os.walk(path)
+            for name in names
+            if name.lower().endswith(PARQUET_SUFFIXES)
+        )
+    return [path]
+
+
+def data_would_read(path, candidate):
+    """Whether a file written at ``candidate`` would be read as part of DATA ``path`` (folder or glob)."""
+    from ..paths import glob_matches
+
+    path, candidate = os.fspath(path), os.fspath(candidate)
+    if is_glob(path):
+        return glob_matches(path, candidate)
+    if os.path.isdir(path):
+        folder = os.path.realpath(path)
+        real = os.path.realpath(candidate)
+        return real.startswith(folder + os.sep) and real.lower().endswith(PARQUET_SUFFIXES)
+    return False
+
+
 def _check_readable(path, format):
-    if glob.has_magic(str(path)):
+    if is_glob(path):
         return
     if not os.path.exists(path):
         raise DataError(f"file {str(path)!r} not found")
@@ -175,17 +214,7 @@ class FileSource(Source):
             raise DataError(f"{self.describe()} is UTF-16 or UTF-32 text; gradfit reads CSV as UTF-8: save it as UTF-8")
 
     def _parquet_files(self):
-        if glob.has_magic(self.path):
-            files = sorted(glob.glob(self.path))
-        elif os.path.isdir(self.path):
-            files = sorted(
-                os.path.join(root, name)
-                for root, _, names in os.walk(self.path)
-                for name in names
-                if name.lower().endswith(PARQUET_SUFFIXES)
-            )
-        else:
-            files = [self.path]
+        files = data_files(self.path)
         if not files:
             raise DataError(f"{self.describe()}: no Parquet files found")
         return files
