@@ -125,7 +125,8 @@ def prepare(source, settings, scaling=None):
     check_combination(settings, loss, penalty)
     engine_name = choose_engine(
         settings["engine"], loss, settings["batch_size"], source.n_features, settings["epochs"],
-        n_samples=source.n_samples,
+        # A CSV's rows are known after the first pass; until then its size says about how many there are
+        n_samples=source.n_samples if source.n_samples is not None else getattr(source, "estimated_samples", None),
     )
     statistics = accumulate(source, full=engine_name == "statistics")
     if statistics.n_samples < 2:

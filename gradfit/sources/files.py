@@ -20,6 +20,7 @@ import pyarrow.dataset as pa_ds
 
 from ..errors import DataError
 from .base import Chunk, Source, file_row_position, fold_in_threads, worker_threads
+from .file_checks import Stamps, estimate_rows, sniff_csv
 
 CSV_SUFFIXES = (".csv", ".tsv", ".txt", ".csv.gz", ".tsv.gz")
 PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
@@ -27,6 +28,10 @@ PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
 NULL_SPELLINGS = frozenset(pa_csv.ConvertOptions().null_values)
 # What pyarrow reads as a number: Python's float() also takes "1_000" and other
 # digits than ASCII, which would hide the bad value from _locate_csv_error.
+#: a CSV file whose needed columns take at most this much as float64 is kept in memory after one pass
+KEEP_CSV_BYTES = 64 << 20
+#: the largest integer up to which float64 holds every integer exactly
+EXACT_INTEGER = 2**53
 NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|[+-]?(inf|infinity|nan)", re.IGNORECASE | re.ASCII)
 
 
@@ -171,14 +176,16 @@ class FileSource(Source):
             np.float32 if all(t == pa.float32() for t in feature_types) else np.float64
         )
         self.n_samples = self._count_rows()
+        self._stamps = Stamps(self._parquet_files() if self.format == "parquet" else [self.path], self.describe())
 
     # -- opening -------------------------------------------------------------
 
     def _open(self):
         if self.format == "csv":
             self._check_utf8_bom()
+            self._block_bytes = sniff_csv(self.path, self.describe())
             try:
-                reader = pa_csv.open_csv(self.path, read_options=pa_csv.ReadOptions(block_size=1 << 20))
+                reader = pa_csv.open_csv(self.path, read_options=pa_csv.ReadOptions(block_size=self._block_bytes))
                 self.schema = reader.schema
                 self.schema.names  # decoded here: a header in another encoding fails now, not later
                 reader.close()
@@ -260,6 +267,13 @@ class FileSource(Source):
         self._fragment_starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         return int(self._fragment_starts[-1])
 
+    @property
+    def estimated_samples(self):
+        """About how many rows a CSV file holds, from its size and its first lines (for choosing an engine)."""
+        if self.n_samples is not None:
+            return self.n_samples
+        return estimate_rows(self.path, self._block_bytes)
+
     # -- messages ------------------------------------------------------------
 
     def describe(self):
@@ -286,7 +300,7 @@ class FileSource(Source):
             )
             reader = pa_csv.open_csv(
                 self.path,
-                read_options=pa_csv.ReadOptions(block_size=max(1 << 20, self.batch_rows * 16)),
+                read_options=pa_csv.ReadOptions(block_size=self._csv_block_bytes()),
                 convert_options=convert,
             )
             yield from reader
@@ -299,20 +313,51 @@ class FileSource(Source):
                 fragment_scan_options=pa_ds.ParquetFragmentScanOptions(pre_buffer=False),
             )
 
+    def _csv_block_bytes(self):
+        """pyarrow's block: room for ``batch_rows`` short rows, and always for the header."""
+        return max(self._block_bytes, self.batch_rows * 16)
+
+    _kept = None
+
     def chunks(self):
+        # Every pass starts and ends by checking the files are those the fit started on:
+        # a file replaced, rewritten or grown under a running fit is refused, not mixed in.
+        self._stamps.check()
+        if self._kept is not None:
+            for chunk in self._kept:  # copies: a pass may not change what the next one reads
+                yield Chunk(chunk.X.copy(order="K"), chunk.y.copy(order="K"),
+                            None if chunk.sample_weight is None else chunk.sample_weight.copy(), chunk.start)
+            self._stamps.check()
+            return
+        # A small CSV is kept in memory after its first pass: parsing text costs far more than
+        # the arithmetic, above all for wide files (20,000 columns: seconds a pass).
+        estimate = self.estimated_samples if self.format == "csv" else None
+        keep = [] if estimate is not None and estimate * len(self.columns) * 8 <= KEEP_CSV_BYTES else None
         start = 0
         try:
             for batch in self._batches():
                 for offset in range(0, batch.num_rows, self.batch_rows):
                     part = batch.slice(offset, self.batch_rows)
-                    yield self._to_chunk(part, start)
+                    chunk = self._to_chunk(part, start)
+                    if keep is not None:
+                        keep.append(Chunk(chunk.X.copy(order="K"), chunk.y.copy(order="K"),
+                                          None if chunk.sample_weight is None else chunk.sample_weight.copy(),
+                                          chunk.start))
+                    yield chunk
                     start += part.num_rows
-        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, pa.ArrowKeyError) as exc:
+            self._stamps.check()  # a file changed under the reader is why, not its content
             if self.format == "csv":
                 raise self._locate_csv_error(exc) from None
             raise DataError(f"{self.describe()}: {_first_line(exc)}") from None
+        except OSError:
+            self._stamps.check()
+            raise
+        self._stamps.check()
         if self.n_samples is None:
             self.n_samples = start
+        if keep is not None and start * len(self.columns) * 8 <= KEEP_CSV_BYTES:
+            self._kept = keep
 
     def reduce(self, function, combine):
         """The fold of :meth:`Source.reduce`, the chunks' work on threads while the next batch is read.
@@ -355,6 +400,8 @@ class FileSource(Source):
         d, k = self.n_features, self.n_outputs
         # Column-major: Arrow holds columns, and copying each one whole is 4-5 times
         # faster than scattering it across rows (the engines take either order).
+        for j, column in enumerate(columns):
+            self._check_exact(column, start, j if j < d + self.n_outputs else -1)
         X = np.empty((n, d), dtype=self.dtype, order="F")
         for j in range(d):
             X[:, j] = columns[j].to_numpy(zero_copy_only=False)
@@ -364,6 +411,22 @@ class FileSource(Source):
         weight = columns[-1].to_numpy(zero_copy_only=False).astype(np.float64) if self.has_weights else None
         return Chunk(X, y, weight, start)
 
+    def _check_exact(self, column, start, index):
+        """Refuse 64-bit integers beyond 2**53: float64 cannot hold them, and neighbours would collapse into one."""
+        if not (pa.types.is_integer(column.type) and column.type.bit_width == 64) or len(column) == 0:
+            return
+        values = column.to_numpy(zero_copy_only=False)
+        inexact = (values > EXACT_INTEGER) if values.dtype.kind == "u" else (np.abs(values) > EXACT_INTEGER)
+        if values.dtype.kind == "i":
+            inexact |= values == np.iinfo(np.int64).min  # whose abs() overflows
+        if inexact.any():
+            row = int(np.argmax(inexact))
+            raise DataError(
+                f"{self.describe()} at {self.where(start + row, index)}: the integer {int(values[row])} is beyond "
+                "2**53, which float64 cannot hold exactly (neighbouring values would become one); "
+                "rescale the column or store it as floating point"
+            )
+
     def _locate_csv_error(self, exc, columns=None):
         """Find the line and column pyarrow stopped at; it does not report them itself.
 
@@ -371,6 +434,8 @@ class FileSource(Source):
         ones read); field counts are checked on every line.
         """
         columns = self.columns if columns is None else list(columns)
+        block = self._csv_block_bytes() if hasattr(self, "columns") else self._block_bytes
+        csv.field_size_limit(max(csv.field_size_limit(), 1 << 30))  # the default 128 KiB would stop here
         try:
             # utf-8-sig: pyarrow drops a byte-order mark from the first name, so must this
             # surrogateescape: bytes that are not UTF-8 come back as they are, to be named
@@ -392,11 +457,27 @@ class FileSource(Source):
                         # as pyarrow: a missing value is spelled exactly; a number may have spaces around
                         if fields[index] in NULL_SPELLINGS:
                             continue
-                        if not NUMBER.fullmatch(fields[index].strip()):
+                        # pyarrow trims spaces and tabs only: \v or a no-break space make it no number
+                        if not NUMBER.fullmatch(fields[index].strip(" \t")):
                             return DataError(
                                 f"{self.describe()}, line {line}, column {name!r}: "
                                 f"{_show_field(fields[index])} is not a number"
                             )
+                    size = sum(map(len, fields)) + len(fields)
+                    if size >= block:
+                        longest = max(range(len(fields)), key=lambda i: len(fields[i]))
+                        return DataError(
+                            f"{self.describe()}, line {line}: the row holds {size} characters (column "
+                            f"{header[longest]!r}: a field of {len(fields[longest])}), more than the "
+                            f"{block}-byte blocks gradfit reads CSV in; such a field is no number: drop "
+                            "the column or convert the file to Parquet"
+                        )
+                    broken = next((i for i, field in enumerate(fields) if "\n" in field or "\r" in field), None)
+                    if broken is not None:
+                        return DataError(
+                            f"{self.describe()}, line {line}, column {header[broken]!r}: a quoted value holds "
+                            "a line break, which gradfit's CSV reader does not take: remove it"
+                        )
                     line = reader.line_num + 1
         except (OSError, csv.Error, StopIteration, ValueError):
             pass  # the file is odd in a way this reader cannot place: say what pyarrow said
