@@ -6,6 +6,8 @@ no math of its own beyond choosing the pieces and the step size.
 
 from __future__ import annotations
 
+import os
+
 from dataclasses import dataclass
 from typing import Any
 
@@ -308,11 +310,17 @@ def fit_source(source, settings, *, params=None, opt_state=None, loss_curve=None
         # Everything the loop carries from epoch to epoch comes from the checkpoint.
         saved = checkpoints.read(resume)
         checkpoints.check_compatible(saved, resume, plain_settings, fingerprint)
-        params, loss_curve, rng, rate = checkpoints.restore(saved, resume, (n_params, source.n_outputs))
+        params, loss_curve, rng, rate = checkpoints.restore(
+            saved, resume, (n_params, source.n_outputs), uses_rate=optimizer_name != "cg", expected_rate=rate,
+            minibatches=batch_size is not None, engine=problem.engine,
+        )
         if optimizer_name != "cg":
             schedule = registry.SCHEDULES[schedule_name](rate, power_t, settings["step_size"], settings["gamma"])
         optimizer = registry.OPTIMIZERS[optimizer_name](schedule, steps, **options)
-        opt_state = checkpoints.decode_tree(saved.get("opt_state"), optimizer.init(params))
+        opt_state = checkpoints.decode_tree(
+            saved.get("opt_state"), optimizer.init(params), f"checkpoint {os.fspath(resume)!r} is damaged: opt_state",
+            params_shape=params.shape, max_count=len(loss_curve) * steps,
+        )
         run_epochs = max(settings["epochs"] - len(loss_curve), 0)
     else:
         optimizer = registry.OPTIMIZERS[optimizer_name](schedule, steps, **options)
