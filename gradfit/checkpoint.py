@@ -19,6 +19,7 @@ import hashlib
 import json
 import math
 import os
+import sys
 
 import numpy as np
 
@@ -274,6 +275,7 @@ class Checkpointer:
         self.every = int(every)
         self.header = header
         self._pending = None
+        self._warned = False
 
     def on_epoch_end(self, epoch, cost, params, *, opt_state, loss_curve, rng):
         self._pending = (params, opt_state, list(loss_curve), encode_rng(rng))
@@ -291,7 +293,15 @@ class Checkpointer:
         document.update(
             {"loss_curve": curve, "params": encode_array(params), "opt_state": encode_tree(opt_state), "rng": rng}
         )
-        save(self.path, document)
+        try:
+            save(self.path, document)
+        except OSError as exc:
+            # Its folder removed, the disk full: the fit itself is not lost for that,
+            # so training goes on (the model is still written at the end), and says so once.
+            if not self._warned:
+                self._warned = True
+                print(f"gradfit: warning: checkpoint {self.path!r} cannot be written "
+                      f"({exc.strerror or exc}); training goes on without it", file=sys.stderr)
         self._pending = None
 
 

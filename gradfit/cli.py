@@ -22,7 +22,7 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils._param_validation import InvalidParameterError
 
-from . import metrics, paths, progress, registry
+from . import files_io, metrics, paths, progress, registry
 from .engines import ENGINES
 from .errors import DataError, DivergenceError, GradfitError
 from .estimator import GDRegressor, load
@@ -318,7 +318,8 @@ def _train(args, settings, source):
         _fit(model, callbacks, source, checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every,
              resume=args.resume)
     if args.output:
-        model.save(args.output)  # first: a cluster failure in the R² pass must not lose a finished fit
+        # first: a cluster failure in the R² pass must not lose a finished fit; nor a vanished folder
+        files_io.save_or_recover(model.save, args.output)
     r2 = metrics.training_r2(model._fit_result, source, _chunk_predictor(model))
     print(
         f"trained on {model.n_samples_} rows x {len(model.feature_names_)} features of {args.data}: "
@@ -536,7 +537,8 @@ def main(argv=None):
         args = build_parser().parse_args(argv)
         if args.command == "demo":
             args.tol_given = any(a == "--tol" or a.startswith("--tol=") for a in argv)
-        return args.run(args)
+        with progress.pipe_safe():  # a reader gone (| head) stops the printing, not the fit
+            return args.run(args)
     except UsageError as exc:
         print(f"{exc}", file=sys.stderr)
         return 2

@@ -57,21 +57,76 @@ def atomic_writer(path, binary=False):
         with _open_stream(target, binary) as handle:
             yield handle
         return
-    path = os.path.realpath(path)  # a link's target is what gets replaced, not the link
+    given, path = path, os.path.realpath(path)  # a link's target is what gets replaced, not the link
     folder = os.path.dirname(path)
-    handle, temp = _temporary_file(folder, _mode_for(path), binary)
+    try:
+        handle, temp = _temporary_file(folder, _mode_for(path), binary)
+    except OSError as exc:
+        # Name the file asked for, not the temporary one nobody knows of.
+        raise type(exc)(exc.errno, exc.strerror or str(exc), given) from None
     try:
         with handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(temp, path)
+        try:
+            os.replace(temp, path)
+        except FileNotFoundError as exc:  # the folder went away while writing
+            raise FileNotFoundError(exc.errno, exc.strerror, given) from None
     except BaseException:
         try:
             os.unlink(temp)
         except OSError:
             pass
         raise
+
+
+def recovery_path(path):
+    """Where a file that cannot be written at ``path`` goes instead: a new name in the working folder.
+
+    ``gradfit-recovered-NAME`` in the current folder if that can be written,
+    else in the system's temporary folder; never an existing file.
+    """
+    import tempfile
+
+    name = os.path.basename(os.fspath(path)) or "model.json"
+    for folder in (os.getcwd(), tempfile.gettempdir()):
+        if not os.access(folder, os.W_OK):
+            continue
+        stem, ext = os.path.splitext(f"gradfit-recovered-{name}")
+        candidate, number = os.path.join(folder, stem + ext), 1
+        while os.path.lexists(candidate):
+            number += 1
+            candidate = os.path.join(folder, f"{stem}-{number}{ext}")
+        return candidate
+    return None
+
+
+def save_or_recover(save, path, what="model"):
+    """``save(path)``; if that fails for want of its folder or room, ``save`` to :func:`recovery_path`.
+
+    A finished fit is never lost to an output folder removed during training,
+    a full disk or a permission changed meanwhile: the model goes to a new
+    file, and the one-line error names both.
+
+    Raises
+    ------
+    OSError
+        With a message naming the recovery file (or saying there was none).
+    """
+    try:
+        save(path)
+        return path
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        spare = recovery_path(path)
+        if spare is not None:
+            try:
+                save(spare)
+            except OSError:
+                spare = None
+        where = f"the {what} was saved to {spare!r} instead" if spare else f"the {what} could not be saved anywhere"
+        raise OSError(exc.errno, f"cannot write the {what} to {os.fspath(path)!r} ({reason}); {where}") from None
 
 
 def stream_target(path):

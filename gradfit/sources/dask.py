@@ -338,12 +338,17 @@ class DaskSource(Source):
         else:
             dd = require("dask.dataframe")
             self.names = SourceNames("csv", file.describe(), file.feature_names, file.target_names, file.weight_name)
-            frame = dd.read_csv(
-                os.path.abspath(file.path),
-                usecols=file.columns,
-                dtype={name: "float64" for name in file.columns},
-                blocksize=max(1024, int(block_rows * _bytes_per_line(file.path))),
-            )[file.columns]
+            try:
+                frame = dd.read_csv(
+                    os.path.abspath(file.path),
+                    usecols=file.columns,
+                    dtype={name: "float64" for name in file.columns},
+                    blocksize=max(1024, int(block_rows * _bytes_per_line(file.path))),
+                )[file.columns]
+            except Exception as exc:  # dask reads a sample here, on the client: place its error as FileSource does
+                if isinstance(exc, GradfitError):
+                    raise
+                raise file._locate_csv_error(exc) from None
             lengths = [int(n) for n in self._compute(frame.map_partitions(len))[0]]
             pack = dask.delayed(_pack_frame, pure=True)
             blocks = [pack(part, self.n_features, self.n_outputs, self.has_weights)
