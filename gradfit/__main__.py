@@ -28,12 +28,13 @@ class _Signals:
 def run(argv=None):
     """Entry point of the ``gradfit`` command; returns the exit code."""
     signals = _Signals()
-    try:
-        previous = signal.signal(signal.SIGINT, signals)
-    except ValueError:  # not the main thread: nothing to catch here
-        previous = None
+    previous = None
     try:
         try:
+            try:
+                previous = signal.signal(signal.SIGINT, signals)
+            except ValueError:  # not the main thread: nothing to catch here
+                pass
             from .cli import main
         except KeyboardInterrupt:
             return _interrupted()
