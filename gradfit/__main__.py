@@ -29,6 +29,17 @@ def run(argv=None):
     """Entry point of the ``gradfit`` command; returns the exit code."""
     signals = _Signals()
     previous = None
+    hook = sys.unraisablehook
+
+    def unraisable(info):
+        # A KeyboardInterrupt raised inside a clean-up that Python cannot propagate
+        # (an import lock's callback): remembered, not printed as "Exception ignored".
+        if info.exc_type is not None and issubclass(info.exc_type, KeyboardInterrupt):
+            signals.seen = True
+            return
+        hook(info)
+
+    sys.unraisablehook = unraisable
     try:
         try:
             try:
@@ -48,6 +59,7 @@ def run(argv=None):
             return _interrupted()
         return code
     finally:
+        sys.unraisablehook = hook
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
 
