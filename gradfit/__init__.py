@@ -11,37 +11,33 @@ itself loads nothing heavy, so the command line can set up its Ctrl-C
 handling before scikit-learn, SciPy or NumPy load (:mod:`gradfit.__main__`).
 """
 
-import importlib
-
 __version__ = "0.1.0"
 
-#: public name -> module that defines it
-_EXPORTS = {
-    "ConvergenceWarning": "sklearn.exceptions",
-    "ClusterError": "gradfit.errors",
-    "DataError": "gradfit.errors",
-    "DivergenceError": "gradfit.errors",
-    "GradfitError": "gradfit.errors",
-    "IllConditionedError": "gradfit.errors",
-    "ModelFileError": "gradfit.errors",
-    "OptionError": "gradfit.errors",
-    "CheckpointError": "gradfit.checkpoint",
-    "GDRegressor": "gradfit.estimator",
-    "load": "gradfit.estimator",
-    "ArraySource": "gradfit.sources",
-    "FileSource": "gradfit.sources",
-}
+_ERRORS = ("ClusterError", "DataError", "DivergenceError", "GradfitError", "IllConditionedError",
+           "ModelFileError", "OptionError")
 
-__all__ = sorted(_EXPORTS)
+__all__ = sorted(_ERRORS + ("ConvergenceWarning", "CheckpointError", "GDRegressor", "load", "ArraySource",
+                            "FileSource"))
 
 
 def __getattr__(name):
-    if name not in _EXPORTS:
+    # Literal imports only (no importlib): the package imports nothing a file could name.
+    if name in _ERRORS:
+        from . import errors as module
+    elif name == "CheckpointError":
+        from . import checkpoint as module
+    elif name in ("GDRegressor", "load"):
+        from . import estimator as module
+    elif name in ("ArraySource", "FileSource"):
+        from . import sources as module
+    elif name == "ConvergenceWarning":
+        from sklearn import exceptions as module
+    else:
         raise AttributeError(f"module 'gradfit' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    value = getattr(module, name)
     globals()[name] = value  # imported once
     return value
 
 
 def __dir__():
-    return sorted(set(globals()) | set(_EXPORTS))
+    return sorted(set(globals()) | set(__all__))
