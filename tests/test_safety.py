@@ -224,12 +224,11 @@ def test_a_symlink_is_followed_and_its_target_replaced(capsys, tmp_path):
     assert json.loads(target.read_text())["format"] == "gradfit-model"
 
 
-def test_dev_stdout_keeps_the_shells_redirection(tmp_path):
+def test_dev_stdout_keeps_the_shells_redirection(capsys, tmp_path):
     data = tmp_path / "d.csv"
     frame().to_csv(data, index=False)
     model = tmp_path / "m.json"
-    assert subprocess.run([sys.executable, "-m", "gradfit", "train", str(data), "--target", "y", *FAST, "-o",
-                           str(model)], env=ENV).returncode == 0
+    assert run(capsys, "train", data, "--target", "y", *FAST, "-o", model)[0] == 0
     out = tmp_path / "predictions.csv"
     with open(out, "w") as handle:
         handle.write("kept line\n")
