@@ -5,41 +5,41 @@
 >>> model = gradfit.GDRegressor().fit(X, [2., 4, 6, 8])
 >>> np.round(model.predict([[5., 6, 7, 8]]), 6)
 array([10.])
+
+The names below are imported when first used (PEP 562): ``import gradfit``
+itself loads nothing heavy, so the command line can set up its Ctrl-C
+handling before scikit-learn, SciPy or NumPy load (:mod:`gradfit.__main__`).
 """
 
 __version__ = "0.1.0"
 
-from sklearn.exceptions import ConvergenceWarning
+_ERRORS = ("ClusterError", "DataError", "DivergenceError", "GradfitError", "IgnoredOptionWarning",
+           "IllConditionedError", "ModelFileError", "OptionError")
 
-from .errors import (
-    ClusterError,
-    DataError,
-    DivergenceError,
-    GradfitError,
-    IgnoredOptionWarning,
-    IllConditionedError,
-    ModelFileError,
-    OptionError,
-)
-from .checkpoint import CheckpointError
-from .estimator import GDRegressor, load
-from .estimator_cv import GDRegressorCV
-from .sources import ArraySource, FileSource
+__all__ = sorted(_ERRORS + ("ConvergenceWarning", "CheckpointError", "GDRegressor", "GDRegressorCV", "load",
+                            "ArraySource", "FileSource"))
 
-__all__ = [
-    "ArraySource",
-    "ConvergenceWarning",
-    "IgnoredOptionWarning",
-    "DataError",
-    "DivergenceError",
-    "FileSource",
-    "GDRegressor",
-    "GDRegressorCV",
-    "GradfitError",
-    "IllConditionedError",
-    "CheckpointError",
-    "ClusterError",
-    "ModelFileError",
-    "OptionError",
-    "load",
-]
+
+def __getattr__(name):
+    # Literal imports only (no importlib): the package imports nothing a file could name.
+    if name in _ERRORS:
+        from . import errors as module
+    elif name == "CheckpointError":
+        from . import checkpoint as module
+    elif name in ("GDRegressor", "load"):
+        from . import estimator as module
+    elif name == "GDRegressorCV":
+        from . import estimator_cv as module
+    elif name in ("ArraySource", "FileSource"):
+        from . import sources as module
+    elif name == "ConvergenceWarning":
+        from sklearn import exceptions as module
+    else:
+        raise AttributeError(f"module 'gradfit' has no attribute {name!r}")
+    value = getattr(module, name)
+    globals()[name] = value  # imported once
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

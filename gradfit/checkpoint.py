@@ -19,11 +19,12 @@ import hashlib
 import json
 import math
 import os
+import sys
 
 import numpy as np
 
 from .errors import GradfitError
-from .model import _is_number, _show, atomic_write_text, load_json
+from .files_io import _first_line, _is_number, _show, atomic_write_text, load_json
 
 FORMAT = "gradfit-checkpoint"
 FORMAT_VERSION = 1
@@ -38,6 +39,10 @@ MAX_DEPTH = 64
 ALLOWED_DTYPES = ("<f8", "<i8")
 #: settings that may change between a run and its resumption
 RESUMABLE_CHANGES = ("epochs", "verbose", "warm_start")
+
+
+#: how far (relative) a saved learning_rate="auto" may lie above the resuming run's own estimate of 1/L
+RATE_TOLERANCE = 1e-3
 
 
 class CheckpointError(GradfitError, ValueError):
@@ -94,26 +99,63 @@ def encode_tree(node):
     raise TypeError(f"cannot checkpoint a {type(node).__name__}")
 
 
-def decode_tree(node, template, where="opt_state"):
-    """Rebuild a state shaped like ``template`` (``optimizer.init(params)``) from JSON."""
+#: optimizer-state fields (of the NamedTuples in :mod:`gradfit.optimizers`) holding one value per
+#: output, shape (k,); other arrays have the parameters' shape (n_params, k)
+PER_OUTPUT_FIELDS = frozenset({"since_restart", "previous_beta", "initial_norm"})
+
+
+def decode_tree(node, template, where="opt_state", *, params_shape=None, max_count=None, field=None, kind=None):
+    """Rebuild a state shaped like ``template`` (``optimizer.init(params)``) from JSON.
+
+    Every leaf is checked against what the optimizer's state declares
+    (its NamedTuple annotations): an ``int`` counter is an integer in
+    ``[0, max_count]`` (the steps taken so far), a ``float`` a finite number,
+    an array finite and of the parameters' shape (or ``(k,)`` for the
+    per-output fields), ``None`` only where the state may hold it.
+    """
     if isinstance(template, tuple):
         if not isinstance(node, dict) or list(node) != ["tuple"] or not isinstance(node["tuple"], list):
             raise CheckpointError(f"{where}: expected a tuple")
         children = node["tuple"]
         if len(children) != len(template):
             raise CheckpointError(f"{where}: {len(children)} entries, the optimizer has {len(template)}")
-        rebuilt = [decode_tree(c, t, f"{where}[{i}]") for i, (c, t) in enumerate(zip(children, template))]
+        names = getattr(template, "_fields", None) or [None] * len(template)
+        hints = getattr(type(template), "__annotations__", {})
+        rebuilt = [
+            decode_tree(c, t, f"{where}[{i}]", params_shape=params_shape, max_count=max_count, field=name,
+                        kind=str(hints.get(name, "")) if name else None)
+            for i, (c, t, name) in enumerate(zip(children, template, names))
+        ]
         return type(template)._make(rebuilt) if hasattr(template, "_make") else tuple(rebuilt)
+    kind = kind or ""
     if node is None:
+        if kind and "None" not in kind:
+            raise CheckpointError(f"{where}: null where the optimizer keeps {type(template).__name__}")
         return None
     if isinstance(node, dict):
+        if isinstance(template, (int, float)) or (kind and "ndarray" not in kind):
+            raise CheckpointError(f"{where}: an array where the optimizer keeps a number")
         array = decode_array(node, where)
-        if isinstance(template, np.ndarray) and array.shape != template.shape:
-            raise CheckpointError(f"{where}: shape {array.shape}, expected {template.shape}")
+        expected = template.shape if isinstance(template, np.ndarray) else None
+        if expected is None and params_shape is not None:
+            expected = (params_shape[1],) if field in PER_OUTPUT_FIELDS else tuple(params_shape)
+        if expected is not None and array.shape != tuple(expected):
+            raise CheckpointError(f"{where}: shape {array.shape}, expected {tuple(expected)}")
+        if not np.all(np.isfinite(array)):
+            raise CheckpointError(f"{where}: holds NaN or infinite values")
         return array
     if isinstance(node, bool) or not isinstance(node, (int, float)):
         raise CheckpointError(f"{where}: unexpected {type(node).__name__}")
-    return node
+    if isinstance(template, np.ndarray) or "ndarray" in kind and "float" not in kind and "int" not in kind:
+        raise CheckpointError(f"{where}: a number where the optimizer keeps an array")
+    if isinstance(template, int) and not isinstance(template, bool) or kind == "int":
+        if not isinstance(node, int) or node < 0 or (max_count is not None and node > max_count):
+            limit = "" if max_count is None else f" up to {max_count} (the steps of the epochs in the cost curve)"
+            raise CheckpointError(f"{where}: the step counter {_show(node)} must be an integer from 0{limit}")
+        return node
+    if not _is_number(node):
+        raise CheckpointError(f"{where}: {_show(node)} is not a finite number")
+    return float(node) if isinstance(node, int) else node
 
 
 # -- fingerprints -------------------------------------------------------------------
@@ -184,10 +226,17 @@ def decode_rng(state, where="rng"):
     inner = state.get("state")
     numbers = [inner.get("state"), inner.get("inc")] if isinstance(inner, dict) else [None]
     numbers += [state.get("has_uint32"), state.get("uinteger")]
-    if not all(isinstance(n, int) and not isinstance(n, bool) and 0 <= n < 1 << 128 for n in numbers):
-        raise CheckpointError(f"{where}: generator state must be non-negative integers below 2**128")
+    limits = [1 << 128, 1 << 128, 2, 1 << 32]  # state, inc, has_uint32 (a flag), uinteger (32 bits)
+    if not all(isinstance(n, int) and not isinstance(n, bool) and 0 <= n < limit for n, limit in zip(numbers, limits)):
+        raise CheckpointError(
+            f"{where}: generator state must be integers below 2**128 (state, inc), 0 or 1 (has_uint32) "
+            "and below 2**32 (uinteger)"
+        )
     generator = np.random.Generator(np.random.PCG64())
-    generator.bit_generator.state = state
+    try:
+        generator.bit_generator.state = state
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise CheckpointError(f"{where}: not a PCG64 generator state ({_first_line(exc)})") from None
     return generator
 
 
@@ -226,6 +275,7 @@ class Checkpointer:
         self.every = int(every)
         self.header = header
         self._pending = None
+        self._warned = False
 
     def on_epoch_end(self, epoch, cost, params, *, opt_state, loss_curve, rng):
         self._pending = (params, opt_state, list(loss_curve), encode_rng(rng))
@@ -243,7 +293,15 @@ class Checkpointer:
         document.update(
             {"loss_curve": curve, "params": encode_array(params), "opt_state": encode_tree(opt_state), "rng": rng}
         )
-        save(self.path, document)
+        try:
+            save(self.path, document)
+        except OSError as exc:
+            # Its folder removed, the disk full: the fit itself is not lost for that,
+            # so training goes on (the model is still written at the end), and says so once.
+            if not self._warned:
+                self._warned = True
+                print(f"gradfit: warning: checkpoint {self.path!r} cannot be written "
+                      f"({exc.strerror or exc}); training goes on without it", file=sys.stderr)
         self._pending = None
 
 
@@ -279,13 +337,76 @@ def check_compatible(document, path, settings, fingerprint):
         )
 
 
-def restore(document, path, params_shape):
-    """``(params, loss_curve, rng, learning_rate)`` from a checked checkpoint document."""
+def restore(document, path, params_shape, *, uses_rate=True, expected_rate=None, minibatches=None, engine=None):
+    """``(params, loss_curve, rng, learning_rate)`` from a checked checkpoint document.
+
+    Every field is checked for type, range and consistency with the others and
+    with the run that resumes it: finite parameters of the model's shape, a
+    cost curve of finite non-negative costs no longer than the epochs it was
+    made with, a positive finite step size (``null`` only for ``cg``, which has
+    none), a generator state exactly when minibatches are shuffled, the
+    engine that made it. Anything else is a damaged checkpoint, and said so.
+    """
     where = f"checkpoint {os.fspath(path)!r}"
+    try:
+        return _restore(document, where, params_shape, uses_rate, expected_rate, minibatches, engine)
+    except CheckpointError as exc:
+        text = str(exc)
+        if text.startswith(where) and "damaged" not in text:
+            text = f"{where} is damaged: {text[len(where):].lstrip(': ')}"
+        raise CheckpointError(text) from None
+
+
+def _restore(document, where, params_shape, uses_rate, expected_rate, minibatches, engine):
     params = decode_array(document["params"], f"{where}: params")
     if params.shape != tuple(params_shape):
         raise CheckpointError(f"{where}: params of shape {params.shape}, the model needs {tuple(params_shape)}")
+    if not np.all(np.isfinite(params)):
+        raise CheckpointError(f"{where}: the parameters hold NaN or infinite values")
+    fingerprint = document["fingerprint"]
+    if len(fingerprint) != 64 or any(c not in "0123456789abcdef" for c in fingerprint):
+        raise CheckpointError(f"{where}: 'fingerprint' is not a SHA-256 digest")
+    epochs = document["settings"].get("epochs")
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise CheckpointError(f"{where}: settings 'epochs' is {_show(epochs)}, not a positive integer")
+    curve = list(document["loss_curve"])
+    if len(curve) > epochs:
+        raise CheckpointError(f"{where}: a cost curve of {len(curve)} epochs, but it was made to run {epochs}")
+    if any(cost < 0 for cost in curve):
+        raise CheckpointError(f"{where}: 'loss_curve' holds a negative cost")
     rate = document.get("learning_rate")
-    if rate is not None and (isinstance(rate, bool) or not isinstance(rate, (int, float)) or not rate > 0):
-        raise CheckpointError(f"{where}: 'learning_rate' must be a positive number or null")
-    return params, list(document["loss_curve"]), decode_rng(document.get("rng"), f"{where}: rng"), rate
+    if not uses_rate:
+        if rate is not None:
+            raise CheckpointError(f"{where}: 'learning_rate' must be null for an optimizer without a step size")
+    elif not _is_number(rate) or not rate > 0:
+        raise CheckpointError(f"{where}: 'learning_rate' is {_show(rate)}, not a positive finite number")
+    elif expected_rate is not None and not rate <= expected_rate * (1 + RATE_TOLERANCE):
+        # A given --lr is saved as it is; "auto" as 1/L, which the resuming run has just
+        # estimated again (to within the Lanczos estimate's rounding): a larger one is no 1/L.
+        raise CheckpointError(
+            f"{where}: 'learning_rate' {rate:.6g} is not the step size this run uses ({expected_rate:.6g})"
+        )
+    rng = decode_rng(document.get("rng"), f"{where}: rng")
+    if minibatches is not None and (rng is not None) != minibatches:
+        raise CheckpointError(
+            f"{where}: " + ("no generator state for shuffling minibatches" if minibatches
+                            else "a generator state, but full-batch training shuffles nothing")
+        )
+    if engine is not None and document.get("engine") != engine:
+        saved = document.get("engine")
+        if saved not in ("statistics", "pass"):
+            raise CheckpointError(f"{where}: 'engine' is {_show(saved)}, not 'statistics' or 'pass'")
+        raise CheckpointError(
+            f"{where} was made with engine {saved!r}, not {engine!r}; resume with --engine {saved}"
+        )
+    _check_scaling(document.get("scaling"), where, params_shape)
+    return params, curve, rng, rate
+
+
+def _check_scaling(scaling, where, params_shape):
+    if not isinstance(scaling, dict) or set(scaling) != {"center", "scale"}:
+        raise CheckpointError(f"{where}: 'scaling' must hold 'center' and 'scale'")
+    for key in ("center", "scale"):
+        array = decode_array(scaling[key], f"{where}: scaling {key}")
+        if array.ndim != 1 or not np.all(np.isfinite(array)) or (key == "scale" and not np.all(array > 0)):
+            raise CheckpointError(f"{where}: scaling {key} must be finite numbers (scales positive), one per feature")

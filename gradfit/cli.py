@@ -22,12 +22,13 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils._param_validation import InvalidParameterError
 
-from . import cv_cli, metrics, progress, registry
+from . import cv_cli, files_io, metrics, paths, progress, registry
 from .engines import ENGINES
 from .errors import DataError, DivergenceError, GradfitError, OptionError
 from .estimator import GDRegressor, load
+from .files_io import atomic_writer
 from .fitting import check_meaningful
-from .model import atomic_writer, read_document
+from .model import read_document
 from .progress import PrintProgress
 from .report import outputs
 from .summary import shown_rows
@@ -261,6 +262,7 @@ def cmd_demo(args):
     settings = _settings(args)
     if outputs.check_plot_dir(args.plot):
         raise GradfitError(outputs.check_plot_dir(args.plot))
+    _check_paths(args, extra_outputs=("learning_rates",))
     if args.tol_given is False:
         settings["tol"] = None  # the tutorial runs every epoch
     _check_lesson(args, settings, 1)  # --lesson (issue 16)
@@ -327,14 +329,27 @@ def _demo_plots(args, settings, model):
     print(f"plots written: {', '.join(written)}")
 
 
+#: the flags that name a file a command writes, and those that name files it reads, as
+#: (flag, attribute of args); paths.check_outputs compares every output with every input and
+#: with each other before any work. A new output flag is one more entry here.
+OUTPUT_FLAGS = [("-o", "output"), ("--report", "report"), ("--checkpoint", "checkpoint"), ("--lesson", "lesson")]
+INPUT_FLAGS = [("DATA", "data"), ("MODEL", "model"), ("--resume", "resume")]
+
+
+def _check_paths(args, extra_outputs=()):
+    """Refuse, before any work, an output that is an input, another output, a folder, or has no folder."""
+    found = [(flag, getattr(args, name, None)) for flag, name in OUTPUT_FLAGS]
+    if getattr(args, "plot", None) is not None:
+        found += [("--plot", path) for path in outputs.plot_paths(args.plot, args.plot_format, extra_outputs)]
+    paths.check_outputs(found, [(flag, getattr(args, name, None)) for flag, name in INPUT_FLAGS])
+
+
 def cmd_train(args):
     settings = _settings(args)
-    _check_output(args.output, args.data)
-    _check_output(args.report, args.data)
-    _check_output(args.checkpoint, args.data)
-    _check_lesson(args, settings, len(args.target) if args.target else 1, args.data)  # --lesson (issue 16)
     if outputs.check_plot_dir(args.plot):
         raise GradfitError(outputs.check_plot_dir(args.plot))
+    _check_paths(args)
+    _check_lesson(args, settings, len(args.target) if args.target else 1)  # --lesson (issue 16)
     if args.formula is not None:
         return _train_formula(args, settings)
     if args.target is None:
@@ -401,7 +416,8 @@ def _train(args, settings, source):
     with progress.reporter(settings["epochs"], stream=sys.stderr, quiet=args.quiet, source=source) as callbacks:
         _fit(model, callbacks, source, **fit_options)
     if args.output:
-        model.save(args.output)  # first: a cluster failure in the R² pass must not lose a finished fit
+        # first: a cluster failure in the R² pass must not lose a finished fit; nor a vanished folder
+        files_io.save_or_recover(model.save, args.output)
     r2 = metrics.training_r2(model._fit_result, source, _chunk_predictor(model))
     print(
         f"trained on {model.n_samples_} rows x {len(model.feature_names_)} features of {args.data}: "
@@ -435,11 +451,10 @@ def _train(args, settings, source):
     return 0
 
 
-def _check_lesson(args, settings, n_outputs, *inputs):
+def _check_lesson(args, settings, n_outputs):
     """``--lesson``: refuse, before any work, a path or settings the lesson page cannot take (issue 16)."""
     if args.lesson is None:
-        return
-    _check_output(args.lesson, *inputs)
+        return  # its path is checked with the other outputs (_check_paths)
     from .report.lesson import check_lesson_settings
 
     problem = check_lesson_settings(settings, n_outputs)
@@ -487,22 +502,8 @@ def _feature_source(model, path, target=(), sample_weight=None, missing=None, ha
                       handle_unknown=handle_unknown or model.handle_unknown)
 
 
-def _check_output(output, *inputs):
-    """Refuse, before any work, an output that cannot be written or would replace an input."""
-    if output is None:
-        return
-    if os.path.isdir(output):
-        raise GradfitError(f"cannot write {output!r}: it is a folder")
-    folder = os.path.dirname(os.path.abspath(output))
-    if not os.path.isdir(folder):
-        raise GradfitError(f"cannot write {output!r}: folder {folder!r} does not exist")
-    for path in inputs:
-        if os.path.isfile(output) and os.path.exists(path) and os.path.samefile(output, path):
-            raise GradfitError(f"-o {output!r} would overwrite the input file {path!r}")
-
-
 def cmd_predict(args):
-    _check_output(args.output, args.model, args.data)
+    _check_paths(args)
     model = load(args.model)
     missing = args.missing or model.missing
     source = _feature_source(model, args.data, missing="keep" if missing == "drop" else "error",
@@ -723,7 +724,8 @@ def main(argv=None):
         args = build_parser().parse_args(argv)
         if args.command == "demo":
             args.tol_given = any(a == "--tol" or a.startswith("--tol=") for a in argv)
-        return args.run(args)
+        with progress.pipe_safe():  # a reader gone (| head) stops the printing, not the fit
+            return args.run(args)
     except UsageError as exc:
         print(f"{exc}", file=sys.stderr)
         return 2

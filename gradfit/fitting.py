@@ -6,6 +6,7 @@ no math of its own beyond choosing the pieces and the step size.
 
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -177,7 +178,8 @@ def prepare(source, settings, scaling=None, statistics=None):
     check_combination(settings, loss, penalty)
     engine_name = choose_engine(
         settings["engine"], loss, settings["batch_size"], source.n_features, settings["epochs"],
-        n_samples=source.n_samples,
+        # A CSV's rows are known after the first pass; until then its size says about how many there are
+        n_samples=source.n_samples if source.n_samples is not None else getattr(source, "estimated_samples", None),
     )
     if statistics is None:
         # optimizer="newton" solves with the Gram (projections, the least-squares start): read it in the same pass
@@ -407,11 +409,17 @@ def fit_source(source, settings, *, params=None, opt_state=None, loss_curve=None
         # Everything the loop carries from epoch to epoch comes from the checkpoint.
         saved = checkpoints.read(resume)
         checkpoints.check_compatible(saved, resume, plain_settings, fingerprint)
-        params, loss_curve, rng, rate = checkpoints.restore(saved, resume, (n_params, source.n_outputs))
+        params, loss_curve, rng, rate = checkpoints.restore(
+            saved, resume, (n_params, source.n_outputs), uses_rate=optimizer_name not in ("cg", NEWTON),
+            expected_rate=rate, minibatches=batch_size is not None, engine=problem.engine,
+        )
         if optimizer_name not in ("cg", NEWTON):
             schedule = registry.SCHEDULES[schedule_name](rate, power_t, settings["step_size"], settings["gamma"])
         optimizer = _build_optimizer(optimizer_name, schedule, steps, options, reference)
-        opt_state = checkpoints.decode_tree(saved.get("opt_state"), optimizer.init(params))
+        opt_state = checkpoints.decode_tree(
+            saved.get("opt_state"), optimizer.init(params), f"checkpoint {os.fspath(resume)!r} is damaged: opt_state",
+            params_shape=params.shape, max_count=len(loss_curve) * steps,
+        )
         run_epochs = max(settings["epochs"] - len(loss_curve), 0)
     else:
         optimizer = _build_optimizer(optimizer_name, schedule, steps, options, reference)

@@ -36,15 +36,22 @@ def evaluate(predict, source):
         if chunk.n_rows == 0:
             return None
         check_finite(source, chunk)
-        residual = predict(chunk.X) - chunk.y
         weight = np.ones(chunk.n_rows) if chunk.sample_weight is None else chunk.sample_weight
+        with np.errstate(over="ignore", invalid="ignore"):
+            residual = predict(chunk.X) - chunk.y
+            squares = weight[:, None] * (residual * residual)
+        _check_overflow(source, chunk, residual, "the prediction error",
+                        "the model's coefficients are too large for these values")
+        _check_overflow(source, chunk, squares, "the squared error",
+                        "the error is too large to square in float64 (above 1.3e154)")
         chunk_total = float(weight.sum())
         if chunk_total == 0:
             return [chunk.n_rows, 0.0, np.zeros(k), np.zeros(k), np.zeros(k), np.zeros(k)]
-        chunk_mean = (weight @ chunk.y) / chunk_total
-        centred = chunk.y - chunk_mean
-        return [chunk.n_rows, chunk_total, chunk_mean, weight @ (centred * centred),
-                weight @ (residual * residual), weight @ np.abs(residual)]
+        with np.errstate(over="ignore", invalid="ignore"):
+            chunk_mean = (weight @ chunk.y) / chunk_total
+            centred = chunk.y - chunk_mean
+            return [chunk.n_rows, chunk_total, chunk_mean, weight @ (centred * centred),
+                    squares.sum(axis=0), weight @ np.abs(residual)]
 
     def merge(a, b):
         # Chan's pairwise update for the sum of squares about the mean: no digits lost.
@@ -65,6 +72,12 @@ def evaluate(predict, source):
         raise DataError(f"{source.describe()} has no data rows")
     if total == 0:
         raise DataError(f"the sample weights in {source.describe()} sum to zero")
+    if not (np.all(np.isfinite(sse)) and np.all(np.isfinite(sst)) and np.all(np.isfinite(sae))):
+        raise DataError(
+            f"the metrics on {source.describe()} overflow float64: the sum of squared "
+            f"{'errors' if not np.all(np.isfinite(sse)) else 'deviations of the target'} exceeds 1.8e308 "
+            "(values too large for the MSE to be computed)"
+        )
     mse = sse / total
     with np.errstate(divide="ignore", invalid="ignore"):
         r2 = np.where(sst > 0, 1.0 - sse / sst, np.where(sse == 0, 1.0, 0.0))
@@ -75,6 +88,16 @@ def evaluate(predict, source):
         "mae": float((sae / total).mean()),
         "r2": float(r2.mean()) if rows > 1 else None,
     }
+
+
+def _check_overflow(source, chunk, values, what, why):
+    """Raise :class:`DataError` naming the first row where ``values`` (n, k) overflowed float64."""
+    bad = ~np.all(np.isfinite(values), axis=1)
+    if bad.any():
+        row = int(np.argmax(bad))
+        raise DataError(
+            f"{what} for {source.describe()} at {source.where(chunk.start + row)} overflows float64: {why}"
+        )
 
 
 def training_r2(result, source, predict):

@@ -35,16 +35,16 @@ model file is ever executed: no pickle, no eval.
 from __future__ import annotations
 
 import collections
-import contextlib
 import json
 import math
 import os
-import secrets
-import stat
 
 import numpy as np
 
 from .errors import ModelFileError
+from .files_io import (  # noqa: F401  (atomic_writer & co. were defined here: their old names still work)
+    _first_line, _is_number, _show, atomic_write_bytes, atomic_write_text, atomic_writer, load_json,
+)
 from .summary import plain
 
 FORMAT = "gradfit-model"
@@ -57,83 +57,6 @@ def _number(value):
     """A float for JSON: non-finite numbers become strings so the file stays valid JSON."""
     value = float(value)
     return value if math.isfinite(value) else str(value)
-
-
-@contextlib.contextmanager
-def atomic_writer(path, binary=False):
-    """Open ``path`` for writing so that readers see the old file or the new one, never a part.
-
-    Yields a text (or, with ``binary``, bytes) handle on a temporary file in the same folder; when the
-    ``with`` block ends normally the file is flushed to disk and renamed over
-    ``path`` (``os.replace`` is atomic on POSIX and Windows). If the block
-    raises, the temporary file is removed and ``path`` is left as it was.
-    """
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    handle, temp = _temporary_file(folder, _mode_for(path), binary)
-    try:
-        with handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        try:
-            os.unlink(temp)
-        except OSError:
-            pass
-        raise
-
-
-def _mode_for(path):
-    """The permissions the written file should get: those of the file it replaces, else the umask's.
-
-    ``tempfile.mkstemp`` would make every output owner-only (0600), which is
-    not what a user who writes a model or a CSV expects.
-    """
-    try:
-        return stat.S_IMODE(os.stat(path).st_mode)
-    except OSError:
-        return 0o666 & ~_umask()
-
-
-def _umask():
-    # The only portable way to read the umask is to set it and put it back.
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def _temporary_file(folder, mode, binary=False):
-    """A new file ``.gradfit-*.tmp`` in ``folder``, opened for writing; returns (handle, path)."""
-    for _ in range(100):
-        temp = os.path.join(folder, f".gradfit-{secrets.token_hex(6)}.tmp")
-        try:
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            continue
-        try:
-            os.chmod(temp, mode)
-            if binary:
-                return os.fdopen(fd, "wb"), temp
-            return os.fdopen(fd, "w", newline="", encoding="utf-8"), temp
-        except BaseException:
-            os.close(fd)
-            os.unlink(temp)
-            raise
-    raise FileExistsError(f"no free temporary file name in {folder!r}")
-
-
-def atomic_write_text(path, text):
-    """Write ``text`` to ``path`` atomically (see :func:`atomic_writer`)."""
-    with atomic_writer(path) as handle:
-        handle.write(text)
-
-
-def atomic_write_bytes(path, data):
-    """Write ``data`` (bytes) to ``path`` atomically (see :func:`atomic_writer`)."""
-    with atomic_writer(path, binary=True) as handle:
-        handle.write(data)
 
 
 def to_document(estimator):
@@ -321,116 +244,6 @@ def _fail(path, why):
     raise ModelFileError(f"model file {str(path)!r}: {why}")
 
 
-def _reject_constant(name):
-    # Python's json accepts NaN and Infinity, which are not JSON; gradfit never writes them.
-    raise ValueError(f"{name} is not a JSON value")
-
-
-def load_json(path, *, what, max_bytes, max_values, max_depth, error):
-    """The parsed JSON of ``path``, within limits, or ``error(message)`` raised.
-
-    Parameters
-    ----------
-    path : str
-    what : str
-        The kind of file for messages (``"model file"``, ``"checkpoint"``).
-    max_bytes, max_values, max_depth : int
-        Refused before parsing: a larger file, or more values than
-        ``max_values`` (commas counted, an upper bound); after: nesting deeper
-        than ``max_depth``. Parsing and every check are linear in the size.
-    error : type
-        The exception class to raise, with a one-line message.
-
-    Strict JSON only: ``NaN``/``Infinity`` are refused, as are integers too long
-    to convert and strings that are not Unicode text (lone surrogates).
-    """
-    name = f"{what} {path!r}"
-    try:
-        size = os.path.getsize(path)
-        if size > max_bytes:
-            raise error(f"{name}: {size} bytes is larger than the {max_bytes}-byte limit for {what}s")
-        with open(path, "rb") as handle:
-            # read(n) reserves n bytes up front: ask for the size found, not the limit
-            data = handle.read(size + 1)
-            if len(data) > size:  # it grew since: read on, up to the limit
-                data += handle.read(max_bytes + 1 - len(data))
-        if len(data) > max_bytes:
-            raise error(f"{name}: larger than the {max_bytes}-byte limit for {what}s")
-        text = data.decode("utf-8-sig")
-        del data
-        values = text.count(",") + 1
-        if values > max_values:
-            raise error(f"{name}: more than {max_values} values, the limit for {what}s")
-        document = json.loads(text, parse_constant=_reject_constant)
-    except FileNotFoundError:
-        raise error(f"{name} not found") from None
-    except IsADirectoryError:
-        raise error(f"{name} is a folder, not a file") from None
-    except RecursionError:
-        raise error(f"{name} is nested too deeply") from None
-    except UnicodeDecodeError:
-        raise error(f"{name} is not valid JSON (not UTF-8 text)") from None
-    except ValueError as exc:
-        if isinstance(exc, error):
-            raise
-        # JSONDecodeError, NaN/Infinity, or an integer too long to convert
-        raise error(f"{name} is not valid JSON ({_first_line(exc)})") from None
-    except OSError as exc:
-        raise error(f"{name} cannot be read ({exc.strerror or exc})") from None
-    why = _check_tree(document, max_depth)
-    if why:
-        raise error(f"{name}: {why}")
-    return document
-
-
-def _check_tree(document, max_depth):
-    """Why ``document`` is refused (too deep, or text that is not Unicode), or ``None``.
-
-    Walks with an explicit stack of containers, not recursion: the depth is
-    what is checked, so it must not be able to exhaust Python's stack.
-    """
-    stack = [(document, 1)] if isinstance(document, (dict, list)) else []
-    while stack:
-        node, depth = stack.pop()
-        if depth > max_depth:
-            return f"nested too deeply (more than {max_depth} levels)"
-        if isinstance(node, dict):
-            for key in node:
-                if not _is_text(key):
-                    return f"key {_show(key)} is not Unicode text"
-            node = node.values()
-        for value in node:
-            if isinstance(value, (dict, list)):
-                stack.append((value, depth + 1))
-            elif isinstance(value, str) and not _is_text(value):
-                return f"string {_show(value)} is not Unicode text"
-    return None
-
-
-def _is_text(value):
-    """No lone surrogates (JSON's ``"\\ud800"``): such a name could not be printed or written."""
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _first_line(exc):
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-def _is_number(value):
-    """A finite JSON number (``bool`` is not one; an integer too large for a float is not finite)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return False
-    try:
-        return math.isfinite(value)
-    except OverflowError:
-        return False
-
-
 def _numbers(path, value, name, length):
     """``value`` as a float array of ``length`` finite numbers, else a :class:`ModelFileError`."""
     if not isinstance(value, list) or len(value) != length:
@@ -439,17 +252,6 @@ def _numbers(path, value, name, length):
         if not _is_number(item):
             _fail(path, f"{name}[{index}] is {_show(item)}, not a finite number")
     return np.asarray(value, dtype=float)
-
-
-def _show(value):
-    """A short rendering of a JSON value for a message (never the whole of a big one)."""
-    if isinstance(value, dict):
-        return "an object"
-    if isinstance(value, list) and len(value) > 8:
-        return f"a list of {len(value)} values"
-    # json.dumps escapes what cannot be printed (lone surrogates, control characters)
-    text = repr(value) if isinstance(value, float) else json.dumps(value)
-    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _names(path, document, key):

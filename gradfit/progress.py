@@ -16,6 +16,8 @@ command line:
 from __future__ import annotations
 
 import contextlib
+import os
+import re
 import signal
 import sys
 import threading
@@ -54,7 +56,14 @@ class PrintProgress:
             self.last = None
 
     def _print(self, epoch, cost):
-        print(f"Epoch: {epoch} Cost: {cost:.10g}", file=self.stream or sys.stdout, flush=True)
+        if getattr(self, "broken", False):
+            return
+        try:
+            print(f"Epoch: {epoch} Cost: {cost:.10g}", file=self.stream or sys.stdout, flush=True)
+        except (BrokenPipeError, ValueError):
+            # The reader went away (``| head``) or the stream was closed: the progress
+            # stops, the training does not.
+            self.broken = True
 
 
 class BarProgress:
@@ -222,6 +231,84 @@ def reporter(epochs, *, stream=None, quiet=False, every=None, source=None):
             yield (bar,)
         return
     yield (PrintProgress(epochs, every=every, stream=stream),)
+
+
+class PipeSafe:
+    """A text stream whose reader may go away: after a broken pipe, writes are dropped, not raised.
+
+    ``gradfit train … 2>&1 | head -2`` closes the pipe after two lines; the
+    fit must still end and write its model, so what it prints afterwards goes
+    nowhere instead of raising :class:`BrokenPipeError` out of the training.
+    """
+
+    def __init__(self, stream, escape=False):
+        self._stream = stream
+        self.broken = False
+        self.escape = escape
+
+    def write(self, text):
+        if self.escape:
+            text = CONTROLS.sub(_escaped, text)
+        if not self.broken:
+            try:
+                return self._stream.write(text)
+            except BrokenPipeError:
+                self._break()
+        return len(text)
+
+    def flush(self):
+        if not self.broken:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self._break()
+
+    def _break(self):
+        self.broken = True
+        # Python flushes the standard streams at exit and would meet the broken pipe
+        # again: point the descriptor at /dev/null.
+        try:
+            fd = self._stream.fileno()
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, fd)
+            os.close(null)
+        except (OSError, ValueError, AttributeError):
+            pass
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+#: control characters but line break and tab: ANSI escapes in a column name must not drive the terminal
+CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _escaped(match):
+    return f"\\x{ord(match.group()):02x}"
+
+
+def _is_terminal(stream):
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
+@contextlib.contextmanager
+def pipe_safe():
+    """``sys.stdout`` and ``sys.stderr`` as :class:`PipeSafe` streams while the block runs.
+
+    On a terminal, control characters in what goes to stdout (a column named
+    ``"\x1b[2J"``) are shown escaped (``\x1b``), never sent raw; in a pipe or a
+    file (predictions as CSV) every byte is written as it is. stderr is left
+    alone: the progress bar draws with escapes there, and messages quote names.
+    """
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = PipeSafe(sys.stdout, escape=_is_terminal(sys.stdout)), PipeSafe(sys.stderr)
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = saved
 
 
 class Interrupt:

@@ -168,18 +168,23 @@ def train(
         else:
             batches = _minibatches(rng, n_samples, batch_size)
         epoch_cost, epoch_weight = 0.0, 0
-        for step, rows in enumerate(batches):
-            value, grads = objective.value_and_grad(params, rows)
-            if not np.isfinite(value):
-                break  # reported below
-            weight = 1 if rows is None else len(rows)
-            epoch_cost += value * weight
-            epoch_weight += weight
-            updates, state = optimizer.update(grads, state, params, value=value, hvp=objective.hvp)
-            params = params + updates
-            if objective.has_prox:
-                params = objective.prox(params, schedule(epoch + step / steps_per_epoch))
-        cost = epoch_cost / epoch_weight if np.isfinite(value) else value
+        # A step too large overflows to inf or NaN: that is divergence, reported below with the
+        # epoch and the step size, never NumPy's warning lines.
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+            for step, rows in enumerate(batches):
+                value, grads = objective.value_and_grad(params, rows)
+                if not np.isfinite(value):
+                    break  # reported below
+                weight = 1 if rows is None else len(rows)
+                epoch_cost += value * weight
+                epoch_weight += weight
+                updates, state = optimizer.update(grads, state, params, value=value, hvp=objective.hvp)
+                params = params + updates
+                if objective.has_prox:
+                    params = objective.prox(params, schedule(epoch + step / steps_per_epoch))
+            cost = epoch_cost / epoch_weight if np.isfinite(value) else value
+            if np.isfinite(cost) and not np.all(np.isfinite(params)):
+                cost = np.inf  # the last step overflowed the parameters themselves
         rising = rising + 1 if curve and cost > curve[-1] else 0
         curve.append(cost)
         if not np.isfinite(cost) or (rising >= RISING_EPOCHS and cost > curve[0]):

@@ -62,6 +62,15 @@ def check_plot_dir(path):
     return None
 
 
+#: the plots ``--plot`` draws for every fit (:func:`gradfit.report.plots.fit_figures`)
+FIT_PLOTS = ("cost", "predicted", "residuals")
+
+
+def plot_paths(folder, plot_format="png", extra=()):
+    """The files ``--plot folder`` will write (checked against inputs and other outputs before training)."""
+    return [os.path.join(folder, f"{name}.{plot_format}") for name in FIT_PLOTS + tuple(extra)]
+
+
 class CostRecorder:
     """A training callback that keeps every epoch's cost: the curve of a run that then diverges."""
 

@@ -14,7 +14,7 @@ import html
 import numpy as np
 
 from ..diagnostics import describe
-from ..model import atomic_write_text
+from ..files_io import atomic_write_text
 from ..summary import PER_COEFFICIENT, p_text, per_output, shown_rows
 from .plots import figure_bytes
 

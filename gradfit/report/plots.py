@@ -12,7 +12,7 @@ import os
 
 import numpy as np
 
-from ..model import atomic_write_bytes
+from ..files_io import atomic_write_bytes
 
 FORMATS = ("png", "svg")
 #: colours that stay apart for colour-blind readers (Okabe & Ito)
@@ -327,8 +327,16 @@ def figure_bytes(figure, fmt="png"):
     """The figure as PNG or SVG bytes."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown plot format {fmt!r}; valid: {', '.join(FORMATS)}")
+    import matplotlib
+    from matplotlib.text import Text
+
+    # Column names are drawn as they are: "$x$" or "a_b" is a name, not TeX (mathtext would
+    # fail on "$" alone, or draw another name).
+    for text in figure.findobj(Text):
+        text.set_parse_math(False)
     buffer = io.BytesIO()
-    figure.savefig(buffer, format=fmt, dpi=DPI, metadata=_metadata(fmt))
+    with matplotlib.rc_context({"text.parse_math": False, "text.usetex": False}):
+        figure.savefig(buffer, format=fmt, dpi=DPI, metadata=_metadata(fmt))
     return buffer.getvalue()
 
 
@@ -366,5 +374,13 @@ def write_plots(folder, figures, fmt="png"):
     """Write ``figures`` (name → Figure) as ``folder/name.fmt``; returns the paths written."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown plot format {fmt!r}; valid: {', '.join(FORMATS)}")
+    # Every picture is drawn before the first is written: one that cannot be drawn leaves no
+    # half-written set of plots behind.
+    drawn = {name: figure_bytes(figure, fmt) for name, figure in figures.items()}
     os.makedirs(folder, exist_ok=True)
-    return [save_figure(figure, os.path.join(folder, f"{name}.{fmt}")) for name, figure in figures.items()]
+    written = []
+    for name, data in drawn.items():
+        path = os.path.join(folder, f"{name}.{fmt}")
+        atomic_write_bytes(path, data)
+        written.append(path)
+    return written

@@ -408,12 +408,17 @@ class DaskSource(Source):
             if encoder is not None:
                 dtypes.update({name: kinds.get(str(t), "float64")
                                for name, t in file._csv_types(file.raw_feature_names).items()})
-            frame = dd.read_csv(
-                os.path.abspath(file.path),
-                usecols=file.columns,
-                dtype=dtypes,
-                blocksize=max(1024, int(block_rows * _bytes_per_line(file.path))),
-            )[file.columns]
+            try:
+                frame = dd.read_csv(
+                    os.path.abspath(file.path),
+                    usecols=file.columns,
+                    dtype=dtypes,
+                    blocksize=max(1024, int(block_rows * _bytes_per_line(file.path))),
+                )[file.columns]
+            except Exception as exc:  # dask reads a sample here, on the client: place its error as FileSource does
+                if isinstance(exc, GradfitError):
+                    raise
+                raise file._locate_csv_error(exc) from None
             lengths = [int(n) for n in self._compute(frame.map_partitions(len))[0]]
             if encoder is None:
                 pack = dask.delayed(_pack_frame, pure=True)

@@ -23,6 +23,7 @@ from ..errors import DataError
 from . import encoding
 from .columns import ColumnStore, memory_budget, row_bytes
 from .base import Chunk, Source, file_row_position, fold_in_threads, worker_threads
+from .file_checks import Stamps, estimate_rows, sniff_csv
 
 CSV_SUFFIXES = (".csv", ".tsv", ".txt", ".csv.gz", ".tsv.gz")
 PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
@@ -34,6 +35,8 @@ STREAM_BUFFER_BYTES = 1 << 20
 NULL_SPELLINGS = frozenset(pa_csv.ConvertOptions().null_values)
 # What pyarrow reads as a number: Python's float() also takes "1_000" and other
 # digits than ASCII, which would hide the bad value from _locate_csv_error.
+#: the largest integer up to which float64 holds every integer exactly
+EXACT_INTEGER = 2**53
 NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|[+-]?(inf|infinity|nan)", re.IGNORECASE | re.ASCII)
 
 
@@ -42,7 +45,7 @@ def file_format(path):
     lower = str(path).lower()
     if lower.endswith(CSV_SUFFIXES):
         return "csv"
-    if lower.endswith(PARQUET_SUFFIXES) or os.path.isdir(path) or glob.has_magic(str(path)):
+    if lower.endswith(PARQUET_SUFFIXES) or os.path.isdir(path) or is_glob(path):
         return "parquet"
     raise DataError(
         f"file {str(path)!r}: unknown format; expected a name ending in "
@@ -50,8 +53,47 @@ def file_format(path):
     )
 
 
+def is_glob(path):
+    """Whether ``path`` is read as a glob: it has ``*?[`` and no file of that very name exists.
+
+    A literal name comes first: ``data[1].parquet`` that exists is that file,
+    never ``data1.parquet``.
+    """
+    path = os.fspath(path)
+    return glob.has_magic(path) and not os.path.lexists(path)
+
+
+def data_files(path):
+    """The files a DATA path reads: itself, the Parquet files of a folder, or a glob's matches (sorted)."""
+    path = os.fspath(path)
+    if is_glob(path):
+        return sorted(name for name in glob.glob(path) if not os.path.isdir(name))
+    if os.path.isdir(path):
+        return sorted(
+            os.path.join(root, name)
+            for root, _, names in os.walk(path)
+            for name in names
+            if name.lower().endswith(PARQUET_SUFFIXES)
+        )
+    return [path]
+
+
+def data_would_read(path, candidate):
+    """Whether a file written at ``candidate`` would be read as part of DATA ``path`` (folder or glob)."""
+    from ..paths import glob_matches
+
+    path, candidate = os.fspath(path), os.fspath(candidate)
+    if is_glob(path):
+        return glob_matches(path, candidate)
+    if os.path.isdir(path):
+        folder = os.path.realpath(path)
+        real = os.path.realpath(candidate)
+        return real.startswith(folder + os.sep) and real.lower().endswith(PARQUET_SUFFIXES)
+    return False
+
+
 def _check_readable(path, format):
-    if glob.has_magic(str(path)):
+    if is_glob(path):
         return
     if not os.path.exists(path):
         raise DataError(f"file {str(path)!r} not found")
@@ -213,6 +255,7 @@ class FileSource(Source):
             self._scan()
         self.feature_names = encoder.feature_names
         self.n_features = len(self.feature_names)
+        self._stamps = Stamps(self._parquet_files() if self.format == "parquet" else [self.path], self.describe())
 
     def _scan(self):
         """One pass over the needed columns: the categories' levels, and the missing values to drop.
@@ -271,8 +314,9 @@ class FileSource(Source):
     def _open(self):
         if self.format == "csv":
             self._check_utf8_bom()
+            self._block_bytes = sniff_csv(self.path, self.describe())
             try:
-                reader = pa_csv.open_csv(self.path, read_options=pa_csv.ReadOptions(block_size=1 << 20))
+                reader = pa_csv.open_csv(self.path, read_options=pa_csv.ReadOptions(block_size=self._block_bytes))
                 self.schema = reader.schema
                 self.schema.names  # decoded here: a header in another encoding fails now, not later
                 reader.close()
@@ -308,17 +352,7 @@ class FileSource(Source):
             raise DataError(f"{self.describe()} is UTF-16 or UTF-32 text; gradfit reads CSV as UTF-8: save it as UTF-8")
 
     def _parquet_files(self):
-        if glob.has_magic(self.path):
-            files = sorted(glob.glob(self.path))
-        elif os.path.isdir(self.path):
-            files = sorted(
-                os.path.join(root, name)
-                for root, _, names in os.walk(self.path)
-                for name in names
-                if name.lower().endswith(PARQUET_SUFFIXES)
-            )
-        else:
-            files = [self.path]
+        files = data_files(self.path)
         if not files:
             raise DataError(f"{self.describe()}: no Parquet files found")
         return files
@@ -371,6 +405,13 @@ class FileSource(Source):
         counts = [fragment.count_rows() for fragment in self.fragments]
         self._fragment_starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         return int(self._fragment_starts[-1])
+
+    @property
+    def estimated_samples(self):
+        """About how many rows a CSV file holds, from its size and its first lines (for choosing an engine)."""
+        if self.n_samples is not None:
+            return self.n_samples
+        return estimate_rows(self.path, self._block_bytes)
 
     # -- messages ------------------------------------------------------------
 
@@ -427,7 +468,7 @@ class FileSource(Source):
             block = max(1 << 20, min(rows * len(columns) * 16, 4 * STREAM_BATCH_BYTES))
             reader = pa_csv.open_csv(
                 self.path,
-                read_options=pa_csv.ReadOptions(block_size=block),
+                read_options=pa_csv.ReadOptions(block_size=max(block, self._csv_block_bytes())),
                 convert_options=convert,
             )
             yield from reader
@@ -447,6 +488,10 @@ class FileSource(Source):
                     yield from reader.iter_batches(batch_size=rows, columns=columns, use_threads=True)
                 finally:
                     reader.close()
+
+    def _csv_block_bytes(self):
+        """pyarrow's block: room for ``batch_rows`` short rows, and always for the header."""
+        return max(self._block_bytes, self.batch_rows * 16)
 
     def _raw_batches(self, columns, as_stored=False):
         """``(batch, first row)`` of the given columns, errors located as :meth:`chunks` locates them.
@@ -473,6 +518,9 @@ class FileSource(Source):
             store = ColumnStore(self.memory, self.n_samples, self.format == "csv", row_bytes(self),
                                 self.rows_per_chunk())
             store = store if store.active else None
+        # Every pass over the file starts and ends by checking the files are those the fit started on:
+        # a file replaced, rewritten or grown under a running fit is refused, not mixed in.
+        self._stamps.check()
         start = 0
         # dummies widen a row: a chunk of them stays about Source.chunk_bytes, not batch_rows rows
         step = self.stream_batch_rows() if self._plain else min(self.stream_batch_rows(), self.rows_per_chunk())
@@ -483,10 +531,15 @@ class FileSource(Source):
                     chunk = self._to_chunk(part, start)
                     yield chunk if store is None else store.keep(chunk)
                     start += part.num_rows
-        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, pa.ArrowKeyError) as exc:
+            self._stamps.check()  # a file changed under the reader is why, not its content
             if self.format == "csv":
                 raise self._locate_csv_error(exc) from None
             raise DataError(f"{self.describe()}: {_first_line(exc)}") from None
+        except OSError:
+            self._stamps.check()
+            raise
+        self._stamps.check()
         if self.n_samples is None:
             self.n_samples = start
         if store is not None:
@@ -544,6 +597,8 @@ class FileSource(Source):
         d, k = self.n_features, self.n_outputs
         # Column-major: Arrow holds columns, and copying each one whole is 4-5 times
         # faster than scattering it across rows (the engines take either order).
+        for j, column in enumerate(columns):
+            self._check_exact(column, start, j if j < d + self.n_outputs else -1)
         X = np.empty((n, d), dtype=self.dtype, order="F")
         for j in range(d):
             X[:, j] = columns[j].to_numpy(zero_copy_only=False)
@@ -586,6 +641,22 @@ class FileSource(Source):
             weight = weight.astype(np.float64)
         return Chunk(X, y, weight, start, positions)
 
+    def _check_exact(self, column, start, index):
+        """Refuse 64-bit integers beyond 2**53: float64 cannot hold them, and neighbours would collapse into one."""
+        if not (pa.types.is_integer(column.type) and column.type.bit_width == 64) or len(column) == 0:
+            return
+        values = column.to_numpy(zero_copy_only=False)
+        inexact = (values > EXACT_INTEGER) if values.dtype.kind == "u" else (np.abs(values) > EXACT_INTEGER)
+        if values.dtype.kind == "i":
+            inexact |= values == np.iinfo(np.int64).min  # whose abs() overflows
+        if inexact.any():
+            row = int(np.argmax(inexact))
+            raise DataError(
+                f"{self.describe()} at {self.where(start + row, index)}: the integer {int(values[row])} is beyond "
+                "2**53, which float64 cannot hold exactly (neighbouring values would become one); "
+                "rescale the column or store it as floating point"
+            )
+
     def _locate_csv_error(self, exc, columns=None):
         """Find the line and column pyarrow stopped at; it does not report them itself.
 
@@ -593,6 +664,8 @@ class FileSource(Source):
         ones read); field counts are checked on every line.
         """
         columns = self.columns if columns is None else list(columns)
+        block = self._csv_block_bytes() if hasattr(self, "columns") else self._block_bytes
+        csv.field_size_limit(max(csv.field_size_limit(), 1 << 30))  # the default 128 KiB would stop here
         try:
             # utf-8-sig: pyarrow drops a byte-order mark from the first name, so must this
             # surrogateescape: bytes that are not UTF-8 come back as they are, to be named
@@ -614,11 +687,27 @@ class FileSource(Source):
                         # as pyarrow: a missing value is spelled exactly; a number may have spaces around
                         if fields[index] in NULL_SPELLINGS:
                             continue
-                        if not NUMBER.fullmatch(fields[index].strip()):
+                        # pyarrow trims spaces and tabs only: \v or a no-break space make it no number
+                        if not NUMBER.fullmatch(fields[index].strip(" \t")):
                             return DataError(
                                 f"{self.describe()}, line {line}, column {name!r}: "
                                 f"{_show_field(fields[index])} is not a number"
                             )
+                    size = sum(map(len, fields)) + len(fields)
+                    if size >= block:
+                        longest = max(range(len(fields)), key=lambda i: len(fields[i]))
+                        return DataError(
+                            f"{self.describe()}, line {line}: the row holds {size} characters (column "
+                            f"{header[longest]!r}: a field of {len(fields[longest])}), more than the "
+                            f"{block}-byte blocks gradfit reads CSV in; such a field is no number: drop "
+                            "the column or convert the file to Parquet"
+                        )
+                    broken = next((i for i, field in enumerate(fields) if "\n" in field or "\r" in field), None)
+                    if broken is not None:
+                        return DataError(
+                            f"{self.describe()}, line {line}, column {header[broken]!r}: a quoted value holds "
+                            "a line break, which gradfit's CSV reader does not take: remove it"
+                        )
                     line = reader.line_num + 1
         except (OSError, csv.Error, StopIteration, ValueError):
             pass  # the file is odd in a way this reader cannot place: say what pyarrow said
