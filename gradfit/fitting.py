@@ -150,11 +150,13 @@ def robust_default(settings, loss, penalty, complete=True):
 
     For Huber and the absolute error where Newton serves them
     (:func:`gradfit.robust.default_optimizer`), in a complete fit that asked
-    for no step size, schedule or checkpoint (Newton has none of those); the
-    first-order optimizers serve the rest, certified the same way.
+    for no step size, schedule or checkpoint (Newton has none of those) and
+    has a ``tol`` to stop at (``tol=None`` runs every epoch of gd, as for the
+    squared error); the first-order optimizers serve the rest, certified the
+    same way.
     """
     return (complete and settings["optimizer"] == "auto" and settings["learning_rate"] == "auto"
-            and settings["schedule"] == "auto"
+            and settings["schedule"] == "auto" and settings["tol"] is not None
             and robust.default_optimizer(loss, penalty, settings["batch_size"]) is not None)
 
 
