@@ -206,7 +206,9 @@ engine, random_state, warm_start, verbose
     def _final_settings(self, alpha, l1_ratio):
         """The :class:`~gradfit.GDRegressor` parameters of the final fit."""
         settings = {key: value for key, value in self.get_params(deep=False).items() if key not in _OWN}
-        settings.update(penalty=self.penalty, alpha=float(alpha), l1_ratio=float(l1_ratio))
+        settings.update(penalty=self.penalty, alpha=float(alpha))
+        # l1 and l2 fix their own mix: any l1_ratio but GDRegressor's default would be refused there
+        settings["l1_ratio"] = float(l1_ratio) if self.penalty == "elasticnet" else GDRegressor().l1_ratio
         return settings
 
     # -- fitting ----------------------------------------------------------------

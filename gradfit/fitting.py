@@ -366,6 +366,14 @@ def fit_source(source, settings, *, params=None, opt_state=None, loss_curve=None
     if settings["optimizer"] == robust.NAME:
         if checkpoint is not None or resume is not None:
             raise OptionError('optimizer="newton" runs a few passes, not an epoch loop: it takes no checkpoint')
+        if not settings["standardize"]:
+            # Newton and its certificate in standardized units: the optimum is the same (the
+            # penalty is on the coefficients in the data's units), and raw units as far apart
+            # as Longley's lose the certificate's digits to cancellation
+            raw = None if params is None else problem.scaling.to_raw(params, settings["fit_intercept"])
+            problem = prepare(source, dict(settings, standardize=True), statistics=problem.statistics)
+            if raw is not None:
+                params = problem.scaling.from_raw(raw[0], raw[1], settings["fit_intercept"])
         return robust.fit(source, problem, settings, params=params, callbacks=callbacks)
     robust_loss = problem.loss.name in robust.LOSSES and epochs is None and settings["batch_size"] is None
     # -- end robust losses ---------------------------------------------------------------
@@ -514,7 +522,10 @@ def fit_source(source, settings, *, params=None, opt_state=None, loss_curve=None
             # The pass engine keeps no scatter: at most one more pass (none when refinement read it).
             full = statistics if statistics is not None else accumulate(source, full=True)
             reference = QuadraticReference(full, objective.penalty, fit_intercept)
-        certificate = certify(problem, coef, intercept, tol, reference=reference, refinement=refinement, source=source)
+        judged = problem
+        if robust_loss and not settings["standardize"]:  # the robust certificates in standardized units (as above)
+            judged = prepare(source, dict(requested, standardize=True), statistics=problem.statistics)
+        certificate = certify(judged, coef, intercept, tol, reference=reference, refinement=refinement, source=source)
         if certificate.converged:
             stop_reason = "converged"
         elif stop_reason == "converged":

@@ -54,13 +54,15 @@ def test_a_pass_fit_of_e_epochs_reads_the_data_at_most_e_plus_3_times(d):
     settings = gradfit.GDRegressor(engine="pass", epochs=epochs, tol=None).get_params()
     result = fit_source(source, settings)
     assert result.engine == "pass" and result.n_iter == epochs
-    assert source.passes <= epochs + 3, source.passes
+    # E + 3 for training (moments, the step size's sketch, the final cost), and the one pass the
+    # report may add: the full statistics the convergence certificate is computed from
+    assert source.passes <= epochs + 3 + 1, source.passes
 
     if d == 100:  # the whole estimator, its fit report included (d = 1000's report is slow)
         counted = CountingSource(X, y[:, None])
         model = gradfit.GDRegressor(engine="pass", epochs=epochs, tol=None).fit(counted)
         np.testing.assert_array_equal(model.loss_curve_, result.loss_curve)
-        assert counted.passes >= source.passes
+        assert source.passes <= counted.passes <= epochs + 3 + 1, counted.passes  # the report reuses that pass
 
 
 def exact_curvature(X, y, weight=None, fit_intercept=True):

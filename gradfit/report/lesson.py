@@ -37,7 +37,6 @@ from pathlib import Path
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
-from ..diagnostics import _optimum
 from ..errors import DivergenceError, OptionError
 from ..fitting import base_learning_rate, prepare
 from ..model import atomic_writer
@@ -54,6 +53,31 @@ COST_FORMAT = ".10g"
 PREDICTION_FORMAT = ".6f"
 
 
+def _quadratic_optimum(objective):
+    """``(θ*, F*)`` of the squared error (± L2) on the statistics engine, in its working units.
+
+    Without a penalty the engine's own least-squares optimum (the one nearest
+    zero where features are collinear: where gradient descent from zero goes);
+    with L2 one Newton step from the engine's reference point, exact on a
+    quadratic, with the exact Hessian (the engine's plus the penalty's diagonal).
+    """
+    engine, penalty = objective.engine, objective.penalty
+    if penalty is None or penalty.l2 == 0:
+        return engine.optimum()
+    hessian = engine.hessian()
+    d = engine.n_features
+    hessian[:d, :d] += np.diag(penalty.hessian_diagonal(objective.scaling.scale, engine.n_outputs))
+    reference = engine.reference
+    _, grad = objective.value_and_grad(reference)
+    optimum = reference - np.linalg.lstsq(hessian, grad, rcond=None)[0]
+    return optimum, objective.value(optimum)
+
+
+def lesson_optimizer(settings):
+    """The optimizer the page opens with: ``"auto"`` is the tutorial's ``"gd"`` (the lesson is about its step)."""
+    return "gd" if settings["optimizer"] == "auto" else settings["optimizer"]
+
+
 def check_lesson_settings(settings, n_outputs=1):
     """Refuse what the lesson cannot draw, with the reason; ``None`` when it can.
 
@@ -64,7 +88,7 @@ def check_lesson_settings(settings, n_outputs=1):
         return f"--lesson draws the squared error's quadratic bowl; it cannot draw loss {settings['loss']!r}"
     if settings["penalty"] not in (None, "l2"):
         return f"--lesson draws a quadratic cost; penalty {settings['penalty']!r} has an L1 part (use l2 or none)"
-    if settings["optimizer"] not in OPTIMIZERS:
+    if lesson_optimizer(settings) not in OPTIMIZERS:
         return (f"--lesson plays with the learning rate; optimizer {settings['optimizer']!r} takes none "
                 f"(choose from {', '.join(OPTIMIZERS)})")
     if n_outputs != 1:
@@ -241,6 +265,7 @@ def lesson_data(source, settings, test_X, test_y, *, title, data_name, rates=(),
         in the plane's coordinates, the cost and predictions as printed, and
         the stop reason (``"diverged"`` with the library's message).
     """
+    settings = dict(settings, optimizer=lesson_optimizer(settings))
     problem_message = check_lesson_settings(settings, source.n_outputs)
     if problem_message:
         raise OptionError(problem_message)
@@ -262,7 +287,7 @@ def lesson_data(source, settings, test_X, test_y, *, title, data_name, rates=(),
             raise OptionError("--lesson draws the cost over two parameters; this model has one "
                               "(one feature and no intercept)")
         hessian = objective.hvp(np.eye(p))
-        optimum, optimal_cost = _optimum(objective, objective.penalty)
+        optimum, optimal_cost = _quadratic_optimum(objective)
         plane = _Plane(hessian, optimum[:, 0], [f"{n} ({'standardized' if standardize else 'raw'})" for n in names])
         curvature = objective.curvature()  # the L of DivergenceError's 2/L
         extra = {float(r) for r in rates}

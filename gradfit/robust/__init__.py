@@ -106,6 +106,8 @@ def robust_certificate(problem, params, tol):
     loss, penalty = problem.loss, problem.objective.penalty
     source = _source(problem)
     fit_intercept = problem.objective.engine.fit_intercept
+    if penalty is not None and penalty.l1 == 0 and penalty.l2 == 0:
+        penalty = None  # alpha=0: no penalty at all, whatever its name
     if loss.name == "absolute_error" and penalty is not None:
         return Certificate("none", None, tol, f"absolute error with penalty={penalty.name!r}: no bound is computed")
     if loss.name not in LOSSES:
