@@ -84,7 +84,8 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         ``tol`` within half of ``epochs``, else conjugate gradient (squared
         error, with or without L2, condition number up to 1e4), the Newton
         step with the statistics' Hessian beyond (``optimizer_ == "newton"``),
-        or ``"nesterov"`` (L1, elastic net); for ``loss="huber"`` and
+        or ``"nesterov"`` (L1, elastic net; started from coordinate descent on
+        the statistics, :func:`gradfit.fitting.lasso_start`); for ``loss="huber"`` and
         ``"absolute_error"`` on full batches ``"newton"`` (:mod:`gradfit.robust`); minibatches,
         the pass engine, a given learning rate or schedule, and other losses
         run ``"gd"`` (:mod:`gradfit.autoselect`). ``optimizer_`` says which ran. ``"cg"`` (conjugate gradient) is exact on
