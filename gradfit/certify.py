@@ -156,7 +156,9 @@ class QuadraticReference:
         """The ``"distance"`` certificate of ``params`` (reference units)."""
         with np.errstate(over="ignore", invalid="ignore"):
             step = self.solve(self.gradient(params))
-            value = float(np.max(self.relative_distance(step, params - step)))
+            # θ* from the statistics' own least-squares point, not params − step: far from the
+            # optimum that difference cancels (θ ~ 1e16 left θ* with no correct digit)
+            value = float(np.max(self.relative_distance(step, self.optimum())))
         allowance = EPS * self.condition_number
         if not np.isfinite(value) or not np.isfinite(allowance):
             return Certificate("distance", None, tol, "the distance to the optimum is not finite")

@@ -406,6 +406,7 @@ def fit_source(source, settings, *, params=None, opt_state=None, loss_curve=None
     optimizer_name = resolve_optimizer(settings, problem, complete)
     settings = dict(settings, optimizer=optimizer_name)
     if fresh and resume is None and complete and requested["optimizer"] == "auto" and objective.has_prox \
+            and requested["learning_rate"] == "auto" and requested["schedule"] == "auto" \
             and problem.statistics.scatter is not None:
         params = lasso_start(problem, fit_intercept)
     batch_size = settings["batch_size"]

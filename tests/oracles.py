@@ -74,7 +74,8 @@ class Problem:
         part may be certified by a duality gap or a gradient bound.
         """
         if self.loss == "absolute_error":
-            return ("lp_duality_gap",)
+            # with a penalty there is no LP: no bound is claimed ("none"), which is honest too
+            return ("lp_duality_gap",) if self.l1 == 0 and self.l2 == 0 else ("none", "lp_duality_gap")
         smooth = "gradient_bound" if self.loss == "huber" else "distance"
         if self.penalty in ("l1", "elasticnet"):
             return ("duality_gap",) + (() if self.l1 > 0 and self.loss == "squared_error" else (smooth,))
