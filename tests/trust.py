@@ -134,7 +134,8 @@ def check_advice(estimator, messages):
     text = " ".join(messages)
     if params["learning_rate"] == "auto":
         assert "learning_rate='auto'" not in text and "--lr auto" not in text, f"advises what is set: {text}"
-    if params["loss"] != "squared_error" or params["penalty"] in ("l1", "elasticnet") or params["batch_size"]:
+    l1_part = params["alpha"] * {"l1": 1.0, "elasticnet": params["l1_ratio"]}.get(params["penalty"], 0.0)
+    if params["loss"] != "squared_error" or l1_part > 0 or params["batch_size"]:  # what cg refuses
         assert "optimizer='cg'" not in text and "--optimizer cg" not in text, f"advises cg, which refuses this fit: {text}"
     if params["optimizer"] == "cg":
         assert "optimizer='cg'" not in text and "--optimizer cg" not in text, f"advises what is set: {text}"
