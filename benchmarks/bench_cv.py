@@ -60,7 +60,6 @@ def run_one(name, n, d, folds, alphas, parquet, repeat):
     pays for imports and Numba's cache); scikit-learn's run once.
     """
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-    import gradfit
     from gradfit.folds import split
 
     X, y = make_data(n, d)

@@ -13,7 +13,6 @@ import csv
 import inspect
 import json
 import math
-import os
 import re
 import sys
 import warnings
@@ -577,6 +576,13 @@ def cmd_evaluate(args):
     return 0
 
 
+def _rate_text(training):
+    """The learning rate of a model file's training record; cg and Newton take steps of their own."""
+    if training.get("learning_rate") is None and training.get("optimizer") in ("cg", "newton"):
+        return f"none ({training['optimizer']} takes its own steps)"
+    return _show(training.get("learning_rate"))
+
+
 def _show(value):
     """A number from the model file for people: 10 significant digits; anything else as it is."""
     if isinstance(value, float):
@@ -611,7 +617,8 @@ def cmd_inspect(args):
         f"training: {_show(training.get('n_samples'))} rows, {_show(training.get('n_iter'))} epochs "
         f"({'converged' if training.get('converged') is True else 'not converged'}, stop reason "
         f"{_show(training.get('stop_reason')).replace('_', ' ')}), final cost {_show(training.get('final_cost'))}, "
-        f"engine {_show(training.get('engine'))}, learning rate {_show(training.get('learning_rate'))}"
+        f"engine {_show(training.get('engine'))}, optimizer {_show(training.get('optimizer'))}, "
+        f"learning rate {_rate_text(training)}"
     )
     settings = document["settings"]
     shown = ", ".join(f"{k}={v!r}" for k, v in settings.items() if DEFAULTS.get(k, object()) != v)

@@ -41,7 +41,7 @@ import math
 import numpy as np
 
 from . import robust
-from .engines import StatisticsEngine, accumulate
+from .engines import StatisticsEngine
 from .objective import Objective
 from .scaling import Scaling
 from .summary import Unavailable, regression_statistics, to_json

@@ -292,3 +292,17 @@ def test_an_ignored_option_is_a_one_line_cli_error(diabetes_csv, tmp_path):
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert result.stderr.startswith("gradfit: error:") and "penalty" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_inspect_names_the_optimizer_that_ran(diabetes_csv, tmp_path, capsys):
+    from gradfit.cli import main
+
+    for options, words in (((), "optimizer cg, learning rate none (cg takes its own steps)"),
+                           (("--optimizer", "gd", "--epochs", "30"), "optimizer gd, learning rate 0.12")):
+        model = tmp_path / "model.json"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            assert main(["train", str(diabetes_csv), "--target", "y", "-o", str(model), "-q", *options]) == 0
+        capsys.readouterr()
+        assert main(["inspect", str(model)]) == 0
+        assert words in capsys.readouterr().out

@@ -14,13 +14,12 @@ import re
 import shutil
 import warnings
 
-import numpy as np
 import pandas as pd
 import pytest
 from sklearn.exceptions import ConvergenceWarning
 
 from gradfit import DivergenceError, GDRegressor
-from gradfit.cli import TUTORIAL_TEST_X, TUTORIAL_TEST_Y, TUTORIAL_X, TUTORIAL_Y, main
+from gradfit.cli import TUTORIAL_TEST_X, TUTORIAL_X, TUTORIAL_Y, main
 
 from .conftest import make_regression
 
@@ -134,7 +133,7 @@ def test_other_data_set_numbers_are_the_librarys(houses):
     csv, page = houses
     data = embedded(page)
     table = pd.read_csv(csv)
-    X, y = table[["size", "age", "rooms"]].to_numpy(), table["price"].to_numpy()
+    X = table[["size", "age", "rooms"]].to_numpy()
     assert data["feature_names"] == ["size", "age", "rooms"] and data["target_name"] == "price"
     assert data["test_rows"] == [[f"{v:g}" for v in row] for row in X[:4]]
     for key in ("raw", "standardized"):

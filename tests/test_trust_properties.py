@@ -18,7 +18,6 @@ and a model file, or 1/2 with one line on stderr and no traceback.
 from __future__ import annotations
 
 import functools
-import os
 import subprocess
 import sys
 
