@@ -53,6 +53,28 @@ FORMAT_VERSION = 1
 MAX_BYTES = 256 * 1024 * 1024
 
 
+def predict(X, coef, intercept):
+    """The linear model's predictions: ``X @ coefᵀ + intercept``, the only place it is written.
+
+    Parameters
+    ----------
+    X : array of shape (n_samples, n_features)
+    coef : array of shape (n_outputs, n_features) or (n_features,)
+        In the data's own units (``GDRegressor.coef_``).
+    intercept : array of shape (n_outputs,) or float
+
+    Returns
+    -------
+    array of shape (n_samples, n_outputs), float64
+        One column per output, also for a single output (callers ravel it).
+        Values and coefficients near float64's limits give ``inf``, not a
+        warning: callers name the row.
+    """
+    coef = np.atleast_2d(np.asarray(coef, dtype=np.float64))
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.asarray(X, dtype=np.float64) @ coef.T + np.atleast_1d(np.asarray(intercept, dtype=np.float64))
+
+
 def _number(value):
     """A float for JSON: non-finite numbers become strings so the file stays valid JSON."""
     value = float(value)
