@@ -138,6 +138,7 @@ TRAINING_OPTIONS = [
     ("--optimizer", "optimizer", dict(choices=sorted(registry.OPTIMIZERS))),
     ("--loss", "loss", dict(choices=sorted(registry.LOSSES))),
     ("--epsilon", "epsilon", dict(type=float)),
+    ("--quantile", "quantile", dict(type=float, metavar="TAU", help="the quantile of loss=quantile, in (0, 1)")),
     ("--penalty", "penalty", dict(type=_penalty, metavar="{" + ",".join(sorted(registry.PENALTIES)) + ",none}")),
     ("--alpha", "alpha", dict(type=cv_cli.alpha_value, metavar="FLOAT|cv")),  # cv: gradfit/cv_cli.py
     ("--l1-ratio", "l1_ratio", dict(type=cv_cli.l1_ratio_value, metavar="FLOAT[,FLOAT...]")),

@@ -47,7 +47,7 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         largest eigenvalue of the Hessian (in the units training runs in), for
         which gradient descent cannot diverge; any step above ``2/L`` does.
         What ``"auto"`` means for each optimizer, loss and minibatches (Adam:
-        ``0.01 × rms(y)``; ``absolute_error``: ``2·rms(y)/L``; ``cg``: its line
+        ``0.01 × rms(y)``; ``absolute_error``, ``quantile``: ``2·rms(y)/L``; ``cg``: its line
         search) is in :func:`gradfit.fitting.base_learning_rate`; ``cg`` takes
         no other value.
     epochs : int, default=1000
@@ -61,7 +61,7 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         the relative duality gap. ``converged_`` is true only then; a
         ``ConvergenceWarning`` gives the certificate's value and one change
         that helps when it is not. ``None`` runs all epochs and claims nothing.
-        For ``loss="huber"`` and ``"absolute_error"`` the certificate is an
+        For ``loss="huber"``, ``"absolute_error"`` and ``"quantile"`` the certificate is an
         upper bound on the relative objective gap ``(F − F*)/F``
         (:mod:`gradfit.robust`).
     n_iter_no_change : int, default=5
@@ -86,22 +86,30 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         step with the statistics' Hessian beyond (``optimizer_ == "newton"``),
         or ``"nesterov"`` (L1, elastic net; started from coordinate descent on
         the statistics, :func:`gradfit.fitting.lasso_start`); for ``loss="huber"`` and
-        ``"absolute_error"`` on full batches ``"newton"`` (:mod:`gradfit.robust`); minibatches,
+        ``"absolute_error"``/``"quantile"`` on full batches ``"newton"`` (:mod:`gradfit.robust`); minibatches,
         the pass engine, a given learning rate or schedule, and other losses
         run ``"gd"`` (:mod:`gradfit.autoselect`). ``optimizer_`` says which ran. ``"cg"`` (conjugate gradient) is exact on
         the squared error (with or without ``"l2"``) in at most ``d + 1`` epochs,
         and is followed by refinement epochs whose gradient comes from a data
         pass (:mod:`gradfit.refine`); it raises ``IllConditionedError`` rather
         than return digits float64 cannot determine. ``"newton"`` serves
-        ``loss="huber"`` (no L1 part) and the unpenalized ``"absolute_error"``:
-        damped Newton steps from the inlier rows' statistics, and for the
-        absolute error an exact linear-programming finish; its fits stop when
+        ``loss="huber"`` (no L1 part) and the unpenalized ``"absolute_error"``
+        and ``"quantile"``: damped Newton steps from the inlier rows' statistics,
+        and for those two an exact linear-programming finish; its fits stop when
         their certificate is within ``tol`` (see :mod:`gradfit.robust`).
-    loss : {"squared_error", "huber", "absolute_error"}, default="squared_error"
+    loss : {"squared_error", "huber", "absolute_error", "quantile"}, default="squared_error"
     epsilon : float, default=1.35
         Huber's threshold, in the target's units (no scale is estimated, unlike
         scikit-learn's ``HuberRegressor``; see :class:`gradfit.losses.Huber`).
         Needs ``loss="huber"``: another value with another loss is an error.
+    quantile : float in (0, 1), default=0.5
+        ``τ`` of ``loss="quantile"``, the pinball loss ``2·ρ_τ(y − ŷ)`` with
+        ``ρ_τ(u) = τ·u`` for ``u ≥ 0`` and ``(τ − 1)·u`` below (scikit-learn's
+        ``QuantileRegressor`` and ``mean_pinball_loss``; twice theirs, so that
+        ``quantile=0.5`` is ``loss="absolute_error"``, cost values included;
+        :class:`gradfit.losses.Quantile`). The fit leaves a share ``τ`` of the
+        rows below it. Needs ``loss="quantile"``: another value with another
+        loss is an error.
     penalty : {None, "l2", "l1", "elasticnet"}, default=None
         On the coefficients in the data's units, never the intercept; L1 by a
         proximal step, so coefficients become exactly zero. ``Lasso(alpha=a)``
@@ -118,7 +126,7 @@ class GDRegressor(RegressorMixin, BaseEstimator):
     schedule : {"auto", "constant", "invscaling", "step"}, default="auto"
         ``η_t = η``, ``η / (1 + t)^power_t`` or ``η · gamma^⌊t/step_size⌋`` (t in epochs).
         ``"auto"``: constant for a smooth loss, ``η/(1 + t)`` for
-        ``absolute_error`` (see :func:`gradfit.schedules.auto`).
+        ``absolute_error`` and ``quantile`` (see :func:`gradfit.schedules.auto`).
     power_t : float, default=0.5
     step_size : int, default=100
     gamma : float, default=0.5
@@ -214,6 +222,7 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         "optimizer": [StrOptions(set(registry.OPTIMIZERS))],
         "loss": [StrOptions(set(registry.LOSSES))],
         "epsilon": [Interval(Real, 0, None, closed="neither")],
+        "quantile": [Interval(Real, 0, 1, closed="neither")],
         "penalty": [StrOptions(set(registry.PENALTIES)), None],
         "alpha": [Interval(Real, 0, None, closed="left")],
         "l1_ratio": [Interval(Real, 0, 1, closed="both")],
@@ -244,6 +253,7 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         optimizer="auto",
         loss="squared_error",
         epsilon=1.35,
+        quantile=0.5,
         penalty=None,
         alpha=1e-4,
         l1_ratio=0.15,
@@ -270,6 +280,7 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         self.optimizer = optimizer
         self.loss = loss
         self.epsilon = epsilon
+        self.quantile = quantile
         self.penalty = penalty
         self.alpha = alpha
         self.l1_ratio = l1_ratio

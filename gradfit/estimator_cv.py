@@ -77,7 +77,7 @@ class GDRegressorCV(GDRegressor):
         largest alpha whose mean error is within one standard error (over
         folds: ``std(ddof=1)/√n_folds``) of the smallest (glmnet's ``lambda.1se``).
     learning_rate, epochs, tol, n_iter_no_change, fit_intercept, standardize, \
-optimizer, loss, epsilon, batch_size, schedule, power_t, step_size, gamma, \
+optimizer, loss, epsilon, quantile, batch_size, schedule, power_t, step_size, gamma, \
 engine, random_state, warm_start, verbose
         As :class:`~gradfit.GDRegressor`, for the final fit. ``loss`` must be
         ``"squared_error"`` (cross-validating Huber is not implemented yet).
@@ -139,6 +139,7 @@ engine, random_state, warm_start, verbose
         optimizer="gd",
         loss="squared_error",
         epsilon=1.35,
+        quantile=0.5,
         batch_size=None,
         schedule="auto",
         power_t=0.5,
@@ -168,6 +169,7 @@ engine, random_state, warm_start, verbose
         self.optimizer = optimizer
         self.loss = loss
         self.epsilon = epsilon
+        self.quantile = quantile
         self.batch_size = batch_size
         self.schedule = schedule
         self.power_t = power_t
@@ -240,7 +242,7 @@ engine, random_state, warm_start, verbose
         l1_ratios = self._l1_ratios()
         given = self._given_alphas()
         # what the final fit would refuse (optimizer="cg" with L1, ...) is refused before the data are read
-        loss = registry.LOSSES[self.loss](self.epsilon)
+        loss = registry.LOSSES[self.loss](self.epsilon, self.quantile)
         for ratio in l1_ratios:
             check_combination(self._final_settings(1.0, ratio), loss,
                               registry.PENALTIES[self.penalty](1.0, ratio))

@@ -186,7 +186,7 @@ def prepare(source, settings, scaling=None, statistics=None):
     with the full scatter, spares the pass that reads them (cross-validation
     has them already).
     """
-    loss = registry.lookup(registry.LOSSES, "loss", settings["loss"])(settings["epsilon"])
+    loss = registry.lookup(registry.LOSSES, "loss", settings["loss"])(settings["epsilon"], settings["quantile"])
     penalty = None
     if settings["penalty"] is not None:
         penalty = registry.lookup(registry.PENALTIES, "penalty", settings["penalty"])(
@@ -275,7 +275,7 @@ def base_learning_rate(problem, settings, restart=True):
       ``restart=False``): ``(1 − β)/L_b``. Their momentum adds up steps to
       ``η/(1 − β)`` in the long run, ten times ``η``, which on noisy minibatch
       gradients is what needs bounding; this keeps it at plain SGD's ``1/L_b``.
-    * ``absolute_error`` (any of those three): ``2·rms(y)/L`` with the squared
+    * ``absolute_error``, ``quantile`` (any of those three): ``2·rms(y)/L`` with the squared
       error's ``L``, see :data:`gradfit.registry.ABSOLUTE_ERROR_AUTO_FACTOR`.
     * ``adam``: ``0.01 × rms(y)``. Adam moves each coordinate by about ``η`` a
       step whatever the gradient's size, so ``η`` is a distance in the
@@ -470,8 +470,8 @@ def fit_source(source, settings, *, params=None, opt_state=None, loss_curve=None
         except Exception:  # the message is a courtesy; never mask the divergence itself
             return None
 
-    best = None  # gradfit.robust: the absolute error's best iterate (full batches: the curve is the cost)
-    if robust_loss and problem.loss.name == "absolute_error":
+    best = None  # gradfit.robust: a non-smooth loss's best iterate (full batches: the curve is the cost)
+    if robust_loss and problem.loss.curvature is None:
         best = robust.BestIterate(params)
         callbacks = tuple(callbacks) + (best,)
 

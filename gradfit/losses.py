@@ -6,7 +6,7 @@ residuals (scikit-learn's ``_linear_loss.py`` split). The data term of the cost
 is the weighted mean ``J = Σ_i v_i Σ_j ℓ(r_ij) / (k Σ_i v_i)`` over rows ``i``
 and the ``k`` outputs ``j``.
 
-All three are scaled so that they agree with the squared error ``r²`` for small
+All are scaled so that they agree with the squared error ``r²`` for small
 residuals (no factor ½: the tutorial's cost is the plain mean squared error).
 """
 
@@ -78,9 +78,49 @@ class AbsoluteError:
     name = "absolute_error"
     curvature = None
     quadratic = False
+    #: the pinball loss's τ it equals (:class:`Quantile`); :mod:`gradfit.robust` reads it
+    quantile = 0.5
 
     def value_and_derivative(self, residual):
         return np.abs(residual), np.sign(residual)
 
     def params(self):
         return {}
+
+
+class Quantile:
+    """The pinball loss of quantile ``τ``, scaled by 2 so that ``τ = 0.5`` is ``|r|``.
+
+    With ``u = target − prediction`` (so ``u = −r``), the pinball loss of
+    scikit-learn's ``QuantileRegressor`` and ``mean_pinball_loss`` is
+    ``ρ_τ(u) = τ·u`` for ``u ≥ 0`` and ``(τ − 1)·u`` for ``u < 0``: targets
+    above the prediction cost ``τ`` a unit, those below ``1 − τ``, so the
+    optimum leaves a share ``τ`` of the (weighted) rows below the fit.
+    gradfit's loss is ``ℓ(r) = 2·ρ_τ(−r) = |r| + (1 − 2τ)·r``, subgradient
+    ``sign(r) + (1 − 2τ)``: at ``τ = 0.5`` exactly :class:`AbsoluteError`
+    (the same cost values), and twice scikit-learn's objective in general (the
+    same minimizer; ``final_cost_`` is ``2·mean_pinball_loss``). Non-smooth,
+    so it is fitted as the absolute error is: ``schedule="auto"`` decays the
+    step, ``learning_rate="auto"`` puts it in the target's units, and
+    ``optimizer="newton"`` (:mod:`gradfit.robust.absolute`) solves the linear
+    program exactly. The optimum is ``QuantileRegressor(quantile=τ, alpha=0)``'s.
+
+    Parameters
+    ----------
+    quantile : float in (0, 1)
+        ``τ``.
+    """
+
+    name = "quantile"
+    curvature = None
+    quadratic = False
+
+    def __init__(self, quantile):
+        self.quantile = float(quantile)
+
+    def value_and_derivative(self, residual):
+        tilt = 1.0 - 2.0 * self.quantile  # the linear part that makes the loss asymmetric
+        return np.abs(residual) + tilt * residual, np.sign(residual) + tilt
+
+    def params(self):
+        return {"quantile": self.quantile}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from . import optimizers, schedules
 from .errors import OptionError
-from .losses import AbsoluteError, Huber, SquaredError
+from .losses import AbsoluteError, Huber, Quantile, SquaredError
 from .penalties import ElasticNet
 
 OPTIMIZERS = {
@@ -27,9 +27,10 @@ OPTIMIZERS = {
 }
 
 LOSSES = {
-    "squared_error": lambda epsilon: SquaredError(),
-    "huber": lambda epsilon: Huber(epsilon),
-    "absolute_error": lambda epsilon: AbsoluteError(),
+    "squared_error": lambda epsilon, quantile=0.5: SquaredError(),
+    "huber": lambda epsilon, quantile=0.5: Huber(epsilon),
+    "absolute_error": lambda epsilon, quantile=0.5: AbsoluteError(),
+    "quantile": lambda epsilon, quantile=0.5: Quantile(quantile),
 }
 
 PENALTIES = {
@@ -56,8 +57,8 @@ AUTO_RATE = {"auto": None, "gd": 1.0, "momentum": 1.0, "nesterov": 1.0, "adam": 
 #: their ``"auto"`` step is ``(1 − β)/L``, see :func:`gradfit.fitting.base_learning_rate`
 MOMENTUM_DECAY = 0.9
 ADAM_AUTO_RATE = 0.01
-#: ``absolute_error``: its subgradient ``mean(sign(r) x)`` does not shrink with the
-#: residuals, so the step must carry the target's units. ``"auto"`` takes
+#: ``absolute_error``, ``quantile`` (the losses without a curvature bound): their subgradient
+#: ``mean(sign(r) x)`` (shifted by ``1 − 2τ``) does not shrink with the residuals, so the step must carry the target's units. ``"auto"`` takes
 #: ``η = 2·rms(y)/L``, ``L`` the squared error's: that is ``1/L`` of the quadratic
 #: ``r²/(2 rms(y))``, which has ``|r|``'s value and slope at residuals of the
 #: size they start at (``r = −y`` from zero)
@@ -78,6 +79,7 @@ DEPENDENT_OPTIONS = {
               "penalty='l2', 'l1' or 'elasticnet'", False),
     "l1_ratio": (0.15, "penalty", lambda s: s["penalty"] == "elasticnet", "penalty='elasticnet'", True),
     "epsilon": (1.35, "loss", lambda s: s["loss"] == "huber", "loss='huber'", True),
+    "quantile": (0.5, "loss", lambda s: s["loss"] == "quantile", "loss='quantile'", True),
 }
 
 

@@ -43,7 +43,7 @@ def auto(smooth):
 
     * a smooth loss (squared error, Huber) on full batches: ``"constant"``; with
       ``η = 1/L`` gradient descent converges without decay;
-    * a non-smooth loss (``absolute_error``): ``"invscaling"`` with
+    * a non-smooth loss (``absolute_error``, ``quantile``): ``"invscaling"`` with
       ``power_t = 1``. A subgradient does not vanish at the optimum, so a
       constant step circles it at a distance of about ``η``; ``η/(1 + t)``
       shrinks the circle while the steps still add up to infinity, so the

@@ -1,15 +1,17 @@
-"""Robust losses (Huber, absolute error) at second-order speed, with certificates.
+"""Robust losses (Huber, absolute error, quantile) at second-order speed, with certificates.
 
 ``optimizer="newton"`` (:func:`fit`) solves Huber's loss by damped Newton
 steps whose Hessian is the statistics of the inlier rows
-(:mod:`gradfit.robust.huber`) and the absolute error by Huber continuation
-finished by an exact linear-programming step (:mod:`gradfit.robust.absolute`);
+(:mod:`gradfit.robust.huber`) and the absolute error and the pinball loss
+(the piecewise-linear losses: ``curvature is None``, :func:`piecewise_linear`)
+by Huber continuation finished by an exact linear-programming step
+(:mod:`gradfit.robust.absolute`);
 both read the data only through :meth:`~gradfit.sources.Source.reduce`, so
 arrays, files and Dask sources all serve. :func:`robust_certificate` bounds
 the distance to the optimum of any parameters of these losses (kinds
 ``"gradient_bound"`` and ``"lp_duality_gap"``, :mod:`gradfit.certificate`),
 whichever optimizer produced them; :class:`BestIterate` makes the
-first-order optimizers return their best iterate on the absolute error.
+first-order optimizers return their best iterate on the piecewise-linear losses.
 """
 
 from __future__ import annotations
@@ -25,20 +27,29 @@ from .linalg import Gram
 #: the optimizer name of this module's solvers, in :data:`gradfit.registry.OPTIMIZERS`
 NAME = "newton"
 #: the losses it serves
-LOSSES = ("huber", "absolute_error")
+LOSSES = ("huber", "absolute_error", "quantile")
+
+
+def piecewise_linear(loss):
+    """Whether ``loss`` is the absolute error or a pinball loss: a linear program (no curvature bound).
+
+    Such a loss has a ``quantile`` (:class:`gradfit.losses.AbsoluteError`'s is 0.5).
+    """
+    return loss.name in LOSSES and loss.curvature is None
 
 
 def default_optimizer(loss, penalty, batch_size):
     """``"newton"`` where it serves, else ``None``.
 
-    It serves Huber without an L1 part and the unpenalized absolute error, on full batches.
+    It serves Huber without an L1 part and the unpenalized absolute error and
+    pinball loss, on full batches.
 
     For the default-selection of the estimator: what ``optimizer="auto"``
     should resolve to for these losses.
     """
     if loss.name not in LOSSES or batch_size is not None:
         return None
-    if loss.name == "absolute_error" and penalty is not None:
+    if piecewise_linear(loss) and penalty is not None:
         return None
     if penalty is not None and penalty.has_prox:
         return None
@@ -48,10 +59,11 @@ def default_optimizer(loss, penalty, batch_size):
 def check_combination(settings, loss, penalty):
     """Refuse, with the reason and an alternative, what ``optimizer="newton"`` cannot serve."""
     if loss.name not in LOSSES:
-        raise OptionError(f'optimizer="newton" serves loss="huber" and loss="absolute_error", not {loss.name!r}; '
-                          'for the squared error use optimizer="cg"')
-    if loss.name == "absolute_error" and penalty is not None:
-        raise OptionError(f'optimizer="newton" solves the unpenalized absolute error (a linear program), not '
+        raise OptionError(f'optimizer="newton" serves loss="huber", "absolute_error" and "quantile", not '
+                          f'{loss.name!r}; for the squared error use optimizer="cg"')
+    if piecewise_linear(loss) and penalty is not None:
+        what = "absolute error" if loss.name == "absolute_error" else f"loss={loss.name!r}"
+        raise OptionError(f'optimizer="newton" solves the unpenalized {what} (a linear program), not '
                           f'penalty={penalty.name!r}; use optimizer="gd" or "nesterov"')
     if penalty is not None and penalty.has_prox:
         raise OptionError(f'optimizer="newton" cannot serve the L1 part of penalty={penalty.name!r}; use '
@@ -94,11 +106,16 @@ ABSOLUTE_DETAIL = ("relative objective gap bounded by a dual-feasible point of t
                    "built from the residual signs")
 
 
+def _lp_problem(loss, source, column, problem, fit_intercept, statistics):
+    """The :class:`~gradfit.robust.absolute.AbsoluteProblem` of one output of a piecewise-linear loss."""
+    return absolute.AbsoluteProblem(source, column, problem.scaling, fit_intercept, statistics, loss.quantile)
+
+
 def robust_certificate(problem, params, tol):
     """The :class:`~gradfit.certificate.Certificate` of ``params`` (working units, (p, k)) for a robust loss.
 
     Huber (any penalty): kind ``"gradient_bound"``, :func:`gradfit.robust.huber.certificate`;
-    absolute error without a penalty: ``"lp_duality_gap"``,
+    absolute error and pinball loss without a penalty: ``"lp_duality_gap"``,
     :func:`gradfit.robust.absolute.certificate`; with a penalty, kind
     ``"none"`` (no claim). Costs two or three passes (one more to read the
     full scatter when the fit did not keep it).
@@ -108,8 +125,9 @@ def robust_certificate(problem, params, tol):
     fit_intercept = problem.objective.engine.fit_intercept
     if penalty is not None and penalty.l1 == 0 and penalty.l2 == 0:
         penalty = None  # alpha=0: no penalty at all, whatever its name
-    if loss.name == "absolute_error" and penalty is not None:
-        return Certificate("none", None, tol, f"absolute error with penalty={penalty.name!r}: no bound is computed")
+    if piecewise_linear(loss) and penalty is not None:
+        what = "absolute error" if loss.name == "absolute_error" else f"loss={loss.name!r}"
+        return Certificate("none", None, tol, f"{what} with penalty={penalty.name!r}: no bound is computed")
     if loss.name not in LOSSES:
         raise ValueError(f"robust_certificate serves {LOSSES}, not {loss.name!r}")
     gram, statistics = _gram(problem, source)
@@ -119,7 +137,7 @@ def robust_certificate(problem, params, tol):
             one = huber.HuberProblem(source, column, loss.epsilon, problem.scaling, fit_intercept, penalty, statistics)
             bounds.append(huber.certificate(one, one.evaluate(params[:, column], hessian=False), gram))
         else:
-            one = absolute.AbsoluteProblem(source, column, problem.scaling, fit_intercept, statistics)
+            one = _lp_problem(loss, source, column, problem, fit_intercept, statistics)
             bounds.append(absolute.certificate(one, gram, one.collect(params[:, column]))[:2])
     if loss.name == "huber":
         return Certificate("gradient_bound", _relative(bounds), tol, HUBER_DETAIL)
@@ -189,7 +207,7 @@ def fit(source, problem, settings, *, params=None, callbacks=()):
                 costs[column] = point["F"]
                 bounds[column] = bound if bound is not None else huber.certificate(one, point, gram)
             else:
-                one = absolute.AbsoluteProblem(source, column, problem.scaling, fit_intercept, statistics)
+                one = _lp_problem(loss, source, column, problem, fit_intercept, statistics)
                 theta, bound, _ = absolute.solve(one, gram, params[:, column], max_iter=settings["epochs"], tol=tol,
                                                  callback=lambda P, theta, column=column: progress(column, P, theta))
                 params[:, column] = theta
@@ -219,7 +237,7 @@ class BestIterate:
     ``loss_curve[i]`` is the cost at the parameters *before* epoch ``i``'s
     update, so the cost handed over at the end of epoch ``i`` belongs to the
     parameters the previous call saw (the start for epoch 0). For the
-    absolute error, whose subgradient steps do not decrease the cost
+    absolute error and the pinball loss, whose subgradient steps do not decrease the cost
     monotonically, the fit then returns :attr:`params` when its cost is lower
     than the last iterate's.
     """

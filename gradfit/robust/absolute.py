@@ -1,47 +1,53 @@
-"""The absolute error: a linear program, solved by Huber continuation and an exact finish.
+"""The absolute error and the pinball loss: a linear program, solved by Huber continuation and an exact finish.
 
 One output ``j`` at a time, in working units (``z = [(x − center)/scale, 1]``),
 
-    P(θ) = (1/W) Σ v_i |z_iᵀθ − y_i|          (no penalty)
+    P(θ) = (1/W) Σ v_i (|r_i| + c·r_i),   r_i = z_iᵀθ − y_i          (no penalty)
 
-is a linear program. Its dual (``|r| = max_{|u| ≤ 1} u r``; minimizing over
+is a linear program: ``c = 0`` is the absolute error, ``c = 1 − 2τ`` the
+pinball loss of quantile ``τ`` (:class:`gradfit.losses.Quantile`, twice
+scikit-learn's ``ρ_τ(y − ŷ)``). Its dual (``|r| + c·r = max_{u ∈ B} u r`` over
+the box ``B = [c − 1, c + 1]``, which holds 0 as ``|c| < 1``; minimizing over
 ``θ`` leaves the constraint) is
 
-    max_u  D(u) = −(1/W) Σ v_i u_i y_i    s.t.  Σ v_i u_i z_i = 0,  |u_i| ≤ 1,
+    max_u  D(u) = −(1/W) Σ v_i u_i y_i    s.t.  Σ v_i u_i z_i = 0,  u_i ∈ B,
 
 (the intercept's column of ``z`` makes ``Σ v u = 0`` one of the constraints;
 ``u → −u`` gives the equivalent ``max (1/W) Σ v u y``), so
 ``P(θ) − P* ≤ P(θ) − D(u)`` for every feasible ``u`` (weak duality), with
-equality at an optimal pair (``u_i = sign(r_i)`` where ``r_i ≠ 0``).
+equality at an optimal pair (``u_i = sign(r_i) + c`` where ``r_i ≠ 0``).
 
 **Certificate** (:func:`certificate`, kind ``"lp_duality_gap"``). At any ``θ``:
 
 1. one pass (:func:`gradfit.robust.sums.absolute_sums`): ``P(θ)``,
-   ``Σ v sign(r) z``, and the set ``C`` of the ``m`` rows of smallest ``|r|``
+   ``Σ v (sign(r) + c) z``, and the set ``C`` of the ``m`` rows of smallest ``|r|``
    (with positive weight; ``m`` = :func:`basis_candidates`, grown eightfold
    while every kept row fits exactly: ties), kept whole;
-2. ``u_i = sign(r_i)`` outside ``C``; on ``C``, the best dual values given
-   those: the small linear program ``max −Σ_C v u y`` over ``|u_C| ≤ 1`` with
-   ``Σ_C v u z = −Σ_{i∉C} v sign(r_i) z_i`` (HiGHS, through
+2. ``u_i = sign(r_i) + c`` outside ``C``; on ``C``, the best dual values given
+   those: the small linear program ``max −Σ_C v u y`` over ``u_C ∈ B`` with
+   ``Σ_C v u z = −Σ_{i∉C} v (sign(r_i) + c) z_i`` (HiGHS, through
    ``scipy.optimize.linprog``; if it is infeasible, bounded least squares
    gets as close as it can);
 3. the constraint's residual ``e = (1/W) Σ v u z`` (HiGHS's tolerance, or
    infeasibility) is removed by the ``v``-weighted projection
    ``ũ = u − Z G⁺ e`` (``G = (1/W) Σ v z zᵀ`` from the statistics), and ``ũ``
-   is scaled into the box by ``1/max(1, max|ũ|)``; one more pass gives
-   ``max|ũ|``, ``Σ v ũ y`` and the residual ``(1/W) Σ v ũ z``, which is checked
+   is scaled into the box by ``1/max(1, max ũ/(c + 1), min ũ/(c − 1))``
+   (towards 0, which is inside ``B``: the equality constraints stay); one
+   more pass gives ``max ũ``, ``min ũ``, ``Σ v ũ y`` and the residual ``(1/W) Σ v ũ z``, which is checked
    to be at rounding level (else a second projection; no claim if it stays);
 4. the value is ``(P(θ) − max(D(ũ), 0))/P(θ)`` (0 for ``P = 0``; ``D = 0``,
    at ``u = 0``, is always feasible), an upper bound on the
    relative objective gap ``(P(θ) − P*)/P(θ)``.
 
 **Solver** (:func:`solve`). From the least-squares solution, minimize
-Huber's loss (:func:`gradfit.robust.huber.newton`) for a shrinking threshold
-``ε`` (its minimizer tends to an LP solution as ``ε → 0``, and ``h_ε/(2ε)`` is
-``|r| − ε/2`` outside ``ε``), each stage warm-started from the last. After
+Huber's loss plus the tilt, ``h_ε(r) + 2εc·r`` (:func:`gradfit.robust.huber.newton`
+on :class:`TiltedHuber`), for a shrinking threshold ``ε`` (its minimizer tends
+to an LP solution as ``ε → 0``, and ``h_ε/(2ε) + c·r`` is ``|r| + c·r − ε/2``
+outside ``ε``: the asymmetric smoothing of the pinball loss), each stage
+warm-started from the last. After
 every stage, an exact step: with the signs of the rows outside ``C`` held at
 their current values, the LP restricted to ``C``,
-``min_θ Σ_{i∉C} v sign(r_i) z_iᵀθ + Σ_C v |z_iᵀθ − y_i|``, is solved by
+``min_θ Σ_{i∉C} v (sign(r_i) + c) z_iᵀθ + Σ_C v (|r_i| + c·r_i)``, is solved by
 HiGHS (its solution is the multipliers of step 2's program; when that
 program is infeasible, ``C`` grows fourfold); if no row outside ``C``
 changes sign at its solution, that solution is the LP optimum, and step 2's dual on the same ``C`` proves it (the
@@ -51,9 +57,9 @@ again (the signs of far rows settle, as in Portnoy and Koenker's
 "globbing"), up to :data:`EXACT_ROUNDS` rounds a stage. The point returned
 is the best one evaluated (smallest ``P``), never a worse last one.
 
-The dual box ``[−1, 1]`` (:data:`DUAL_BOX`) is where a quantile would enter
-(the pinball loss's dual box is ``[q − 1, q]`` up to the sign convention,
-and its Huber stages would be asymmetric); only the median is offered for now.
+In scikit-learn's units (``ρ_τ``, residual ``y − ŷ``) the box ``B`` is
+``[−τ, 1 − τ]`` read with the opposite sign, i.e. the classic ``[τ − 1, τ]``
+of quantile regression's dual, scaled by 2 as the loss is.
 """
 
 from __future__ import annotations
@@ -64,7 +70,7 @@ import scipy.optimize
 from .huber import HuberProblem, newton
 from .sums import absolute_dual_sums, absolute_sums, add_sums, merge_nearest
 
-#: the box of the dual variables: the median's (a quantile q would make it (q − 1, q))
+#: the box of the dual variables of the absolute error (the pinball loss's: shifted by c = 1 − 2τ)
 DUAL_BOX = (-1.0, 1.0)
 #: exact steps per continuation stage (each: one LP on the candidate rows, two passes)
 EXACT_ROUNDS = 3
@@ -78,16 +84,55 @@ TIE = 1e-9
 CONSTRAINT_ROUNDING = 1e-9
 
 
+class TiltedHuber(HuberProblem):
+    """The continuation's smooth stage: Huber's loss plus ``2ε·c·r``, ``c = tilt``.
+
+    ``F(θ) = (1/W) Σ v h_ε(r) + 2εc·(z̄ᵀθ − ȳ)``, ``z̄ = (1/W) Σ v z`` and ``ȳ``
+    from the statistics (the tilt is linear in ``θ``: no pass of its own, and
+    the Hessian is Huber's). Its minimizer tends to the pinball loss's as
+    ``ε → 0``; ``c = 0`` is plain Huber. Huber's dual certificate does not
+    hold for the tilted loss, so :func:`gradfit.robust.huber.newton` stops a
+    tilted stage on its Newton decrement alone (:attr:`certifiable`).
+    """
+
+    def __init__(self, *args, tilt=0.0):
+        super().__init__(*args)
+        self.tilt = float(tilt)
+        self.certifiable = self.tilt == 0.0
+        self.mean_features = np.append(self.feature_mean, [1.0] * self.fit_intercept)
+
+    def _linear(self, theta):
+        return 2.0 * self.epsilon * self.tilt * (float(self.mean_features @ theta) - self.target_mean)
+
+    def line_values(self, theta, direction, steps):
+        values = super().line_values(theta, direction, steps)
+        return values + np.array([self._linear(theta + t * direction) for t in steps])
+
+    def evaluate(self, theta, hessian=True, near=None):
+        out = super().evaluate(theta, hessian=hessian, near=near)
+        out["F"] += self._linear(theta)
+        out["gradient"] = out["gradient"] + 2.0 * self.epsilon * self.tilt * self.mean_features
+        return out
+
+
 def basis_candidates(n_params, n_samples):
     """``m``: rows kept as candidates for the optimal basis (``p`` of them are in it)."""
     return int(min(n_samples, max(10 * n_params, 200)))
 
 
-class AbsoluteProblem:
-    """One output of the absolute-error problem over a source."""
+def dual_box(quantile):
+    """``B = [c − 1, c + 1]``, ``c = 1 − 2τ``: the box of the dual variables of quantile ``τ``."""
+    tilt = 1.0 - 2.0 * quantile
+    return (DUAL_BOX[0] + tilt, DUAL_BOX[1] + tilt)
 
-    def __init__(self, source, column, scaling, fit_intercept, statistics):
+
+class AbsoluteProblem:
+    """One output of the absolute-error problem (``quantile=0.5``), or the pinball loss's, over a source."""
+
+    def __init__(self, source, column, scaling, fit_intercept, statistics, quantile=0.5):
         self.source, self.column = source, column
+        self.tilt = 1.0 - 2.0 * float(quantile)
+        self.box = dual_box(quantile)
         self.scaling, self.fit_intercept = scaling, fit_intercept
         self.statistics = statistics
         self.sum_weights = float(statistics.sum_weights)
@@ -105,7 +150,7 @@ class AbsoluteProblem:
         """
         while True:
             sums = self.source.reduce(
-                absolute_sums(theta, self.column, self.keep, self.scaling, self.fit_intercept),
+                absolute_sums(theta, self.column, self.keep, self.scaling, self.fit_intercept, self.tilt),
                 merge_nearest(self.keep),
             )
             self.passes += 1
@@ -118,21 +163,28 @@ class AbsoluteProblem:
             self.keep = min(8 * self.keep, self.statistics.n_samples)
 
 
-def _outside(collected):
-    """``Σ_{i∉C} v sign(r_i) z_i`` (raw sum) and the candidate rows, sorted by source index."""
+def _outside(collected, tilt):
+    """``Σ_{i∉C} v (sign(r_i) + c) z_i`` (raw sum) and the candidate rows, sorted by source index."""
     near = collected["near"]
     order = np.argsort(near["index"])
     near = {key: value[order] for key, value in near.items()}
-    inside = (near["v"] * np.sign(near["r"])) @ near["z"]
+    inside = (near["v"] * (np.sign(near["r"]) + tilt)) @ near["z"]
     return collected["sign_features"] - inside, near
 
 
-def restricted(near, outside):
+def exact_step(problem, collected):
+    """:func:`restricted`'s exact step from ``collected`` (step 1 at a point), or ``None``."""
+    outside, near = _outside(collected, problem.tilt)
+    return restricted(near, outside, problem.box)[1]
+
+
+def restricted(near, outside, box=DUAL_BOX):
     """Step 2: ``u_C`` in the box maximizing ``−Σ_C v u y`` with ``Σ_C v u z = −outside``, and the exact step.
 
-    One small linear program (``m`` bounded variables, ``p`` equations) by
-    HiGHS. Its equations' multipliers ``λ`` solve its dual, the restricted
-    primal ``min_θ outsideᵀθ + Σ_C v|z_iᵀθ − y_i|`` (stationarity gives
+    One small linear program (``m`` variables bounded by ``box``, ``p``
+    equations) by HiGHS. Its equations' multipliers ``λ`` solve its dual, the
+    restricted primal ``min_θ outsideᵀθ + Σ_C v (|r_i| + c·r_i)`` (``box = [c − 1, c + 1]``;
+    stationarity gives
     ``v_i y_i = v_i z_iᵀλ`` on rows strictly inside the box: ``θ = λ``
     interpolates them): the exact step. Returns ``(u_C, θ or None)``; when
     the program is infeasible (the rows of ``C`` cannot balance the others'
@@ -144,10 +196,10 @@ def restricted(near, outside):
     # HiGHS reads |values| ≥ 1e20 as infinite: costs in the target's units are scaled
     # to at most 1 (the solution is the same; the multipliers scale back).
     unit = float(np.max(np.abs(cost), initial=0.0)) or 1.0
-    result = scipy.optimize.linprog(cost / unit, A_eq=A, b_eq=-outside, bounds=DUAL_BOX, method="highs")
+    result = scipy.optimize.linprog(cost / unit, A_eq=A, b_eq=-outside, bounds=box, method="highs")
     if result.status == 0:
-        return np.clip(result.x, *DUAL_BOX), unit * np.asarray(result.eqlin.marginals, dtype=float)
-    return scipy.optimize.lsq_linear(A, -outside, bounds=DUAL_BOX).x, None
+        return np.clip(result.x, *box), unit * np.asarray(result.eqlin.marginals, dtype=float)
+    return scipy.optimize.lsq_linear(A, -outside, bounds=box).x, None
 
 
 def certificate(problem, gram, collected):
@@ -158,30 +210,32 @@ def certificate(problem, gram, collected):
     ``None``). Costs one pass (two when a second projection is needed).
     """
     W = problem.sum_weights
-    outside, near = _outside(collected)
-    dual_c, step = restricted(near, outside)
+    outside, near = _outside(collected, problem.tilt)
+    dual_c, step = restricted(near, outside, problem.box)
     residual = (outside + (near["v"] * dual_c) @ near["z"]) / W
     correction = gram.solve(residual)
     limit = CONSTRAINT_ROUNDING * float(np.sqrt(np.max(np.diag(gram.matrix))))
     for _ in range(3):
         dual = problem.source.reduce(
             absolute_dual_sums(collected["theta"], problem.column, near["index"], dual_c, correction,
-                               problem.scaling, problem.fit_intercept),
+                               problem.scaling, problem.fit_intercept, problem.tilt),
             add_sums,
         )
         problem.passes += 1
         residual = dual["u_features"] / W
-        if np.max(np.abs(residual)) <= limit * max(1.0, dual["max_abs"]):
+        if np.max(np.abs(residual)) <= limit * max(1.0, dual["max_u"], -dual["min_u"]):
             break
         correction = correction + gram.solve(residual)
     else:
         return None, collected["P"], step
-    lower_bound = -(dual["u_target"] / W) / max(1.0, dual["max_abs"])
+    low, high = problem.box  # low < 0 < high: shrinking towards 0 keeps Σ v ũ z = 0
+    shrink = max(1.0, dual["max_u"] / high, dual["min_u"] / low)
+    lower_bound = -(dual["u_target"] / W) / shrink
     return collected["P"] - max(lower_bound, 0.0), collected["P"], step  # D = 0 is valid too (P* ≥ 0)
 
 
 def solve(problem, gram, theta, *, max_iter, tol, callback=None):
-    """Minimize one output's absolute error; see the module docstring.
+    """Minimize one output's absolute error (or pinball loss); see the module docstring.
 
     Returns
     -------
@@ -206,8 +260,8 @@ def solve(problem, gram, theta, *, max_iter, tol, callback=None):
     epsilon = max(collected["P"], np.finfo(float).tiny)
     floor = 1e-10 * epsilon
     while iterations < max_iter and epsilon >= floor:
-        huber = HuberProblem(problem.source, problem.column, epsilon, problem.scaling, problem.fit_intercept,
-                             None, problem.statistics)
+        huber = TiltedHuber(problem.source, problem.column, epsilon, problem.scaling, problem.fit_intercept,
+                            None, problem.statistics, tilt=problem.tilt)
         point, _, used = newton(huber, theta, max_iter=min(STAGE_ITERATIONS, max_iter - iterations),
                                 tol=1e-10, gram=gram)
         problem.passes += huber.passes
@@ -215,7 +269,7 @@ def solve(problem, gram, theta, *, max_iter, tol, callback=None):
         theta = point["theta"]
         collected = problem.collect(theta)
         consider(collected)
-        _, step = restricted(*reversed(_outside(collected)))
+        step = exact_step(problem, collected)
         for _ in range(EXACT_ROUNDS):
             iterations += 1
             if step is None:
@@ -224,7 +278,7 @@ def solve(problem, gram, theta, *, max_iter, tol, callback=None):
                 # C cannot balance the other rows' signs: more candidates, from the same point
                 problem.keep = min(4 * problem.keep, problem.statistics.n_samples)
                 collected = problem.collect(collected["theta"])
-                _, step = restricted(*reversed(_outside(collected)))
+                step = exact_step(problem, collected)
                 continue
             collected = problem.collect(step)
             gap, P, step = certificate(problem, gram, collected)

@@ -76,6 +76,10 @@ CONSTRAINT_ROUNDING = 1e-9
 class HuberProblem:
     """One output of the Huber problem over a source: evaluations by passes.
 
+    :attr:`certifiable`: whether :func:`certificate` holds for it (a subclass
+    that changes the objective, :class:`gradfit.robust.absolute.TiltedHuber`,
+    says no; :func:`newton` then stops on the decrement alone).
+
     Parameters
     ----------
     source : Source
@@ -88,6 +92,8 @@ class HuberProblem:
     statistics : Statistics
         The moments (``W``, the weighted means of the features and targets).
     """
+
+    certifiable = True
 
     def __init__(self, source, column, epsilon, scaling, fit_intercept, penalty, statistics):
         self.source, self.column, self.epsilon = source, column, float(epsilon)
@@ -234,6 +240,8 @@ def newton(problem, theta, *, max_iter, tol, gram, callback=None, point=None):
         if decrement <= tol * max(F, np.finfo(float).tiny) and decrement < checked_at / 100:
             # The bound is first order in the gradient, the decrement second: check it
             # only once the decrement is small, and again each time it has fallen 100×.
+            if not problem.certifiable:
+                break
             checked_at = decrement
             bound = certificate(problem, point, gram)
             if bound[0] is not None and bound[0] <= tol * bound[1]:

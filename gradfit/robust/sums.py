@@ -175,8 +175,12 @@ def huber_dual_sums(theta, column, epsilon, correction, shift, scaling, fit_inte
     return partial
 
 
-def absolute_sums(theta, column, keep, scaling, fit_intercept):
-    """Per chunk: ``Σ v|r|``, ``Zᵀ(v·sign r)``, and the ``keep`` rows of smallest ``|r|``.
+def absolute_sums(theta, column, keep, scaling, fit_intercept, tilt=0.0):
+    """Per chunk: ``Σ v(|r| + c·r)``, ``Zᵀ(v·(sign r + c))``, and the ``keep`` rows of smallest ``|r|``.
+
+    ``c = tilt``: 0 for the absolute error, ``1 − 2τ`` for the pinball loss of
+    quantile ``τ`` (:class:`gradfit.losses.Quantile`), whose value and
+    subgradient these are.
 
     The kept rows (``index`` in the source, ``z``, ``y``, ``v``, ``r``) are
     the candidates for the optimal basis of the linear program
@@ -196,8 +200,8 @@ def absolute_sums(theta, column, keep, scaling, fit_intercept):
             y_b = y[start:start + n]
             r = Z @ theta
             r -= y_b
-            sign = np.sign(r)
-            out["value"] += float(np.sum(_weighted(np.abs(r), weight)))
+            sign = np.sign(r) + tilt
+            out["value"] += float(np.sum(_weighted(np.abs(r) + tilt * r, weight)))
             out["sign_features"] += Z.T @ _weighted(sign, weight)
             out["weight"] += float(n if weight is None else np.sum(weight))
             v = np.ones(n) if weight is None else np.asarray(weight, dtype=float)
@@ -237,12 +241,14 @@ def merge_nearest(keep):
     return combine
 
 
-def absolute_dual_sums(theta, column, basis_index, basis_dual, correction, scaling, fit_intercept):
-    """Per chunk, at ``ũ = u − Z·correction``: ``Σ v ũ y``, ``Σ v ũ z`` and ``max |ũ|``.
+def absolute_dual_sums(theta, column, basis_index, basis_dual, correction, scaling, fit_intercept, tilt=0.0):
+    """Per chunk, at ``ũ = u − Z·correction``: ``Σ v ũ y``, ``Σ v ũ z``, ``max ũ`` and ``min ũ``.
 
-    ``max |ũ|`` over rows of positive weight (the others' dual values are free).
+    ``max ũ`` and ``min ũ`` over rows of positive weight (the others' dual
+    values are free), and never beyond 0 (``max_u ≥ 0 ≥ min_u``: what the
+    scaling into the dual box needs).
 
-    ``u_i = sign(r_i)``, except on the rows ``basis_index`` (sorted source
+    ``u_i = sign(r_i) + tilt``, except on the rows ``basis_index`` (sorted source
     indices) where ``u`` is ``basis_dual``: the dual point of the linear
     program (:func:`gradfit.robust.absolute.certificate`).
     """
@@ -252,13 +258,13 @@ def absolute_dual_sums(theta, column, basis_index, basis_dual, correction, scali
         if chunk.n_rows == 0:
             return None
         y = chunk.y[:, column]
-        out = {"u_target": 0.0, "u_features": np.zeros(p), "max_abs": 0.0}
+        out = {"u_target": 0.0, "u_features": np.zeros(p), "max_u": 0.0, "min_u": 0.0}
         for start, Z, weight in _blocks(chunk, scaling, fit_intercept):
             n = Z.shape[0]
             first = chunk.start + start
             r = Z @ theta
             r -= y[start:start + n]
-            u = np.sign(r)
+            u = np.sign(r) + tilt
             lo, hi = np.searchsorted(basis_index, [first, first + n])
             if hi > lo:
                 u[basis_index[lo:hi] - first] = basis_dual[lo:hi]
@@ -268,7 +274,8 @@ def absolute_dual_sums(theta, column, basis_index, basis_dual, correction, scali
             out["u_features"] += Z.T @ vu
             live = u if weight is None else u[weight > 0]
             if live.size:
-                out["max_abs"] = max(out["max_abs"], float(np.max(np.abs(live))))
+                out["max_u"] = max(out["max_u"], float(np.max(live)))
+                out["min_u"] = min(out["min_u"], float(np.min(live)))
         return out
 
     return partial
