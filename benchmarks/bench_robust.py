@@ -9,9 +9,15 @@
 * The absolute error, 2e4 × 10 (Student-t noise): ``QuantileRegressor(quantile=0.5,
   alpha=0, solver="highs")`` against gradfit to a certified 1e-6 relative LP
   duality gap.
+* The pinball loss at ``τ = 0.9``, same data: ``QuantileRegressor(quantile=0.9,
+  alpha=0, solver="highs")`` against ``GDRegressor(loss="quantile",
+  quantile=0.9)`` (its defaults: ``optimizer="newton"``) to a certified 1e-6
+  relative LP duality gap; the objective compared is scikit-learn's mean
+  pinball loss (gradfit's cost is twice it).
 
 Every ratio comes from one run on one machine; each fit is also checked
-against the other's objective. Run: ``python benchmarks/bench_robust.py [--large]``.
+against the other's objective. Run: ``python benchmarks/bench_robust.py [--large]
+[--only huber|absolute_error|quantile] [--rows N]`` (``--rows``: the LP losses' ``N``, default 20,000).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import warnings
 
 import numpy as np
 from sklearn.linear_model import HuberRegressor, QuantileRegressor
+from sklearn.metrics import mean_pinball_loss
 
 from gradfit import GDRegressor
 
@@ -79,16 +86,33 @@ def bench_absolute(n, d, rng):
     row("absolute_error", n, d, ours, our_time, 'QuantileRegressor(solver="highs")', sk_time, sk_P / ours_P - 1)
 
 
+def bench_quantile(n, d, rng, tau=0.9):
+    X = correlated(n, d, 0.5, rng)
+    y = X @ rng.standard_normal(d) + rng.standard_t(2, n)
+    sk, sk_time = timed(lambda: QuantileRegressor(quantile=tau, alpha=0.0, solver="highs").fit(X, y))
+    ours, our_time = timed(lambda: GDRegressor(loss="quantile", quantile=tau).fit(X, y))
+    ours_P = mean_pinball_loss(y, ours.predict(X), alpha=tau)
+    sk_P = mean_pinball_loss(y, sk.predict(X), alpha=tau)
+    row(f"quantile {tau}", n, d, ours, our_time, f'QuantileRegressor({tau}, solver="highs")', sk_time,
+        sk_P / ours_P - 1)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--large", action="store_true", help="also Huber at 1e6 x 100 (about 0.8 GB)")
+    parser.add_argument("--only", choices=("huber", "absolute_error", "quantile"), help="one loss only")
+    parser.add_argument("--rows", type=int, default=20_000, help="N of the absolute error and quantile rows")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     print(HEADER, flush=True)
-    bench_huber(200_000, 50, rng)
-    if args.large:
-        bench_huber(1_000_000, 100, rng)
-    bench_absolute(20_000, 10, rng)
+    if args.only in (None, "huber"):
+        bench_huber(200_000, 50, rng)
+        if args.large:
+            bench_huber(1_000_000, 100, rng)
+    if args.only in (None, "absolute_error"):
+        bench_absolute(args.rows, 10, rng)
+    if args.only in (None, "quantile"):
+        bench_quantile(args.rows, 10, rng)
 
 
 if __name__ == "__main__":
