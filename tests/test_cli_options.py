@@ -68,6 +68,7 @@ FLAGS = [
     (["--optimizer", "cg"], "optimizer", "cg"),
     (["--loss", "huber", "--epsilon", "2.5"], "epsilon", 2.5),
     (["--loss", "absolute_error"], "loss", "absolute_error"),
+    (["--loss", "quantile", "--quantile", "0.9"], "quantile", 0.9),
     (["--penalty", "elasticnet", "--alpha", "0.2", "--l1-ratio", "0.3"], "l1_ratio", 0.3),
     (["--penalty", "l2", "--alpha", "0.2"], "alpha", 0.2),
     (["--batch-size", "16", "--seed", "3"], "batch_size", 16),
@@ -91,6 +92,7 @@ def test_each_flag_reaches_the_estimator(capsys, data_file, tmp_path, flags, nam
     ["--optimizer", "cg"],
     ["--optimizer", "momentum", "--penalty", "l1", "--alpha", "0.5"],
     ["--loss", "huber", "--epsilon", "0.5", "--optimizer", "nesterov"],
+    ["--loss", "quantile", "--quantile", "0.25"],
     ["--batch-size", "10", "--seed", "4", "--optimizer", "adam", "--epochs", "30", "--tol", "none"],
 ], ids=" ".join)
 def test_the_command_fits_what_the_estimator_fits(capsys, data_file, tmp_path, flags):
