@@ -33,8 +33,8 @@ equality at an optimal pair (``u_i = sign(r_i) + c`` where ``r_i ≠ 0``).
    ``ũ = u − Z G⁺ e`` (``G = (1/W) Σ v z zᵀ`` from the statistics), and ``ũ``
    is scaled into the box by ``1/max(1, max ũ/(c + 1), min ũ/(c − 1))``
    (towards 0, which is inside ``B``: the equality constraints stay); one
-   more pass gives ``max ũ``, ``min ũ``, ``Σ v ũ y`` and the residual ``(1/W) Σ v ũ z``, which is checked
-   to be at rounding level (else a second projection; no claim if it stays);
+   more pass gives ``max ũ``, ``min ũ``, ``Σ v ũ y`` and the residual
+   ``(1/W) Σ v ũ z``, which is checked to be at rounding level (else a second projection; no claim if it stays);
 4. the value is ``(P(θ) − max(D(ũ), 0))/P(θ)`` (0 for ``P = 0``; ``D = 0``,
    at ``u = 0``, is always feasible), an upper bound on the
    relative objective gap ``(P(θ) − P*)/P(θ)``.
@@ -57,9 +57,9 @@ again (the signs of far rows settle, as in Portnoy and Koenker's
 "globbing"), up to :data:`EXACT_ROUNDS` rounds a stage. The point returned
 is the best one evaluated (smallest ``P``), never a worse last one.
 
-In scikit-learn's units (``ρ_τ``, residual ``y − ŷ``) the box ``B`` is
-``[−τ, 1 − τ]`` read with the opposite sign, i.e. the classic ``[τ − 1, τ]``
-of quantile regression's dual, scaled by 2 as the loss is.
+``B = [c − 1, c + 1] = 2·[−τ, 1 − τ]``: with scikit-learn's residual ``y − ŷ``
+(``u → −u``) and its unscaled ``ρ_τ`` this is the classic ``[τ − 1, τ]`` of
+quantile regression's dual.
 """
 
 from __future__ import annotations
