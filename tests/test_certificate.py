@@ -227,6 +227,7 @@ def test_a_loss_without_a_certifier_is_never_called_converged(monkeypatch):
     (dict(penalty="l2", l1_ratio=0.5), ("l1_ratio", "elasticnet")),
     (dict(penalty="l1", l1_ratio=0.5), ("l1_ratio", "elasticnet")),
     (dict(epsilon=2.0), ("epsilon", "huber")),
+    (dict(loss="huber", quantile=0.9), ("quantile", "loss='quantile'")),
 ])
 def test_an_option_that_would_be_ignored_is_an_error(options, names):
     X, y = diabetes()
