@@ -243,7 +243,10 @@ def squared_error(problem, coef, intercept, tol, *, reference=None, refinement=N
 #: loss name → ``certifier(problem, coef, intercept, tol, *, reference, refinement, source) -> Certificate``;
 #: a loss without an entry is never certified (``kind="none"``)
 def robust_loss(problem, coef, intercept, tol, *, reference=None, refinement=None, source=None):
-    """Huber's gradient bound, the absolute error's and the pinball loss's LP duality gap (:func:`gradfit.robust.robust_certificate`)."""
+    """Huber's gradient bound, the absolute error's and the pinball loss's LP duality gap.
+
+    See :func:`gradfit.robust.robust_certificate`.
+    """
     from .robust import robust_certificate
 
     params = problem.scaling.from_raw(coef, intercept, problem.objective.engine.fit_intercept)

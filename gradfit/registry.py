@@ -58,7 +58,8 @@ AUTO_RATE = {"auto": None, "gd": 1.0, "momentum": 1.0, "nesterov": 1.0, "adam": 
 MOMENTUM_DECAY = 0.9
 ADAM_AUTO_RATE = 0.01
 #: ``absolute_error``, ``quantile`` (the losses without a curvature bound): their subgradient
-#: ``mean(sign(r) x)`` (shifted by ``1 − 2τ``) does not shrink with the residuals, so the step must carry the target's units. ``"auto"`` takes
+#: ``mean(sign(r) x)`` (shifted by ``1 − 2τ``) does not shrink with the residuals, so
+#: the step must carry the target's units. ``"auto"`` takes
 #: ``η = 2·rms(y)/L``, ``L`` the squared error's: that is ``1/L`` of the quadratic
 #: ``r²/(2 rms(y))``, which has ``|r|``'s value and slope at residuals of the
 #: size they start at (``r = −y`` from zero)
