@@ -26,11 +26,15 @@ from .estimator import GDRegressor
 from .fitting import check_combination, fit_source, prepare
 from .folds import fold_seed, fold_statistics, split_statistics
 from .alpha_path import MAX_SWEEPS, Quadratic, alpha_grid, compiled_kernel, solve_path, validation_mse
+from .cv_huber import fold_labels, huber_path
+from .robust.huber_cv import PATH_TOL as HUBER_PATH_TOL
 from .sources import ArraySource
 from .sources.base import single_threaded_blas, worker_threads
 
 #: the penalties whose alpha can be cross-validated
 CV_PENALTIES = ("l1", "l2", "elasticnet")
+#: the losses that can be cross-validated (the squared error from one pass, Huber by shared passes)
+CV_LOSSES = ("squared_error", "huber")
 #: the parameters GDRegressorCV adds to (or changes from) GDRegressor's
 _OWN = ("penalty", "alphas", "l1_ratio", "eps", "cv", "selection")
 
@@ -232,11 +236,9 @@ engine, random_state, warm_start, verbose
         self
         """
         self._validate_params()
-        if self.loss != "squared_error":
-            raise OptionError(
-                f"GDRegressorCV cross-validates the squared error only, not loss={self.loss!r} "
-                "(cross-validating Huber is not implemented yet)"
-            )
+        if self.loss not in CV_LOSSES:
+            raise OptionError(f"GDRegressorCV cross-validates loss='squared_error' and loss='huber', "
+                              f"not loss={self.loss!r}")
         l1_ratios = self._l1_ratios()
         given = self._given_alphas()
         # what the final fit would refuse (optimizer="cg" with L1, ...) is refused before the data are read
@@ -248,9 +250,76 @@ engine, random_state, warm_start, verbose
         if self.warm_start and hasattr(self, "coef_"):
             start = (np.atleast_2d(self.coef_), np.atleast_1d(self.intercept_))
         source = self._source(X, y, sample_weight, reset=True)
+        labels_of = None
+        if self.loss == "huber":  # Huber's passes need each row's fold (refuses overlapping splits unread)
+            labels_of = fold_labels(self._cv_folds(source), self.random_state, source)
         statistics = self._fold_statistics(source)
         self.n_folds_ = statistics.n_folds
 
+        if self.loss == "huber":
+            grids, mse, gaps, paths = self._huber_path(source, statistics, labels_of, l1_ratios, given)
+        else:
+            grids, mse, gaps = self._squared_path(statistics, l1_ratios, given)
+        n_folds = statistics.n_folds
+        n_l1 = len(l1_ratios)
+
+        best_ratio, best_alpha, mean, std_error = select(mse, self.selection)
+        alpha, ratio = float(grids[best_ratio, best_alpha]), l1_ratios[best_ratio]
+        if self.loss == "huber":  # the all-rows problems were solved along the path in the same passes
+            path_coefs, path_intercepts = paths["coefs"][best_ratio], paths["intercepts"][best_ratio]
+        else:  # the path on all the rows, from the statistics
+            full_path = solve_path(Quadratic.from_statistics(statistics.total, self.fit_intercept),
+                                   grids[best_ratio], ratio)
+            path_coefs, path_intercepts = full_path.coefs, full_path.intercepts
+
+        # the final fit starts from the path's point at the chosen alpha
+        settings = self._final_settings(alpha, ratio)
+        problem = prepare(source, settings, statistics=statistics.total)
+        if start is None:
+            coef, intercept = path_coefs[best_alpha], path_intercepts[best_alpha]
+        else:
+            coef, intercept = start
+        params = problem.scaling.from_raw(coef, intercept, self.fit_intercept)
+        shown = dict(quiet=not self.verbose, every=1 if self.verbose >= 2 else None, source=source)
+        with progress.reporter(self.epochs, **shown) as bars, progress.Interrupt() as interrupt:
+            result = fit_source(source, settings, params=params, problem=problem,
+                                callbacks=bars + tuple(callbacks or ()) + (interrupt,))
+        self._set_result(result, source, settings=settings)
+        self._warn_unsettled(result)
+
+        single = self._y_ndim == 1
+        self.alpha_, self.l1_ratio_ = alpha, ratio
+        self.alphas_ = grids[0] if n_l1 == 1 else grids
+        self.mse_path_ = mse[0] if n_l1 == 1 else mse
+        self.cv_loss_path_ = self.mse_path_
+        self.dual_gap_path_ = gaps
+        self.coef_path_ = path_coefs[:, 0, :] if single else path_coefs
+        self.cv_error_ = float(mean[best_ratio, best_alpha])
+        self.cv_std_error_ = float(std_error[best_ratio, best_alpha])
+        self.cv_report_ = {
+            "selection": self.selection,
+            "loss": self.loss,
+            "n_folds": n_folds,
+            "folds": "hashed" if isinstance(self.cv, Integral) or self.cv is None else "given",
+            "penalty": self.penalty,
+            "alpha": alpha,
+            "l1_ratio": ratio,
+            "cv_error": self.cv_error_,
+            "cv_std_error": self.cv_std_error_,
+            "l1_ratios": list(l1_ratios),
+            "alphas": grids.tolist(),
+            "mean_mse": mean.tolist(),
+            "std_error": std_error.tolist(),
+            "coef_path": path_coefs.tolist(),
+            "max_dual_gap": float(np.nanmax(gaps)) if np.any(np.isfinite(gaps)) else None,
+        }
+        if self.loss == "huber":
+            self.cv_report_["passes"] = paths["passes"]
+        self._final_settings_ = settings
+        return self
+
+    def _squared_path(self, statistics, l1_ratios, given):
+        """The squared error's paths from the fold statistics: ``(grids, mse, gaps)`` (no pass)."""
         total = Quadratic.from_statistics(statistics.total, self.fit_intercept)
         grids = np.array([given if given is not None else alpha_grid(total, r, self.alphas, self.eps)
                           for r in l1_ratios])
@@ -273,66 +342,35 @@ engine, random_state, warm_start, verbose
         if unsettled:
             warnings.warn(f"{unsettled} points of the cross-validation paths did not reach their duality gap "
                           f"in {MAX_SWEEPS} sweeps", ConvergenceWarning)
+        return grids, mse, gaps
 
-        best_ratio, best_alpha, mean, std_error = select(mse, self.selection)
-        alpha, ratio = float(grids[best_ratio, best_alpha]), l1_ratios[best_ratio]
-        # the path on all the rows: the final fit starts from its point at the chosen alpha
-        full_path = solve_path(total, grids[best_ratio], ratio)
+    def _huber_path(self, source, statistics, labels_of, l1_ratios, given):
+        """Huber's paths, every pass serving all folds (:mod:`gradfit.cv_huber`): ``(grids, loss, gaps, path)``."""
+        path = huber_path(source, statistics, labels_of, l1_ratios, given, n_alphas=self.alphas, eps=self.eps,
+                          epsilon=self.epsilon, fit_intercept=self.fit_intercept, max_iter=self.epochs)
+        if path["unsettled"]:
+            warnings.warn(f"{path['unsettled']} points of the cross-validation paths stopped at rounding before "
+                          f"their certificate reached {HUBER_PATH_TOL:g}", ConvergenceWarning)
+        return path["grids"], path["cv_loss"], path["gaps"][:, :, :-1], path
 
-        settings = self._final_settings(alpha, ratio)
-        problem = prepare(source, settings, statistics=statistics.total)
-        if start is None:
-            coef, intercept = full_path.coefs[best_alpha], full_path.intercepts[best_alpha]
-        else:
-            coef, intercept = start
-        params = problem.scaling.from_raw(coef, intercept, self.fit_intercept)
-        shown = dict(quiet=not self.verbose, every=1 if self.verbose >= 2 else None, source=source)
-        with progress.reporter(self.epochs, **shown) as bars, progress.Interrupt() as interrupt:
-            result = fit_source(source, settings, params=params, problem=problem,
-                                callbacks=bars + tuple(callbacks or ()) + (interrupt,))
-        self._set_result(result, source, settings=settings)
-        self._warn_unsettled(result)
-
-        single = self._y_ndim == 1
-        self.alpha_, self.l1_ratio_ = alpha, ratio
-        self.alphas_ = grids[0] if n_l1 == 1 else grids
-        self.mse_path_ = mse[0] if n_l1 == 1 else mse
-        self.dual_gap_path_ = gaps
-        self.coef_path_ = full_path.coefs[:, 0, :] if single else full_path.coefs
-        self.cv_error_ = float(mean[best_ratio, best_alpha])
-        self.cv_std_error_ = float(std_error[best_ratio, best_alpha])
-        self.cv_report_ = {
-            "selection": self.selection,
-            "n_folds": n_folds,
-            "folds": "hashed" if isinstance(self.cv, Integral) or self.cv is None else "given",
-            "penalty": self.penalty,
-            "alpha": alpha,
-            "l1_ratio": ratio,
-            "cv_error": self.cv_error_,
-            "cv_std_error": self.cv_std_error_,
-            "l1_ratios": list(l1_ratios),
-            "alphas": grids.tolist(),
-            "mean_mse": mean.tolist(),
-            "std_error": std_error.tolist(),
-            "coef_path": full_path.coefs.tolist(),
-            "max_dual_gap": float(np.max(gaps)),
-        }
-        self._final_settings_ = settings
-        return self
-
-    def _fold_statistics(self, source):
-        """One pass: hashed folds for a count, or the given splits for data in memory."""
-        seed = fold_seed(self.random_state)
+    def _cv_folds(self, source):
+        """``cv`` checked: a number of folds (``None``: 5) or, for data in memory, a splitter or split list."""
         cv = 5 if self.cv is None else self.cv
         if isinstance(cv, Integral):
             if cv < 2:
                 raise ValueError(f"cv must be at least 2 folds, not {cv}")
             if source.n_samples is not None and source.n_samples < cv:
                 raise ValueError(f"cannot make {cv} folds of {source.n_samples} samples")
-            return fold_statistics(source, cv, seed)
-        if not isinstance(source, ArraySource):
+        elif not isinstance(source, ArraySource):
             raise ValueError("a scikit-learn splitter or a list of (train, test) pairs needs data in memory; "
                              "for a file or a Dask collection give cv a number of folds")
+        return cv
+
+    def _fold_statistics(self, source):
+        """One pass: hashed folds for a count, or the given splits for data in memory."""
+        cv = self._cv_folds(source)
+        if isinstance(cv, Integral):
+            return fold_statistics(source, cv, fold_seed(self.random_state))
         splits = list(check_cv(cv).split(source.X, source.y[:, 0] if source.n_outputs == 1 else source.y))
         return split_statistics(source, splits)
 
