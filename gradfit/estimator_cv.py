@@ -53,6 +53,14 @@ class GDRegressorCV(GDRegressor):
     then fitted on all the rows by :class:`~gradfit.GDRegressor`'s own fit,
     started from the path's solution, from the same statistics.
 
+    For ``loss="huber"`` the paths are solved by passes over the data, each of
+    which serves every fold, every l1 ratio and the all-rows problem at once
+    (:mod:`gradfit.cv_huber`, :mod:`gradfit.robust.huber_cv`): the number of
+    passes does not grow with the number of folds. Each point is certified by
+    Huber's ``"gradient_bound"`` to a relative gap of ``1e-11``
+    (:data:`gradfit.robust.huber_cv.PATH_TOL`); the validation error is the
+    held-out rows' mean Huber loss.
+
     Parameters
     ----------
     penalty : {"l2", "l1", "elasticnet"}, default="elasticnet"
@@ -83,9 +91,10 @@ class GDRegressorCV(GDRegressor):
     learning_rate, epochs, tol, n_iter_no_change, fit_intercept, standardize, \
 optimizer, loss, epsilon, batch_size, schedule, power_t, step_size, gamma, \
 engine, random_state, warm_start, verbose
-        As :class:`~gradfit.GDRegressor`, for the final fit. ``loss`` must be
-        ``"squared_error"`` (cross-validating Huber is not implemented yet).
-        ``random_state`` also seeds the folds.
+        As :class:`~gradfit.GDRegressor`, for the final fit. ``loss`` is
+        ``"squared_error"`` or ``"huber"`` (with ``epsilon``; then ``cv``
+        splits must partition the rows, and ``epochs`` also caps each path
+        point's Newton iterations). ``random_state`` also seeds the folds.
 
     Attributes
     ----------
@@ -98,6 +107,10 @@ engine, random_state, warm_start, verbose
     mse_path_ : ndarray of shape (n_alphas, n_folds) or (n_l1_ratio, n_alphas, n_folds)
         Each fold's validation mean squared error (averaged over outputs) at
         each alpha; the l1-ratio axis only with several ratios, as scikit-learn.
+        For ``loss="huber"``: the held-out rows' (weighted) mean Huber loss
+        ``h(r)`` (:class:`gradfit.losses.Huber`), the loss being cross-validated.
+    cv_loss_path_ : ndarray
+        The same array as ``mse_path_``, under a name that fits every loss.
     cv_error_ : float
         The mean over folds of the validation error at the chosen point.
     cv_std_error_ : float
@@ -105,7 +118,9 @@ engine, random_state, warm_start, verbose
     coef_path_ : ndarray of shape (n_alphas, n_features) or (n_alphas, n_outputs, n_features)
         The path on all the rows, for the chosen l1 ratio's grid.
     dual_gap_path_ : ndarray of shape (n_l1_ratio, n_alphas, n_folds)
-        Each fold's path point's relative duality gap (0 for L2: exact).
+        Each fold's path point's relative duality gap (0 for L2: exact); for
+        Huber, the certified bound on its relative objective gap (``NaN`` at
+        ``alpha=0``: not computed).
     n_folds_ : int
     cv_report_ : dict
         What the model file, ``gradfit inspect`` and the report show.

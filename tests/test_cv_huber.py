@@ -185,3 +185,14 @@ def test_the_command_line(data, tmp_path):
     document = json.loads(model_path.read_text())
     assert document["cross_validation"]["loss"] == "huber"
     np.testing.assert_allclose(document["coef"][0], expected.coef_, rtol=1e-9)
+
+
+def test_several_outputs_share_the_passes_and_average_their_losses(data):
+    X, y = data
+    Y = np.c_[y, 0.5 * y + np.random.default_rng(8).standard_t(3, len(y))]
+    alphas = [1.0, 0.1, 0.01]
+    both = GDRegressorCV(loss="huber", penalty="l1", alphas=alphas, cv=3).fit(X, Y)
+    each = [GDRegressorCV(loss="huber", penalty="l1", alphas=alphas, cv=3).fit(X, Y[:, j]) for j in range(2)]
+    np.testing.assert_allclose(both.mse_path_, np.mean([m.mse_path_ for m in each], axis=0), rtol=1e-9)
+    assert both.coef_.shape == (2, 4) and both.coef_path_.shape == (3, 2, 4)
+    assert both.cv_report_["passes"] <= max(m.cv_report_["passes"] for m in each) + 3
