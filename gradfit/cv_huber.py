@@ -17,8 +17,7 @@ import numpy as np
 
 from .alpha_path import Quadratic, alpha_grid
 from .folds import check_splits, fold_seed, partition_labels
-from .robust.huber_cv import (FoldedProblems, alpha_max, given_labels, hashed_labels, intercept_solutions,
-                              solve_path)
+from .robust.huber_cv import FoldedProblems, alpha_max, given_labels, hashed_labels, intercept_solutions, solve_path
 from .robust.linalg import Gram
 from .scaling import Scaling
 

@@ -86,7 +86,7 @@ class HuberPath:
     params : ndarray of shape (n_l1_ratio, n_alphas, p, n_outputs)
         The all-rows problems' solutions (working units).
     unsettled : int
-        Points (problems × alphas) whose bound did not reach ``tol``.
+        Points (problems × alphas, ``alpha > 0``) whose bound did not reach ``tol``.
     passes : int
         Data passes, all included.
     """
@@ -245,7 +245,8 @@ class _State:
         # at alpha = 0 the bound needs a projection pass over the fold's rows alone: not computed
         certify = certify and problem.penalty is not None
         if self.iterations >= max_iter:
-            return self._finish(certify, gram)
+            self.finish(certify, gram)
+            return None
         theta, l1 = point["theta"], _l1_weights(problem)
         while True:
             try:
@@ -266,16 +267,16 @@ class _State:
         if not decrement > ROUNDING * ROUNDING * F:
             # nothing left that float64 can show: the bound is first order in the gradient, the decrement
             # second, so the decrement's rounding level is the square of the value's
-            return self._finish(certify, gram)
+            self.finish(certify, gram)
+            return None
         self.trial = (step, decrement)
         return theta + step
 
-    def _finish(self, certify, gram):
+    def finish(self, certify, gram):
         """Stop here; the bound of the last point, where none was computed at it (no pass for alpha > 0)."""
         self.done = True
         if certify and self.bound is None:
             self.bound = certificate(self.problem, self.point, gram)
-        return None
 
 
 def solve_path(problems, grids, *, intercept_only=None, tol=PATH_TOL, max_iter=1000):
@@ -317,7 +318,7 @@ def solve_path(problems, grids, *, intercept_only=None, tol=PATH_TOL, max_iter=1
             points[m] = state.point
             i, f, c = problems.ratio_index[m], problems.folds[m], problems.columns[m]
             settled = state.bound is not None and state.bound[0] is not None and state.bound[0] <= tol * state.bound[1]
-            unsettled += not settled
+            unsettled += not settled and state.problem.penalty is not None  # alpha = 0: no claim, by design
             if f >= 0:
                 cv_loss[i, a, f] += state.point["heldout"] / n_outputs
             else:
@@ -447,7 +448,7 @@ def _iterate(problems, states, tol, gram, max_iter, certify):
                     # a shorter, more gradient-like step next: Levenberg-Marquardt's own safeguard
                     state.damping = min(max(state.damping, state.floor) * 100.0, 1e12)
                 else:
-                    state._finish(certify, gram)  # no decrease left to find: rounding has taken over
+                    state.finish(certify, gram)  # no decrease left to find: rounding has taken over
                 continue
             t = float(LINE_STEPS[admissible][np.argmin(values[admissible])])
             state.chosen = state.point["theta"] + t * step
