@@ -48,9 +48,10 @@ def folded_huber_sums(labels_of, folds, columns, thetas, epsilon, scaling, fit_i
     scaling : Scaling
     fit_intercept : bool
     line : tuple, optional
-        ``(which, bases, directions, steps)``: for the problems ``which``
-        (indices, shape (l,)), ``Σ v h`` at ``bases + t·directions`` (both (p, l)) for every
-        ``t`` in ``steps`` (T,) — a line search of every problem in the same pass.
+        ``(line_folds, line_columns, bases, directions, steps)``: for ``l`` more
+        problems (their folds and columns, shape (l,)), ``Σ v h`` over their
+        training rows at ``bases + t·directions`` (both (p, l)) for every ``t``
+        in ``steps`` (T,): the line searches, in the same pass.
     """
     folds = np.asarray(folds)
     columns = np.asarray(columns)
@@ -67,7 +68,7 @@ def folded_huber_sums(labels_of, folds, columns, thetas, epsilon, scaling, fit_i
             "heldout": np.zeros(m), "heldout_weight": np.zeros(m),
         }
         if line is not None:
-            out["line"] = np.zeros((len(line[0]), line[3].shape[0]))
+            out["line"] = np.zeros((len(line[0]), line[4].shape[0]))
         for start, Z, weight in _blocks(chunk, scaling, fit_intercept):
             n = Z.shape[0]
             Y = chunk.y[start:start + n][:, columns]
@@ -101,11 +102,12 @@ def folded_huber_sums(labels_of, folds, columns, thetas, epsilon, scaling, fit_i
                         block *= np.sqrt(v[rows])[:, None]
                     out["hessian"][j] += 2.0 * (block.T @ block)
             if line is not None:
-                which, bases, directions, steps = line
+                line_folds, line_columns, bases, directions, steps = line
                 base = Z @ bases
-                base -= Y[:, which]
+                base -= chunk.y[start:start + n][:, line_columns]
                 trial = base[:, :, None] + (Z @ directions)[:, :, None] * steps[None, None, :]
-                out["line"] += np.einsum("nl,nlt->lt", V[:, which], _huber(trial, epsilon))
+                trains = (labels[start:start + n, None] != line_folds[None, :]) * v[:, None]
+                out["line"] += np.einsum("nl,nlt->lt", trains, _huber(trial, epsilon))
         return out
 
     return partial

@@ -24,8 +24,9 @@ statistics and the L2 part, damped by ``μI`` as in :func:`gradfit.robust.huber.
 by coordinate descent on the ``p × p`` model (no pass; for ``l1 = 0`` one
 Cholesky solve); the decrement is ``λ = −(gᵀΔ + P₁(θ + Δ) − P₁(θ))`` and the
 step ``t`` satisfies Armijo's rule ``F(θ + tΔ) ≤ F(θ) − 10⁻⁴ t λ``: the full
-step first, else the best of :data:`LINE_STEPS` — whose values the full
-step's pass already carried — then one pass at that point; when none
+step first, else the best of :data:`LINE_STEPS` (their values from the next
+round's pass, or from the same pass as the step where the problem's previous
+step failed too), then one pass at that point; when none
 satisfies the rule, the damping ``μ`` grows 100-fold and a shorter step is
 proposed (or, with ``λ`` at rounding level, the point stops).
 
@@ -54,10 +55,10 @@ from ..penalties import ElasticNet
 from .folded_sums import add_folded, folded_huber_sums
 from .huber import ARMIJO, ROUNDING, HuberProblem, certificate
 
-#: the steps every full step's pass also evaluates, for its line search: 2^-1 … 2^-8 (fewer than
-#: gradfit.robust.huber's 40: they cost a residual each per training row and problem, in every pass;
-#: where none decreases F enough, the damping grows 100-fold instead, which shortens the next step)
-LINE_STEPS = 0.5 ** np.arange(1, 9)
+#: the steps a line search evaluates in one pass: 2^-1 … 2^-12 (fewer than gradfit.robust.huber's 40:
+#: each costs a residual per training row and problem; where none decreases F enough, the damping
+#: grows 100-fold instead, which shortens the next step)
+LINE_STEPS = 0.5 ** np.arange(1, 13)
 #: coordinate-descent sweeps of one proximal Newton step at most, and their stop (relative move)
 CD_SWEEPS = 10_000
 CD_TOL = 1e-14
@@ -262,6 +263,8 @@ class _State:
         self.trial = None  # (step, decrement) while a full step is being tried
         self.chosen = None  # the point the line search picked, to evaluate
         self.flat = 0  # full steps taken within F's rounding
+        self.searching = None  # (step, decrement) of a failed full step, whose line values come next
+        self.backtracked = False  # the last full step failed: the next one's line values come with it
 
     def propose(self, tol, gram, max_iter, certify):
         """The parameters to evaluate next (a full step), or ``None`` when this problem is done."""
@@ -418,7 +421,13 @@ def given_labels(labels):
 
 
 def _iterate(problems, states, tol, gram, max_iter, certify):
-    """Run every unfinished state to its stop, one shared pass per round."""
+    """Run every unfinished state to its stop, one shared pass per round.
+
+    A round's pass evaluates every problem's full step (or the point its line
+    search chose) and the line searches of the problems whose last full step
+    failed Armijo's rule; a problem that has just backtracked asks for its next
+    step's line values with the step itself (steps fail in runs).
+    """
     while True:
         which, thetas, line = [], [], []
         for m, state in enumerate(states):
@@ -428,23 +437,26 @@ def _iterate(problems, states, tol, gram, max_iter, certify):
                 which.append(m)
                 thetas.append(state.chosen)
                 continue
+            if state.searching is not None:
+                line.append(m)
+                continue
             proposal = state.propose(tol, gram, max_iter, certify)
             if proposal is not None:
                 which.append(m)
                 thetas.append(proposal)
-                line.append(m)
-        if not which:
+                if state.backtracked:
+                    line.append(m)
+        if not which and not line:
             return
-        which = np.array(which)
         line_spec = None
         if line:
-            position = {m: j for j, m in enumerate(which)}
-            line_index = np.array([position[m] for m in line])
-            bases = np.stack([states[m].point["theta"] for m in line], axis=1)
-            directions = np.stack([states[m].trial[0] for m in line], axis=1)
-            line_spec = (line_index, bases, directions, LINE_STEPS)
-        sums = problems.evaluate(which, np.stack(thetas, axis=1), line=line_spec)
-        line_row = {m: r for r, m in enumerate(line)}
+            line_spec = (problems.folds[line], problems.columns[line],
+                         np.stack([states[m].point["theta"] for m in line], axis=1),
+                         np.stack([(states[m].searching or states[m].trial)[0] for m in line], axis=1), LINE_STEPS)
+        sums = problems.evaluate(np.array(which, dtype=np.intp),
+                                 np.stack(thetas, axis=1) if thetas else np.zeros((gram.matrix.shape[0], 0)),
+                                 line=line_spec)
+        line_values = {m: sums["line"][r] for r, m in enumerate(line)}
         for j, m in enumerate(which):
             state = states[m]
             point = _point(state.problem, thetas[j], _own(sums, j))
@@ -464,17 +476,34 @@ def _iterate(problems, states, tol, gram, max_iter, certify):
                 state.point, state.bound = point, None
                 state.iterations += 1
                 state.damping = max(state.damping / 10.0, state.floor)
+                state.backtracked = False
                 continue
-            values = sums["line"][line_row[m]] / state.problem.sum_weights + np.array(
-                [state.problem.penalty_value(state.point["theta"] + t * step) for t in LINE_STEPS])
-            admissible = values <= F - ARMIJO * LINE_STEPS * decrement
-            if not admissible.any():
-                if decrement > NEAR * F and state.damping < 1e12:
-                    # a shorter, more gradient-like step next: Levenberg-Marquardt's own safeguard
-                    state.damping = min(max(state.damping, state.floor) * 100.0, 1e12)
-                else:
-                    state.finish(certify, gram)  # no decrease left to find: rounding has taken over
-                continue
-            t = float(LINE_STEPS[admissible][np.argmin(values[admissible])])
-            state.chosen = state.point["theta"] + t * step
-            state.damping = min(state.damping * 10.0, 1e12)
+            state.backtracked = True
+            if m in line_values:
+                _choose(state, step, decrement, line_values.pop(m), certify, gram)
+            else:
+                state.searching = (step, decrement)  # its line values: the next round's pass
+        for m, values in line_values.items():
+            state = states[m]
+            if state.searching is not None:
+                step, decrement = state.searching
+                state.searching = None
+                _choose(state, step, decrement, values, certify, gram)
+
+
+def _choose(state, step, decrement, line_values, certify, gram):
+    """After a failed full step: the best admissible ``t`` of :data:`LINE_STEPS` (its point next), or more damping."""
+    F = state.point["F"]
+    values = line_values / state.problem.sum_weights + np.array(
+        [state.problem.penalty_value(state.point["theta"] + t * step) for t in LINE_STEPS])
+    admissible = values <= F - ARMIJO * LINE_STEPS * decrement
+    if not admissible.any():
+        if decrement > NEAR * F and state.damping < 1e12:
+            # a shorter, more gradient-like step next: Levenberg-Marquardt's own safeguard
+            state.damping = min(max(state.damping, state.floor) * 100.0, 1e12)
+        else:
+            state.finish(certify, gram)  # no decrease left to find: rounding has taken over
+        return
+    t = float(LINE_STEPS[admissible][np.argmin(values[admissible])])
+    state.chosen = state.point["theta"] + t * step
+    state.damping = min(state.damping * 10.0, 1e12)
