@@ -22,18 +22,17 @@ from .robust.linalg import Gram
 from .scaling import Scaling
 
 
-def fold_labels(cv, random_state, source):
-    """``labels_of(chunk)`` for the folds of ``cv``: hashed for a count, else the splits' partition of the rows.
+def fold_labels(folds, random_state, source):
+    """``labels_of(chunk)`` for ``folds``: hashed for a count, else the partition of the rows by the splits.
 
-    Huber's passes need each row's one held-out fold: splits whose test sets
-    do not partition the rows (``ShuffleSplit``, repeated splits) are refused.
+    ``folds`` is a number of folds or a list of ``(train, test)`` pairs (for an
+    in-memory ``source``). Huber's passes need each row's one held-out fold:
+    splits whose test sets do not partition the rows (``ShuffleSplit``,
+    repeated splits) are refused.
     """
-    if isinstance(cv, Integral):
-        return hashed_labels(cv, fold_seed(random_state))
-    from sklearn.model_selection import check_cv
-
-    splits = list(check_cv(cv).split(source.X, source.y[:, 0] if source.n_outputs == 1 else source.y))
-    labels = partition_labels(check_splits(splits, source.n_samples), source.n_samples)
+    if isinstance(folds, Integral):
+        return hashed_labels(folds, fold_seed(random_state))
+    labels = partition_labels(check_splits(folds, source.n_samples), source.n_samples)
     if labels is None:
         raise ValueError('loss="huber" cross-validates folds whose test sets partition the rows (KFold, '
                          "GroupKFold, or cv=<number of folds>), not overlapping or partial splits")

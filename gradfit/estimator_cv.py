@@ -265,10 +265,11 @@ engine, random_state, warm_start, verbose
         if self.warm_start and hasattr(self, "coef_"):
             start = (np.atleast_2d(self.coef_), np.atleast_1d(self.intercept_))
         source = self._source(X, y, sample_weight, reset=True)
+        folds = self._folds(source)  # a count, or the splits (drawn once: a shuffling splitter draws anew)
         labels_of = None
         if self.loss == "huber":  # Huber's passes need each row's fold (refuses overlapping splits unread)
-            labels_of = fold_labels(self._cv_folds(source), self.random_state, source)
-        statistics = self._fold_statistics(source)
+            labels_of = fold_labels(folds, self.random_state, source)
+        statistics = self._fold_statistics(source, folds)
         self.n_folds_ = statistics.n_folds
 
         if self.loss == "huber":
@@ -368,26 +369,25 @@ engine, random_state, warm_start, verbose
                           f"their certificate reached {HUBER_PATH_TOL:g}", ConvergenceWarning)
         return path["grids"], path["cv_loss"], path["gaps"][:, :, :-1], path
 
-    def _cv_folds(self, source):
-        """``cv`` checked: a number of folds (``None``: 5) or, for data in memory, a splitter or split list."""
+    def _folds(self, source):
+        """``cv`` checked: a number of folds (``None``: 5), or, for data in memory, the list of its splits."""
         cv = 5 if self.cv is None else self.cv
         if isinstance(cv, Integral):
             if cv < 2:
                 raise ValueError(f"cv must be at least 2 folds, not {cv}")
             if source.n_samples is not None and source.n_samples < cv:
                 raise ValueError(f"cannot make {cv} folds of {source.n_samples} samples")
-        elif not isinstance(source, ArraySource):
+            return cv
+        if not isinstance(source, ArraySource):
             raise ValueError("a scikit-learn splitter or a list of (train, test) pairs needs data in memory; "
                              "for a file or a Dask collection give cv a number of folds")
-        return cv
+        return list(check_cv(cv).split(source.X, source.y[:, 0] if source.n_outputs == 1 else source.y))
 
-    def _fold_statistics(self, source):
-        """One pass: hashed folds for a count, or the given splits for data in memory."""
-        cv = self._cv_folds(source)
-        if isinstance(cv, Integral):
-            return fold_statistics(source, cv, fold_seed(self.random_state))
-        splits = list(check_cv(cv).split(source.X, source.y[:, 0] if source.n_outputs == 1 else source.y))
-        return split_statistics(source, splits)
+    def _fold_statistics(self, source, folds):
+        """One pass: hashed folds for a count, or the given splits (:meth:`_folds`) for data in memory."""
+        if isinstance(folds, Integral):
+            return fold_statistics(source, folds, fold_seed(self.random_state))
+        return split_statistics(source, folds)
 
     # cross-validation needs all the data at once: no partial_fit (hasattr says so)
     partial_fit = available_if(lambda self: False)(GDRegressor.partial_fit)

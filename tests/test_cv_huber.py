@@ -146,6 +146,9 @@ def test_given_folds_and_what_it_refuses(data):
     hashed = GDRegressorCV(loss="huber", penalty="l2", alphas=4, cv=3).fit(X, y)
     listed = GDRegressorCV(loss="huber", penalty="l2", alphas=4, cv=split(len(X), 3)).fit(X, y)
     np.testing.assert_allclose(listed.mse_path_, hashed.mse_path_, rtol=1e-10)
+    # splits are drawn once, for the statistics and the passes alike (a generator can be read only once)
+    drawn = GDRegressorCV(loss="huber", penalty="l2", alphas=4, cv=(pair for pair in split(len(X), 3))).fit(X, y)
+    np.testing.assert_allclose(drawn.mse_path_, hashed.mse_path_, rtol=1e-10)
     alphas = hashed.alphas_[2:]
     kfold = GDRegressorCV(loss="huber", penalty="l2", alphas=alphas, cv=KFold(3)).fit(X, y)
     folds = list(KFold(3).split(X))
