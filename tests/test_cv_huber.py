@@ -162,8 +162,9 @@ def test_given_folds_and_what_it_refuses(data):
 def test_sample_weights_weight_the_training_and_the_validation(data):
     X, y = data
     weight = np.random.default_rng(4).uniform(0.2, 3.0, len(y))
-    alphas = [1.0, 0.1]
+    alphas = [1.0, 0.0]  # alpha = 0 too: its bound projects each fold's dual point over its own rows
     model = GDRegressorCV(loss="huber", penalty="l2", alphas=alphas, cv=3).fit(X, y, sample_weight=weight)
+    assert np.all(model.dual_gap_path_ <= PATH_TOL)
     for f, (train, test) in enumerate(split(len(X), 3)):
         for a, alpha in enumerate(alphas):
             _, theta = huber_oracle(X[train], y[train], EPSILON, weight=weight[train], l2=alpha)
@@ -199,3 +200,32 @@ def test_several_outputs_share_the_passes_and_average_their_losses(data):
     np.testing.assert_allclose(both.mse_path_, np.mean([m.mse_path_ for m in each], axis=0), rtol=1e-9)
     assert both.coef_.shape == (2, 4) and both.coef_path_.shape == (3, 2, 4)
     assert both.cv_report_["passes"] <= max(m.cv_report_["passes"] for m in each) + 3
+
+
+def test_the_unpenalized_bound_is_the_robust_certificate_and_bounds_the_gap(data):
+    # alpha = 0: every problem's dual point projected over its own training rows, in shared passes
+    from gradfit.folds import fold_statistics
+    from gradfit.robust.huber import HuberProblem, certificate
+    from gradfit.robust.huber_cv import FoldedProblems, _own, _point, _State, hashed_labels, unpenalized_bounds
+    from gradfit.robust.linalg import Gram
+    from gradfit.scaling import Scaling
+
+    X, y = data
+    source = ArraySource(X, y[:, None])
+    statistics = fold_statistics(source, 3, 0)
+    scaling = Scaling.from_statistics(statistics.total, True, True)
+    gram = Gram(statistics.total, scaling, True)
+    problems = FoldedProblems(source, hashed_labels(3, 0), statistics, scaling, True, EPSILON, gram, [0.0], 1)
+    theta = gram.least_squares[:, 0]  # least squares: not Huber's optimum, so the bounds are positive
+    sums = problems.evaluate(np.arange(4), np.tile(theta[:, None], (1, 4)))
+    states = [(m, _State(problems.problem(m, 0.0), _point(problems.problem(m, 0.0), theta, _own(sums, m)), gram, None))
+              for m in range(4)]
+    bounds = unpenalized_bounds(problems, states)
+    # the all-rows problem (the last): gradfit.robust's own certificate, which reads the whole source
+    whole = HuberProblem(source, 0, EPSILON, scaling, True, None, statistics.total)
+    expected = certificate(whole, whole.evaluate(theta, hessian=False), gram)
+    assert bounds[3][0] == pytest.approx(expected[0], rel=1e-9) and bounds[3][1] == pytest.approx(expected[1])
+    for f, (train, _) in enumerate(split(len(X), 3)):  # each fold's bound holds its true gap
+        optimum, _ = huber_oracle(X[train], y[train], EPSILON)
+        gap, value = bounds[f]
+        assert value - optimum <= gap * (1 + 1e-9) and gap > 0

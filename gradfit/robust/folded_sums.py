@@ -123,3 +123,48 @@ def add_folded(a, b):
         else:
             a[key] = a[key] + value
     return a
+
+
+def folded_dual_sums(labels_of, folds, columns, thetas, corrections, epsilon, scaling, fit_intercept):
+    """Per chunk, for every problem at ``s̃ = 2·clip(r, −ε, ε) − Z·correction`` over its training rows.
+
+    :func:`gradfit.robust.sums.huber_dual_sums` for many problems at once:
+    ``s_target = Σ v s̃ y``, ``s_square = Σ v s̃²``, ``s_features = Zᵀ(v s̃)``
+    (p, m) and ``max_abs = max |s̃|`` (rows of positive weight); combine with
+    :func:`add_folded_dual`. ``corrections`` (p, m).
+    """
+    folds = np.asarray(folds)
+    columns = np.asarray(columns)
+    p, m = thetas.shape
+
+    def partial(chunk):
+        if chunk.n_rows == 0:
+            return None
+        labels = labels_of(chunk)
+        out = {"s_target": np.zeros(m), "s_square": np.zeros(m), "s_features": np.zeros((p, m)),
+               "max_abs": np.zeros(m)}
+        for start, Z, weight in _blocks(chunk, scaling, fit_intercept):
+            n = Z.shape[0]
+            Y = chunk.y[start:start + n][:, columns]
+            v = np.ones(n) if weight is None else np.asarray(weight, dtype=float)
+            train = labels[start:start + n, None] != folds[None, :]
+            V = train * v[:, None]
+            R = Z @ thetas
+            R -= Y
+            S = 2.0 * np.clip(R, -epsilon, epsilon) - Z @ corrections
+            VS = V * S
+            out["s_target"] += np.einsum("nm,nm->m", VS, Y)
+            out["s_square"] += np.einsum("nm,nm->m", VS, S)
+            out["s_features"] += Z.T @ VS
+            live = train & (v > 0)[:, None]
+            out["max_abs"] = np.maximum(out["max_abs"], np.where(live, np.abs(S), 0.0).max(axis=0))
+        return out
+
+    return partial
+
+
+def add_folded_dual(a, b):
+    """Combine two outputs of :func:`folded_dual_sums`: ``max_abs`` by maximum, the rest added."""
+    for key, value in b.items():
+        a[key] = np.maximum(a[key], value) if key == "max_abs" else a[key] + value
+    return a

@@ -32,11 +32,14 @@ proposed (or, with ``λ`` at rounding level, the point stops).
 
 **Certificate**: each point stops once ``λ ≤ tol·F`` and the dual bound of
 :func:`gradfit.robust.huber.certificate` (``"gradient_bound"``; from the
-point's own sums, no pass when ``alpha > 0``) is within ``tol·F`` — a proof
+point's own sums, no pass, when ``alpha > 0``) is within ``tol·F`` — a proof
 that ``F(θ) − F* ≤ tol·F(θ)`` — or once ``λ`` is at rounding level
-(:data:`~gradfit.robust.huber.ROUNDING`), uncertified. At ``alpha = 0`` the
-bound needs a projection pass over the fold's rows alone; it is not computed
-there (no claim, ``NaN``).
+(``ROUNDING²·F``: the decrement is second order in the gradient, the bound
+first) or no step decreases ``F``, with the bound of the last point, which
+may then exceed ``tol`` (counted as unsettled). At ``alpha = 0`` the bound
+needs the dual point projected over each problem's own rows
+(:func:`unpenalized_bounds`): the point runs to rounding, then one shared
+pass (rarely two or three) bounds every problem of that alpha at once.
 
 **Validation**: a fold's error at alpha ``j`` is the weighted mean Huber
 loss ``Σ_{rows in f} v h(r) / Σ_{rows in f} v`` of its held-out rows at its
@@ -52,8 +55,8 @@ import numpy as np
 
 from ..folds import fold_of
 from ..penalties import ElasticNet
-from .folded_sums import add_folded, folded_huber_sums
-from .huber import ARMIJO, ROUNDING, HuberProblem, certificate
+from .folded_sums import add_folded, add_folded_dual, folded_dual_sums, folded_huber_sums
+from .huber import ARMIJO, CONSTRAINT_ROUNDING, ROUNDING, HuberProblem, certificate
 
 #: the steps a line search evaluates in one pass: 2^-1 … 2^-12 (fewer than gradfit.robust.huber's 40:
 #: each costs a residual per training row and problem; where none decreases F enough, the damping
@@ -83,11 +86,11 @@ class HuberPath:
         Each fold's held-out mean Huber loss (averaged over outputs).
     gaps : ndarray of shape (n_l1_ratio, n_alphas, n_folds + 1)
         Each point's certified relative objective gap bound (the last column:
-        all the rows); ``NaN`` where no bound was computed.
+        all the rows); ``NaN`` where no dual point could be made feasible.
     params : ndarray of shape (n_l1_ratio, n_alphas, p, n_outputs)
         The all-rows problems' solutions (working units).
     unsettled : int
-        Points (problems × alphas, ``alpha > 0``) whose bound did not reach ``tol``.
+        Points (problems × alphas) whose bound did not reach ``tol``.
     passes : int
         Data passes, all included.
     """
@@ -151,6 +154,60 @@ class FoldedProblems:
         )
         self.passes += 1
         return sums
+
+
+def unpenalized_bounds(problems, states):
+    """``(F − D, F)`` for the unpenalized (``alpha = 0``) ``states``, in shared passes.
+
+    :func:`gradfit.robust.huber.certificate`'s unpenalized case for many
+    problems at once: each ``s`` is projected onto ``{Σ v s z = 0}`` over its
+    own training rows with its own Gram (from the fold's statistics),
+    ``s̃ = s − Z G_m⁺ ∇F``; one pass gives every problem's sums, a second (and
+    third) corrects the problems whose constraint residual is above rounding.
+    A problem still above after three passes gets ``None`` (no claim).
+    """
+    from .linalg import Gram
+
+    index = [m for m, _ in states]
+    grams = [Gram(problems.statistics[m], problems.scaling, problems.fit_intercept) for m in index]
+    W = np.array([state.problem.sum_weights for _, state in states])
+    thetas = np.stack([state.point["theta"] for _, state in states], axis=1)
+    corrections = np.stack([g.solve(state.point["sums"]["gradient"] / w)
+                            for g, (_, state), w in zip(grams, states, W)], axis=1)
+    eps = problems.epsilon
+    limits = np.array([CONSTRAINT_ROUNDING * 2.0 * eps * float(np.sqrt(np.max(np.diag(g.matrix)))) for g in grams])
+    pending = np.arange(len(states))
+    results = [None] * len(states)
+    for _ in range(3):
+        rows = np.array(index)[pending]
+        sums = problems.source.reduce(
+            folded_dual_sums(problems.labels_of, problems.folds[rows], problems.columns[rows], thetas[:, pending],
+                             corrections[:, pending], eps, problems.scaling, problems.fit_intercept),
+            add_folded_dual,
+        )
+        problems.passes += 1
+        still = []
+        for j, i in enumerate(pending):
+            residual = sums["s_features"][:, j] / W[i]
+            if np.max(np.abs(residual)) <= limits[i]:
+                results[i] = (sums["s_target"][j] / W[i], sums["s_square"][j] / W[i], sums["max_abs"][j])
+            else:
+                corrections[:, i] += grams[i].solve(residual)
+                still.append(i)
+        pending = np.array(still, dtype=np.intp)
+        if not pending.size:
+            break
+    bounds = []
+    for (_, state), result in zip(states, results):
+        F = state.point["F"]
+        if result is None:
+            bounds.append((None, F))
+            continue
+        A, B, M = result
+        upper = 2.0 * eps / M if M > 0 else 1.0
+        tau = min(max(-2.0 * A / B, 0.0), upper) if B > 0 else upper  # the concave quadratic's maximizer
+        bounds.append((F - max(0.0, -tau * A - 0.25 * tau * tau * B), F))
+    return bounds
 
 
 def _own(sums, j):
@@ -270,7 +327,7 @@ class _State:
         """The parameters to evaluate next (a full step), or ``None`` when this problem is done."""
         point, problem = self.point, self.problem
         F = point["F"]
-        # at alpha = 0 the bound needs a projection pass over the fold's rows alone: not computed
+        # at alpha = 0 the bound needs a projection pass: computed for all problems at once afterwards
         certify = certify and problem.penalty is not None
         if self.iterations >= max_iter:
             self.finish(certify, gram)
@@ -342,11 +399,15 @@ def solve_path(problems, grids, *, intercept_only=None, tol=PATH_TOL, max_iter=1
             problem = problems.problem(m, float(grids[problems.ratio_index[m], a]))
             states.append(_State(problem, _point(problem, points[m]["theta"], points[m]["sums"]), gram, None))
         _iterate(problems, states, tol, gram, max_iter, certify=True)
+        unpenalized = [(m, state) for m, state in enumerate(states) if state.problem.penalty is None]
+        if unpenalized:  # alpha = 0: the bound needs a projection over each problem's rows (shared passes)
+            for (m, state), bound in zip(unpenalized, unpenalized_bounds(problems, unpenalized)):
+                state.bound = bound
         for m, state in enumerate(states):
             points[m] = state.point
             i, f, c = problems.ratio_index[m], problems.folds[m], problems.columns[m]
             settled = state.bound is not None and state.bound[0] is not None and state.bound[0] <= tol * state.bound[1]
-            unsettled += not settled and state.problem.penalty is not None  # alpha = 0: no claim, by design
+            unsettled += not settled
             if f >= 0:
                 cv_loss[i, a, f] += state.point["heldout"] / n_outputs
             else:
