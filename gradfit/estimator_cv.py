@@ -119,8 +119,8 @@ engine, random_state, warm_start, verbose
         The path on all the rows, for the chosen l1 ratio's grid.
     dual_gap_path_ : ndarray of shape (n_l1_ratio, n_alphas, n_folds)
         Each fold's path point's relative duality gap (0 for L2: exact); for
-        Huber, the certified bound on its relative objective gap (``NaN`` at
-        ``alpha=0``: not computed).
+        Huber, the certified bound on its relative objective gap (``NaN``
+        where no dual point could be made feasible to rounding).
     n_folds_ : int
     cv_report_ : dict
         What the model file, ``gradfit inspect`` and the report show.
