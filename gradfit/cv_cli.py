@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import math
 
+#: what the CV error is, per loss (a record without ``loss`` is the squared error's)
+_ERRORS = {"squared_error": "MSE", "huber": "Huber loss"}
 #: the flags that only mean something with ``--alpha cv``
 CV_FLAGS = {"folds": "--folds", "alphas": "--alphas", "selection": "--selection"}
 
@@ -74,7 +76,8 @@ def folds_value(text):
 def add_options(parser):
     """``train``'s cross-validation flags (used with ``--alpha cv``)."""
     group = parser.add_argument_group(
-        "cross-validation (with --alpha cv: GDRegressorCV, one read of the data for the squared error)")
+        "cross-validation (with --alpha cv: GDRegressorCV, one read of the data for the squared error; "
+        "for --loss huber every pass serves all folds)")
     group.add_argument("--folds", type=folds_value, metavar="K",
                        help="number of folds, each row's from a seeded hash of its position (--seed); default 5")
     group.add_argument("--alphas", type=alphas_value, metavar="N|A,B,...",
@@ -151,7 +154,7 @@ def choice_lines(record, indent="  "):
         f"{indent}grid:      {_grid_text(record)} ({record['folds']} folds), penalty {record['penalty']}",
         f"{indent}chosen:    alpha {record['alpha']:.6g}{ratio} ({rule})",
         f"{indent}CV error:  {record['cv_error']:.6g} ± {record['cv_std_error']:.3g} "
-        "(mean validation MSE over folds ± its standard error)",
+        f"(mean validation {_ERRORS.get(record.get('loss'), 'MSE')} over folds ± its standard error)",
     ]
 
 

@@ -26,11 +26,15 @@ from .estimator import GDRegressor
 from .fitting import check_combination, fit_source, prepare
 from .folds import fold_seed, fold_statistics, split_statistics
 from .alpha_path import MAX_SWEEPS, Quadratic, alpha_grid, compiled_kernel, solve_path, validation_mse
+from .cv_huber import fold_labels, huber_path
+from .robust.huber_cv import PATH_TOL as HUBER_PATH_TOL
 from .sources import ArraySource
 from .sources.base import single_threaded_blas, worker_threads
 
 #: the penalties whose alpha can be cross-validated
 CV_PENALTIES = ("l1", "l2", "elasticnet")
+#: the losses that can be cross-validated (the squared error from one pass, Huber by shared passes)
+CV_LOSSES = ("squared_error", "huber")
 #: the parameters GDRegressorCV adds to (or changes from) GDRegressor's
 _OWN = ("penalty", "alphas", "l1_ratio", "eps", "cv", "selection")
 
@@ -48,6 +52,14 @@ class GDRegressorCV(GDRegressor):
     ``1e-12 · var(y)`` (:data:`gradfit.alpha_path.PATH_TOL`). The chosen model is
     then fitted on all the rows by :class:`~gradfit.GDRegressor`'s own fit,
     started from the path's solution, from the same statistics.
+
+    For ``loss="huber"`` the paths are solved by passes over the data, each of
+    which serves every fold, every l1 ratio and the all-rows problem at once
+    (:mod:`gradfit.cv_huber`, :mod:`gradfit.robust.huber_cv`): the number of
+    passes does not grow with the number of folds. Each point is certified by
+    Huber's ``"gradient_bound"`` to a relative gap of ``1e-11``
+    (:data:`gradfit.robust.huber_cv.PATH_TOL`); the validation error is the
+    held-out rows' mean Huber loss.
 
     Parameters
     ----------
@@ -79,9 +91,10 @@ class GDRegressorCV(GDRegressor):
     learning_rate, epochs, tol, n_iter_no_change, fit_intercept, standardize, \
 optimizer, loss, epsilon, quantile, batch_size, schedule, power_t, step_size, gamma, \
 engine, random_state, warm_start, verbose
-        As :class:`~gradfit.GDRegressor`, for the final fit. ``loss`` must be
-        ``"squared_error"`` (cross-validating Huber is not implemented yet).
-        ``random_state`` also seeds the folds.
+        As :class:`~gradfit.GDRegressor`, for the final fit. ``loss`` is
+        ``"squared_error"`` or ``"huber"`` (with ``epsilon``; then ``cv``
+        splits must partition the rows, and ``epochs`` also caps each path
+        point's Newton iterations). ``random_state`` also seeds the folds.
 
     Attributes
     ----------
@@ -94,6 +107,10 @@ engine, random_state, warm_start, verbose
     mse_path_ : ndarray of shape (n_alphas, n_folds) or (n_l1_ratio, n_alphas, n_folds)
         Each fold's validation mean squared error (averaged over outputs) at
         each alpha; the l1-ratio axis only with several ratios, as scikit-learn.
+        For ``loss="huber"``: the held-out rows' (weighted) mean Huber loss
+        ``h(r)`` (:class:`gradfit.losses.Huber`), the loss being cross-validated.
+    cv_loss_path_ : ndarray
+        The same array as ``mse_path_``, under a name that fits every loss.
     cv_error_ : float
         The mean over folds of the validation error at the chosen point.
     cv_std_error_ : float
@@ -101,7 +118,9 @@ engine, random_state, warm_start, verbose
     coef_path_ : ndarray of shape (n_alphas, n_features) or (n_alphas, n_outputs, n_features)
         The path on all the rows, for the chosen l1 ratio's grid.
     dual_gap_path_ : ndarray of shape (n_l1_ratio, n_alphas, n_folds)
-        Each fold's path point's relative duality gap (0 for L2: exact).
+        Each fold's path point's relative duality gap (0 for L2: exact); for
+        Huber, the certified bound on its relative objective gap (``NaN``
+        where no dual point could be made feasible to rounding).
     n_folds_ : int
     cv_report_ : dict
         What the model file, ``gradfit inspect`` and the report show.
@@ -234,11 +253,9 @@ engine, random_state, warm_start, verbose
         self
         """
         self._validate_params()
-        if self.loss != "squared_error":
-            raise OptionError(
-                f"GDRegressorCV cross-validates the squared error only, not loss={self.loss!r} "
-                "(cross-validating Huber is not implemented yet)"
-            )
+        if self.loss not in CV_LOSSES:
+            raise OptionError(f"GDRegressorCV cross-validates loss='squared_error' and loss='huber', "
+                              f"not loss={self.loss!r}")
         l1_ratios = self._l1_ratios()
         given = self._given_alphas()
         # what the final fit would refuse (optimizer="cg" with L1, ...) is refused before the data are read
@@ -250,9 +267,77 @@ engine, random_state, warm_start, verbose
         if self.warm_start and hasattr(self, "coef_"):
             start = (np.atleast_2d(self.coef_), np.atleast_1d(self.intercept_))
         source = self._source(X, y, sample_weight, reset=True)
-        statistics = self._fold_statistics(source)
+        folds = self._folds(source)  # a count, or the splits (drawn once: a shuffling splitter draws anew)
+        labels_of = None
+        if self.loss == "huber":  # Huber's passes need each row's fold (refuses overlapping splits unread)
+            labels_of = fold_labels(folds, self.random_state, source)
+        statistics = self._fold_statistics(source, folds)
         self.n_folds_ = statistics.n_folds
 
+        if self.loss == "huber":
+            grids, mse, gaps, paths = self._huber_path(source, statistics, labels_of, l1_ratios, given)
+        else:
+            grids, mse, gaps = self._squared_path(statistics, l1_ratios, given)
+        n_folds = statistics.n_folds
+        n_l1 = len(l1_ratios)
+
+        best_ratio, best_alpha, mean, std_error = select(mse, self.selection)
+        alpha, ratio = float(grids[best_ratio, best_alpha]), l1_ratios[best_ratio]
+        if self.loss == "huber":  # the all-rows problems were solved along the path in the same passes
+            path_coefs, path_intercepts = paths["coefs"][best_ratio], paths["intercepts"][best_ratio]
+        else:  # the path on all the rows, from the statistics
+            full_path = solve_path(Quadratic.from_statistics(statistics.total, self.fit_intercept),
+                                   grids[best_ratio], ratio)
+            path_coefs, path_intercepts = full_path.coefs, full_path.intercepts
+
+        # the final fit starts from the path's point at the chosen alpha
+        settings = self._final_settings(alpha, ratio)
+        problem = prepare(source, settings, statistics=statistics.total)
+        if start is None:
+            coef, intercept = path_coefs[best_alpha], path_intercepts[best_alpha]
+        else:
+            coef, intercept = start
+        params = problem.scaling.from_raw(coef, intercept, self.fit_intercept)
+        shown = dict(quiet=not self.verbose, every=1 if self.verbose >= 2 else None, source=source)
+        with progress.reporter(self.epochs, **shown) as bars, progress.Interrupt() as interrupt:
+            result = fit_source(source, settings, params=params, problem=problem,
+                                callbacks=bars + tuple(callbacks or ()) + (interrupt,))
+        self._set_result(result, source, settings=settings)
+        self._warn_unsettled(result)
+
+        single = self._y_ndim == 1
+        self.alpha_, self.l1_ratio_ = alpha, ratio
+        self.alphas_ = grids[0] if n_l1 == 1 else grids
+        self.mse_path_ = mse[0] if n_l1 == 1 else mse
+        self.cv_loss_path_ = self.mse_path_
+        self.dual_gap_path_ = gaps
+        self.coef_path_ = path_coefs[:, 0, :] if single else path_coefs
+        self.cv_error_ = float(mean[best_ratio, best_alpha])
+        self.cv_std_error_ = float(std_error[best_ratio, best_alpha])
+        self.cv_report_ = {
+            "selection": self.selection,
+            "loss": self.loss,
+            "n_folds": n_folds,
+            "folds": "hashed" if isinstance(self.cv, Integral) or self.cv is None else "given",
+            "penalty": self.penalty,
+            "alpha": alpha,
+            "l1_ratio": ratio,
+            "cv_error": self.cv_error_,
+            "cv_std_error": self.cv_std_error_,
+            "l1_ratios": list(l1_ratios),
+            "alphas": grids.tolist(),
+            "mean_mse": mean.tolist(),
+            "std_error": std_error.tolist(),
+            "coef_path": path_coefs.tolist(),
+            "max_dual_gap": float(np.nanmax(gaps)) if np.any(np.isfinite(gaps)) else None,
+        }
+        if self.loss == "huber":
+            self.cv_report_["passes"] = paths["passes"]
+        self._final_settings_ = settings
+        return self
+
+    def _squared_path(self, statistics, l1_ratios, given):
+        """The squared error's paths from the fold statistics: ``(grids, mse, gaps)`` (no pass)."""
         total = Quadratic.from_statistics(statistics.total, self.fit_intercept)
         grids = np.array([given if given is not None else alpha_grid(total, r, self.alphas, self.eps)
                           for r in l1_ratios])
@@ -275,68 +360,36 @@ engine, random_state, warm_start, verbose
         if unsettled:
             warnings.warn(f"{unsettled} points of the cross-validation paths did not reach their duality gap "
                           f"in {MAX_SWEEPS} sweeps", ConvergenceWarning)
+        return grids, mse, gaps
 
-        best_ratio, best_alpha, mean, std_error = select(mse, self.selection)
-        alpha, ratio = float(grids[best_ratio, best_alpha]), l1_ratios[best_ratio]
-        # the path on all the rows: the final fit starts from its point at the chosen alpha
-        full_path = solve_path(total, grids[best_ratio], ratio)
+    def _huber_path(self, source, statistics, labels_of, l1_ratios, given):
+        """Huber's paths, every pass serving all folds (:mod:`gradfit.cv_huber`): ``(grids, loss, gaps, path)``."""
+        path = huber_path(source, statistics, labels_of, l1_ratios, given, n_alphas=self.alphas, eps=self.eps,
+                          epsilon=self.epsilon, fit_intercept=self.fit_intercept, max_iter=self.epochs)
+        if path["unsettled"]:
+            warnings.warn(f"{path['unsettled']} points of the cross-validation paths stopped at rounding before "
+                          f"their certificate reached {HUBER_PATH_TOL:g}", ConvergenceWarning)
+        return path["grids"], path["cv_loss"], path["gaps"][:, :, :-1], path
 
-        settings = self._final_settings(alpha, ratio)
-        problem = prepare(source, settings, statistics=statistics.total)
-        if start is None:
-            coef, intercept = full_path.coefs[best_alpha], full_path.intercepts[best_alpha]
-        else:
-            coef, intercept = start
-        params = problem.scaling.from_raw(coef, intercept, self.fit_intercept)
-        shown = dict(quiet=not self.verbose, every=1 if self.verbose >= 2 else None, source=source)
-        with progress.reporter(self.epochs, **shown) as bars, progress.Interrupt() as interrupt:
-            result = fit_source(source, settings, params=params, problem=problem,
-                                callbacks=bars + tuple(callbacks or ()) + (interrupt,))
-        self._set_result(result, source, settings=settings)
-        self._warn_unsettled(result)
-
-        single = self._y_ndim == 1
-        self.alpha_, self.l1_ratio_ = alpha, ratio
-        self.alphas_ = grids[0] if n_l1 == 1 else grids
-        self.mse_path_ = mse[0] if n_l1 == 1 else mse
-        self.dual_gap_path_ = gaps
-        self.coef_path_ = full_path.coefs[:, 0, :] if single else full_path.coefs
-        self.cv_error_ = float(mean[best_ratio, best_alpha])
-        self.cv_std_error_ = float(std_error[best_ratio, best_alpha])
-        self.cv_report_ = {
-            "selection": self.selection,
-            "n_folds": n_folds,
-            "folds": "hashed" if isinstance(self.cv, Integral) or self.cv is None else "given",
-            "penalty": self.penalty,
-            "alpha": alpha,
-            "l1_ratio": ratio,
-            "cv_error": self.cv_error_,
-            "cv_std_error": self.cv_std_error_,
-            "l1_ratios": list(l1_ratios),
-            "alphas": grids.tolist(),
-            "mean_mse": mean.tolist(),
-            "std_error": std_error.tolist(),
-            "coef_path": full_path.coefs.tolist(),
-            "max_dual_gap": float(np.max(gaps)),
-        }
-        self._final_settings_ = settings
-        return self
-
-    def _fold_statistics(self, source):
-        """One pass: hashed folds for a count, or the given splits for data in memory."""
-        seed = fold_seed(self.random_state)
+    def _folds(self, source):
+        """``cv`` checked: a number of folds (``None``: 5), or, for data in memory, the list of its splits."""
         cv = 5 if self.cv is None else self.cv
         if isinstance(cv, Integral):
             if cv < 2:
                 raise ValueError(f"cv must be at least 2 folds, not {cv}")
             if source.n_samples is not None and source.n_samples < cv:
                 raise ValueError(f"cannot make {cv} folds of {source.n_samples} samples")
-            return fold_statistics(source, cv, seed)
+            return cv
         if not isinstance(source, ArraySource):
             raise ValueError("a scikit-learn splitter or a list of (train, test) pairs needs data in memory; "
                              "for a file or a Dask collection give cv a number of folds")
-        splits = list(check_cv(cv).split(source.X, source.y[:, 0] if source.n_outputs == 1 else source.y))
-        return split_statistics(source, splits)
+        return list(check_cv(cv).split(source.X, source.y[:, 0] if source.n_outputs == 1 else source.y))
+
+    def _fold_statistics(self, source, folds):
+        """One pass: hashed folds for a count, or the given splits (:meth:`_folds`) for data in memory."""
+        if isinstance(folds, Integral):
+            return fold_statistics(source, folds, fold_seed(self.random_state))
+        return split_statistics(source, folds)
 
     # cross-validation needs all the data at once: no partial_fit (hasattr says so)
     partial_fit = available_if(lambda self: False)(GDRegressor.partial_fit)

@@ -210,25 +210,9 @@ def split_statistics(source, splits):
     each pair's rows are summed on their own, from memory.
     """
     n = source.n_samples
-    splits = [(np.asarray(train, dtype=np.intp), np.asarray(test, dtype=np.intp)) for train, test in splits]
-    if not splits:
-        raise ValueError("cv gave no (train, test) splits")
-    for f, (train, test) in enumerate(splits):
-        for what, rows in (("train", train), ("test", test)):
-            if rows.size == 0:
-                raise ValueError(f"split {f + 1} of cv has an empty {what} set")
-            if rows.min() < 0 or rows.max() >= n:
-                raise ValueError(f"split {f + 1} of cv has {what} indices outside 0..{n - 1}")
-    labels = np.full(n, -1, dtype=np.intp)
-    partition = True
-    for f, (train, test) in enumerate(splits):
-        if np.any(labels[test] >= 0) or len(np.unique(test)) != len(test):
-            partition = False
-            break
-        labels[test] = f
-    covered = partition and np.all(labels >= 0)
-    complementary = covered and all(len(train) + len(test) == n for train, test in splits)
-    if complementary:
+    splits = check_splits(splits, n)
+    labels = partition_labels(splits, n)
+    if labels is not None:
         with np.errstate(over="ignore", invalid="ignore"):
             parts = source.reduce(lambda chunk: _labelled_fold_moments(chunk, labels, len(splits), source),
                                   _merge_folds)
@@ -239,6 +223,36 @@ def split_statistics(source, splits):
         train.append(_rows_statistics(source, train_rows, f"the training rows of split {f + 1}"))
         test.append(_rows_statistics(source, test_rows, f"the test rows of split {f + 1}"))
     return FoldStatistics(train, test, total)
+
+
+def check_splits(splits, n):
+    """``splits`` as a list of ``(train, test)`` int arrays, each non-empty and inside ``0..n − 1``."""
+    splits = [(np.asarray(train, dtype=np.intp), np.asarray(test, dtype=np.intp)) for train, test in splits]
+    if not splits:
+        raise ValueError("cv gave no (train, test) splits")
+    for f, (train, test) in enumerate(splits):
+        for what, rows in (("train", train), ("test", test)):
+            if rows.size == 0:
+                raise ValueError(f"split {f + 1} of cv has an empty {what} set")
+            if rows.min() < 0 or rows.max() >= n:
+                raise ValueError(f"split {f + 1} of cv has {what} indices outside 0..{n - 1}")
+    return splits
+
+
+def partition_labels(splits, n):
+    """Each row's fold when the test sets partition the ``n`` rows and each train set is the rest, else ``None``.
+
+    ``KFold``, ``GroupKFold``, … are such; ``ShuffleSplit`` and repeated or
+    overlapping splits are not.
+    """
+    labels = np.full(n, -1, dtype=np.intp)
+    for f, (train, test) in enumerate(splits):
+        if np.any(labels[test] >= 0) or len(np.unique(test)) != len(test):
+            return None
+        labels[test] = f
+    if np.all(labels >= 0) and all(len(train) + len(test) == n for train, test in splits):
+        return labels
+    return None
 
 
 def _rows_statistics(source, rows, what):

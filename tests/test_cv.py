@@ -199,8 +199,8 @@ def test_the_model_file_keeps_the_choice(data, tmp_path):
 
 def test_what_it_refuses(data, tmp_path):
     X, y = data
-    with pytest.raises(OptionError, match="squared error only"):
-        GDRegressorCV(loss="huber").fit(X, y)
+    with pytest.raises(OptionError, match="cross-validates loss='squared_error' and loss='huber'"):
+        GDRegressorCV(loss="absolute_error").fit(X, y)
     source = CountingSource(X, y[:, None])
     with pytest.raises(OptionError, match='optimizer="cg" cannot serve the L1 part'):
         GDRegressorCV(penalty="l1", optimizer="cg").fit(source)

@@ -68,7 +68,7 @@ def test_given_alphas_and_l2(capsys, data_file):
     (["--penalty", "elasticnet", "--l1-ratio", "0.2,0.4"], "several values need --alpha cv"),
     (["--penalty", "l1", "--alpha", "cv", "--folds", "1"], "at least 2 folds"),
     (["--penalty", "l1", "--alpha", "cv", "--alphas", "0.1,x"], "comma-separated numbers"),
-    (["--penalty", "l1", "--alpha", "cv", "--loss", "huber"], "squared error only"),
+    (["--penalty", "l1", "--alpha", "cv", "--loss", "absolute_error"], "and loss='huber', not"),
     (["--penalty", "l1", "--alpha", "cv", "--checkpoint", "c.json"], "cannot be combined with --checkpoint"),
 ])
 def test_usage_errors_are_one_line(capsys, data_file, argv, message):

@@ -274,6 +274,20 @@ def test_cross_validation_gives_the_folds_and_errors_of_the_arrays(client):
     np.testing.assert_allclose(cluster.coef_, arrays.coef_, rtol=1e-9)
 
 
+def test_huber_cross_validation_sums_every_fold_on_the_workers(client):
+    """GDRegressorCV(loss="huber"): each pass's per-fold sums reduced on the workers, the folds of the arrays."""
+    from gradfit import GDRegressorCV
+
+    X, y = make_regression(n=600, d=4, noise=3.0, seed=12, offset=4.0)
+    y = y + np.random.default_rng(0).standard_t(2, len(y))
+    settings = {"loss": "huber", "penalty": "l1", "alphas": 5, "cv": 4, "random_state": 3}
+    arrays = GDRegressorCV(**settings).fit(X, y)
+    cluster = GDRegressorCV(**settings).fit(da.from_array(X, chunks=(150, 4)), da.from_array(y, chunks=150))
+    np.testing.assert_allclose(cluster.mse_path_, arrays.mse_path_, rtol=1e-10)
+    assert cluster.alpha_ == pytest.approx(arrays.alpha_, rel=1e-12)
+    np.testing.assert_allclose(cluster.coef_, arrays.coef_, rtol=1e-8, atol=1e-12)
+
+
 @pytest.mark.parametrize("loss", ["huber", "absolute_error"])
 def test_newton_on_robust_losses_reduces_on_the_workers(client, data, loss):
     # gradfit.robust reads only through Source.reduce: the same fit, certified, with no block gathered

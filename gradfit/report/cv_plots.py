@@ -32,7 +32,7 @@ def cv_curve_figure(record):
                  label=f"chosen alpha {record['alpha']:.4g} ({record['selection']})")
     axes.set_xscale("log")
     axes.set_xlabel("alpha (gradfit's units)")
-    axes.set_ylabel("validation mean squared error")
+    axes.set_ylabel("validation mean Huber loss" if record.get("loss") == "huber" else "validation mean squared error")
     axes.legend(fontsize=8, frameon=False)
     _style(axes)
     figure.suptitle(

@@ -1,0 +1,170 @@
+"""Per-chunk partial sums of many Huber problems at once: every fold of a cross-validation in one pass.
+
+A *problem* ``m`` is a set of training rows and an output column: the rows
+of every fold but ``folds[m]`` (``folds[m] = −1``: all the rows), output
+``columns[m]``. Each row's fold comes from ``labels_of(chunk)`` (the seeded
+hash of its position, :func:`gradfit.folds.fold_of`), so a row is summed
+into the training sums of every problem whose training set holds it and into
+the held-out sums of the problem whose fold it is, from one read. The
+residuals of all the problems, ``R = Z Θ − Y`` (one product of the block
+``Z_b`` (n_b, p) with ``Θ`` (p, m)), cost about what one problem's gradient
+costs; each problem's inlier Hessian costs its own ``O(n_b p²)``.
+
+The sums are :func:`gradfit.robust.sums.huber_sums`'s, per problem (arrays
+with a problem axis): ``value``, ``gradient`` (p, m), ``hessian`` (m, p, p),
+``s_target``, ``s_square``, ``max_s``, ``min_s``, ``inliers``, ``weight``, over
+each problem's training rows; ``heldout`` and ``heldout_weight``, ``Σ v h(r)``
+and ``Σ v`` over its held-out rows (the fold's validation loss); and, for a
+line search, ``line`` (m, T): ``Σ v h(r_base + t·Z·direction)`` over the
+training rows for every step ``t``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .sums import _blocks
+
+
+def _huber(residuals, epsilon):
+    magnitude = np.abs(residuals)
+    return np.where(magnitude <= epsilon, residuals * residuals, 2.0 * epsilon * magnitude - epsilon * epsilon)
+
+
+def folded_huber_sums(labels_of, folds, columns, thetas, epsilon, scaling, fit_intercept, line=None):
+    """A per-chunk function for :meth:`~gradfit.sources.Source.reduce`; combine with :func:`add_folded`.
+
+    Parameters
+    ----------
+    labels_of : callable
+        ``labels_of(chunk)``: the fold of each of the chunk's rows, shape (n_rows,), int.
+    folds : ndarray of shape (m,), int
+        Each problem's held-out fold (``−1``: none, every row trains).
+    columns : ndarray of shape (m,), int
+        Each problem's output column.
+    thetas : ndarray of shape (p, m)
+        Each problem's parameters (working units, :mod:`gradfit.robust.sums`).
+    epsilon : float
+    scaling : Scaling
+    fit_intercept : bool
+    line : tuple, optional
+        ``(line_folds, line_columns, bases, directions, steps)``: for ``l`` more
+        problems (their folds and columns, shape (l,)), ``Σ v h`` over their
+        training rows at ``bases + t·directions`` (both (p, l)) for every ``t``
+        in ``steps`` (T,): the line searches, in the same pass.
+    """
+    folds = np.asarray(folds)
+    columns = np.asarray(columns)
+    p, m = thetas.shape
+
+    def partial(chunk):
+        if chunk.n_rows == 0:
+            return None
+        labels = labels_of(chunk)
+        out = {
+            "value": np.zeros(m), "gradient": np.zeros((p, m)), "hessian": np.zeros((m, p, p)),
+            "s_target": np.zeros(m), "s_square": np.zeros(m), "max_s": np.full(m, -np.inf),
+            "min_s": np.full(m, np.inf), "inliers": np.zeros(m, dtype=np.int64), "weight": np.zeros(m),
+            "heldout": np.zeros(m), "heldout_weight": np.zeros(m),
+        }
+        if line is not None:
+            out["line"] = np.zeros((len(line[0]), line[4].shape[0]))
+        for start, Z, weight in _blocks(chunk, scaling, fit_intercept):
+            n = Z.shape[0]
+            Y = chunk.y[start:start + n][:, columns]
+            v = np.ones(n) if weight is None else np.asarray(weight, dtype=float)
+            train = labels[start:start + n, None] != folds[None, :]  # (n, m); fold −1 never matches
+            V = train * v[:, None]  # each problem's weights: zero outside its training rows
+            R = Z @ thetas
+            R -= Y
+            S = 2.0 * np.clip(R, -epsilon, epsilon)
+            inside = np.abs(R) <= epsilon
+            H = _huber(R, epsilon)
+            VS = V * S
+            out["value"] += np.einsum("nm,nm->m", V, H)
+            out["gradient"] += Z.T @ VS
+            out["s_target"] += np.einsum("nm,nm->m", VS, Y)
+            out["s_square"] += np.einsum("nm,nm->m", VS, S)
+            out["weight"] += V.sum(axis=0)
+            live = train & (v > 0)[:, None]
+            out["max_s"] = np.maximum(out["max_s"], np.where(live, S, -np.inf).max(axis=0))
+            out["min_s"] = np.minimum(out["min_s"], np.where(live, S, np.inf).min(axis=0))
+            counted = inside & train
+            out["inliers"] += counted.sum(axis=0)
+            held = (~train) * v[:, None]
+            out["heldout"] += np.einsum("nm,nm->m", held, H)
+            out["heldout_weight"] += held.sum(axis=0)
+            for j in range(m):  # each problem's generalized Hessian: its training inliers' Gram
+                rows = counted[:, j]
+                if rows.any():
+                    block = Z[rows]
+                    if weight is not None:
+                        block *= np.sqrt(v[rows])[:, None]
+                    out["hessian"][j] += 2.0 * (block.T @ block)
+            if line is not None:
+                line_folds, line_columns, bases, directions, steps = line
+                base = Z @ bases
+                base -= chunk.y[start:start + n][:, line_columns]
+                trial = base[:, :, None] + (Z @ directions)[:, :, None] * steps[None, None, :]
+                trains = (labels[start:start + n, None] != line_folds[None, :]) * v[:, None]
+                out["line"] += np.einsum("nl,nlt->lt", trains, _huber(trial, epsilon))
+        return out
+
+    return partial
+
+
+def add_folded(a, b):
+    """Combine two outputs of :func:`folded_huber_sums`: ``max_s``/``min_s`` elementwise, the rest added."""
+    for key, value in b.items():
+        if key == "max_s":
+            a[key] = np.maximum(a[key], value)
+        elif key == "min_s":
+            a[key] = np.minimum(a[key], value)
+        else:
+            a[key] = a[key] + value
+    return a
+
+
+def folded_dual_sums(labels_of, folds, columns, thetas, corrections, epsilon, scaling, fit_intercept):
+    """Per chunk, for every problem at ``s̃ = 2·clip(r, −ε, ε) − Z·correction`` over its training rows.
+
+    :func:`gradfit.robust.sums.huber_dual_sums` for many problems at once:
+    ``s_target = Σ v s̃ y``, ``s_square = Σ v s̃²``, ``s_features = Zᵀ(v s̃)``
+    (p, m) and ``max_abs = max |s̃|`` (rows of positive weight); combine with
+    :func:`add_folded_dual`. ``corrections`` (p, m).
+    """
+    folds = np.asarray(folds)
+    columns = np.asarray(columns)
+    p, m = thetas.shape
+
+    def partial(chunk):
+        if chunk.n_rows == 0:
+            return None
+        labels = labels_of(chunk)
+        out = {"s_target": np.zeros(m), "s_square": np.zeros(m), "s_features": np.zeros((p, m)),
+               "max_abs": np.zeros(m)}
+        for start, Z, weight in _blocks(chunk, scaling, fit_intercept):
+            n = Z.shape[0]
+            Y = chunk.y[start:start + n][:, columns]
+            v = np.ones(n) if weight is None else np.asarray(weight, dtype=float)
+            train = labels[start:start + n, None] != folds[None, :]
+            V = train * v[:, None]
+            R = Z @ thetas
+            R -= Y
+            S = 2.0 * np.clip(R, -epsilon, epsilon) - Z @ corrections
+            VS = V * S
+            out["s_target"] += np.einsum("nm,nm->m", VS, Y)
+            out["s_square"] += np.einsum("nm,nm->m", VS, S)
+            out["s_features"] += Z.T @ VS
+            live = train & (v > 0)[:, None]
+            out["max_abs"] = np.maximum(out["max_abs"], np.where(live, np.abs(S), 0.0).max(axis=0))
+        return out
+
+    return partial
+
+
+def add_folded_dual(a, b):
+    """Combine two outputs of :func:`folded_dual_sums`: ``max_abs`` by maximum, the rest added."""
+    for key, value in b.items():
+        a[key] = np.maximum(a[key], value) if key == "max_abs" else a[key] + value
+    return a
