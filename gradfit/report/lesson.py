@@ -213,7 +213,7 @@ def _run(source, settings, problem, plane, test_X):
             # states end with the parameters whose cost ``exc.cost`` gave it away.
             message = str(exc)
             costs = recorder.costs + [exc.cost]
-            stop_reason = "diverged"
+            stop_reason = exc.stop_reason  # "diverged"
         else:
             costs = list(model.loss_curve_) + [model.final_cost_]
             stop_reason = model.stop_reason_
