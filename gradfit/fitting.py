@@ -27,7 +27,7 @@ from .model import json_setting
 from .objective import Objective
 from .refine import MAX_FEATURES as MAX_REFINEMENT_FEATURES
 from .refine import refine as refine_fit
-from .result import FitResult  # noqa: F401  (the fit's one record; imported from here before it had a module)
+from .result import FitResult  # the fit's one record
 from .scaling import Scaling
 from .errors import ClusterError
 from .train import train
@@ -314,8 +314,8 @@ def fit_source(source, settings, *, params=None, opt_state=None, loss_curve=None
     gradient comes from a data pass (:mod:`gradfit.refine`). ``None`` (the
     default) refines a complete fit, not ``partial_fit``'s single epochs
     (``epochs`` given). They continue ``loss_curve`` and run through the same
-    training loop; the record's ``refinement`` (:class:`gradfit.result.Refinement`) says what they did. With the pass engine
-    they first read the full scatter (one more pass), up to
+    training loop; the record's ``refinement`` (:class:`gradfit.result.Refinement`)
+    says what they did. With the pass engine they first read the full scatter (one more pass), up to
     ``gradfit.refine.MAX_FEATURES`` features; beyond that none run.
 
     ``checkpoint``: a path where the whole training state is written every
