@@ -276,7 +276,7 @@ def certify(problem, coef, intercept, tol, *, reference=None, refinement=None, s
     reference : QuadraticReference, optional
         For the squared error: the statistics' view (built by the caller, who
         knows whether the data may be read once more).
-    refinement : gradfit.refine.Refinement, optional
+    refinement : gradfit.result.Refinement, optional
     source : Source, optional
         The data, for certifiers that need a pass.
 

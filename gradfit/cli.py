@@ -29,6 +29,7 @@ from .files_io import atomic_writer
 from .fitting import check_meaningful
 from .model import read_document
 from .progress import PrintProgress
+from .result import divergence_message
 from .report import outputs
 from .summary import shown_rows
 from .sources import FileSource, check_finite
@@ -216,18 +217,9 @@ def _flag_message(text):
 
 
 def _divergence_message(exc):
-    """:class:`DivergenceError`'s explanation, with the advice given as flags."""
-    limit = (
-        f"; the largest stable learning rate for these data is {exc.max_stable_learning_rate:.4g} "
-        "(2/L, L the largest eigenvalue of the Hessian)"
-        if exc.max_stable_learning_rate is not None
-        else ""
-    )
+    """:class:`DivergenceError`'s explanation (:func:`gradfit.result.divergence_message`), with the advice as flags."""
     advice = "use --lr auto (1/L, never diverges)" + ("" if exc.standardized else " or drop --no-standardize")
-    return (
-        f"training diverged at epoch {exc.epoch}: cost {exc.cost:.4g} with learning rate "
-        f"{exc.learning_rate:.4g}{limit}; {advice}"
-    )
+    return divergence_message(exc.epoch, exc.cost, exc.learning_rate, exc.max_stable_learning_rate, advice)
 
 
 def _flag_advice(option, value):
@@ -245,12 +237,10 @@ def _fit(model, callbacks, *data, **fit_options):
             model.fit(*data, callbacks=callbacks, **fit_options)
         except DivergenceError as exc:
             raise GradfitError(_divergence_message(exc)) from None
-    if model.tol is not None and model.stop_reason_ in ("max_epochs", "stalled"):
-        report = model.fit_report_
-        message = report["message"].split("; use ")[0]  # the advice is given below, as a flag
-        change = report.get("advice")
-        tip = f"; {_flag_advice(*change)}" if change else ""
-        print(f"gradfit: warning: stopped after {model.n_iter_} epochs (--epochs {model.epochs}), {message}{tip}",
+    result = model._fit_result  # the fit's one record (gradfit.result)
+    if result.unsettled:
+        message = result.message_with(_flag_advice(*result.advice) if result.advice else None)  # advice as a flag
+        print(f"gradfit: warning: stopped after {model.n_iter_} epochs (--epochs {model.epochs}), {message}",
               file=sys.stderr)
     return model
 
@@ -424,7 +414,7 @@ def _train(args, settings, source):
         f"{model.n_iter_} epochs, engine {model.engine_}, optimizer {model.optimizer_}"
         + (f", learning rate {model.learning_rate_:.6g}" if model.learning_rate_ is not None else "")
     )
-    print(model.fit_report_["message"])  # the words inspect, the report's badge and the warning use
+    print(model.stop_message_)  # the record's sentence: the words inspect, the report and the warning use
     print(f"final cost {model.final_cost_:.10g}; R^2 on the training data {r2:.6f}")
     print("diagnostics:", *outputs.diagnostics_lines(model.fit_report_), sep="\n")
     for line in cv_cli.summary_lines(model):  # --alpha cv
@@ -442,11 +432,8 @@ def _train(args, settings, source):
     if args.output:
         print(f"model written to {args.output}")
     if model.stop_reason_ == "interrupted":
-        print(
-            f"gradfit: stopped early: interrupted after {model.n_iter_} epochs; the model holds the "
-            f"parameters reached{' and was written to ' + repr(args.output) if args.output else ''}",
-            file=sys.stderr,
-        )
+        print(f"gradfit: stopped early: {model.stop_message_}"
+              f"{'; the model was written to ' + repr(args.output) if args.output else ''}", file=sys.stderr)
         return 130  # the shell's code for Ctrl-C, so that scripts stop here too
     return 0
 

@@ -1,6 +1,6 @@
 """What a finished fit can say about itself: why it stopped, how far from the optimum, why.
 
-:func:`analyse` reads a :class:`~gradfit.fitting.FitResult` (it never trains)
+:func:`analyse` reads a fit's record, :class:`~gradfit.result.FitResult` (it never trains)
 and returns the fit report (``GDRegressor.fit_report_``) and, for an
 unpenalized squared-error fit, the regression statistics
 (``GDRegressor.summary_``, see :mod:`gradfit.summary`).
@@ -68,13 +68,6 @@ def _condition(eigenvalues):
     return top / bottom
 
 
-def _value_text(certificate):
-    """``"distance 3.2e-03"``, or what stands for a value when there is none."""
-    if certificate.value is None:
-        return f"no certificate ({certificate.detail})" if certificate.detail else "no certificate"
-    return f"{certificate.kind.replace('_', ' ')} {certificate.value:.3g}"
-
-
 def advice(settings, result):
     """One change that helps this fit reach its certificate: ``(option, value)``, or ``None``.
 
@@ -111,42 +104,15 @@ def advice(settings, result):
     return ("epochs", 10 * int(settings["epochs"]))
 
 
-def _stop_message(result, settings):
-    """The one sentence every surface shows for how the fit ended (from its certificate)."""
-    tol, n = settings["tol"], result.n_iter
-    certificate = result.certificate
-    value = _value_text(certificate)
-    if certificate.converged:
-        return f"converged after {n} epochs: certified within tol={tol:g} ({value})"
-    if result.stop_reason == "interrupted":
-        return (
-            f"not converged: interrupted after {n} epochs (Ctrl-C or a callback), {value}; "
-            "the parameters reached so far were kept"
-        )
-    if tol is None:
-        return f"not converged: ran all {n} epochs with tol=None (no convergence test), {value}"
-    if result.stop_reason == "stalled":
-        why = f"the cost stalled after {n} epochs"
-    else:
-        why = f"the {n} epochs ran out"
-    if certificate.value is not None:
-        why += f" with the {value} > tol={tol:g}"
-    else:
-        why += f" and nothing certifies it ({certificate.detail})"
-    change = advice(settings, result)
-    tip = f"; use {change[0]}={change[1]!r}" if change else ""
-    return f"not converged: {why}{tip}"
-
-
 def _basic(result, settings):
     rate = result.learning_rate
     certificate = result.certificate
     report = {
         "converged": bool(result.converged),
         "stop_reason": result.stop_reason,
-        "message": _stop_message(result, settings),
+        "message": result.message,  # the record's sentence (gradfit.result): the words every surface shows
         "certificate": certificate.as_dict(),
-        "advice": advice(settings, result) if not result.converged else None,
+        "advice": result.advice,
         "n_iter": int(result.n_iter),
         "max_epochs": int(settings["epochs"]),
         "tol": settings["tol"],
@@ -325,7 +291,7 @@ def analyse(result, settings, source=None, full=True):
 
     Parameters
     ----------
-    result : FitResult
+    result : gradfit.result.FitResult
     settings : dict
         The estimator's ``get_params()``.
     source : Source, optional
@@ -338,7 +304,8 @@ def analyse(result, settings, source=None, full=True):
     Returns
     -------
     report : dict
-        JSON-ready. Always ``converged``, ``stop_reason``, ``message``,
+        JSON-ready. Always ``converged``, ``stop_reason``, ``message`` (the
+        record's, :attr:`gradfit.result.FitResult.message`), ``advice``,
         ``n_iter``, ``max_epochs``, ``final_cost``, ``learning_rate``,
         ``max_stable_learning_rate``, ``engine``, ``notes``. For the squared
         error also ``optimal_cost``, ``gap``, ``relative_gap``,

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 
+from .result import divergence_message
+
 
 class GradfitError(Exception):
     """Base class of gradfit's deliberate, user-facing errors."""
@@ -32,6 +34,10 @@ class OptionError(GradfitError, ValueError):
 class DivergenceError(GradfitError, ArithmeticError):
     """Training diverged: the cost became non-finite or kept growing.
 
+    No fit record is made (there are no parameters to keep); the message comes
+    from :func:`gradfit.result.divergence_message`, and surfaces that show a
+    stop reason show :attr:`stop_reason`, ``"diverged"``.
+
     Attributes
     ----------
     epoch : int
@@ -47,25 +53,19 @@ class DivergenceError(GradfitError, ArithmeticError):
         loss without bounded curvature).
     """
 
+    #: the stop reason surfaces show for it (the lesson page's runs)
+    stop_reason = "diverged"
+
     def __init__(self, epoch, cost, learning_rate, max_stable_learning_rate, standardized):
         self.epoch = epoch
         self.cost = cost
         self.learning_rate = learning_rate
         self.max_stable_learning_rate = max_stable_learning_rate
         self.standardized = standardized
-        limit = (
-            f"; the largest stable learning rate for these data is "
-            f"{max_stable_learning_rate:.4g} (2/L, L the largest eigenvalue of the Hessian)"
-            if max_stable_learning_rate is not None
-            else ""
-        )
         advice = 'use learning_rate="auto" (1/L, never diverges)'
         if not standardized:
             advice += " or standardize the features"
-        super().__init__(
-            f"training diverged at epoch {epoch}: cost {cost:.4g} with learning rate "
-            f"{learning_rate:.4g}{limit}; {advice}"
-        )
+        super().__init__(divergence_message(epoch, cost, learning_rate, max_stable_learning_rate, advice))
 
 
 class IllConditionedError(GradfitError, ArithmeticError):

@@ -176,6 +176,12 @@ class GDRegressor(RegressorMixin, BaseEstimator):
     stop_reason_ : {"converged", "stalled", "max_epochs", "interrupted"}
         ``"converged"`` exactly when ``converged_``; ``"stalled"``: the cost
         stopped improving (``n_iter_no_change``) short of the certificate.
+    stop_message_ : str
+        The sentence saying how the fit ended, from the fit's record
+        (:attr:`gradfit.result.FitResult.message`): the words of
+        ``fit_report_["message"]``, the ``ConvergenceWarning``, the command
+        line, the model file and the report. ``None`` for a model file
+        written before it was recorded that has no fit report either.
     certificate_ : gradfit.certificate.Certificate
         What the fit can prove about its distance to the optimum (``kind``,
         ``value``, ``tol``, ``detail``); also ``fit_report_["certificate"]``.
@@ -188,7 +194,7 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         The optimizer that ran.
     refinement_ : dict or None
         For ``optimizer="cg"``, what the refinement epochs did
-        (:class:`gradfit.refine.Refinement`: ``epochs``, ``corrections``,
+        (:class:`gradfit.result.Refinement`: ``epochs``, ``corrections``,
         ``condition_number``, ``method``, estimated correct ``digits`` of each
         coefficient then the intercept, ``status``); ``None`` when none ran
         (other optimizers, ``partial_fit``). Its epochs are counted in
@@ -492,8 +498,8 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         return self
 
     def _warn_unsettled(self, result):
-        if self.tol is not None and not result.converged and result.stop_reason in ("max_epochs", "stalled"):
-            warnings.warn(f"{type(self).__name__} {self.fit_report_['message']}", ConvergenceWarning)
+        if result.unsettled:
+            warnings.warn(f"{type(self).__name__} {result.message}", ConvergenceWarning)
 
     def partial_fit(self, X, y=None, sample_weight=None, *, callbacks=None):
         """One epoch over the batch given, continuing the optimizer's state.
@@ -524,6 +530,7 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         return self
 
     def _set_result(self, result, source, full=True, settings=None):
+        """Every fitted attribute from the fit's one record (:class:`gradfit.result.FitResult`)."""
         single = self._y_ndim == 1
         self.coef_ = result.coef[0] if single else result.coef
         self.intercept_ = float(result.intercept[0]) if single else result.intercept
@@ -532,8 +539,8 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         self.final_cost_ = result.final_cost
         self.converged_ = result.converged
         self.stop_reason_ = result.stop_reason
+        self.stop_message_ = result.message
         self.certificate_ = result.certificate
-        self.optimizer_ = result.optimizer
         self.learning_rate_ = result.learning_rate
         self.engine_ = result.engine
         self.optimizer_ = result.optimizer or self.optimizer
@@ -651,6 +658,8 @@ def load(path):
     estimator.final_cost_ = training.get("final_cost")
     estimator.converged_ = training.get("converged")
     estimator.stop_reason_ = training.get("stop_reason")
+    # the record's sentence; a file written before the training section held it has it in its report
+    estimator.stop_message_ = training.get("message", (document.get("diagnostics") or {}).get("message"))
     estimator.optimizer_ = training.get("optimizer", settings.get("optimizer"))
     estimator.certificate_ = _stored_certificate(document.get("diagnostics"))
     estimator.learning_rate_ = training.get("learning_rate")

@@ -21,11 +21,13 @@ from .certify import MAX_FEATURES as MAX_CERTIFIED_FEATURES
 from .certify import QuadraticReference, certify
 from .engines import PassEngine, StatisticsEngine, accumulate, choose_engine
 from .certificate import Certificate
+from .diagnostics import advice
 from .errors import DataError, IgnoredOptionWarning, OptionError
 from .model import json_setting
 from .objective import Objective
 from .refine import MAX_FEATURES as MAX_REFINEMENT_FEATURES
 from .refine import refine as refine_fit
+from .result import FitResult  # the fit's one record
 from .scaling import Scaling
 from .errors import ClusterError
 from .train import train
@@ -33,53 +35,6 @@ from .train import train
 
 #: the pass engine centres its blocks when a feature's mean exceeds its spread by this factor
 CENTRE_BLOCKS_ABOVE = 1e4
-
-
-@dataclass
-class FitResult:
-    """A finished fit, in the data's own units, with what produced it.
-
-    ``coef`` (k, d), ``intercept`` (k,); ``params`` and ``opt_state`` in working
-    units for continuing; ``engine`` the engine that ran; ``learning_rate`` the
-    base step used (``None`` for ``cg``, whose steps come from its line search);
-    ``schedule`` the schedule that ran (``"auto"`` resolved, ``None`` for
-    ``cg``); ``statistics`` the moments of the data (the full scatter for the
-    statistics engine); ``refinement`` what the refinement epochs after ``cg``
-    did (a :class:`gradfit.refine.Refinement`, or ``None`` when none ran);
-    ``certificate`` what the fit can prove about its distance to the optimum
-    (:mod:`gradfit.certify`): ``converged`` is its verdict; ``optimizer`` the
-    optimizer that ran (``"auto"`` resolved, :mod:`gradfit.autoselect`);
-    ``reference`` the squared error's :class:`~gradfit.certify.QuadraticReference`
-    (``None`` for other losses or when its statistics were not collected), which
-    the fit report reuses rather than read the data again.
-    """
-
-    coef: np.ndarray
-    intercept: np.ndarray
-    loss_curve: list
-    stop_reason: str
-    final_cost: float
-    engine: str
-    learning_rate: float | None
-    scaling: Scaling
-    statistics: Any
-    params: np.ndarray
-    opt_state: Any
-    problem: Any
-    rng: Any
-    schedule: str | None = None
-    refinement: Any = None
-    certificate: Any = None
-    optimizer: str | None = None
-    reference: Any = None
-
-    @property
-    def n_iter(self):
-        return len(self.loss_curve)
-
-    @property
-    def converged(self):
-        return self.certificate is not None and self.certificate.converged
 
 
 @dataclass
@@ -359,8 +314,8 @@ def fit_source(source, settings, *, params=None, opt_state=None, loss_curve=None
     gradient comes from a data pass (:mod:`gradfit.refine`). ``None`` (the
     default) refines a complete fit, not ``partial_fit``'s single epochs
     (``epochs`` given). They continue ``loss_curve`` and run through the same
-    training loop; ``FitResult.refinement`` records them. With the pass engine
-    they first read the full scatter (one more pass), up to
+    training loop; the record's ``refinement`` (:class:`gradfit.result.Refinement`)
+    says what they did. With the pass engine they first read the full scatter (one more pass), up to
     ``gradfit.refine.MAX_FEATURES`` features; beyond that none run.
 
     ``checkpoint``: a path where the whole training state is written every
@@ -369,6 +324,12 @@ def fit_source(source, settings, *, params=None, opt_state=None, loss_curve=None
     ``epochs``) on the same data. A resumed run ends with the same bits as an
     unbroken one.
 
+    Returns
+    -------
+    FitResult
+        The fit's one record (:mod:`gradfit.result`): parameters, cost curve,
+        stop reason and message, certificate, engine, optimizer, step size.
+
     Raises
     ------
     IllConditionedError
@@ -376,6 +337,7 @@ def fit_source(source, settings, *, params=None, opt_state=None, loss_curve=None
     CheckpointError
         When ``resume`` is damaged or was made with other settings or data.
     """
+    asked = settings  # what the advice in the record's message compares with
     problem = problem or prepare(source, settings)
     # -- robust losses (gradfit.robust): Newton's fit, best iterates, certificates ---------
     if robust_default(settings, problem.loss, problem.objective.penalty, epochs is None and checkpoint is None
@@ -392,7 +354,7 @@ def fit_source(source, settings, *, params=None, opt_state=None, loss_curve=None
             problem = prepare(source, dict(settings, standardize=True), statistics=problem.statistics)
             if raw is not None:
                 params = problem.scaling.from_raw(raw[0], raw[1], settings["fit_intercept"])
-        return robust.fit(source, problem, settings, params=params, callbacks=callbacks)
+        return _advised(robust.fit(source, problem, settings, params=params, callbacks=callbacks), asked)
     robust_loss = problem.loss.name in robust.LOSSES and epochs is None and settings["batch_size"] is None
     # -- end robust losses ---------------------------------------------------------------
     objective = problem.objective
@@ -528,8 +490,8 @@ def fit_source(source, settings, *, params=None, opt_state=None, loss_curve=None
         )
         # cg's own state stays: it describes where cg left off, for continuing
         result.params, result.loss_curve = refined.params, refined.loss_curve
-        if refinement.status == "interrupted":
-            result.stop_reason = "interrupted"
+        if refined.stop_reason == "interrupted":  # Ctrl-C during refinement stops the fit; "settled" does not
+            result.stop_reason = refined.stop_reason
     else:
         coef, intercept = problem.scaling.to_raw(result.params, fit_intercept)
     final_cost = objective.value(result.params)
@@ -553,11 +515,12 @@ def fit_source(source, settings, *, params=None, opt_state=None, loss_curve=None
             stop_reason = "converged"
         elif stop_reason == "converged":
             stop_reason = "stalled"  # certified during training, not after refinement moved it
-    return FitResult(
+    return _advised(FitResult(
         coef=coef,
         intercept=intercept,
         loss_curve=result.loss_curve,
         stop_reason=stop_reason,
+        tol=tol,
         final_cost=float(final_cost),
         engine=problem.engine,
         learning_rate=rate,
@@ -572,4 +535,10 @@ def fit_source(source, settings, *, params=None, opt_state=None, loss_curve=None
         certificate=certificate,
         optimizer=optimizer_name,
         reference=reference,
-    )
+    ), asked)
+
+
+def _advised(result, settings):
+    """``result`` with its ``advice``: one change that helps a fit short of its certificate."""
+    result.advice = None if result.converged else advice(settings, result)
+    return result

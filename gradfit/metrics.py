@@ -101,7 +101,7 @@ def _check_overflow(source, chunk, values, what, why):
 
 
 def training_r2(result, source, predict):
-    """R² of a finished fit (:class:`~gradfit.fitting.FitResult`) on its training data.
+    """R² of a finished fit (:class:`~gradfit.result.FitResult`) on its training data.
 
     From the statistics when the statistics engine ran (no pass); otherwise one pass.
     """

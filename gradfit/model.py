@@ -12,8 +12,11 @@ Layout (``format_version`` 1)::
       "intercept": [...k numbers...],
       "standardization": {"center": [...d], "scale": [...d]},
       "settings": {...the estimator's parameters...},
-      "training": {"n_iter", "converged", "stop_reason", "final_cost",
+      "training": {"n_iter", "converged", "stop_reason", "message", "final_cost",
                    "learning_rate", "engine", "optimizer", "n_samples", "loss_curve"},
+                                             # the fit's record (gradfit.result); "message", its
+                                             # sentence, is optional: files written before it
+                                             # was added load as they did
       "diagnostics": {...} or null,          # GDRegressor.fit_report_ (gradfit.diagnostics)
       "statistics": {...} or null,           # GDRegressor.summary_ (gradfit.summary)
       "encoding": {"columns": [...], ...}    # only with categorical columns: the raw columns and
@@ -104,6 +107,7 @@ def to_document(estimator):
             "n_iter": int(estimator.n_iter_),
             "converged": bool(estimator.converged_),
             "stop_reason": estimator.stop_reason_,
+            **({"message": estimator.stop_message_} if getattr(estimator, "stop_message_", None) is not None else {}),
             "final_cost": _number(estimator.final_cost_),
             "learning_rate": None if estimator.learning_rate_ is None else _number(estimator.learning_rate_),
             "engine": estimator.engine_,
@@ -211,7 +215,7 @@ MAX_DEPTH = 32
 
 TRAINING = {
     "fields": {
-        "n_iter": "count", "n_samples": "count", "converged": "flag", "stop_reason": "text",
+        "n_iter": "count", "n_samples": "count", "converged": "flag", "stop_reason": "text", "message": "text",
         "engine": "text", "final_cost": "real", "learning_rate": "number?", "loss_curve": "reals",
         "optimizer": "text",
     },

@@ -21,7 +21,7 @@ whose gradient comes from a :class:`PassEngine` and the optimizer
 :func:`gradfit.optimizers.scale_by_inverse_hessian`; they continue the loss
 curve. :func:`gradfit.fitting.fit_source` runs them after ``optimizer="cg"``,
 the exact solver (on either engine; the pass engine first reads the full
-scatter), and records what they did in :class:`Refinement`. Refinement works
+scatter), and records what they did in :class:`gradfit.result.Refinement`. Refinement works
 in standardized, centred units whatever units training used, so it also
 repairs ``standardize=False``.
 
@@ -36,8 +36,6 @@ corrections do not shrink.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 import scipy.linalg
 
@@ -45,6 +43,7 @@ from .engines import PassEngine, StatisticsEngine
 from .errors import IllConditionedError
 from .objective import Objective
 from .optimizers import scale_by_inverse_hessian
+from .result import Refinement
 from .scaling import Scaling, constant_columns
 from .train import train
 
@@ -66,53 +65,11 @@ DIVERGED_CORRECTION = 1e-4
 MAX_FEATURES = 2048
 
 
-@dataclass
-class Refinement:
-    """What the refinement epochs did.
-
-    Attributes
-    ----------
-    epochs : int
-        Refinement epochs run (one data pass each).
-    corrections : list of float
-        Size of each epoch's correction relative to the parameters (standardized
-        units, the largest over outputs): the error it removed.
-    condition_number : float
-        ``cond(H)`` of the standardized problem (penalty included).
-    method : {"eigh", "qr"}
-        How the refinement solved with ``H`` (see :func:`hessian_solver`).
-    digits : ndarray of shape (n_outputs, n_features + fit_intercept)
-        Estimated correct significant digits of ``coef`` (then ``intercept``),
-        from the size of the last correction in the data's units: the floor the
-        data-pass gradient sets. Capped at 15.9.
-    status : {"settled", "max_epochs", "interrupted"}
-    last_step : ndarray of shape (n_params, n_outputs) or None
-        The last correction, in the refinement's units (centred, standardized):
-        the distance certificate of :mod:`gradfit.certify` reads it. Not in :meth:`as_dict`.
-    """
-
-    epochs: int
-    corrections: list = field(default_factory=list)
-    condition_number: float = float("nan")
-    method: str = "eigh"
-    digits: np.ndarray | None = None
-    status: str = "settled"
-    last_step: np.ndarray | None = None
-
-    def as_dict(self):
-        """Plain numbers and lists, for JSON."""
-        return {
-            "epochs": self.epochs,
-            "corrections": [float(c) for c in self.corrections],
-            "condition_number": float(self.condition_number),
-            "method": self.method,
-            "digits": None if self.digits is None else np.round(self.digits, 2).tolist(),
-            "status": self.status,
-        }
-
-
 class _Settled:
     """Callback: stop once a correction no longer shrinks (the rounding floor) or vanishes."""
+
+    #: the loop's stop reason when this callback ends it (never "interrupted": that is Ctrl-C's)
+    stop_reason = "settled"
 
     def __init__(self, start):
         self.previous = start
@@ -292,9 +249,10 @@ def refine(source, problem, params, *, fit_intercept, loss_curve, statistics=Non
     -------
     coef : ndarray of shape (n_outputs, n_features)
     intercept : ndarray of shape (n_outputs,)
-    result : TrainResult
-        Its ``params`` are in ``problem.scaling``'s units again.
-    record : Refinement
+    result : gradfit.train.TrainResult
+        The refinement loop's own value; its ``params`` are in ``problem.scaling``'s
+        units again and its ``stop_reason`` is the refinement's status.
+    record : gradfit.result.Refinement
 
     Raises
     ------
@@ -322,12 +280,7 @@ def refine(source, problem, params, *, fit_intercept, loss_curve, statistics=Non
         loss_curve=loss_curve,
         callbacks=(settled, *callbacks),
     )
-    if settled.settled:
-        status = "settled"
-    elif result.stop_reason == "interrupted":
-        status = "interrupted"
-    else:
-        status = "max_epochs"
+    status = result.stop_reason  # "settled" (the callback above), "max_epochs" or "interrupted"
     final = settled.corrections[-1] if settled.corrections else 0.0
     if status != "interrupted" and final > DIVERGED_CORRECTION:
         raise IllConditionedError(

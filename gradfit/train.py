@@ -26,7 +26,10 @@ ROUNDING_STALL = 1e-15
 
 @dataclass
 class TrainResult:
-    """What training produced (in working units; see :mod:`gradfit.scaling`).
+    """What one run of the loop produced (in working units; see :mod:`gradfit.scaling`).
+
+    The loop's own value: :func:`gradfit.fitting.fit_source` folds it into the
+    fit's one record, :class:`gradfit.result.FitResult`, which every surface reads.
 
     Attributes
     ----------
@@ -52,10 +55,6 @@ class TrainResult:
     @property
     def n_iter(self):
         return len(self.loss_curve)
-
-    @property
-    def converged(self):
-        return self.stop_reason == "converged"
 
 
 def _minibatches(rng, n_samples, batch_size):
@@ -132,7 +131,9 @@ def train(
         Returns ``2/L`` for the divergence message; called only on divergence.
     callbacks : sequence
         Objects with ``on_epoch_end(epoch, cost, params) -> bool | None``; a true
-        return stops training after that epoch (``stop_reason="interrupted"``).
+        return stops training after that epoch, with the callback's own
+        ``stop_reason`` attribute where it has one, else ``"interrupted"``
+        (the first callback to stop names the reason).
         A callback with ``wants_state = True`` also gets the keywords
         ``opt_state``, ``loss_curve`` and ``rng`` (to checkpoint them).
         An optional ``on_train_end()`` is called when training ends normally.
@@ -190,16 +191,17 @@ def train(
         if not np.isfinite(cost) or (rising >= RISING_EPOCHS and cost > curve[0]):
             limit = max_stable_learning_rate() if max_stable_learning_rate else None
             raise DivergenceError(epoch, cost, schedule(epoch), limit, standardized)
-        stop = False
+        stop = None  # the reason of the first callback that asks to stop
         for callback in callbacks:
             if getattr(callback, "wants_state", False):
                 # e.g. a checkpoint: everything needed to go on from here
                 answer = callback.on_epoch_end(epoch, cost, params, opt_state=state, loss_curve=curve, rng=rng)
             else:
                 answer = callback.on_epoch_end(epoch, cost, params)
-            stop = bool(answer) or stop
-        if stop:
-            stop_reason = "interrupted"
+            if answer and stop is None:
+                stop = getattr(callback, "stop_reason", "interrupted")
+        if stop is not None:
+            stop_reason = stop
             break
         if certify is not None and (epoch + 1) % certify_every == 0:
             certificate = certify(params)

@@ -174,9 +174,7 @@
     $("epoch").textContent = current.epochs[frame];
     $("n-epochs").textContent = current.n_epochs;
     $("cost-now").textContent = current.cost[frame];
-    const reasons = { converged: "converged (tol met)", max_epochs: "ran every epoch", diverged: "diverged",
-      interrupted: "interrupted" };
-    $("stop").textContent = "· run " + (reasons[current.stop_reason] || current.stop_reason) +
+    $("stop").textContent = "· " + current.stopped +  // the fit record's words (gradfit.result.headline)
       (current.epochs.length < current.n_epochs + 1 ? ` · showing ${current.epochs.length} of ${current.n_epochs + 1} epochs` : "");
     const body = $("predictions").tBodies[0];
     clear(body);

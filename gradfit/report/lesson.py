@@ -40,6 +40,7 @@ from sklearn.exceptions import ConvergenceWarning
 from ..errors import DivergenceError, OptionError
 from ..fitting import base_learning_rate, prepare
 from ..model import atomic_writer
+from ..result import headline
 
 #: the optimizers a learner can choose between (``cg`` takes no learning rate)
 OPTIMIZERS = ("gd", "momentum", "nesterov", "adam")
@@ -213,7 +214,7 @@ def _run(source, settings, problem, plane, test_X):
             # states end with the parameters whose cost ``exc.cost`` gave it away.
             message = str(exc)
             costs = recorder.costs + [exc.cost]
-            stop_reason = "diverged"
+            stop_reason = exc.stop_reason  # "diverged"
         else:
             costs = list(model.loss_curve_) + [model.final_cost_]
             stop_reason = model.stop_reason_
@@ -236,6 +237,7 @@ def _run(source, settings, problem, plane, test_X):
         "cost": cost_texts,
         "pred": predictions,
         "stop_reason": stop_reason,
+        "stopped": headline(stop_reason, tested=settings["tol"] is not None),
         "message": message,
     }
 
@@ -263,7 +265,8 @@ def lesson_data(source, settings, test_X, test_y, *, title, data_name, rates=(),
         ``variants[standardized|raw]``: ``L``, the eigenvalues, the plane and
         ``runs[optimizer][i]`` for ``rates[i]``: the frames' epochs, the path
         in the plane's coordinates, the cost and predictions as printed, and
-        the stop reason (``"diverged"`` with the library's message).
+        the stop reason (``"diverged"`` with the library's message) and ``stopped``, its words
+        (:func:`gradfit.result.headline`).
     """
     settings = dict(settings, optimizer=lesson_optimizer(settings))
     problem_message = check_lesson_settings(settings, source.n_outputs)

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..diagnostics import describe
 from ..files_io import atomic_write_text
+from ..result import verdict
 from ..summary import PER_COEFFICIENT, p_text, per_output, shown_rows
 from .plots import figure_bytes
 
@@ -160,9 +161,8 @@ def render_report(model, figures, *, title="gradfit report", data=None, defaults
     report = getattr(model, "fit_report_", None) or {}
     statistics = getattr(model, "summary_", None)
     converged = report.get("converged")
-    # The badge reads the certificate's verdict, in the words of the fit report's message.
-    status = "converged" if converged else ("interrupted, not converged" if report.get("stop_reason") == "interrupted"
-                                            else "not converged")
+    # The badge reads the certificate's verdict, in the record's words (gradfit.result).
+    status = verdict(report.get("stop_reason"), converged)
     now = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     subtitle = (
         f"{_e(data) + ' · ' if data else ''}{model.n_samples_:,} rows · {len(model.feature_names_)} features · "

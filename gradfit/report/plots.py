@@ -13,6 +13,7 @@ import os
 import numpy as np
 
 from ..files_io import atomic_write_bytes
+from ..result import headline
 
 FORMATS = ("png", "svg")
 #: colours that stay apart for colour-blind readers (Okabe & Ito)
@@ -111,11 +112,7 @@ def cost_figure(loss_curve, final_cost, report=None):
 def _headline(report):
     if not report:
         return "Training"
-    stopped = {"converged": "converged (certified)", "max_epochs": "not converged: stopped at the epoch limit",
-               "stalled": "not converged: the cost stalled",
-               "interrupted": "interrupted, not converged"}.get(report.get("stop_reason"), report.get("stop_reason", ""))
-    if report.get("stop_reason") == "max_epochs" and report.get("tol", 1) is None:
-        stopped = "all epochs run (tol=None), not converged"
+    stopped = headline(report.get("stop_reason"), tested=report.get("tol", 1) is not None)  # the record's words
     text = f"{report.get('n_iter', '?')} epochs, {stopped}"
     if report.get("learning_rate") is not None:
         text += f", learning rate {report['learning_rate']:.4g}"

@@ -21,6 +21,7 @@ import numpy as np
 from ..certificate import Certificate
 from ..engines import accumulate
 from ..errors import OptionError
+from ..result import FitResult
 from . import absolute, huber
 from .linalg import Gram
 
@@ -171,7 +172,7 @@ class _Stop(Exception):
 
 
 def fit(source, problem, settings, *, params=None, callbacks=()):
-    """``optimizer="newton"`` on a robust loss: a :class:`gradfit.fitting.FitResult`.
+    """``optimizer="newton"`` on a robust loss: the fit's record, a :class:`gradfit.result.FitResult`.
 
     Starts from ``params`` (working units) or least squares; each output is
     solved in turn. ``loss_curve`` holds the objective (the mean over outputs,
@@ -180,8 +181,6 @@ def fit(source, problem, settings, *, params=None, callbacks=()):
     ``tol``; callbacks see every iteration as an epoch, and a true return
     (Ctrl-C) stops with the best parameters so far.
     """
-    from ..fitting import FitResult  # the result record lives with the fit it describes
-
     loss, penalty = problem.loss, problem.objective.penalty
     check_combination(settings, loss, penalty)
     fit_intercept = settings["fit_intercept"]
@@ -223,7 +222,7 @@ def fit(source, problem, settings, *, params=None, callbacks=()):
         stop_reason = "converged" if certificate.converged else "max_epochs"
     coef, intercept = problem.scaling.to_raw(params, fit_intercept)
     return FitResult(
-        coef=coef, intercept=intercept, loss_curve=progress.curve, stop_reason=stop_reason,
+        coef=coef, intercept=intercept, loss_curve=progress.curve, stop_reason=stop_reason, tol=settings["tol"],
         final_cost=float(problem.objective.value(params)) if stop_reason == "interrupted" else float(np.mean(costs)),
         engine=problem.engine, learning_rate=None, scaling=problem.scaling, statistics=problem.statistics,
         params=params, opt_state=None, problem=problem, rng=None, schedule=None, refinement=None,
