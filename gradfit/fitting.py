@@ -18,8 +18,9 @@ from . import registry, robust, schedules
 from .autoselect import NEWTON, resolve_optimizer
 from .optimizers import scale_by_inverse_hessian
 from .certify import MAX_FEATURES as MAX_CERTIFIED_FEATURES
-from .certify import QuadraticReference, certify
+from .certify import BlockReference, QuadraticReference, certify
 from .engines import PassEngine, StatisticsEngine, accumulate, choose_engine
+from .engines.categorical import BlockStatisticsEngine, accumulate_blocks, serves_blocks
 from .certificate import Certificate
 from .errors import DataError, IgnoredOptionWarning, OptionError
 from .model import json_setting
@@ -201,6 +202,10 @@ def prepare(source, settings, scaling=None, statistics=None):
         # A CSV's rows are known after the first pass; until then its size says about how many there are
         n_samples=source.n_samples if source.n_samples is not None else getattr(source, "estimated_samples", None),
     )
+    if statistics is None and source.block_candidate is not None and serves_blocks(settings, loss, penalty):
+        # a categorical column of many levels: its statistics as blocks, never a dense one-hot
+        source.use_blocks()
+        statistics, engine_name = accumulate_blocks(source), "statistics"
     if statistics is None:
         # optimizer="newton" solves with the Gram (projections, the least-squares start): read it in the same pass
         newton = settings["optimizer"] == robust.NAME or robust_default(settings, loss, penalty)
@@ -212,7 +217,8 @@ def prepare(source, settings, scaling=None, statistics=None):
     if scaling is None:
         scaling = Scaling.from_statistics(statistics, settings["fit_intercept"], settings["standardize"])
     if engine_name == "statistics":
-        engine = StatisticsEngine(statistics, scaling, settings["fit_intercept"])
+        blocks = getattr(statistics, "blocks", None) is not None
+        engine = (BlockStatisticsEngine if blocks else StatisticsEngine)(statistics, scaling, settings["fit_intercept"])
     else:
         # Xᵀg − center·Σg loses log10(|center|/scale) digits and can overflow when
         # features sit far from zero: centre each block instead (a block-sized copy).
@@ -416,10 +422,12 @@ def fit_source(source, settings, *, params=None, opt_state=None, loss_curve=None
     # cg by name is followed by refinement epochs, which the certificate
     # judges: its own epochs end as they always have (the stall rule).
     refining = bool(complete if refine is None else refine) and requested["optimizer"] == "cg"
-    if complete and problem.loss.quadratic and problem.statistics.scatter is not None \
-            and source.n_features <= MAX_CERTIFIED_FEATURES:
+    blocks = getattr(problem.statistics, "blocks", None) is not None  # engines.categorical: no d×d scatter
+    if complete and problem.loss.quadratic and (blocks or problem.statistics.scatter is not None
+                                                and source.n_features <= MAX_CERTIFIED_FEATURES):
         # The statistics engine: the certificate costs O(d²) an epoch, so the loop checks it every epoch.
-        reference = QuadraticReference(problem.statistics, objective.penalty, fit_intercept)
+        reference = (BlockReference if blocks else QuadraticReference)(problem.statistics, objective.penalty,
+                                                                       fit_intercept)
         if tol is not None and not refining:
             certifier = _certifier(reference, problem.scaling, fit_intercept, tol)
     if optimizer_name == NEWTON and reference is None:  # too many features for the d×d solve

@@ -345,17 +345,12 @@ def accumulate_blocks(source):
     DataError
         On a NaN or infinite value (named), no rows, or weights summing to zero.
     """
-    from ..sources import check_finite
-
     layout = source.block_layout
     n_levels = layout["n_levels"]
 
     def per_chunk(chunk):
-        moments = chunk_level_moments(chunk.codes, chunk.X, chunk.y, chunk.sample_weight, n_levels)
-        if moments is not None and not (np.all(np.isfinite(moments.within)) and np.isfinite(moments.total)):
-            check_finite(source.dense_view(), chunk)
-            raise DataError(f"values in {source.describe()} are too large: their squares overflow float64")
-        return moments
+        _check_chunk(source, layout, chunk)
+        return chunk_level_moments(chunk.codes, chunk.X, chunk.y, chunk.sample_weight, n_levels)
 
     moments = source.reduce(per_chunk, merge_levels)
     if moments is None or moments.count == 0:
@@ -365,6 +360,30 @@ def accumulate_blocks(source):
     blocks = LevelBlocks(moments, layout["n_dense"], layout["dense_index"], layout["level_index"],
                          layout["reference"])
     return BlockStatistics.from_blocks(blocks)
+
+
+def _check_chunk(source, layout, chunk):
+    """Refuse a NaN or infinite value, a negative weight, or a level the model does not know, naming where."""
+    dense_names = layout["dense_names"]
+    for values, names in ((chunk.X, dense_names), (chunk.y, source.target_names)):
+        if not np.isfinite(values.sum()):
+            bad = ~np.isfinite(values)
+            if bad.any():
+                row, column = np.argwhere(bad)[0]
+                kind = "missing value (NaN)" if np.isnan(values[row, column]) else "infinite value"
+                raise DataError(f"{kind} in {source.describe()} at {source.row_position(chunk.row(row))}, "
+                                f"column {names[column]!r}")
+            raise DataError(f"values in {source.describe()} are too large: their sums overflow float64")
+    if chunk.sample_weight is not None:
+        bad = ~np.isfinite(chunk.sample_weight) | (chunk.sample_weight < 0)
+        if bad.any():
+            row = int(np.argmax(bad))
+            raise DataError(f"sample weight {chunk.sample_weight[row]} in {source.describe()} at "
+                            f"{source.row_position(chunk.row(row))} is not a finite non-negative number")
+    if chunk.codes.size and chunk.codes.min() < 0:
+        row = int(np.argmax(chunk.codes < 0))
+        raise DataError(f"{source.describe()} at {source.row_position(chunk.row(row))}, column "
+                        f"{layout['name']!r}: no level to fit (missing, or not among the levels learned)")
 
 
 class _ScaledGram:
@@ -473,3 +492,20 @@ class BlockStatisticsEngine(StatisticsEngine):
             raise ValueError(f"{p} parameters: the categorical column's blocks are never formed into a dense Hessian")
         hessian = self.hvp(np.eye(p))
         return 0.5 * (hessian + hessian.T)
+
+
+#: optimizers that run on the blocks' engine as they do on the dense statistics: ``"cg"`` by
+#: name refines from the dense scatter, and ``"newton"`` (robust losses) solves with it
+BLOCK_OPTIMIZERS = ("auto", "gd", "momentum", "nesterov", "adam")
+
+
+def serves_blocks(settings, loss, penalty):
+    """Whether a fit with these settings runs on the blocks of a column kept as codes.
+
+    The squared error without a penalty (the blocks' solve has no penalty's
+    diagonal to add), full batches, the statistics engine (``"auto"`` or by
+    name), and an optimizer of :data:`BLOCK_OPTIMIZERS`. Otherwise the column
+    is dense dummies, as long as it has at most ``MAX_LEVELS`` levels.
+    """
+    return (loss.quadratic and penalty is None and settings["batch_size"] is None
+            and settings["engine"] in ("auto", "statistics") and settings["optimizer"] in BLOCK_OPTIMIZERS)
