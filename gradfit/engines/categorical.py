@@ -43,11 +43,12 @@ import scipy.linalg
 import scipy.sparse.linalg
 
 from ..errors import DataError
+from ..sources.base import single_threaded_blas
 from .statistics import StatisticsEngine
 
 #: up to this many parameters the engine's Hessian is formed (from its products) and
 #: eigendecomposed; beyond it the extreme eigenvalues come from Lanczos (``eigsh``)
-DENSE_PARAMETERS = 600
+DENSE_PARAMETERS = 200
 
 
 @dataclass
@@ -471,7 +472,8 @@ class BlockStatisticsEngine(StatisticsEngine):
         self.reference_per_output = per_output
         self.reference_grad = grad
         if p <= DENSE_PARAMETERS:
-            eigenvalues = scipy.linalg.eigh(self.hessian(), eigvals_only=True)
+            with single_threaded_blas():  # as StatisticsEngine: BLAS threads only slow a small eigh
+                eigenvalues = scipy.linalg.eigh(self.hessian(), eigvals_only=True)
         else:
             operator = scipy.sparse.linalg.LinearOperator(
                 (p, p), matvec=lambda v: self.hvp(v.reshape(p, 1)).ravel(), dtype=np.float64)
