@@ -421,8 +421,9 @@ def fit_source(source, settings, *, params=None, opt_state=None, loss_curve=None
     reference = certifier = None
     # cg by name is followed by refinement epochs, which the certificate
     # judges: its own epochs end as they always have (the stall rule).
-    refining = bool(complete if refine is None else refine) and requested["optimizer"] == "cg"
-    blocks = getattr(problem.statistics, "blocks", None) is not None  # engines.categorical: no d×d scatter
+    # engines.categorical: no d×d scatter; nothing for refinement to solve with (its statistics are exact blocks)
+    blocks = getattr(problem.statistics, "blocks", None) is not None
+    refining = bool(complete if refine is None else refine) and requested["optimizer"] == "cg" and not blocks
     if complete and problem.loss.quadratic and (blocks or problem.statistics.scatter is not None
                                                 and source.n_features <= MAX_CERTIFIED_FEATURES):
         # The statistics engine: the certificate costs O(d²) an epoch, so the loop checks it every epoch.
@@ -527,7 +528,7 @@ def fit_source(source, settings, *, params=None, opt_state=None, loss_curve=None
     refine = complete if refine is None else refine
     # Refinement follows cg when asked for by name: it reads the data again and
     # refuses problems float64 cannot determine, which "auto" must not impose.
-    if refine and requested["optimizer"] == "cg" and result.stop_reason != "interrupted":
+    if refining and result.stop_reason != "interrupted":
         statistics = reference.statistics if reference is not None else refinement_statistics(source, problem)
     if statistics is not None:
         coef, intercept, refined, refinement = refine_fit(

@@ -217,7 +217,7 @@ def test_statistics_equal_statsmodels_formula_ols_and_wls(blocks_only, weighted)
     formula = "y ~ x0 + C(g) + x1 + x2"
     if weighted:
         weight = np.random.default_rng(5).uniform(0.5, 2.0, len(y))
-        model = GDRegressor(tol=1e-10).fit(frame, y, sample_weight=weight)
+        model = GDRegressor(tol=1e-10, optimizer="cg").fit(frame, y, sample_weight=weight)  # by name, on the blocks
         result = smf.wls(formula, data, weights=weight).fit()
     else:
         model = GDRegressor(tol=1e-10).fit(frame, y)

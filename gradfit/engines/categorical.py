@@ -496,9 +496,10 @@ class BlockStatisticsEngine(StatisticsEngine):
         return 0.5 * (hessian + hessian.T)
 
 
-#: optimizers that run on the blocks' engine as they do on the dense statistics: ``"cg"`` by
-#: name refines from the dense scatter, and ``"newton"`` (robust losses) solves with it
-BLOCK_OPTIMIZERS = ("auto", "gd", "momentum", "nesterov", "adam")
+#: optimizers that run on the blocks' engine as they do on the dense statistics (``"cg"`` without
+#: the refinement epochs it takes on a dense scatter: see :func:`gradfit.fitting.fit_source`);
+#: ``"newton"``, the robust losses' method, solves with a dense scatter
+BLOCK_OPTIMIZERS = ("auto", "gd", "momentum", "nesterov", "adam", "cg")
 
 
 def serves_blocks(settings, loss, penalty):
