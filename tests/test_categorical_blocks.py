@@ -277,5 +277,20 @@ def test_other_fits_take_the_column_dense_or_refuse_in_one_line(blocks_only, tmp
 def test_a_feature_constant_within_every_level_is_refused_in_one_line(blocks_only):
     frame, y = make_table(3000, 50, 2, seed=10)
     frame["x1"] = frame["g"].str[1:].astype(float)  # a function of the level: not determined apart from it
-    with pytest.raises(DataError, match="constant within every level"):
+    with pytest.raises(DataError, match="'x1' is constant within every level"):
         GDRegressor().fit(frame, y)
+    frame, y = make_table(3000, 50, 2, seed=10)
+    weight = np.where(frame["g"] == "L0007", 0.0, 1.0)
+    with pytest.raises(DataError, match="'g=L0007' .* has no weight"):
+        GDRegressor().fit(frame, y, sample_weight=weight)
+
+
+def test_two_targets_on_the_blocks_equal_lstsq(blocks_only):
+    frame, y = make_table(4000, 60, 3, seed=11)
+    targets = np.column_stack([y, 2.0 * y + frame["x0"].to_numpy()])
+    model = GDRegressor(tol=1e-10, engine="statistics").fit(frame, targets)
+    design = dense_design(frame)
+    for j in range(2):
+        coef, intercept = lstsq(design, targets[:, j])
+        np.testing.assert_allclose(model.coef_[j], coef, rtol=1e-8, atol=1e-8 * np.abs(coef).max())
+        assert model.intercept_[j] == pytest.approx(intercept, rel=1e-8)

@@ -164,9 +164,11 @@ class LevelBlocks:
         Where the dummies of the levels other than ``reference`` are (in level order).
     reference : int
         The level without a dummy.
+    dense_names, level_names : list of str, optional
+        The other features' names and the levels', for messages.
     """
 
-    def __init__(self, moments, n_dense, dense_index, level_index, reference):
+    def __init__(self, moments, n_dense, dense_index, level_index, reference, dense_names=None, level_names=None):
         self.n_dense = p = int(n_dense)
         self.n_levels = moments.level_total.shape[0]
         self.n_features = p + self.n_levels - 1
@@ -184,6 +186,8 @@ class LevelBlocks:
         self.between = self.level_mean - self.mean  # rows M_l − μ
         self.level_share = self.level_total / self.total  # π
         self._within_inverse = None
+        self.dense_names = dense_names or [f"feature {j}" for j in self.dense_index]
+        self.level_names = level_names or [f"level {j}" for j in range(self.n_levels)]
 
     # -- the moments of all d features, in the model's order ---------------------
 
@@ -233,8 +237,8 @@ class LevelBlocks:
     def _check_levels(self):
         empty = np.flatnonzero(self.level_total <= 0)
         if empty.size:
-            raise DataError(f"level {int(empty[0])} of the categorical column has no weight: its effect is not "
-                            "determined by the data")
+            raise DataError(f"{self.level_names[int(empty[0])]!r} (a level of the categorical column) has no weight: "
+                            "its effect is not determined by the data")
 
     def within_inverse(self):
         """``S_w,ₓₓ⁻¹`` (p × p), by an eigendecomposition of its equilibrated form.
@@ -254,7 +258,7 @@ class LevelBlocks:
             # a spread within levels at rounding level of the whole spread: constant within every level
             flat = np.flatnonzero((within <= 0) | (within <= 1e-24 * overall))
             if flat.size:
-                raise DataError(f"feature {int(self.dense_index[flat[0]])} is constant within every level of the "
+                raise DataError(f"{self.dense_names[int(flat[0])]!r} is constant within every level of the "
                                 "categorical column: it and the level effects are not determined apart")
             if p:
                 spread = np.sqrt(within)
@@ -359,7 +363,8 @@ def accumulate_blocks(source):
     if moments.total == 0:
         raise DataError(f"the sample weights in {source.describe()} sum to zero")
     blocks = LevelBlocks(moments, layout["n_dense"], layout["dense_index"], layout["level_index"],
-                         layout["reference"])
+                         layout["reference"], layout["dense_names"], [f"{layout['name']}={level}"
+                                                                       for level in layout["levels"]])
     return BlockStatistics.from_blocks(blocks)
 
 

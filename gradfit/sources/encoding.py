@@ -261,7 +261,7 @@ class TableEncoder:
         """Where the codes' column sits among the features (:class:`~gradfit.engines.categorical.LevelBlocks`).
 
         Returns a dict: ``column`` (its index among the raw columns),
-        ``name``, ``n_levels``, ``reference``, ``n_dense`` (the other features),
+        ``name``, ``n_levels``, ``levels`` (as text), ``reference``, ``n_dense`` (the other features),
         ``dense_index`` and ``level_index`` (their positions among all
         features), ``dense_names``.
         """
@@ -276,7 +276,8 @@ class TableEncoder:
                 dense_index.extend(range(j, j + width))
                 names.extend(coding.feature_names)
             j += width
-        return {"column": column, "name": block.name, "n_levels": len(block.levels), "reference": block.reference,
+        return {"column": column, "name": block.name, "n_levels": len(block.levels),
+                "levels": [level_text(level) for level in block.levels], "reference": block.reference,
                 "n_dense": len(dense_index), "dense_index": np.array(dense_index, dtype=np.intp),
                 "level_index": np.array(level_index, dtype=np.intp), "dense_names": names}
 
