@@ -202,10 +202,11 @@ def prepare(source, settings, scaling=None, statistics=None):
         # A CSV's rows are known after the first pass; until then its size says about how many there are
         n_samples=source.n_samples if source.n_samples is not None else getattr(source, "estimated_samples", None),
     )
-    if statistics is None and source.block_candidate is not None and serves_blocks(settings, loss, penalty):
+    if source.block_candidate is not None:
         # a categorical column of many levels: its statistics as blocks, never a dense one-hot
-        source.use_blocks()
-        statistics, engine_name = accumulate_blocks(source), "statistics"
+        source.use_blocks(statistics is None and serves_blocks(settings, loss, penalty))
+        if source.block_layout is not None:
+            statistics, engine_name = accumulate_blocks(source), "statistics"
     if statistics is None:
         # optimizer="newton" solves with the Gram (projections, the least-squares start): read it in the same pass
         newton = settings["optimizer"] == robust.NAME or robust_default(settings, loss, penalty)

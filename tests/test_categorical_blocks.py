@@ -294,3 +294,15 @@ def test_two_targets_on_the_blocks_equal_lstsq(blocks_only):
         coef, intercept = lstsq(design, targets[:, j])
         np.testing.assert_allclose(model.coef_[j], coef, rtol=1e-8, atol=1e-8 * np.abs(coef).max())
         assert model.intercept_[j] == pytest.approx(intercept, rel=1e-8)
+
+
+def test_one_source_serves_a_fit_on_the_blocks_then_a_dense_one(blocks_only, tmp_path):
+    frame, y = make_table(3000, 50, 2, seed=12)
+    source = FileSource(write_table(frame.assign(y=y), tmp_path / "d.parquet"), "y")
+    first = GDRegressor(tol=1e-10).fit(source)  # on the blocks
+    huber = GDRegressor(loss="huber", tol=1e-8).fit(source)  # dummies: the kept columns of the other kind go
+    again = GDRegressor(tol=1e-10).fit(source)
+    assert huber.n_features_in_ == again.n_features_in_ == first.n_features_in_
+    np.testing.assert_allclose(again.coef_, first.coef_, rtol=1e-12)
+    coef, _ = lstsq(dense_design(frame), y)
+    np.testing.assert_allclose(first.coef_, coef, rtol=1e-8, atol=1e-8 * np.abs(coef).max())

@@ -74,13 +74,13 @@ class Source:
     #: that layout once :meth:`use_blocks` was called: chunks then carry ``codes``
     block_layout = None
 
-    def use_blocks(self):
-        """Hand the :attr:`block_candidate` column on as level codes (``Chunk.codes``) from now on.
+    def use_blocks(self, codes=True):
+        """Hand the :attr:`block_candidate` column on as level codes (``Chunk.codes``), or as dummies, from now on.
 
-        Only a fit whose statistics are the blocks' (:mod:`gradfit.engines.categorical`)
-        asks, before its first pass.
+        Every fit says which, before its first pass: codes only where its
+        statistics are the blocks' (:mod:`gradfit.engines.categorical`).
         """
-        self.block_layout = self.block_candidate
+        self.block_layout = self.block_candidate if codes else None
 
     def check_dense_levels(self):
         """Refuse to encode the :attr:`block_candidate` column as dense dummies beyond ``MAX_LEVELS``."""

@@ -651,6 +651,13 @@ class FileSource(Source):
             weight = weight.astype(np.float64)
         return Chunk(X, y, weight, start, positions, codes)
 
+    def use_blocks(self, codes=True):
+        """:meth:`Source.use_blocks`; columns kept from a pass of the other kind are let go."""
+        layout = self.block_candidate if codes else None
+        if layout is not self.block_layout:
+            self._columns = None
+        self.block_layout = layout
+
     def _check_exact(self, column, start, index):
         """Refuse 64-bit integers beyond 2**53: float64 cannot hold them, and neighbours would collapse into one."""
         if not (pa.types.is_integer(column.type) and column.type.bit_width == 64) or len(column) == 0:
