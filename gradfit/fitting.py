@@ -202,7 +202,7 @@ def prepare(source, settings, scaling=None, statistics=None):
         # A CSV's rows are known after the first pass; until then its size says about how many there are
         n_samples=source.n_samples if source.n_samples is not None else getattr(source, "estimated_samples", None),
     )
-    if source.block_candidate is not None:
+    if getattr(source, "block_candidate", None) is not None:
         # a categorical column of many levels: its statistics as blocks, never a dense one-hot
         source.use_blocks(statistics is None and serves_blocks(settings, loss, penalty))
         if source.block_layout is not None:
@@ -529,7 +529,7 @@ def fit_source(source, settings, *, params=None, opt_state=None, loss_curve=None
     refine = complete if refine is None else refine
     # Refinement follows cg when asked for by name: it reads the data again and
     # refuses problems float64 cannot determine, which "auto" must not impose.
-    if refining and result.stop_reason != "interrupted":
+    if refine and requested["optimizer"] == "cg" and not blocks and result.stop_reason != "interrupted":
         statistics = reference.statistics if reference is not None else refinement_statistics(source, problem)
     if statistics is not None:
         coef, intercept, refined, refinement = refine_fit(
