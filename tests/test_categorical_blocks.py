@@ -11,6 +11,8 @@ path would refuse the column.
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -113,7 +115,7 @@ def test_blocks_equal_the_dense_scatter_solve_and_inverse(weighted):
     levels = 30
     cuts = [0, 300, 301, 1200, len(codes)]  # uneven chunks, one of a single row: merges of every kind
     moments = None
-    for start, stop in zip(cuts[:-1], cuts[1:]):
+    for start, stop in itertools.pairwise(cuts):
         part = chunk_level_moments(codes[start:stop], X[start:stop], y[start:stop],
                                    None if weight is None else weight[start:stop], levels)
         moments = merge_levels(moments, part)
