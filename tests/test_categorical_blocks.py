@@ -308,3 +308,17 @@ def test_one_source_serves_a_fit_on_the_blocks_then_a_dense_one(blocks_only, tmp
     np.testing.assert_allclose(again.coef_, first.coef_, rtol=1e-12)
     coef, _ = lstsq(dense_design(frame), y)
     np.testing.assert_allclose(first.coef_, coef, rtol=1e-8, atol=1e-8 * np.abs(coef).max())
+
+
+@pytest.mark.parametrize("offset", [1e6, 1e8])
+def test_level_effects_keep_their_digits_for_features_far_from_zero(blocks_only, offset):
+    # The level means are stored about a chunk's mean: about zero, features at 1e8 with a
+    # spread of 1 left the level effects (differences of level means) 1e-7 apart from lstsq's.
+    frame, y = make_table(8000, 60, 3, seed=13, offset=0.0)
+    shifted = frame.copy()
+    for name in ("x0", "x1", "x2"):
+        shifted[name] = frame[name] + offset
+        frame[name] = shifted[name] - offset  # exactly the same numbers (Sterbenz), about zero
+    coef, _ = lstsq(dense_design(frame), y)
+    model = GDRegressor(tol=1e-10).fit(shifted, y)
+    np.testing.assert_allclose(model.coef_, coef, rtol=1e-9, atol=1e-10 * np.abs(coef).max())

@@ -65,9 +65,13 @@ class LevelMoments:
     level_total : ndarray of shape (L,)
         ``W_l``.
     level_mean : ndarray of shape (L, q)
-        ``M_l`` (zero for a level without weight).
+        ``M_l − shift`` (zero for a level without weight).
     within : ndarray of shape (q, q)
         ``S_w``.
+    shift : ndarray of shape (q,)
+        The point the level means are stored about: a chunk's mean. Features
+        far from zero (1e8 with a spread of 1) would otherwise leave the level
+        means, and the level effects (their differences), only ``ε·1e8`` apart.
     """
 
     count: int
@@ -76,6 +80,7 @@ class LevelMoments:
     level_total: np.ndarray
     level_mean: np.ndarray
     within: np.ndarray
+    shift: np.ndarray
 
 
 def chunk_level_moments(codes, X, y, weight, n_levels):
@@ -106,6 +111,9 @@ def chunk_level_moments(codes, X, y, weight, n_levels):
     p, k = X.shape[1], y.shape[1]
     z = np.empty((n, p + k))
     z[:, :p], z[:, p:] = X, y
+    total = float(np.sum(weight)) if weight is not None else float(n)
+    shift = (z.sum(axis=0) if weight is None else weight @ z) / total if total > 0 else np.zeros(p + k)
+    z -= shift
     if weight is None:
         level_total = np.bincount(codes, minlength=n_levels).astype(np.float64)
     else:
@@ -120,20 +128,23 @@ def chunk_level_moments(codes, X, y, weight, n_levels):
     if weight is not None:
         z *= np.sqrt(weight)[:, None]
     within = z.T @ z
-    total = float(np.sum(weight)) if weight is not None else float(n)
-    return LevelMoments(n, total, level_count, level_total, level_mean, within)
+    return LevelMoments(n, total, level_count, level_total, level_mean, within, shift)
 
 
 def merge_levels(a, b):
     """Chan, Golub & LeVeque's pairwise merge, level by level (``a`` may be reused).
 
     With ``δ_l = M_l,b − M_l,a``: ``S_w = S_w,a + S_w,b + Σ_l (W_l,a W_l,b / W_l) δ_l δ_lᵀ``
-    over the levels both parts hold, and ``M_l = M_l,a + δ_l W_l,b / W_l``.
+    over the levels both parts hold, and ``M_l = M_l,a + δ_l W_l,b / W_l``; ``b``'s
+    means are first moved to ``a``'s shift (by the difference of two nearby points).
     """
     if a is None:
         return b
     if b is None:
         return a
+    if np.any(a.shift != b.shift):
+        present = b.level_total > 0
+        b.level_mean[present] += b.shift - a.shift
     total = a.level_total + b.level_total
     both = (a.level_total > 0) & (b.level_total > 0)
     only_b = (a.level_total == 0) & (b.level_total > 0)
@@ -182,8 +193,10 @@ class LevelBlocks:
         self.level_total = moments.level_total
         self.level_mean = moments.level_mean
         self.within = moments.within
-        self.mean = self.level_total @ self.level_mean / self.total  # μ of z = [x, y]
-        self.between = self.level_mean - self.mean  # rows M_l − μ
+        self.shift = moments.shift
+        relative = self.level_total @ self.level_mean / self.total
+        self.mean = self.shift + relative  # μ of z = [x, y]
+        self.between = self.level_mean - relative  # rows M_l − μ, from means about the shift
         self.level_share = self.level_total / self.total  # π
         self._within_inverse = None
         self.dense_names = dense_names or [f"feature {j}" for j in self.dense_index]
@@ -272,17 +285,25 @@ class LevelBlocks:
                 self._within_inverse = np.zeros((0, 0))
         return self._within_inverse
 
-    def solve_normal(self, rhs):
-        """``N⁻¹ r`` for the normal matrix ``N = Σ v x̃x̃ᵀ`` of ``x̃ = [x (the d features), 1]``.
+    def solve_normal(self, rhs, origin=None):
+        """``N⁻¹ r`` for the normal matrix ``N = Σ v x̃x̃ᵀ`` of ``x̃ = [x − origin (the d features), 1]``.
 
-        ``rhs`` of shape (d + 1, m), intercept last. Through the level
-        intercepts ``α`` (see the module docstring): ``O(L·p·m + p²·m)``.
+        ``rhs`` of shape (d + 1, m), intercept last; ``origin`` (d,) defaults to
+        zero. Through the level intercepts ``α`` (see the module docstring),
+        about the stored shift ``s``: with ``δ = s − origin`` and
+        ``S = [[I, δ], [0, 1]]``, ``N = S N_s Sᵀ``, so ``N⁻¹ = S⁻ᵀ N_s⁻¹ S⁻¹``.
+        ``O(L·p·m + p²·m)``.
         """
         inverse = self.within_inverse()
         p, ref = self.n_dense, self.reference
-        r_dense = rhs[self.dense_index]
-        r_levels = rhs[self.level_index]
+        offset = np.zeros(self.n_features)
+        offset[self.dense_index] = self.shift[:p]
+        if origin is not None:
+            offset -= origin
         r_bias = rhs[self.n_features]
+        moved = rhs[: self.n_features] - np.outer(offset, r_bias)  # S⁻¹ r
+        r_dense = moved[self.dense_index]
+        r_levels = moved[self.level_index]
         # Tᵀ s = r: s_α[others] = r_levels, s_α[ref] = r_b − Σ r_levels
         s_alpha = np.empty((self.n_levels, rhs.shape[1]))
         s_alpha[self.others] = r_levels
@@ -293,7 +314,7 @@ class LevelBlocks:
         out = np.empty((self.n_features + 1, rhs.shape[1]))
         out[self.dense_index] = weights
         out[self.level_index] = alpha[self.others] - alpha[ref]
-        out[self.n_features] = alpha[ref]
+        out[self.n_features] = alpha[ref] - offset @ out[: self.n_features]  # S⁻ᵀ
         return out
 
     def covariance_diagonal(self, fit_intercept):
@@ -301,19 +322,20 @@ class LevelBlocks:
         inverse = self.within_inverse()
         p, ref = self.n_dense, self.reference
         means = self.level_mean[:, :p]
-        offsets = means - means[ref]  # m_l − m_ref
+        offsets = means - means[ref]  # m_l − m_ref (the shift cancels)
+        reference_mean = means[ref] + self.shift[:p]  # in the data's units
         quadratic = np.einsum("ij,jk,ik->i", offsets, inverse, offsets)
         features = np.empty(self.n_features)
         features[self.dense_index] = np.diagonal(inverse)
         features[self.level_index] = (1.0 / self.level_total[self.others] + 1.0 / self.level_total[ref]
                                       + quadratic[self.others])
-        bias = 1.0 / self.level_total[ref] + means[ref] @ inverse @ means[ref]
+        bias = 1.0 / self.level_total[ref] + reference_mean @ inverse @ reference_mean
         if fit_intercept:
             return np.concatenate([[bias], features])
         # Without the intercept: the Schur complement of its entry in the inverse.
         with_bias = np.empty(self.n_features)  # Cov(θ_j, b)
-        with_bias[self.dense_index] = -(inverse @ means[ref])
-        with_bias[self.level_index] = (means[self.others] @ inverse @ means[ref]) - bias
+        with_bias[self.dense_index] = -(inverse @ reference_mean)
+        with_bias[self.level_index] = offsets[self.others] @ inverse @ reference_mean - 1.0 / self.level_total[ref]
         return features - with_bias * with_bias / bias
 
 
@@ -436,24 +458,22 @@ class BlockStatisticsEngine(StatisticsEngine):
     def solve(self, rhs):
         """``H⁻¹ rhs`` (``rhs`` of shape (n_params, m)), exactly, through the level blocks.
 
-        With ``K = [[D, −Dc], [0, 1]]`` (``D = diag(1/scale)``, ``c`` the centre),
-        ``H = (2/k)(1/W) K N Kᵀ`` for the normal matrix ``N`` of ``[x, 1]``, so
-        ``H⁻¹ r = (k/2) W K⁻ᵀ N⁻¹ K⁻¹ r``; without an intercept ``H`` is the
-        leading block of that, solved by the Schur complement of the last entry of ``N⁻¹``.
+        With ``D̃ = diag(1/scale, 1)`` and ``c`` the centre, ``H = (2/k)(1/W) D̃ N_c D̃``
+        for the normal matrix ``N_c`` of ``[x − c, 1]``, so
+        ``H⁻¹ r = (k/2) W D̃⁻¹ N_c⁻¹ D̃⁻¹ r``; without an intercept ``H`` is the
+        leading block of that, solved by the Schur complement of the last entry of ``N_c⁻¹``.
         """
         d, k = self.n_features, self.n_outputs
         scale, center = self.scaling.scale, self.scaling.center
         factor = 0.5 * k * self.stats.sum_weights
 
-        def solve_full(vectors):  # (d + 1, m): K⁻ᵀ N⁻¹ K⁻¹
+        def solve_full(vectors):  # (d + 1, m): K⁻ᵀ N⁻¹ K⁻¹, through N_c of [x − c, 1]
             lifted = np.empty_like(vectors)
-            lifted[:d] = scale[:, None] * vectors[:d] + np.outer(center, vectors[d])
+            lifted[:d] = scale[:, None] * vectors[:d]
             lifted[d] = vectors[d]
-            solved = self.blocks.solve_normal(lifted)
-            out = np.empty_like(solved)
-            out[:d] = scale[:, None] * solved[:d]
-            out[d] = center @ solved[:d] + solved[d]
-            return out
+            solved = self.blocks.solve_normal(lifted, origin=center)
+            solved[:d] *= scale[:, None]
+            return solved
 
         if self.fit_intercept:
             return factor * solve_full(rhs)
