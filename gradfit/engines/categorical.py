@@ -13,7 +13,9 @@ everything the squared error asks of the data is in
 
 collected from the level codes by ``np.bincount`` (no one-hot block) and
 merged chunk by chunk with Chan, Golub & LeVeque's update per level
-(:func:`merge_levels`). From them:
+(:func:`merge_levels`); the level means are kept about a shift (a chunk's
+mean), so that the level effects, their differences, keep their digits for
+features far from zero. From them:
 
 * the centred scatter of the features, as an operator (:meth:`LevelBlocks.scatter_product`,
   ``O(L·p)`` a product): with ``B`` the ``L × d`` matrix of rows
