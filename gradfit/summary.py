@@ -163,7 +163,7 @@ def regression_statistics(stats, coef, intercept, sse, optimal_sse, fit_intercep
                                                                                                       fit_intercept)
     total = stats.sum_weights
     target_mean = stats.mean[d:]
-    target_scatter = stats.scatter_diagonal[d:]
+    target_scatter = (np.diagonal(stats.scatter) if blocks is None else stats.scatter_diagonal)[d:]
     estimate = np.asarray(coef, dtype=float)
     if fit_intercept:
         estimate = np.column_stack([np.asarray(intercept, dtype=float), estimate])
