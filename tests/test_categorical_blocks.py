@@ -281,6 +281,9 @@ def test_a_feature_constant_within_every_level_is_refused_in_one_line(blocks_onl
     frame["x1"] = frame["g"].str[1:].astype(float)  # a function of the level: not determined apart from it
     with pytest.raises(DataError, match="'x1' is constant within every level"):
         GDRegressor().fit(frame, y)
+    identifier = frame.assign(g=[f"row{i}" for i in range(len(frame))])  # one level a row
+    with pytest.raises(DataError, match="3000 levels for 3000 rows: is the column an identifier"):
+        GDRegressor().fit(identifier, y)
     frame, y = make_table(3000, 50, 2, seed=10)
     weight = np.where(frame["g"] == "L0007", 0.0, 1.0)
     with pytest.raises(DataError, match="'g=L0007' .* has no weight"):

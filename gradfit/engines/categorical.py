@@ -273,8 +273,12 @@ class LevelBlocks:
             # a spread within levels at rounding level of the whole spread: constant within every level
             flat = np.flatnonzero((within <= 0) | (within <= 1e-24 * overall))
             if flat.size:
+                hint = ""
+                if 2 * self.n_levels > self.count:  # most levels hold one row: a name or a key, not a category
+                    hint = (f" ({self.n_levels} levels for {self.count} rows: is the column an identifier? "
+                            "leave it out, --exclude)")
                 raise DataError(f"{self.dense_names[int(flat[0])]!r} is constant within every level of the "
-                                "categorical column: it and the level effects are not determined apart")
+                                f"categorical column: it and the level effects are not determined apart{hint}")
             if p:
                 spread = np.sqrt(within)
                 correlation = matrix / np.outer(spread, spread)
