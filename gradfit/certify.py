@@ -104,11 +104,7 @@ class QuadraticReference:
         self._basis = vectors[:, keep]
         self._inverse = 1.0 / eigenvalues[keep]
         self._d = d
-        total = statistics.sum_weights
-        variance = np.maximum(statistics.scatter_diagonal[d:] / total, 0.0)
-        mean = statistics.mean[d:]
-        spread = np.sqrt(variance if fit_intercept else variance + mean * mean)
-        self.target_spread = np.where(spread > 0, spread, np.where(np.abs(mean) > 0, np.abs(mean), 1.0))
+        self.target_spread = _target_spread(statistics, fit_intercept)
 
     # -- the quadratic -----------------------------------------------------------
 
@@ -212,6 +208,45 @@ class QuadraticReference:
         if self.penalty is not None and self.penalty.has_prox:
             return self.duality_gap(params, tol)
         return self.distance(params, tol)
+
+
+def _target_spread(statistics, fit_intercept):
+    """σ_y per output: the target's standard deviation (root mean square without an intercept), never 0."""
+    d = statistics.n_features
+    variance = np.maximum(statistics.scatter_diagonal[d:] / statistics.sum_weights, 0.0)
+    mean = statistics.mean[d:]
+    spread = np.sqrt(variance if fit_intercept else variance + mean * mean)
+    return np.where(spread > 0, spread, np.where(np.abs(mean) > 0, np.abs(mean), 1.0))
+
+
+class BlockReference(QuadraticReference):
+    """:class:`QuadraticReference` on :class:`~gradfit.engines.categorical.BlockStatistics` (no penalty).
+
+    The same certificates; ``H⁻¹`` by the Schur complement of the level block
+    (:meth:`~gradfit.engines.categorical.BlockStatisticsEngine.solve`),
+    never a dense d × d matrix. ``eigenvalues`` holds the extreme two.
+    """
+
+    def __init__(self, statistics, penalty, fit_intercept):
+        from .engines.categorical import BlockStatisticsEngine
+
+        if penalty is not None:
+            raise ValueError("the blocks of a categorical column serve the squared error without a penalty")
+        self.statistics = statistics
+        self.penalty = penalty
+        self.fit_intercept = fit_intercept
+        self.scaling = refinement_scaling(statistics, fit_intercept)
+        with np.errstate(over="ignore", invalid="ignore"):
+            self.engine = BlockStatisticsEngine(statistics, self.scaling, fit_intercept)
+        self.eigenvalues = self.engine.eigenvalues
+        self.rank = self.engine.rank
+        self.condition_number = float(self.eigenvalues[-1] / self.eigenvalues[0])
+        self._d = statistics.n_features
+        self.target_spread = _target_spread(statistics, fit_intercept)
+
+    def solve(self, rhs):
+        """``H⁻¹ rhs``, ``rhs`` (n_params, k)."""
+        return self.engine.solve(rhs)
 
 
 def refined_certificate(reference, last_step, params, tol):

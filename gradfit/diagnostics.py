@@ -246,7 +246,7 @@ def _quadratic(result, settings, stats, objective, report):
     report["max_stable_learning_rate"] = 2.0 / curvature if curvature > 0 else None
     data_condition = _condition(engine.eigenvalues)
     report["rank"] = int(engine.rank)
-    report["n_params"] = int(engine.eigenvalues.shape[0])
+    report["n_params"] = int(engine.reference.shape[0])  # block statistics keep only the extreme eigenvalues
     report["condition_number"] = data_condition
     other = _other_condition(stats, fit_intercept, not standardize)
     report["condition_number_standardized"] = data_condition if standardize else other

@@ -18,8 +18,9 @@ from . import registry, robust, schedules
 from .autoselect import NEWTON, resolve_optimizer
 from .optimizers import scale_by_inverse_hessian
 from .certify import MAX_FEATURES as MAX_CERTIFIED_FEATURES
-from .certify import QuadraticReference, certify
+from .certify import BlockReference, QuadraticReference, certify
 from .engines import PassEngine, StatisticsEngine, accumulate, choose_engine
+from .engines.categorical import BlockStatisticsEngine, accumulate_blocks, serves_blocks
 from .certificate import Certificate
 from .diagnostics import advice
 from .errors import DataError, IgnoredOptionWarning, OptionError
@@ -156,6 +157,11 @@ def prepare(source, settings, scaling=None, statistics=None):
         # A CSV's rows are known after the first pass; until then its size says about how many there are
         n_samples=source.n_samples if source.n_samples is not None else getattr(source, "estimated_samples", None),
     )
+    if getattr(source, "block_candidate", None) is not None:
+        # a categorical column of many levels: its statistics as blocks, never a dense one-hot
+        source.use_blocks(statistics is None and serves_blocks(settings, loss, penalty))
+        if source.block_layout is not None:
+            statistics, engine_name = accumulate_blocks(source), "statistics"
     if statistics is None:
         # optimizer="newton" solves with the Gram (projections, the least-squares start): read it in the same pass
         newton = settings["optimizer"] == robust.NAME or robust_default(settings, loss, penalty)
@@ -167,7 +173,8 @@ def prepare(source, settings, scaling=None, statistics=None):
     if scaling is None:
         scaling = Scaling.from_statistics(statistics, settings["fit_intercept"], settings["standardize"])
     if engine_name == "statistics":
-        engine = StatisticsEngine(statistics, scaling, settings["fit_intercept"])
+        blocks = getattr(statistics, "blocks", None) is not None
+        engine = (BlockStatisticsEngine if blocks else StatisticsEngine)(statistics, scaling, settings["fit_intercept"])
     else:
         # Xᵀg − center·Σg loses log10(|center|/scale) digits and can overflow when
         # features sit far from zero: centre each block instead (a block-sized copy).
@@ -377,11 +384,14 @@ def fit_source(source, settings, *, params=None, opt_state=None, loss_curve=None
     reference = certifier = None
     # cg by name is followed by refinement epochs, which the certificate
     # judges: its own epochs end as they always have (the stall rule).
-    refining = bool(complete if refine is None else refine) and requested["optimizer"] == "cg"
-    if complete and problem.loss.quadratic and problem.statistics.scatter is not None \
-            and source.n_features <= MAX_CERTIFIED_FEATURES:
+    # engines.categorical: no d×d scatter; nothing for refinement to solve with (its statistics are exact blocks)
+    blocks = getattr(problem.statistics, "blocks", None) is not None
+    refining = bool(complete if refine is None else refine) and requested["optimizer"] == "cg" and not blocks
+    if complete and problem.loss.quadratic and (blocks or problem.statistics.scatter is not None
+                                                and source.n_features <= MAX_CERTIFIED_FEATURES):
         # The statistics engine: the certificate costs O(d²) an epoch, so the loop checks it every epoch.
-        reference = QuadraticReference(problem.statistics, objective.penalty, fit_intercept)
+        reference = (BlockReference if blocks else QuadraticReference)(problem.statistics, objective.penalty,
+                                                                       fit_intercept)
         if tol is not None and not refining:
             certifier = _certifier(reference, problem.scaling, fit_intercept, tol)
     if optimizer_name == NEWTON and reference is None:  # too many features for the d×d solve
@@ -481,7 +491,7 @@ def fit_source(source, settings, *, params=None, opt_state=None, loss_curve=None
     refine = complete if refine is None else refine
     # Refinement follows cg when asked for by name: it reads the data again and
     # refuses problems float64 cannot determine, which "auto" must not impose.
-    if refine and requested["optimizer"] == "cg" and result.stop_reason != "interrupted":
+    if refine and requested["optimizer"] == "cg" and not blocks and result.stop_reason != "interrupted":
         statistics = reference.statistics if reference is not None else refinement_statistics(source, problem)
     if statistics is not None:
         coef, intercept, refined, refinement = refine_fit(

@@ -96,6 +96,20 @@ def _covariance_factor(stats, fit_intercept):
     return np.concatenate([[intercept_factor], coef_factor])
 
 
+def _block_covariance_factor(blocks, fit_intercept):
+    """:func:`_covariance_factor` of block statistics: the diagonal of the inverse through the level block.
+
+    See :meth:`gradfit.engines.categorical.LevelBlocks.covariance_diagonal`
+    (``O(L·p²)``, no d × d matrix).
+    """
+    from .errors import DataError
+
+    try:
+        return blocks.covariance_diagonal(fit_intercept)
+    except DataError as exc:
+        raise Unavailable(str(exc)) from None
+
+
 def regression_statistics(stats, coef, intercept, sse, optimal_sse, fit_intercept, feature_names=None):
     """statsmodels-style OLS/WLS statistics of the coefficients ``coef``, ``intercept``.
 
@@ -144,10 +158,12 @@ def regression_statistics(stats, coef, intercept, sse, optimal_sse, fit_intercep
     df_resid = n_obs - n_params
     if df_resid <= 0:
         raise Unavailable(f"{n_obs} rows leave no residual degrees of freedom for {n_params} parameters")
-    factor = _covariance_factor(stats, fit_intercept)
+    blocks = getattr(stats, "blocks", None)  # a categorical column kept as blocks (gradfit.engines.categorical)
+    factor = _covariance_factor(stats, fit_intercept) if blocks is None else _block_covariance_factor(blocks,
+                                                                                                      fit_intercept)
     total = stats.sum_weights
     target_mean = stats.mean[d:]
-    target_scatter = np.diagonal(stats.scatter)[d:]
+    target_scatter = (np.diagonal(stats.scatter) if blocks is None else stats.scatter_diagonal)[d:]
     estimate = np.asarray(coef, dtype=float)
     if fit_intercept:
         estimate = np.column_stack([np.asarray(intercept, dtype=float), estimate])

@@ -36,6 +36,10 @@ class Chunk:
     positions : ndarray of shape (n_rows,) or None
         Each row's index in the source where rows were left out (missing
         values dropped), for messages; ``None``: ``start, start + 1, …``.
+    codes : ndarray of shape (n_rows,), int64, or None
+        The level codes of a categorical column kept as codes (a source's
+        ``block_layout``, :mod:`gradfit.engines.categorical`); ``X`` then
+        holds the other features only.
     """
 
     X: np.ndarray
@@ -43,6 +47,7 @@ class Chunk:
     sample_weight: np.ndarray | None
     start: int
     positions: np.ndarray | None = None
+    codes: np.ndarray | None = None
 
     def row(self, i):
         """The index in the source of the chunk's row ``i`` (for messages)."""
@@ -59,8 +64,34 @@ class Source:
     Subclasses set ``n_features``, ``n_outputs``, ``feature_names``,
     ``target_names``, ``dtype`` (of X), ``n_samples`` (``None`` until known) and
     ``has_weights``, and implement :meth:`chunks`; :meth:`take` is needed only
-    for minibatches.
+    for minibatches. ``block_layout`` is ``None`` unless a categorical column
+    is kept as level codes (:meth:`gradfit.sources.encoding.TableEncoder.block_layout`).
     """
+
+    #: the layout of a categorical column that may be kept as level codes
+    #: (:meth:`gradfit.sources.encoding.TableEncoder.block_layout`), or ``None``
+    block_candidate = None
+    #: that layout once :meth:`use_blocks` was called: chunks then carry ``codes``
+    block_layout = None
+
+    def use_blocks(self, codes=True):
+        """Hand the :attr:`block_candidate` column on as level codes (``Chunk.codes``), or as dummies, from now on.
+
+        Every fit says which, before its first pass: codes only where its
+        statistics are the blocks' (:mod:`gradfit.engines.categorical`).
+        """
+        self.block_layout = self.block_candidate if codes else None
+
+    def check_dense_levels(self):
+        """Refuse to encode the :attr:`block_candidate` column as dense dummies beyond ``MAX_LEVELS``."""
+        from .encoding import MAX_LEVELS
+
+        layout = self.block_candidate
+        if layout is not None and self.block_layout is None and layout["n_levels"] > MAX_LEVELS:
+            raise DataError(
+                f"{self.describe()}, column {layout['name']!r}: {layout['n_levels']} categories, more than the "
+                f"{MAX_LEVELS} gradfit encodes as dense features; more are kept as level codes only for "
+                "loss='squared_error' without a penalty, on full batches (engine 'auto' or 'statistics')")
 
     #: a chunk is the unit of work handed to a thread, and of the partial results
     #: merged: big enough that the hand-over and a chunk's first block cost
@@ -72,7 +103,9 @@ class Source:
 
     def rows_per_chunk(self):
         """Rows per chunk: a chunk of X and y, in float64, about ``chunk_bytes``."""
-        width = self.n_features + self.n_outputs + 1
+        # a column kept as codes is one value a row, not its dummies
+        features = self.n_features if self.block_layout is None else self.block_layout["n_dense"] + 1
+        width = features + self.n_outputs + 1
         return int(max(4096, min(1 << 20, self.chunk_bytes // (8 * width))))
 
     def chunks(self):

@@ -46,9 +46,15 @@ from ..errors import DataError
 
 MISSING = ("error", "drop")
 HANDLE_UNKNOWN = ("error", "ignore")
-#: the most levels a categorical column may have: each becomes a dense feature (the
+#: the most levels a categorical column may have when it becomes dense features (the
 #: statistics hold a dense Gram of all features: 5000 levels make 200 MB of it)
 MAX_LEVELS = 5000
+#: a categorical column of more levels than this (the one with the most, if several) is
+#: kept as level codes (:meth:`TableEncoder.choose_block`): the statistics hold it as blocks
+#: (:mod:`gradfit.engines.categorical`), never as a dense one-hot block
+BLOCK_LEVELS = 1000
+#: the most levels of the column kept as codes: its blocks hold (levels × features) values
+MAX_BLOCK_LEVELS = 1_000_000
 
 
 def level_text(level):
@@ -168,17 +174,22 @@ def distinct_values(array, kind):
     return set(pc.unique(array.drop_null()).to_pylist())
 
 
-def finish_levels(coding, values, integral, references, describe):
-    """Sort the levels found and place the reference; ``integral``: the column's type is an integer type."""
+def finish_levels(coding, values, integral, references, describe, limit=MAX_LEVELS):
+    """Sort the levels found and place the reference; ``integral``: the column's type is an integer type.
+
+    ``limit``: the most levels allowed: :data:`MAX_LEVELS` where every column
+    becomes dense features, :data:`MAX_BLOCK_LEVELS` where the source can keep
+    one as codes (then :meth:`TableEncoder.choose_block` checks the others).
+    """
     if not values:
         raise DataError(f"{describe}, column {coding.name!r}: no values to learn categories from")
     levels = sorted(values)
     if coding.kind == "number" and integral:
         levels = [int(v) for v in levels]
-    if len(levels) > MAX_LEVELS:
+    if len(levels) > limit:
+        dense = " (as dense features)" if limit == MAX_LEVELS else ""
         raise DataError(f"{describe}, column {coding.name!r}: {len(levels)} categories, more than the "
-                        f"{MAX_LEVELS} gradfit encodes (as dense features); is it an identifier? leave it "
-                        "out (--exclude)")
+                        f"{limit} gradfit encodes{dense}; is it an identifier? leave it out (--exclude)")
     coding.levels = levels
     wanted = references.get(coding.name)
     if wanted is not None:
@@ -212,6 +223,8 @@ class TableEncoder:
 
     columns: list
     handle_unknown: str = "error"
+    #: the column kept as level codes (:meth:`choose_block`), or ``None``: all dense
+    block: str | None = None
 
     @property
     def raw_names(self):
@@ -228,6 +241,57 @@ class TableEncoder:
     @property
     def categorical(self):
         return any(column.categorical for column in self.columns)
+
+    def choose_block(self, describe):
+        """Keep the categorical column of the most levels, above :data:`BLOCK_LEVELS`, as level codes.
+
+        Every other column must then be within :data:`MAX_LEVELS` (it stays
+        dense features). Sets and returns :attr:`block` (``None``: all dense).
+        """
+        many = [c for c in self.columns if c.categorical and len(c.levels) > BLOCK_LEVELS]
+        self.block = max(many, key=lambda c: len(c.levels)).name if many else None
+        for coding in self.columns:
+            if coding.categorical and coding.name != self.block and len(coding.levels) > MAX_LEVELS:
+                raise DataError(
+                    f"{describe}, column {coding.name!r}: {len(coding.levels)} categories; only one categorical "
+                    f"column (here {self.block!r}) may have more than {MAX_LEVELS}: leave one out (--exclude)")
+        return self.block
+
+    def block_layout(self):
+        """Where the codes' column sits among the features (:class:`~gradfit.engines.categorical.LevelBlocks`).
+
+        Returns a dict: ``column`` (its index among the raw columns),
+        ``name``, ``n_levels``, ``levels`` (as text), ``reference``, ``n_dense`` (the other features),
+        ``dense_index`` and ``level_index`` (their positions among all
+        features), ``dense_names``.
+        """
+        dense_index, level_index, names = [], [], []
+        j = 0
+        for i, coding in enumerate(self.columns):
+            width = len(coding.feature_names)
+            if coding.name == self.block:
+                column, block = i, coding
+                level_index.extend(range(j, j + width))
+            else:
+                dense_index.extend(range(j, j + width))
+                names.extend(coding.feature_names)
+            j += width
+        return {"column": column, "name": block.name, "n_levels": len(block.levels),
+                "levels": [level_text(level) for level in block.levels], "reference": block.reference,
+                "n_dense": len(dense_index), "dense_index": np.array(dense_index, dtype=np.intp),
+                "level_index": np.array(level_index, dtype=np.intp), "dense_names": names}
+
+    def encode_blocks(self, arrays, dtype=np.float64, where=None):
+        """``(X, codes)``: the features but the :attr:`block` column's dummies, shape (n, n_dense), and its level codes.
+
+        ``codes`` (n,), int64: each row's level index (``-1``: an unseen level
+        with ``handle_unknown="ignore"``; ``-2``: missing).
+        """
+        column = next(i for i, c in enumerate(self.columns) if c.name == self.block)
+        dense = TableEncoder([c for c in self.columns if c.name != self.block], self.handle_unknown)
+        X = dense.encode(arrays[:column] + arrays[column + 1:], dtype, where)
+        codes = self._codes(self.columns[column], plain_array(arrays[column]), where)
+        return X, codes
 
     def encode(self, arrays, dtype=np.float64, where=None):
         """The features of a block of rows, shape (n, n_features), column-major.

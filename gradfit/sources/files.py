@@ -251,8 +251,11 @@ class FileSource(Source):
         )
         self.n_samples = self._count_rows()
         self.missing_counts, self.rows_dropped = None, 0
-        if any(c.categorical and not c.levels for c in encoder.columns) or missing == "drop":
+        learned = any(c.categorical and not c.levels for c in encoder.columns)
+        if learned or missing == "drop":
             self._scan()
+        if learned and not as_stored and encoder.choose_block(self.describe()) is not None:
+            self.block_candidate = encoder.block_layout()  # kept as codes once a fit asks (use_blocks)
         self.feature_names = encoder.feature_names
         self.n_features = len(self.feature_names)
         self._stamps = Stamps(self._parquet_files() if self.format == "parquet" else [self.path], self.describe())
@@ -293,7 +296,8 @@ class FileSource(Source):
             if self._auto_text_of_numbers(coding, values):
                 raise self._locate_csv_error(pa.ArrowInvalid(f"column {coding.name!r} is not numeric"))
             integral = pa.types.is_integer(_value_type(self.schema.field(coding.name).type))
-            encoding.finish_levels(coding, values, integral, getattr(self, "_references", {}), self.describe())
+            limit = encoding.MAX_LEVELS if self._as_stored else encoding.MAX_BLOCK_LEVELS  # one may be kept as codes
+            encoding.finish_levels(coding, values, integral, getattr(self, "_references", {}), self.describe(), limit)
         if dropping:
             self.missing_counts = {name: n for name, n in counts.items() if n}
             self.rows_dropped = rows - kept
@@ -510,11 +514,12 @@ class FileSource(Source):
             raise DataError(f"{self.describe()}: {_first_line(exc)}") from None
 
     def chunks(self):
+        self.check_dense_levels()
         if self._columns is not None and self._columns.complete:
             yield from self._columns.chunks()  # read once already: memory, or the binary cache
             return
         store = None
-        if self.keep_columns:
+        if self.keep_columns and self.block_layout is None:  # the blocks' statistics take one pass
             store = ColumnStore(self.memory, self.n_samples, self.format == "csv", row_bytes(self),
                                 self.rows_per_chunk())
             store = store if store.active else None
@@ -630,7 +635,12 @@ class FileSource(Source):
             at = start + row if positions is None else int(positions[row])
             return f"{self.describe()}, {self.row_position(at)}, column {name!r}"
 
-        X = self.encoder.encode([batch.column(name) for name in self.raw_feature_names], self.dtype, where)
+        arrays = [batch.column(name) for name in self.raw_feature_names]
+        codes = None
+        if self.block_layout is not None:
+            X, codes = self.encoder.encode_blocks(arrays, self.dtype, where)
+        else:
+            X = self.encoder.encode(arrays, self.dtype, where)
         n, k = batch.num_rows, self.n_outputs
         y = np.empty((n, k), dtype=np.float64, order="F")
         for j in range(k):
@@ -639,7 +649,14 @@ class FileSource(Source):
         if self.has_weights:
             weight = encoding.plain_array(batch.column(self.weight_name)).to_numpy(zero_copy_only=False)
             weight = weight.astype(np.float64)
-        return Chunk(X, y, weight, start, positions)
+        return Chunk(X, y, weight, start, positions, codes)
+
+    def use_blocks(self, codes=True):
+        """:meth:`Source.use_blocks`; columns kept from a pass of the other kind are let go."""
+        layout = self.block_candidate if codes else None
+        if layout is not self.block_layout:
+            self._columns = None
+        self.block_layout = layout
 
     def _check_exact(self, column, start, index):
         """Refuse 64-bit integers beyond 2**53: float64 cannot hold them, and neighbours would collapse into one."""

@@ -13,6 +13,7 @@ import numpy as np
 from ..errors import DataError
 from . import encoding
 from .arrays import ArraySource
+from .base import Chunk
 
 
 def is_frame(X):
@@ -86,15 +87,69 @@ def frame_source(X, y, sample_weight, *, encoder=None, categorical="auto", missi
             if coding.categorical:
                 integral = encoding.pa.types.is_integer(encoding.plain_array(array).type)
                 encoding.finish_levels(coding, encoding.distinct_values(array, coding.kind), integral,
-                                       references, "the input")
+                                       references, "the input", encoding.MAX_BLOCK_LEVELS)
         encoder = encoding.TableEncoder(codings, handle_unknown)
+        encoder.choose_block("the input")
     elif encoder.raw_names != names:
         raise ValueError(f"X has columns {names}, but the model was fitted on {encoder.raw_names}")
-    features = encoder.encode(arrays, np.float64, _where)
-    source = ArraySource(features, y, weight, encoder.feature_names, target_names)
+    if encoder.block is not None:
+        features, codes = encoder.encode_blocks(arrays, np.float64, _where)
+        source = BlockArraySource(features, codes, encoder.block_layout(), y, weight, encoder.feature_names,
+                                  target_names)
+    else:
+        features = encoder.encode(arrays, np.float64, _where)
+        source = ArraySource(features, y, weight, encoder.feature_names, target_names)
     source.encoder, source.notes, source.missing_counts, source.rows_dropped = encoder, notes, counts, dropped
     source.raw_feature_names = names
     return source
+
+
+class BlockArraySource(ArraySource):
+    """An :class:`ArraySource` whose categorical column of many levels is held as level codes.
+
+    ``other_features`` holds the other features (``layout["n_dense"]``
+    columns) and ``codes`` the column's levels; chunks carry both once a fit
+    asks for the codes (:meth:`~gradfit.sources.base.Source.use_blocks`).
+    Everything else (``X``, other fits' chunks, folds) sees the dense
+    dummies, made once, within :data:`~gradfit.sources.encoding.MAX_LEVELS`.
+    """
+
+    def __init__(self, other_features, codes, layout, y, sample_weight=None, feature_names=None, target_names=None):
+        super().__init__(other_features[:0], y, sample_weight, feature_names, target_names)
+        self.other_features = other_features
+        self.codes = codes
+        self.block_candidate = layout
+        self.n_samples, self.n_features = len(codes), len(self.feature_names)
+        self._dense = None
+
+    @property
+    def X(self):
+        """All features, the column's dummies among them (the dense encoding)."""
+        if self._dense is None:
+            self.check_dense_levels()
+            layout = self.block_candidate
+            dense = np.zeros((self.n_samples, self.n_features))
+            dense[:, layout["dense_index"]] = self.other_features
+            rows = np.flatnonzero((self.codes >= 0) & (self.codes != layout["reference"]))
+            column = self.codes[rows]
+            dense[rows, layout["level_index"][column - (column > layout["reference"])]] = 1.0
+            self._dense = dense
+        return self._dense
+
+    @X.setter
+    def X(self, value):  # ArraySource.__init__ sets it: the dense features are made when first read
+        pass
+
+    def chunks(self):
+        if self.block_layout is None:
+            yield from super().chunks()
+            return
+        step = self.rows_per_chunk()
+        for start in range(0, self.n_samples, step):
+            stop = start + step
+            weight = None if self.sample_weight is None else self.sample_weight[start:stop]
+            yield Chunk(self.other_features[start:stop], self.y[start:stop], weight, start,
+                        codes=self.codes[start:stop])
 
 
 def encode_frame(X, encoder, missing):
