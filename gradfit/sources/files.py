@@ -250,7 +250,7 @@ class FileSource(Source):
         )
         #: how a batch of ``columns`` becomes a chunk (Dask's workers read with it too)
         self.decoder = ChunkDecoder(features, targets, sample_weight, None if self._plain else encoder, missing,
-                                    self.dtype)
+                                    self.dtype, self)
         self.n_samples = self._count_rows()
         self.missing_counts, self.rows_dropped = None, 0
         if any(c.categorical and not c.levels for c in encoder.columns) or missing == "drop":
@@ -587,7 +587,7 @@ class FileSource(Source):
         return self._row_cache.take(rows)
 
     def _to_chunk(self, batch, start):
-        return self.decoder.chunk(batch, start, self)
+        return self.decoder.chunk(batch, start)
 
     def _locate_csv_error(self, exc, columns=None):
         """Find the line and column pyarrow stopped at; it does not report them itself.

@@ -9,6 +9,7 @@ messages (file, row or line, column) as a file read on one machine.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import numpy as np
@@ -32,6 +33,7 @@ def parquet_blocks(file, block_rows):
         "parquet", file.describe(), file.feature_names, file.target_names, file.weight_name,
         starts[:-1], [os.path.basename(f.path) for f in file.fragments],
     )
+    decoder = dataclasses.replace(file.decoder, names=names)  # the file's decoding, its messages by names only
     read = dask.delayed(_read_row_groups, pure=True)
     blocks, lengths = [], []
     for fragment, start in zip(file.fragments, starts[:-1]):
@@ -44,18 +46,18 @@ def parquet_blocks(file, block_rows):
                 rows += groups[stop]
                 stop += 1
             offset = int(start) + sum(groups[:begin])
-            blocks.append(read(names, file.decoder, os.path.abspath(fragment.path), list(range(begin, stop)), offset))
+            blocks.append(read(decoder, os.path.abspath(fragment.path), list(range(begin, stop)), offset))
             lengths.append(rows)
             begin = stop
     return names, blocks, lengths
 
 
-def _read_row_groups(names, decoder, path, row_groups, start):
+def _read_row_groups(decoder, path, row_groups, start):
     """On a worker: row groups of one Parquet file (the needed columns only) as a :class:`~gradfit.sources.Chunk`."""
     import pyarrow.parquet as pq
 
     table = pq.ParquetFile(path).read_row_groups(row_groups, columns=decoder.columns, use_threads=False)
-    return decoder.chunk(table, start, names)
+    return decoder.chunk(table, start)
 
 
 def csv_blocks(file, block_rows, run):
@@ -84,15 +86,16 @@ def csv_blocks(file, block_rows, run):
         raise file._locate_csv_error(exc) from None
     lengths = [int(n) for n in run(frame.map_partitions(len))[0]]
     starts = np.concatenate([[0], np.cumsum(lengths)])
+    decoder = dataclasses.replace(file.decoder, names=names)
     read = dask.delayed(_read_partition, pure=True)
-    blocks = [read(part, names, file.decoder, int(start)) for part, start in zip(frame.to_delayed(), starts)]
+    blocks = [read(part, decoder, int(start)) for part, start in zip(frame.to_delayed(), starts)]
     return names, blocks, lengths
 
 
-def _read_partition(frame, names, decoder, start):
+def _read_partition(frame, decoder, start):
     """On a worker: a pandas partition of the CSV file's columns as a :class:`~gradfit.sources.Chunk`."""
     table = pa.table({str(name): encoding.pandas_arrow(frame[name]) for name in frame.columns})
-    return decoder.chunk(table, start, names)
+    return decoder.chunk(table, start)
 
 
 def _bytes_per_line(path):
