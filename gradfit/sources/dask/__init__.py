@@ -19,7 +19,14 @@ modules imports it until a Dask source is made or a cluster is reached.
 """
 
 from ...errors import ClusterError
-from .compute import ANSWER_TIMEOUT, NO_WORKERS_TIMEOUT, WATCH_SECONDS, cluster_failure, compute, no_workers_timeout
+from .compute import (
+    ANSWER_TIMEOUT,
+    NO_WORKERS_TIMEOUT,
+    WATCH_SECONDS,
+    cluster_failure,
+    compute,
+    no_workers_timeout,
+)
 from .connect import connect, parse_address
 from .names import SourceNames
 from .optional import INSTALL_HINT, MissingDependencyError, is_dask_collection, require
@@ -27,7 +34,22 @@ from .predict import predict_dask
 from .source import BLOCK_BYTES, FAN_IN, DaskSource
 
 __all__ = [
-    "ANSWER_TIMEOUT", "BLOCK_BYTES", "ClusterError", "DaskSource", "FAN_IN", "INSTALL_HINT", "MissingDependencyError",
-    "NO_WORKERS_TIMEOUT", "SourceNames", "WATCH_SECONDS", "cluster_failure", "compute", "connect", "is_dask_collection",
-    "no_workers_timeout", "parse_address", "predict_dask", "require",
+    "ANSWER_TIMEOUT",
+    "BLOCK_BYTES",
+    "FAN_IN",
+    "INSTALL_HINT",
+    "NO_WORKERS_TIMEOUT",
+    "WATCH_SECONDS",
+    "ClusterError",
+    "DaskSource",
+    "MissingDependencyError",
+    "SourceNames",
+    "cluster_failure",
+    "compute",
+    "connect",
+    "is_dask_collection",
+    "no_workers_timeout",
+    "parse_address",
+    "predict_dask",
+    "require",
 ]
