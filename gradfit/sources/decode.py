@@ -17,14 +17,14 @@ import pyarrow as pa
 
 from ..errors import DataError
 from . import encoding
-from .base import Chunk
+from .base import Chunk, NamedBy
 
 #: the largest integer up to which float64 holds every integer exactly
 EXACT_INTEGER = 2**53
 
 
 @dataclass
-class ChunkDecoder:
+class ChunkDecoder(NamedBy):
     """How a file's needed columns become a chunk; small and picklable (Dask's workers get one).
 
     Parameters
@@ -41,7 +41,7 @@ class ChunkDecoder:
     dtype : NumPy dtype of X
     names : Source
         What names the file's rows and columns in messages (``describe``,
-        ``where``, ``row_position``): the :class:`~gradfit.sources.FileSource`
+        ``where``, ``row_position``: :class:`~gradfit.sources.base.NamedBy`): the :class:`~gradfit.sources.FileSource`
         itself, or on Dask's workers its
         :class:`~gradfit.sources.dask.SourceNames`
         (``dataclasses.replace(decoder, names=...)``).
@@ -75,15 +75,6 @@ class ChunkDecoder:
     @property
     def has_weights(self):
         return bool(self.weight_name)
-
-    def describe(self):
-        return self.names.describe()
-
-    def where(self, row, column=None):
-        return self.names.where(row, column)
-
-    def row_position(self, row):
-        return self.names.row_position(row)
 
     def chunk(self, batch, start):
         """The :class:`Chunk` of ``batch`` (a RecordBatch or Table of :attr:`columns`) whose first row is ``start``."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...errors import DataError, GradfitError
-from ..base import Chunk, Source
+from ..base import Chunk, NamedBy, Source
 from .arrays import column_names, to_arrays
 from .categories import encode_frame, needs_encoder
 from .compute import cluster_failure, compute
@@ -29,7 +29,7 @@ BLOCK_BYTES = 64 * 1024 * 1024
 FAN_IN = 8
 
 
-class DaskSource(Source):
+class DaskSource(NamedBy, Source):
     """Rows of Dask arrays, dataframes or files, read where they live.
 
     Parameters
@@ -53,7 +53,8 @@ class DaskSource(Source):
     to be fast (each minibatch is one compute over the blocks its rows lie in).
 
     The source pickles as its :class:`SourceNames` (names only), so that the
-    closures the engines send to the workers stay small.
+    closures the engines send to the workers stay small; its messages are
+    told by them too (:class:`~gradfit.sources.base.NamedBy`).
     """
 
     def __init__(self, X, y, sample_weight=None, feature_names=None, target_names=None, *,
@@ -183,17 +184,6 @@ class DaskSource(Source):
         blocks = [pack(block, self.dtype) if isinstance(block, tuple) else block for block in self._blocks]
         self._blocks = list(self._compute_with(dask.persist, *blocks))
         return self
-
-    # -- messages ------------------------------------------------------------
-
-    def describe(self):
-        return self.names.describe()
-
-    def where(self, row, column=None):
-        return self.names.where(row, column)
-
-    def column_name(self, column):
-        return self.names.column_name(column)
 
     # -- reading -------------------------------------------------------------
 
