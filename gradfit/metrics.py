@@ -29,10 +29,12 @@ def evaluate(predict, source):
         On a NaN or infinite value (naming its row and column), no rows, or
         weights that sum to zero.
     """
-    k = source.n_outputs
+    # Imported here, not with this module: the engines load SciPy, which the
+    # command line's start-up does without.
+    from .engines.moments import Moments, merge
 
     def partial_sums(chunk):
-        # rows, Σv, weighted mean of y, its centred Σv(y−ȳ)², Σv r², Σv |r|
+        # the target's moments (its weighted mean and Σv(y−ȳ)², merged as the statistics engine's), Σv r², Σv |r|
         if chunk.n_rows == 0:
             return None
         check_finite(source, chunk)
@@ -46,32 +48,30 @@ def evaluate(predict, source):
                         "the error is too large to square in float64 (above 1.3e154)")
         chunk_total = float(weight.sum())
         if chunk_total == 0:
-            return [chunk.n_rows, 0.0, np.zeros(k), np.zeros(k), np.zeros(k), np.zeros(k)]
-        with np.errstate(over="ignore", invalid="ignore"):
-            chunk_mean = (weight @ chunk.y) / chunk_total
-            centred = chunk.y - chunk_mean
-            return [chunk.n_rows, chunk_total, chunk_mean, weight @ (centred * centred),
-                    squares.sum(axis=0), weight @ np.abs(residual)]
+            zeros = np.zeros(chunk.y.shape[1])
+            target = Moments(chunk.n_rows, 0.0, zeros, None, zeros.copy(), zeros.copy())
+        else:
+            with np.errstate(over="ignore", invalid="ignore"):
+                chunk_mean = (weight @ chunk.y) / chunk_total
+                centred = chunk.y - chunk_mean
+                target = Moments(chunk.n_rows, chunk_total, chunk_mean, None, weight @ (centred * centred),
+                                 weight @ centred)
+        return [target, squares.sum(axis=0), weight @ np.abs(residual)]
 
-    def merge(a, b):
-        # Chan's pairwise update for the sum of squares about the mean: no digits lost.
-        total = a[1] + b[1]
-        if a[1] > 0 and b[1] > 0:
-            delta = b[2] - a[2]
-            a[3] = a[3] + b[3] + delta * delta * a[1] * b[1] / total
-            a[2] = a[2] + delta * b[1] / total
-        elif b[1] > 0:
-            a[2], a[3] = b[2], b[3]
-        a[0], a[1], a[4], a[5] = a[0] + b[0], total, a[4] + b[4], a[5] + b[5]
-        return a
+    def combine(a, b):
+        return [merge(a[0], b[0]), a[1] + b[1], a[2] + b[2]]
 
     # Through reduce, so that a cluster source sums where its data are.
-    sums = source.reduce(partial_sums, merge) or [0, 0.0, None, np.zeros(k), np.zeros(k), np.zeros(k)]
-    rows, total, _, sst, sse, sae = sums
-    if rows == 0:
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is named just below
+        sums = source.reduce(partial_sums, combine)
+    if sums is None or sums[0].count == 0:
         raise DataError(f"{source.describe()} has no data rows")
+    target, sse, sae = sums
+    rows, total = target.count, target.total
     if total == 0:
         raise DataError(f"the sample weights in {source.describe()} sum to zero")
+    with np.errstate(over="ignore", invalid="ignore"):
+        sst = target.diagonal - target.residual * (target.residual / total)  # about the exact mean
     if not (np.all(np.isfinite(sse)) and np.all(np.isfinite(sst)) and np.all(np.isfinite(sae))):
         raise DataError(
             f"the metrics on {source.describe()} overflow float64: the sum of squared "

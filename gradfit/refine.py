@@ -40,6 +40,7 @@ import numpy as np
 import scipy.linalg
 
 from .engines import PassEngine, StatisticsEngine
+from .engines.moments import pooled_mean
 from .errors import IllConditionedError
 from .objective import Objective
 from .optimizers import scale_by_inverse_hessian
@@ -182,7 +183,8 @@ def qr_factor(source, scaling, fit_intercept, columns=None):
     ``x̃`` are the features in ``scaling``'s units and ``μ̃`` their weighted mean
     (zero without an intercept: the uncentred second moment). Per chunk, a
     Householder QR of the chunk centred on its own mean; chunks merge as the
-    scatter does in the statistics engine (Chan, Golub & LeVeque), the cross
+    scatter does in the statistics engine (Chan, Golub & LeVeque: the means
+    pooled by :func:`~gradfit.engines.moments.pooled_mean`), the cross
     term ``δδᵀ WₐW_b/W`` entering as one more row:
 
         R = qr([Rₐ; R_b; √(WₐW_b/W) δᵀ]),      δ = μ̃_b − μ̃ₐ.
@@ -215,8 +217,7 @@ def qr_factor(source, scaling, fit_intercept, columns=None):
         rows = [a[2], b[2]]
         if fit_intercept:
             rows.append(np.sqrt(a[0] * b[0] / total) * (b[1] - a[1])[None, :])
-        mean = a[1] + (b[1] - a[1]) * (b[0] / total)
-        return [total, mean, np.linalg.qr(np.vstack(rows), mode="r")]
+        return [total, pooled_mean(a[0], a[1], b[0], b[1]), np.linalg.qr(np.vstack(rows), mode="r")]
 
     result = source.reduce(chunk_factor, merge)
     factor = np.zeros((d, d))

@@ -24,7 +24,7 @@ distributed = pytest.importorskip("distributed")
 
 from gradfit import DataError, GDRegressor, load  # noqa: E402
 from gradfit.cli import main  # noqa: E402
-from gradfit.sources import DaskSource  # noqa: E402
+from gradfit.sources import DaskSource, FileSource  # noqa: E402
 from gradfit.sources.dask import SourceNames  # noqa: E402
 
 from .conftest import make_regression  # noqa: E402
@@ -201,6 +201,31 @@ def test_null_in_a_parquet_file_is_named_by_file_and_row(client, data, tmp_path)
         pq.write_table(table.slice(start, 1000), str(tmp_path / f"part-{i}.parquet"), row_group_size=300)
     with pytest.raises(DataError, match=r"part-1.parquet row 501, column 'b'"):
         GDRegressor().fit(DaskSource.from_file(str(tmp_path), "t", block_rows=700))
+
+
+@pytest.mark.parametrize("layout", ["csv", "parquet"])
+def test_bad_value_read_by_workers_is_named_as_the_file_source_names_it(client, data, tmp_path, layout):
+    """The workers decode a file with the file source's own code: the same checks, the same message."""
+    X, y, weight = data
+    frame = as_frame(X, y, weight)[["a", "b", "t"]]
+    if layout == "csv":  # an empty field
+        frame.loc[1700, "b"] = np.nan
+        path = str(tmp_path / "data.csv")
+        frame.to_csv(path, index=False, float_format="%.17g")
+    else:  # an integer float64 cannot hold
+        frame["b"] = np.arange(len(frame), dtype=np.int64)
+        frame.loc[1700, "b"] = 2**53 + 1
+        path = str(tmp_path / "parts")
+        os.mkdir(path)
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        for i, start in enumerate(range(0, len(frame), 1000)):
+            pq.write_table(table.slice(start, 1000), os.path.join(path, f"part-{i}.parquet"), row_group_size=300)
+    with pytest.raises(DataError) as local:
+        GDRegressor().fit(FileSource(path, "t"))
+    with pytest.raises(DataError) as workers:
+        GDRegressor().fit(DaskSource.from_file(path, "t", block_rows=700))
+    where = "line 1702, column 'b'" if layout == "csv" else "part-1.parquet row 701, column 'b'"
+    assert where in str(local.value) and str(workers.value) == str(local.value)
 
 
 @pytest.mark.parametrize("options, settings", [

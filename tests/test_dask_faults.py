@@ -66,12 +66,12 @@ def _hold_a_block_task(folder, task):
     """On a worker: its ``skip + 1``-th ``kind`` task from now announces the worker's pid and waits to be killed.
 
     ``task`` is ``(kind, skip)``, ``kind`` a function of
-    :mod:`gradfit.sources.dask` that runs on a block: ``"_fold_block"`` (a
+    :mod:`gradfit.sources.dask.tasks` that runs on a block: ``"_fold_block"`` (a
     pass) or ``"_take_block"`` (a minibatch's rows). Only one task in the
     whole cluster holds (the first to claim ``folder``); a worker the nanny
     restarts comes back without the hold.
     """
-    from gradfit.sources import dask as module
+    from gradfit.sources.dask import tasks as module
 
     kind, skip = task
     original = getattr(module, kind)
@@ -100,7 +100,7 @@ def _claim(folder):
 
 
 def _release_holds():
-    from gradfit.sources import dask as module
+    from gradfit.sources.dask import tasks as module
 
     for kind in ("_fold_block", "_take_block"):
         while hasattr(getattr(module, kind), "unheld"):

@@ -160,6 +160,25 @@ class Source:
         return self.target_names[column - self.n_features]
 
 
+class NamedBy:
+    """Messages told by ``self.names`` (a :class:`Source`): for what reads rows on its behalf.
+
+    Put before :class:`Source` among the bases, so these win over its defaults.
+    """
+
+    def describe(self):
+        return self.names.describe()
+
+    def where(self, row, column=None):
+        return self.names.where(row, column)
+
+    def row_position(self, row):
+        return self.names.row_position(row)
+
+    def column_name(self, column):
+        return self.names.column_name(column)
+
+
 def file_row_position(row, csv, fragment_starts=None, fragment_names=()):
     """Where data row ``row`` (0-based) of a file or folder is: ``line 19``, ``row 18``, ``part1.parquet row 18``.
 

@@ -22,7 +22,8 @@ import pyarrow.parquet as pq
 from ..errors import DataError
 from . import encoding
 from .columns import ColumnStore, memory_budget, row_bytes
-from .base import Chunk, Source, file_row_position, fold_in_threads, worker_threads
+from .base import Source, file_row_position, fold_in_threads, worker_threads
+from .decode import ChunkDecoder
 from .file_checks import Stamps, estimate_rows, sniff_csv
 
 CSV_SUFFIXES = (".csv", ".tsv", ".txt", ".csv.gz", ".tsv.gz")
@@ -35,8 +36,6 @@ STREAM_BUFFER_BYTES = 1 << 20
 NULL_SPELLINGS = frozenset(pa_csv.ConvertOptions().null_values)
 # What pyarrow reads as a number: Python's float() also takes "1_000" and other
 # digits than ASCII, which would hide the bad value from _locate_csv_error.
-#: the largest integer up to which float64 holds every integer exactly
-EXACT_INTEGER = 2**53
 NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|[+-]?(inf|infinity|nan)", re.IGNORECASE | re.ASCII)
 
 
@@ -249,6 +248,9 @@ class FileSource(Source):
         self.dtype = np.dtype(
             np.float32 if not encoder.categorical and all(t == pa.float32() for t in feature_types) else np.float64
         )
+        #: how a batch of ``columns`` becomes a chunk (Dask's workers read with it too)
+        self.decoder = ChunkDecoder(features, targets, sample_weight, None if self._plain else encoder, missing,
+                                    self.dtype, self)
         self.n_samples = self._count_rows()
         self.missing_counts, self.rows_dropped = None, 0
         learned = any(c.categorical and not c.levels for c in encoder.columns)
@@ -590,89 +592,14 @@ class FileSource(Source):
         return self._row_cache.take(rows)
 
     def _to_chunk(self, batch, start):
-        if not self._plain:
-            return self._encoded_chunk(batch, start)
-        n = batch.num_rows
-        columns = [batch.column(name) for name in self.columns]
-        for j, column in enumerate(columns):
-            if column.null_count:
-                row = int(np.argmax(~np.asarray(column.is_valid())))
-                index = j if j < self.n_features + self.n_outputs else -1
-                raise DataError(f"missing value in {self.describe()} at {self.where(start + row, index)}")
-        d, k = self.n_features, self.n_outputs
-        # Column-major: Arrow holds columns, and copying each one whole is 4-5 times
-        # faster than scattering it across rows (the engines take either order).
-        for j, column in enumerate(columns):
-            self._check_exact(column, start, j if j < d + self.n_outputs else -1)
-        X = np.empty((n, d), dtype=self.dtype, order="F")
-        for j in range(d):
-            X[:, j] = columns[j].to_numpy(zero_copy_only=False)
-        y = np.empty((n, k), dtype=np.float64, order="F")
-        for j in range(k):
-            y[:, j] = columns[d + j].to_numpy(zero_copy_only=False)
-        weight = columns[-1].to_numpy(zero_copy_only=False).astype(np.float64) if self.has_weights else None
-        return Chunk(X, y, weight, start)
-
-    def _encoded_chunk(self, batch, start):
-        """A chunk through the encoder: categories to dummies, missing values dropped, named or kept as NaN."""
-        raw = len(self.raw_feature_names)
-        positions = None
-        if self.missing == "drop":
-            mask = np.logical_and.reduce([encoding.missing_mask(batch.column(name)) for name in self.columns])
-            if not mask.all():
-                batch = batch.filter(pa.array(mask))
-                positions = start + np.flatnonzero(mask)  # rows keep their numbers in messages
-        elif self.missing == "error":
-            for j, name in enumerate(self.columns):
-                valid = encoding.missing_mask(batch.column(name)) if j < raw else None
-                if (valid is not None and not valid.all()) or (valid is None and batch.column(name).null_count):
-                    row = int(np.argmax(~valid)) if valid is not None else \
-                        int(np.argmax(~np.asarray(batch.column(name).is_valid())))
-                    kind = "missing value"
-                    raise DataError(f"{kind} in {self.describe()} at {self.row_position(start + row)}, "
-                                    f"column {name!r}")
-        def where(row, name):
-            at = start + row if positions is None else int(positions[row])
-            return f"{self.describe()}, {self.row_position(at)}, column {name!r}"
-
-        arrays = [batch.column(name) for name in self.raw_feature_names]
-        codes = None
-        if self.block_layout is not None:
-            X, codes = self.encoder.encode_blocks(arrays, self.dtype, where)
-        else:
-            X = self.encoder.encode(arrays, self.dtype, where)
-        n, k = batch.num_rows, self.n_outputs
-        y = np.empty((n, k), dtype=np.float64, order="F")
-        for j in range(k):
-            y[:, j] = encoding.plain_array(batch.column(raw + j)).to_numpy(zero_copy_only=False)
-        weight = None
-        if self.has_weights:
-            weight = encoding.plain_array(batch.column(self.weight_name)).to_numpy(zero_copy_only=False)
-            weight = weight.astype(np.float64)
-        return Chunk(X, y, weight, start, positions, codes)
+        return self.decoder.chunk(batch, start)
 
     def use_blocks(self, codes=True):
         """:meth:`Source.use_blocks`; columns kept from a pass of the other kind are let go."""
         layout = self.block_candidate if codes else None
         if layout is not self.block_layout:
             self._columns = None
-        self.block_layout = layout
-
-    def _check_exact(self, column, start, index):
-        """Refuse 64-bit integers beyond 2**53: float64 cannot hold them, and neighbours would collapse into one."""
-        if not (pa.types.is_integer(column.type) and column.type.bit_width == 64) or len(column) == 0:
-            return
-        values = column.to_numpy(zero_copy_only=False)
-        inexact = (values > EXACT_INTEGER) if values.dtype.kind == "u" else (np.abs(values) > EXACT_INTEGER)
-        if values.dtype.kind == "i":
-            inexact |= values == np.iinfo(np.int64).min  # whose abs() overflows
-        if inexact.any():
-            row = int(np.argmax(inexact))
-            raise DataError(
-                f"{self.describe()} at {self.where(start + row, index)}: the integer {int(values[row])} is beyond "
-                "2**53, which float64 cannot hold exactly (neighbouring values would become one); "
-                "rescale the column or store it as floating point"
-            )
+        self.block_layout = self.decoder.block_layout = layout
 
     def _locate_csv_error(self, exc, columns=None):
         """Find the line and column pyarrow stopped at; it does not report them itself.

@@ -1,0 +1,105 @@
+"""A CSV or Parquet file cut into blocks that the workers read, through the file source's own decoding.
+
+The client has opened the file as a :class:`~gradfit.sources.FileSource`
+(schema, Parquet footers, the categories' levels); the workers read the
+blocks, only the needed columns, and make each one a chunk with that
+source's :class:`~gradfit.sources.decode.ChunkDecoder`: the same checks and
+messages (file, row or line, column) as a file read on one machine.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import numpy as np
+import pyarrow as pa
+
+from ...errors import GradfitError
+from .. import encoding
+from .names import SourceNames
+from .optional import require
+
+
+def parquet_blocks(file, block_rows):
+    """``(names, blocks, lengths)`` of a Parquet file or folder: runs of row groups of about ``block_rows`` rows.
+
+    In the same file order as :class:`~gradfit.sources.FileSource` reads them,
+    so rows keep their numbers; a block never spans two files.
+    """
+    dask = require("dask")
+    starts = file._fragment_starts
+    names = SourceNames(
+        "parquet", file.describe(), file.feature_names, file.target_names, file.weight_name,
+        starts[:-1], [os.path.basename(f.path) for f in file.fragments],
+    )
+    decoder = dataclasses.replace(file.decoder, names=names)  # the file's decoding, its messages by names only
+    read = dask.delayed(_read_row_groups, pure=True)
+    blocks, lengths = [], []
+    for fragment, start in zip(file.fragments, starts[:-1]):
+        metadata = fragment.metadata
+        groups = [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)]
+        begin = 0
+        while begin < len(groups):
+            stop, rows = begin + 1, groups[begin]
+            while stop < len(groups) and rows + groups[stop] <= block_rows:
+                rows += groups[stop]
+                stop += 1
+            offset = int(start) + sum(groups[:begin])
+            blocks.append(read(decoder, os.path.abspath(fragment.path), list(range(begin, stop)), offset))
+            lengths.append(rows)
+            begin = stop
+    return names, blocks, lengths
+
+
+def _read_row_groups(decoder, path, row_groups, start):
+    """On a worker: row groups of one Parquet file (the needed columns only) as a :class:`~gradfit.sources.Chunk`."""
+    import pyarrow.parquet as pq
+
+    table = pq.ParquetFile(path).read_row_groups(row_groups, columns=decoder.columns, use_threads=False)
+    return decoder.chunk(table, start)
+
+
+def csv_blocks(file, block_rows, run):
+    """``(names, blocks, lengths)`` of a CSV file, split by ``dask.dataframe.read_csv``.
+
+    Counting each block's rows costs one pass (``run``: the source's compute,
+    which places a bad value by its line).
+    """
+    dask, dd = require("dask"), require("dask.dataframe")
+    names = SourceNames("csv", file.describe(), file.feature_names, file.target_names, file.weight_name)
+    kinds = {"string": "string", "bool": "boolean"}
+    dtypes = {name: "float64" for name in file.columns}
+    if file.decoder.encoder is not None:
+        dtypes.update({name: kinds.get(str(t), "float64")
+                       for name, t in file._csv_types(file.raw_feature_names).items()})
+    try:
+        frame = dd.read_csv(
+            os.path.abspath(file.path),
+            usecols=file.columns,
+            dtype=dtypes,
+            blocksize=max(1024, int(block_rows * _bytes_per_line(file.path))),
+        )[file.columns]
+    except Exception as exc:  # dask reads a sample here, on the client: place its error as FileSource does
+        if isinstance(exc, GradfitError):
+            raise
+        raise file._locate_csv_error(exc) from None
+    lengths = [int(n) for n in run(frame.map_partitions(len))[0]]
+    starts = np.concatenate([[0], np.cumsum(lengths)])
+    decoder = dataclasses.replace(file.decoder, names=names)
+    read = dask.delayed(_read_partition, pure=True)
+    blocks = [read(part, decoder, int(start)) for part, start in zip(frame.to_delayed(), starts)]
+    return names, blocks, lengths
+
+
+def _read_partition(frame, decoder, start):
+    """On a worker: a pandas partition of the CSV file's columns as a :class:`~gradfit.sources.Chunk`."""
+    table = pa.table({str(name): encoding.pandas_arrow(frame[name]) for name in frame.columns})
+    return decoder.chunk(table, start)
+
+
+def _bytes_per_line(path):
+    """Mean line length of a text file's first 64 KiB, to size CSV blocks in rows."""
+    with open(path, "rb") as handle:
+        sample = handle.read(1 << 16)
+    return len(sample) / max(1, sample.count(b"\n"))
