@@ -244,7 +244,7 @@ DIAGNOSTICS = {
 STATISTICS = {
     "fields": {
         "names": "texts", "n_observations": "count", "df_model": "integer", "df_resid": "integer",
-        "confidence": "number",
+        "confidence": "number", "evaluated_at": "text", "note": "text",
     },
     "required": ("names", "n_observations", "df_resid"),
 }
