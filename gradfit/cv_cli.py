@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import math
 
+from . import registry
+
 #: the flags that only mean something with ``--alpha cv``
 CV_FLAGS = {"folds": "--folds", "alphas": "--alphas", "selection": "--selection"}
 
@@ -144,7 +146,8 @@ def choice_lines(record, indent="  "):
     """What was chosen, from a ``cv_report_`` / model-file ``cross_validation`` record."""
     if not record:
         return []
-    ratio = f", l1_ratio {record['l1_ratio']:g}" if record["penalty"] == "elasticnet" else ""
+    owned = record["penalty"] in registry.PENALTIES and "l1_ratio" in registry.PENALTIES[record["penalty"]].param_names
+    ratio = f", l1_ratio {record['l1_ratio']:g}" if owned else ""
     rule = "smallest mean error" if record["selection"] == "min" else "largest alpha within one standard error"
     return [
         "cross-validation:",

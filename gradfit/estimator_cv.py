@@ -185,10 +185,9 @@ engine, random_state, warm_start, verbose
     # -- checks -----------------------------------------------------------------
 
     def _l1_ratios(self):
-        if self.penalty == "l1":
-            return [1.0]
-        if self.penalty == "l2":
-            return [0.0]
+        penalty = registry.PENALTIES[self.penalty]
+        if "l1_ratio" not in penalty.param_names:  # l1 and l2 fix their own mix
+            return [penalty.build({"alpha": 1.0}).l1_ratio]
         ratios = np.atleast_1d(np.asarray(self.l1_ratio, dtype=float))
         if ratios.ndim != 1 or ratios.size == 0 or not np.all((ratios >= 0) & (ratios <= 1)):
             raise ValueError(f"l1_ratio must be a number or a list of numbers in [0, 1], not {self.l1_ratio!r}")
@@ -208,7 +207,8 @@ engine, random_state, warm_start, verbose
         settings = {key: value for key, value in self.get_params(deep=False).items() if key not in _OWN}
         settings.update(penalty=self.penalty, alpha=float(alpha))
         # l1 and l2 fix their own mix: any l1_ratio but GDRegressor's default would be refused there
-        settings["l1_ratio"] = float(l1_ratio) if self.penalty == "elasticnet" else GDRegressor().l1_ratio
+        owned = "l1_ratio" in registry.PENALTIES[self.penalty].param_names
+        settings["l1_ratio"] = float(l1_ratio) if owned else GDRegressor().l1_ratio
         return settings
 
     # -- fitting ----------------------------------------------------------------
@@ -232,7 +232,7 @@ engine, random_state, warm_start, verbose
         self
         """
         self._validate_params()
-        if self.loss != "squared_error":
+        if not registry.LOSSES[self.loss].quadratic:
             raise OptionError(
                 f"GDRegressorCV cross-validates the squared error only, not loss={self.loss!r} "
                 "(cross-validating Huber is not implemented yet)"
@@ -240,10 +240,10 @@ engine, random_state, warm_start, verbose
         l1_ratios = self._l1_ratios()
         given = self._given_alphas()
         # what the final fit would refuse (optimizer="cg" with L1, ...) is refused before the data are read
-        loss = registry.LOSSES[self.loss](self.epsilon)
         for ratio in l1_ratios:
-            check_combination(self._final_settings(1.0, ratio), loss,
-                              registry.PENALTIES[self.penalty](1.0, ratio))
+            settings = self._final_settings(1.0, ratio)
+            check_combination(settings, registry.LOSSES[self.loss].build(settings),
+                              registry.PENALTIES[self.penalty].build(dict(settings, l1_ratio=ratio)))
         start = None
         if self.warm_start and hasattr(self, "coef_"):
             start = (np.atleast_2d(self.coef_), np.atleast_1d(self.intercept_))

@@ -19,7 +19,7 @@ from .autoselect import NEWTON, resolve_optimizer
 from .optimizers import scale_by_inverse_hessian
 from .certify import MAX_FEATURES as MAX_CERTIFIED_FEATURES
 from .certify import QuadraticReference, certify
-from .engines import PassEngine, StatisticsEngine, accumulate, choose_engine
+from .engines import accumulate, choose_engine
 from .certificate import Certificate
 from .errors import DataError, IgnoredOptionWarning, OptionError
 from .model import json_setting
@@ -29,10 +29,6 @@ from .refine import refine as refine_fit
 from .scaling import Scaling
 from .errors import ClusterError
 from .train import train
-
-
-#: the pass engine centres its blocks when a feature's mean exceeds its spread by this factor
-CENTRE_BLOCKS_ABOVE = 1e4
 
 
 @dataclass
@@ -94,48 +90,54 @@ class Problem:
     n_samples: int
 
 
+def _names(parts, **needs):
+    """``"a", "b" or "c"``: the names of ``parts`` whose capabilities are ``needs`` (for messages)."""
+    names = [f'"{p.name}"' for p in parts.values() if p.build is not None
+             and all(getattr(p, key) == value for key, value in needs.items())]
+    return ", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else names[0]
+
+
 def check_combination(settings, loss, penalty):
-    """Refuse, with a message that says why, what an optimizer cannot serve."""
+    """Refuse, with a message that says why, what an optimizer cannot serve (its entry's capabilities)."""
     optimizer = settings["optimizer"]
     if optimizer == robust.NAME:
         robust.check_combination(settings, loss, penalty)
-    if optimizer == "cg":
-        if not loss.quadratic:
-            raise OptionError(
-                f'optimizer="cg" needs loss="squared_error", not {loss.name!r}: its line search '
-                "and conjugate directions assume a quadratic cost; use \"gd\", \"nesterov\" or \"adam\""
-            )
-        if penalty is not None and penalty.has_prox:
-            raise OptionError(
-                f'optimizer="cg" cannot serve the L1 part of penalty={penalty.name!r} (it is not '
-                'differentiable); use penalty="l2", or optimizer="gd"/"momentum"/"nesterov"'
-            )
-        if settings["batch_size"] is not None:
-            raise OptionError('optimizer="cg" needs full batches (batch_size=None): its line search '
-                              "is exact only on the whole cost")
-        if settings["learning_rate"] != "auto":
-            raise OptionError('optimizer="cg" takes every step from an exact line search; '
-                              'leave learning_rate="auto"')
-        if settings["schedule"] not in ("auto", "constant"):
-            raise OptionError(f'optimizer="cg" has no learning rate to schedule; leave schedule="auto", '
-                              f'not {settings["schedule"]!r}')
-    if optimizer == "adam" and penalty is not None and penalty.has_prox:
+        return
+    part = registry.OPTIMIZERS[optimizer]
+    first_order = registry.OPTIMIZERS
+    if part.needs_quadratic and not loss.quadratic:
+        quadratic = " or ".join(f'loss="{name}"' for name, entry in registry.LOSSES.items() if entry.quadratic)
         raise OptionError(
-            f'optimizer="adam" cannot serve the L1 part of penalty={penalty.name!r}: its steps differ '
-            'per coordinate, so no proximal step matches them; use optimizer="gd", "momentum" or "nesterov"'
+            f'optimizer="{optimizer}" needs {quadratic}, not {loss.name!r}: {part.reasons["quadratic"]}; '
+            f"use {_names(first_order, needs_quadratic=False, takes_learning_rate=True)}"
         )
+    if not part.serves_prox and penalty is not None and penalty.has_prox:
+        raise OptionError(
+            f'optimizer="{optimizer}" cannot serve the L1 part of penalty={penalty.name!r} ({part.reasons["prox"]}); '
+            f"use optimizer={_names(first_order, serves_prox=True)}"
+        )
+    if part.needs_full_batch and settings["batch_size"] is not None:
+        raise OptionError(f'optimizer="{optimizer}" needs full batches (batch_size=None): '
+                          f'{part.reasons["full_batch"]}')
+    if not part.takes_learning_rate:
+        if settings["learning_rate"] != "auto":
+            raise OptionError(f'optimizer="{optimizer}" takes every step from {part.step_source}; '
+                              'leave learning_rate="auto"')
+        if registry.SCHEDULES[settings["schedule"]].decays:
+            raise OptionError(f'optimizer="{optimizer}" has no learning rate to schedule; leave schedule="auto", '
+                              f'not {settings["schedule"]!r}')
 
 
 def check_meaningful(settings, strict=False):
     """Refuse an option whose value would be ignored, naming the option that gives it meaning.
 
-    Compared with the default (:data:`gradfit.registry.DEPENDENT_OPTIONS`):
+    Compared with the default (:func:`gradfit.registry.dependent_options`, from the table):
     scikit-learn's ``get_params`` stores every parameter, so only a value
     other than the default can have been asked for. An entry the estimator
     does not refuse (``alpha``) is an :class:`~gradfit.errors.IgnoredOptionWarning`
     unless ``strict`` (the command line).
     """
-    for option, (default, owner, applies, values, refuse) in registry.DEPENDENT_OPTIONS.items():
+    for option, (default, owner, applies, values, refuse) in registry.dependent_options().items():
         value = settings.get(option, default)
         if value != default and not applies(settings):
             message = (f"{option}={value!r} has no effect with {owner}={settings.get(owner)!r}; "
@@ -186,14 +188,12 @@ def prepare(source, settings, scaling=None, statistics=None):
     with the full scatter, spares the pass that reads them (cross-validation
     has them already).
     """
-    loss = registry.lookup(registry.LOSSES, "loss", settings["loss"])(settings["epsilon"])
+    loss = registry.part("loss", settings["loss"]).build(settings)
     penalty = None
     if settings["penalty"] is not None:
-        penalty = registry.lookup(registry.PENALTIES, "penalty", settings["penalty"])(
-            settings["alpha"], settings["l1_ratio"]
-        )
-    registry.lookup(registry.OPTIMIZERS, "optimizer", settings["optimizer"])
-    registry.lookup(registry.SCHEDULES, "schedule", settings["schedule"])
+        penalty = registry.part("penalty", settings["penalty"]).build(settings)
+    registry.part("optimizer", settings["optimizer"])
+    registry.part("schedule", settings["schedule"])
     check_meaningful(settings)
     check_combination(settings, loss, penalty)
     engine_name = choose_engine(
@@ -204,22 +204,14 @@ def prepare(source, settings, scaling=None, statistics=None):
     if statistics is None:
         # optimizer="newton" solves with the Gram (projections, the least-squares start): read it in the same pass
         newton = settings["optimizer"] == robust.NAME or robust_default(settings, loss, penalty)
-        statistics = accumulate(source, full=engine_name == "statistics" or newton)
+        statistics = accumulate(source, full=registry.ENGINES[engine_name].knows_optimum or newton)
     if statistics.n_samples < 2:
         raise DataError(
             f"{source.describe()} has {statistics.n_samples} sample; at least 2 samples are required"
         )
     if scaling is None:
         scaling = Scaling.from_statistics(statistics, settings["fit_intercept"], settings["standardize"])
-    if engine_name == "statistics":
-        engine = StatisticsEngine(statistics, scaling, settings["fit_intercept"])
-    else:
-        # Xᵀg − center·Σg loses log10(|center|/scale) digits and can overflow when
-        # features sit far from zero: centre each block instead (a block-sized copy).
-        far = bool(np.any(np.abs(scaling.center) > CENTRE_BLOCKS_ABOVE * scaling.scale))
-        engine = PassEngine(
-            source, scaling, loss, settings["fit_intercept"], statistics.sum_weights, centre_blocks=far
-        )
+    engine = registry.ENGINES[engine_name].build(source, scaling, loss, settings["fit_intercept"], statistics)
     return Problem(Objective(engine, penalty, scaling), scaling, statistics, engine_name, loss, statistics.n_samples)
 
 
@@ -275,8 +267,8 @@ def base_learning_rate(problem, settings, restart=True):
       ``restart=False``): ``(1 − β)/L_b``. Their momentum adds up steps to
       ``η/(1 − β)`` in the long run, ten times ``η``, which on noisy minibatch
       gradients is what needs bounding; this keeps it at plain SGD's ``1/L_b``.
-    * ``absolute_error`` (any of those three): ``2·rms(y)/L`` with the squared
-      error's ``L``, see :data:`gradfit.registry.ABSOLUTE_ERROR_AUTO_FACTOR`.
+    * a non-smooth loss (``absolute_error``; any of those three): ``2·rms(y)/L``
+      with the squared error's ``L``, see :data:`gradfit.registry.NON_SMOOTH_AUTO_FACTOR`.
     * ``adam``: ``0.01 × rms(y)``. Adam moves each coordinate by about ``η`` a
       step whatever the gradient's size, so ``η`` is a distance in the
       coefficients' units, which standardized features put in the target's.
@@ -285,20 +277,20 @@ def base_learning_rate(problem, settings, restart=True):
     rate = settings["learning_rate"]
     if rate != "auto":
         return float(rate)
-    optimizer = settings["optimizer"]
-    if optimizer == "cg":
+    optimizer = registry.OPTIMIZERS[settings["optimizer"]]
+    if not optimizer.takes_learning_rate:
         return None
-    if optimizer == "adam":
+    if optimizer.auto_rate is None:  # Adam: a distance in the coefficients' units
         return registry.ADAM_AUTO_RATE * target_rms(problem.statistics)
     if settings["batch_size"] is None:
         curvature = problem.objective.curvature()
     else:
         curvature = minibatch_curvature(problem, settings["batch_size"], settings["fit_intercept"])
-    rate = registry.AUTO_RATE[optimizer] / curvature
-    if optimizer in ("momentum", "nesterov") and not restart:
+    rate = optimizer.auto_rate / curvature
+    if optimizer.restarts and not restart:
         rate *= 1.0 - registry.MOMENTUM_DECAY
-    if problem.loss.curvature is None:
-        rate *= registry.ABSOLUTE_ERROR_AUTO_FACTOR * target_rms(problem.statistics)
+    if not problem.loss.smooth:
+        rate *= registry.NON_SMOOTH_AUTO_FACTOR * target_rms(problem.statistics)
     return rate
 
 
@@ -306,7 +298,7 @@ def resolve_schedule(settings, loss):
     """``(name, power_t)`` of the schedule to run: ``"auto"`` made concrete (:func:`gradfit.schedules.auto`)."""
     name, power_t = settings["schedule"], settings["power_t"]
     if name == "auto":
-        name, auto_power = schedules.auto(smooth=loss.curvature is not None)
+        name, auto_power = schedules.auto(smooth=loss.smooth)
         power_t = power_t if auto_power is None else auto_power
     return name, power_t
 
@@ -332,7 +324,7 @@ def _build_optimizer(name, schedule, steps, options, reference):
     """
     if name == NEWTON:
         return scale_by_inverse_hessian(reference.solve)
-    return registry.OPTIMIZERS[name](schedule, steps, **options)
+    return registry.OPTIMIZERS[name].build(schedule, steps, **options)
 
 
 def _certifier(reference, scaling, fit_intercept, tol):
@@ -415,7 +407,7 @@ def fit_source(source, settings, *, params=None, opt_state=None, loss_curve=None
     reference = certifier = None
     # cg by name is followed by refinement epochs, which the certificate
     # judges: its own epochs end as they always have (the stall rule).
-    refining = bool(complete if refine is None else refine) and requested["optimizer"] == "cg"
+    refining = bool(complete if refine is None else refine) and registry.OPTIMIZERS[requested["optimizer"]].refined
     if complete and problem.loss.quadratic and problem.statistics.scatter is not None \
             and source.n_features <= MAX_CERTIFIED_FEATURES:
         # The statistics engine: the certificate costs O(d²) an epoch, so the loop checks it every epoch.
@@ -426,14 +418,15 @@ def fit_source(source, settings, *, params=None, opt_state=None, loss_curve=None
         optimizer_name = settings["optimizer"] = "cg"
     # Restarts compare the cost from epoch to epoch: only where it is the same cost throughout.
     restart = complete and batch_size is None
-    options = {"restart": restart} if optimizer_name in ("momentum", "nesterov") else {}
-    if optimizer_name in ("cg", NEWTON):
+    options = {"restart": restart} if registry.OPTIMIZERS[optimizer_name].restarts else {}
+    takes_rate = registry.OPTIMIZERS[optimizer_name].takes_learning_rate
+    if not takes_rate:
         rate = schedule_name = None
         schedule = lambda epoch: 0.0  # noqa: E731 - cg's steps come from its line search, Newton's from H
     else:
         rate = base_learning_rate(problem, settings, restart) if learning_rate is None else learning_rate
         schedule_name, power_t = resolve_schedule(settings, problem.loss)
-        schedule = registry.SCHEDULES[schedule_name](rate, power_t, settings["step_size"], settings["gamma"])
+        schedule = registry.SCHEDULES[schedule_name].build(rate, dict(settings, power_t=power_t))
     run_epochs = settings["epochs"] if epochs is None else epochs
     if checkpoint is not None or resume is not None:
         fingerprint = checkpoints.data_fingerprint(problem.statistics, source.feature_names, source.target_names)
@@ -443,11 +436,11 @@ def fit_source(source, settings, *, params=None, opt_state=None, loss_curve=None
         saved = checkpoints.read(resume)
         checkpoints.check_compatible(saved, resume, plain_settings, fingerprint)
         params, loss_curve, rng, rate = checkpoints.restore(
-            saved, resume, (n_params, source.n_outputs), uses_rate=optimizer_name not in ("cg", NEWTON),
+            saved, resume, (n_params, source.n_outputs), uses_rate=takes_rate,
             expected_rate=rate, minibatches=batch_size is not None, engine=problem.engine,
         )
-        if optimizer_name not in ("cg", NEWTON):
-            schedule = registry.SCHEDULES[schedule_name](rate, power_t, settings["step_size"], settings["gamma"])
+        if takes_rate:
+            schedule = registry.SCHEDULES[schedule_name].build(rate, dict(settings, power_t=power_t))
         optimizer = _build_optimizer(optimizer_name, schedule, steps, options, reference)
         opt_state = checkpoints.decode_tree(
             saved.get("opt_state"), optimizer.init(params), f"checkpoint {os.fspath(resume)!r} is damaged: opt_state",
@@ -471,7 +464,7 @@ def fit_source(source, settings, *, params=None, opt_state=None, loss_curve=None
             return None
 
     best = None  # gradfit.robust: the absolute error's best iterate (full batches: the curve is the cost)
-    if robust_loss and problem.loss.name == "absolute_error":
+    if robust_loss and not problem.loss.smooth:
         best = robust.BestIterate(params)
         callbacks = tuple(callbacks) + (best,)
 
@@ -490,7 +483,7 @@ def fit_source(source, settings, *, params=None, opt_state=None, loss_curve=None
                 rng=rng,
                 opt_state=state,
                 loss_curve=curve,
-                max_stable_learning_rate=max_stable if problem.loss.curvature else None,
+                max_stable_learning_rate=max_stable if problem.loss.smooth else None,
                 standardized=settings["standardize"],
                 callbacks=callbacks,
                 certify=check,
@@ -519,7 +512,7 @@ def fit_source(source, settings, *, params=None, opt_state=None, loss_curve=None
     refine = complete if refine is None else refine
     # Refinement follows cg when asked for by name: it reads the data again and
     # refuses problems float64 cannot determine, which "auto" must not impose.
-    if refine and requested["optimizer"] == "cg" and result.stop_reason != "interrupted":
+    if refine and registry.OPTIMIZERS[requested["optimizer"]].refined and result.stop_reason != "interrupted":
         statistics = reference.statistics if reference is not None else refinement_statistics(source, problem)
     if statistics is not None:
         coef, intercept, refined, refinement = refine_fit(

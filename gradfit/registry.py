@@ -1,84 +1,317 @@
-"""One registry of names, shared by the estimator and the command-line tool.
+"""The table of parts: every loss, penalty, optimizer, schedule and engine, once.
 
-Each table maps a name users type to the factory that builds the piece; the
-estimator's parameter constraints and the CLI's ``choices`` both come from
-these keys, so the two surfaces cannot drift apart.
+Each entry owns the name users type, the estimator parameters it gives
+meaning to (with their defaults and ranges), what it can do, and how it is
+built from validated settings. The estimator's ``_parameter_constraints``
+(:func:`parameter_constraints`), the command line's ``choices`` and the
+"X has no effect with Y" errors (:func:`dependent_options`) all come from
+here; code elsewhere asks an entry what it can do and never compares its
+name with a string.
+
+Adding a loss is one file in ``gradfit/losses/`` and one line in
+:data:`LOSSES` (see README, "How it is built"). This module imports only the
+standard library and the parts' own modules (NumPy); the engines, which need
+SciPy, are imported when one is built, so that ``gradfit --help`` stays light.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
 from . import optimizers, schedules
 from .errors import OptionError
 from .losses import AbsoluteError, Huber, SquaredError
 from .penalties import ElasticNet
 
-OPTIMIZERS = {
-    "auto": None,  # resolved per problem by gradfit.autoselect.resolve_optimizer
-    "gd": optimizers.gd,
-    "momentum": lambda schedule, steps_per_epoch=1, restart=None: optimizers.momentum(
-        schedule, steps_per_epoch, MOMENTUM_DECAY, restart),
-    "nesterov": lambda schedule, steps_per_epoch=1, restart=None: optimizers.nesterov(
-        schedule, steps_per_epoch, MOMENTUM_DECAY, restart),
-    "adam": optimizers.adam,
-    "cg": optimizers.cg,
-    # Not an (init, update) pair: damped Newton steps for the robust losses, run
-    # by gradfit.robust.fit (fitting.fit_source hands the fit over to it).
-    "newton": None,
-}
 
-LOSSES = {
-    "squared_error": lambda epsilon: SquaredError(),
-    "huber": lambda epsilon: Huber(epsilon),
-    "absolute_error": lambda epsilon: AbsoluteError(),
-}
+@dataclass(frozen=True)
+class Param:
+    """An estimator parameter a part owns: its default and range, as plain data.
 
-PENALTIES = {
-    "l2": lambda alpha, l1_ratio: ElasticNet("l2", alpha, 0.0),
-    "l1": lambda alpha, l1_ratio: ElasticNet("l1", alpha, 1.0),
-    "elasticnet": lambda alpha, l1_ratio: ElasticNet("elasticnet", alpha, l1_ratio),
-}
+    ``kind`` is ``"real"`` or ``"integer"``; ``low``/``high`` (``None``:
+    unbounded) and ``closed`` (``"left"``, ``"right"``, ``"both"``,
+    ``"neither"``) are scikit-learn's ``Interval``'s, built lazily by
+    :func:`parameter_constraints`. ``refuse`` says what a value other than
+    the default does where the part that owns it is not chosen: ``True`` an
+    :class:`OptionError`, ``False`` a warning in the estimator (an error on
+    the command line), ``None`` nothing (not checked).
+    """
 
-SCHEDULES = {
-    "auto": None,  # resolved by schedules.auto from the loss and the batch size
-    "constant": lambda rate, power_t, step_size, gamma: schedules.constant(rate),
-    "invscaling": lambda rate, power_t, step_size, gamma: schedules.inverse_scaling(rate, power_t),
-    "step": lambda rate, power_t, step_size, gamma: schedules.step_decay(rate, step_size, gamma),
-}
+    name: str
+    default: Any
+    kind: str
+    low: float | None = None
+    high: float | None = None
+    closed: str = "neither"
+    refuse: bool | None = True
 
-#: the step ``learning_rate="auto"`` takes, as a multiple of 1/L (L the largest
-#: eigenvalue of the Hessian of the smooth part of the cost, or of a minibatch's,
-#: see :func:`gradfit.fitting.base_learning_rate`); ``None`` where 1/L is not the
-#: unit: Adam (its per-coordinate normalization makes its step a distance in
-#: the coefficients' units, ``ADAM_AUTO_RATE`` × the target's root mean square)
-#: and cg (an exact line search sets every step), and newton (a backtracking line search)
-AUTO_RATE = {"auto": None, "gd": 1.0, "momentum": 1.0, "nesterov": 1.0, "adam": None, "cg": None, "newton": None}
+
+@dataclass(frozen=True)
+class Part:
+    """One entry of the table: ``kind`` and ``name``, the parameters it owns, and its builder."""
+
+    name: str
+    kind: str = ""
+    build: Callable | None = None
+    params: tuple = ()
+
+    @property
+    def param_names(self):
+        return tuple(p.name for p in self.params)
+
+
+@dataclass(frozen=True)
+class LossPart(Part):
+    """A loss; ``build(settings)`` returns the loss object (:mod:`gradfit.losses`), whose class declares
+    its capabilities (``smooth``, ``quadratic``, ``curvature``, ``linear_derivative``)."""
+
+    kind: str = "loss"
+    loss_class: type = None
+
+    def __getattr__(self, name):  # the capabilities are the loss class's, stated once
+        if name in ("smooth", "quadratic", "curvature", "linear_derivative"):
+            return getattr(self.loss_class, name)
+        raise AttributeError(name)
+
+
+@dataclass(frozen=True)
+class OptimizerPart(Part):
+    """An optimizer; ``build(schedule, steps_per_epoch, **context)`` returns an optax-style ``(init, update)``.
+
+    ``auto_rate``: the step ``learning_rate="auto"`` takes as a multiple of
+    ``1/L`` (``None``: another unit, see :func:`gradfit.fitting.base_learning_rate`).
+    ``step_source``: where its steps come from when it takes no learning rate.
+    ``accelerated``: it keeps a velocity (momentum); ``restarts``: the velocity
+    restarts where the cost rises (:func:`gradfit.optimizers.add_momentum`).
+    ``refined``: asked for by name, it is followed by refinement epochs whose
+    gradient comes from a data pass (:mod:`gradfit.refine`).
+    ``reasons``: why it cannot serve a need (``"quadratic"``, ``"full_batch"``,
+    ``"prox"``), in its own words, for the messages.
+    """
+
+    kind: str = "optimizer"
+    takes_learning_rate: bool = True
+    serves_prox: bool = True
+    needs_full_batch: bool = False
+    needs_quadratic: bool = False
+    restarts: bool = False
+    accelerated: bool = False
+    auto_rate: float | None = 1.0
+    refined: bool = False
+    step_source: str = ""
+    reasons: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SchedulePart(Part):
+    """A schedule; ``build(learning_rate, settings) -> (epoch -> step)``; ``decays``: whether the step changes."""
+
+    kind: str = "schedule"
+    decays: bool = False
+
+
+@dataclass(frozen=True)
+class PenaltyPart(Part):
+    """A penalty; ``build(settings)`` returns the :class:`~gradfit.penalties.ElasticNet` it means."""
+
+    kind: str = "penalty"
+
+
+@dataclass(frozen=True)
+class EnginePart(Part):
+    """An engine; ``build(source, scaling, loss, fit_intercept, statistics)`` returns it.
+
+    ``needs_quadratic``/``needs_full_batch``: which losses and batches it
+    serves (by the loss's capability, never its name); ``cost(n_samples,
+    n_features, epochs)``: its cost model in seconds (:func:`gradfit.engines.engine_costs`);
+    ``knows_optimum``: it keeps the statistics that give the optimum, the
+    eigenvalues and the training R² without another pass; ``serves_text``:
+    what it serves, for the message that refuses it.
+    """
+
+    kind: str = "engine"
+    needs_quadratic: bool = False
+    needs_full_batch: bool = False
+    knows_optimum: bool = False
+    cost: Callable | None = None
+    serves_text: str = ""
+
+    def refusal(self, loss, batch_size):
+        """Why this engine cannot serve ``loss`` with ``batch_size`` (text), or ``None`` where it can."""
+        if self.needs_quadratic and not loss.quadratic:
+            return f"loss={loss.name!r}"
+        if self.needs_full_batch and batch_size is not None:
+            return f"minibatches (batch_size={batch_size})"
+        return None
+
+
+# -- constants the builders and the step size use --------------------------------------
+
 #: β of ``momentum`` and ``nesterov``; without restarts (minibatches, partial_fit)
 #: their ``"auto"`` step is ``(1 − β)/L``, see :func:`gradfit.fitting.base_learning_rate`
 MOMENTUM_DECAY = 0.9
+#: Adam's ``"auto"`` step, times the target's root mean square: its per-coordinate
+#: normalization makes its step a distance in the coefficients' units
 ADAM_AUTO_RATE = 0.01
-#: ``absolute_error``: its subgradient ``mean(sign(r) x)`` does not shrink with the
-#: residuals, so the step must carry the target's units. ``"auto"`` takes
-#: ``η = 2·rms(y)/L``, ``L`` the squared error's: that is ``1/L`` of the quadratic
-#: ``r²/(2 rms(y))``, which has ``|r|``'s value and slope at residuals of the
-#: size they start at (``r = −y`` from zero)
-ABSOLUTE_ERROR_AUTO_FACTOR = 2.0
+#: a non-smooth loss (``absolute_error``): its subgradient ``mean(sign(r) x)`` does not
+#: shrink with the residuals, so the step must carry the target's units. ``"auto"``
+#: takes ``η = 2·rms(y)/L``, ``L`` the squared error's: that is ``1/L`` of the quadratic
+#: ``r²/(2 rms(y))``, which has ``|r|``'s value and slope at residuals of the size they
+#: start at (``r = −y`` from zero)
+NON_SMOOTH_AUTO_FACTOR = 2.0
+ABSOLUTE_ERROR_AUTO_FACTOR = NON_SMOOTH_AUTO_FACTOR  # the name it had
 
 
-#: options that mean something only with another one: option → (its default,
-#: the option that gives it meaning, whether it applies to these settings, the
-#: values that make it apply, for the message, and whether the estimator
-#: refuses it). A value other than the default where it does not apply is an
-#: error (:func:`gradfit.fitting.check_meaningful`). ``alpha`` without a penalty
-#: is only a warning in the estimator: scikit-learn's own checks, and its model
-#: selection tools, set ``alpha`` on any linear regressor; the command line,
-#: where a flag is typed on purpose, refuses it.
-DEPENDENT_OPTIONS = {
-    # alpha=0 without a penalty says the same as no penalty: nothing is ignored
-    "alpha": (1e-4, "penalty", lambda s: s["penalty"] is not None or s["alpha"] == 0,
-              "penalty='l2', 'l1' or 'elasticnet'", False),
-    "l1_ratio": (0.15, "penalty", lambda s: s["penalty"] == "elasticnet", "penalty='elasticnet'", True),
-    "epsilon": (1.35, "loss", lambda s: s["loss"] == "huber", "loss='huber'", True),
+# -- the parameters parts own ----------------------------------------------------------
+
+EPSILON = Param("epsilon", 1.35, "real", 0, None, "neither")
+#: ``alpha`` without a penalty is only a warning in the estimator: scikit-learn's own
+#: checks, and its model selection tools, set ``alpha`` on any linear regressor; the
+#: command line, where a flag is typed on purpose, refuses it. ``alpha=0`` without a
+#: penalty says the same as no penalty: nothing is ignored.
+ALPHA = Param("alpha", 1e-4, "real", 0, None, "left", refuse=False)
+L1_RATIO = Param("l1_ratio", 0.15, "real", 0, 1, "both")
+# The schedules' parameters are not checked against the schedule chosen: "auto"
+# may pick "invscaling" with its own power_t, and refusing them elsewhere would
+# change what fits are accepted (issue 12 item 6).
+POWER_T = Param("power_t", 0.5, "real", 0, None, "left", refuse=None)
+STEP_SIZE = Param("step_size", 100, "integer", 1, None, "left", refuse=None)
+GAMMA = Param("gamma", 0.5, "real", 0, 1, "right", refuse=None)
+
+
+# -- builders --------------------------------------------------------------------------
+
+
+def _momentum(nesterov):
+    build = optimizers.nesterov if nesterov else optimizers.momentum
+
+    def momentum(schedule, steps_per_epoch=1, restart=None):
+        return build(schedule, steps_per_epoch, MOMENTUM_DECAY, restart)
+
+    return momentum
+
+
+def _statistics_engine(source, scaling, loss, fit_intercept, statistics):
+    from .engines.statistics import StatisticsEngine
+
+    return StatisticsEngine(statistics, scaling, fit_intercept)
+
+
+#: the pass engine centres its blocks when a feature's mean exceeds its spread by this factor
+CENTRE_BLOCKS_ABOVE = 1e4
+
+
+def _pass_engine(source, scaling, loss, fit_intercept, statistics):
+    import numpy as np
+
+    from .engines.passes import PassEngine
+
+    # Xᵀg − center·Σg loses log10(|center|/scale) digits and can overflow when
+    # features sit far from zero: centre each block instead (a block-sized copy).
+    far = bool(np.any(np.abs(scaling.center) > CENTRE_BLOCKS_ABOVE * scaling.scale))
+    return PassEngine(source, scaling, loss, fit_intercept, statistics.sum_weights, centre_blocks=far)
+
+
+def _statistics_cost(n_samples, n_features, epochs):
+    from .engines import engine_costs
+
+    return engine_costs(n_samples, n_features, epochs)[0]
+
+
+def _pass_cost(n_samples, n_features, epochs):
+    from .engines import engine_costs
+
+    return engine_costs(n_samples, n_features, epochs)[1]
+
+
+_CG_REASONS = {
+    "quadratic": "its line search and conjugate directions assume a quadratic cost",
+    "full_batch": "its line search is exact only on the whole cost",
+    "prox": "it is not differentiable",
 }
+_ADAM_REASONS = {"prox": "its steps differ per coordinate, so no proximal step matches them"}
+
+
+# -- the table -------------------------------------------------------------------------
+
+LOSSES = {part.name: part for part in [
+    LossPart(name="squared_error", loss_class=SquaredError, build=lambda s: SquaredError()),
+    LossPart(name="huber", loss_class=Huber, params=(EPSILON,), build=lambda s: Huber(s["epsilon"])),
+    LossPart(name="absolute_error", loss_class=AbsoluteError, build=lambda s: AbsoluteError()),
+]}
+
+PENALTIES = {part.name: part for part in [
+    PenaltyPart(name="l2", params=(ALPHA,), build=lambda s: ElasticNet("l2", s["alpha"], 0.0)),
+    PenaltyPart(name="l1", params=(ALPHA,), build=lambda s: ElasticNet("l1", s["alpha"], 1.0)),
+    PenaltyPart(name="elasticnet", params=(ALPHA, L1_RATIO),
+                build=lambda s: ElasticNet("elasticnet", s["alpha"], s["l1_ratio"])),
+]}
+
+OPTIMIZERS = {part.name: part for part in [
+    # resolved per problem by gradfit.autoselect.resolve_optimizer
+    OptimizerPart(name="auto"),
+    OptimizerPart(name="gd", build=optimizers.gd),
+    OptimizerPart(name="momentum", build=_momentum(False), restarts=True, accelerated=True),
+    OptimizerPart(name="nesterov", build=_momentum(True), restarts=True, accelerated=True),
+    OptimizerPart(name="adam", build=optimizers.adam, serves_prox=False, auto_rate=None, accelerated=True,
+                  reasons=_ADAM_REASONS),
+    OptimizerPart(name="cg", build=optimizers.cg, takes_learning_rate=False, serves_prox=False,
+                  needs_full_batch=True, needs_quadratic=True, auto_rate=None, refined=True,
+                  step_source="an exact line search", reasons=_CG_REASONS),
+    # Not an (init, update) pair: damped Newton steps for the robust losses, run by
+    # gradfit.robust.fit (fitting.fit_source hands the fit over to it), which checks
+    # its own combinations (gradfit.robust.check_combination)
+    OptimizerPart(name="newton", takes_learning_rate=False, serves_prox=False, needs_full_batch=True,
+                  auto_rate=None, step_source="a line search"),
+]}
+
+SCHEDULES = {part.name: part for part in [
+    SchedulePart(name="auto"),  # resolved by schedules.auto from the loss and the batch size
+    SchedulePart(name="constant", build=lambda rate, s: schedules.constant(rate)),
+    SchedulePart(name="invscaling", params=(POWER_T,), decays=True,
+                 build=lambda rate, s: schedules.inverse_scaling(rate, s["power_t"])),
+    SchedulePart(name="step", params=(STEP_SIZE, GAMMA), decays=True,
+                 build=lambda rate, s: schedules.step_decay(rate, s["step_size"], s["gamma"])),
+]}
+
+# "auto" first, then in the order "auto" prefers them when they cost the same
+ENGINES = {part.name: part for part in [
+    EnginePart(name="auto"),  # gradfit.engines.choose_engine: the cheapest that serves
+    EnginePart(name="statistics", build=_statistics_engine, needs_quadratic=True, needs_full_batch=True,
+               knows_optimum=True, cost=_statistics_cost, serves_text="the full-batch squared error"),
+    EnginePart(name="pass", build=_pass_engine, cost=_pass_cost, serves_text="any loss and minibatches"),
+]}
+
+#: the whole table, by kind (the estimator parameter each kind is chosen by)
+TABLE = {"penalty": PENALTIES, "loss": LOSSES, "optimizer": OPTIMIZERS, "schedule": SCHEDULES, "engine": ENGINES}
+#: kinds whose parameter may be ``None`` (no part of that kind)
+OPTIONAL = ("penalty",)
+
+
+class Names:
+    """The names of one kind of part, live: a part added to the table later is among them.
+
+    For the command line's ``choices`` (sorted, as ``--help`` lists them;
+    ``sort=False`` keeps the table's order, "auto" first).
+    """
+
+    def __init__(self, parts, sort=True):
+        self.parts, self.sort = parts, sort
+
+    def __iter__(self):
+        return iter(sorted(self.parts) if self.sort else list(self.parts))
+
+    def __contains__(self, name):
+        return name in self.parts
+
+    def __len__(self):
+        return len(self.parts)
+
+
+def names(kind, sort=True):
+    """The names users can type for ``kind`` (``"loss"``, ``"engine"`` …), as a live :class:`Names`."""
+    return Names(TABLE[kind], sort)
 
 
 def lookup(table, kind, name):
@@ -87,3 +320,67 @@ def lookup(table, kind, name):
         return table[name]
     except (KeyError, TypeError):
         raise OptionError(f"unknown {kind} {name!r}; valid: {', '.join(sorted(table))}") from None
+
+
+def part(kind, name):
+    """The entry ``name`` of ``kind`` (``"loss"``, ``"optimizer"`` …), or an :class:`OptionError`."""
+    return lookup(TABLE[kind], kind, name)
+
+
+def owned_params():
+    """``{parameter name: Param}`` of every parameter a part owns (each declared once)."""
+    found = {}
+    for parts in TABLE.values():
+        for entry in parts.values():
+            for param in entry.params:
+                if found.setdefault(param.name, param) is not param:
+                    raise RuntimeError(f"parameter {param.name!r} is declared twice in the table")
+    return found
+
+
+def dependent_options():
+    """``{option: (default, owner kind, applies(settings), values text, refuse)}`` from the table.
+
+    An option owned by some parts of a kind applies where the part chosen
+    for that kind owns it; ``values`` names those parts, for the message of
+    :func:`gradfit.fitting.check_meaningful`.
+    """
+    options = {}
+    for kind, parts in TABLE.items():
+        for name, param in owned_params().items():
+            owners = [entry.name for entry in parts.values() if param in entry.params]
+            if not owners or param.refuse is None:
+                continue
+            values = ", ".join(repr(owner) for owner in owners[:-1])
+            values = f"{kind}={values + ' or ' if values else ''}{owners[-1]!r}"
+
+            def applies(settings, kind=kind, owners=tuple(owners), param=param):
+                # a zero where zero means "none" (alpha=0 without a penalty) ignores nothing
+                return settings.get(kind) in owners or (param.refuse is False and settings.get(param.name) == 0)
+
+            options[name] = (param.default, kind, applies, values, bool(param.refuse))
+    return options
+
+
+#: options that mean something only with another one, from the table (see :func:`dependent_options`)
+DEPENDENT_OPTIONS = dependent_options()
+
+
+def parameter_constraints():
+    """The estimator's ``_parameter_constraints`` for the parts and the parameters they own.
+
+    scikit-learn's ``Interval``/``StrOptions`` are built here, on first use,
+    from the table's plain data: the table itself imports no scikit-learn.
+    """
+    from numbers import Integral, Real
+
+    from sklearn.utils._param_validation import Interval, StrOptions
+
+    constraints = {}
+    for kind, parts in TABLE.items():
+        # the table's keys, live: a part added later is valid at once
+        constraints[kind] = [StrOptions(parts.keys())] + ([None] if kind in OPTIONAL else [])
+    for name, param in owned_params().items():
+        number = Integral if param.kind == "integer" else Real
+        constraints[name] = [Interval(number, param.low, param.high, closed=param.closed)]
+    return constraints
