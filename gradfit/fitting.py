@@ -104,17 +104,16 @@ def check_combination(settings, loss, penalty):
         robust.check_combination(settings, loss, penalty)
         return
     part = registry.OPTIMIZERS[optimizer]
-    first_order = registry.OPTIMIZERS
     if part.needs_quadratic and not loss.quadratic:
         quadratic = " or ".join(f'loss="{name}"' for name, entry in registry.LOSSES.items() if entry.quadratic)
         raise OptionError(
             f'optimizer="{optimizer}" needs {quadratic}, not {loss.name!r}: {part.reasons["quadratic"]}; '
-            f"use {_names(first_order, needs_quadratic=False, takes_learning_rate=True)}"
+            f"use {_names(registry.OPTIMIZERS, needs_quadratic=False, takes_learning_rate=True)}"
         )
     if not part.serves_prox and penalty is not None and penalty.has_prox:
         raise OptionError(
             f'optimizer="{optimizer}" cannot serve the L1 part of penalty={penalty.name!r} ({part.reasons["prox"]}); '
-            f"use optimizer={_names(first_order, serves_prox=True)}"
+            f"use optimizer={_names(registry.OPTIMIZERS, serves_prox=True)}"
         )
     if part.needs_full_batch and settings["batch_size"] is not None:
         raise OptionError(f'optimizer="{optimizer}" needs full batches (batch_size=None): '

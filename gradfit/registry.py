@@ -160,7 +160,6 @@ ADAM_AUTO_RATE = 0.01
 #: ``r²/(2 rms(y))``, which has ``|r|``'s value and slope at residuals of the size they
 #: start at (``r = −y`` from zero)
 NON_SMOOTH_AUTO_FACTOR = 2.0
-ABSOLUTE_ERROR_AUTO_FACTOR = NON_SMOOTH_AUTO_FACTOR  # the name it had
 
 
 # -- the parameters parts own ----------------------------------------------------------
@@ -233,12 +232,23 @@ _CG_REASONS = {
 _ADAM_REASONS = {"prox": "its steps differ per coordinate, so no proximal step matches them"}
 
 
+def loss(loss_class, *params):
+    """The entry of ``loss_class`` (a :class:`gradfit.losses.base.Loss`): its name, and built from
+    its parameters ``params`` (:class:`Param`, in the order its ``__init__`` takes them)."""
+    names = tuple(p.name for p in params)
+    if names != tuple(loss_class.parameters):
+        raise RuntimeError(f"{loss_class.__name__} takes {loss_class.parameters}, its entry lists {names}")
+    return LossPart(name=loss_class.name, loss_class=loss_class, params=params,
+                    build=lambda settings: loss_class(*(settings[name] for name in names)))
+
+
 # -- the table -------------------------------------------------------------------------
 
+# a new loss: one file in gradfit/losses/, and one line here (README, "How it is built")
 LOSSES = {part.name: part for part in [
-    LossPart(name="squared_error", loss_class=SquaredError, build=lambda s: SquaredError()),
-    LossPart(name="huber", loss_class=Huber, params=(EPSILON,), build=lambda s: Huber(s["epsilon"])),
-    LossPart(name="absolute_error", loss_class=AbsoluteError, build=lambda s: AbsoluteError()),
+    loss(SquaredError),
+    loss(Huber, EPSILON),
+    loss(AbsoluteError),
 ]}
 
 PENALTIES = {part.name: part for part in [
@@ -361,9 +371,6 @@ def dependent_options():
             options[name] = (param.default, kind, applies, values, bool(param.refuse))
     return options
 
-
-#: options that mean something only with another one, from the table (see :func:`dependent_options`)
-DEPENDENT_OPTIONS = dependent_options()
 
 
 def parameter_constraints():

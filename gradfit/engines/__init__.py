@@ -88,8 +88,10 @@ def choose_engine(requested, loss, batch_size, n_features, epochs, n_samples=Non
         why = engines[requested].refusal(loss, batch_size)
         if why is not None:
             # the engines that serve, then "auto"
-            others = " or ".join(f'"{name}"' for name, part in sorted(engines.items(), key=lambda e: e[1].build is None)
-                                 if name != requested and (part.build is None or part.refusal(loss, batch_size) is None))
+            others = [name for name, part in engines.items()
+                      if name != requested and part.build is not None and part.refusal(loss, batch_size) is None]
+            others = " or ".join(f'"{name}"' for name in others + [name for name, part in engines.items()
+                                                                   if part.build is None])
             raise OptionError(f'engine="{requested}" serves {engines[requested].serves_text} only, not {why}; '
                               f'use engine={others}')
         return requested

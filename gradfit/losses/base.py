@@ -45,6 +45,9 @@ class Loss:
     curvature = None
     quadratic = False
     linear_derivative = None
+    #: what a mean of it is called on a plot's axis (``None``: "<name> loss")
+    cost_label = None
+
     #: the parameters ``__init__`` stores, in order (the same names as the estimator's)
     parameters = ()
 

@@ -18,6 +18,7 @@ class SquaredError(Loss):
     curvature = 2.0
     quadratic = True
     linear_derivative = 2.0
+    cost_label = "mean squared error"
 
     def value_and_derivative(self, prediction, target=0.0):
         r = residual(prediction, target)
