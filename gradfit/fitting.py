@@ -248,7 +248,7 @@ def minibatch_curvature(problem, batch_size, fit_intercept):
     variance = np.maximum(stats.scatter_diagonal[:d] / stats.sum_weights, 0.0)
     offset = stats.mean[:d] - scaling.center
     row_norm = float(np.sum((variance + offset * offset) / (scaling.scale * scaling.scale))) + fit_intercept
-    factor = (problem.loss.curvature or 2.0) / stats.n_outputs
+    factor = (problem.loss.curvature or 2.0) / stats.n_outputs  # no bound (non-smooth): the squared error's
     row_curvature = factor * row_norm
     mixed = (n * (b - 1) * data_curvature + (n - b) * max(row_curvature, data_curvature)) / (b * (n - 1))
     return mixed + penalty_curvature

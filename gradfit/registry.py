@@ -197,19 +197,10 @@ def _statistics_engine(source, scaling, loss, fit_intercept, statistics):
     return StatisticsEngine(statistics, scaling, fit_intercept)
 
 
-#: the pass engine centres its blocks when a feature's mean exceeds its spread by this factor
-CENTRE_BLOCKS_ABOVE = 1e4
-
-
 def _pass_engine(source, scaling, loss, fit_intercept, statistics):
-    import numpy as np
-
     from .engines.passes import PassEngine
 
-    # Xᵀg − center·Σg loses log10(|center|/scale) digits and can overflow when
-    # features sit far from zero: centre each block instead (a block-sized copy).
-    far = bool(np.any(np.abs(scaling.center) > CENTRE_BLOCKS_ABOVE * scaling.scale))
-    return PassEngine(source, scaling, loss, fit_intercept, statistics.sum_weights, centre_blocks=far)
+    return PassEngine.for_fit(source, scaling, loss, fit_intercept, statistics)
 
 
 def _statistics_cost(n_samples, n_features, epochs):

@@ -158,6 +158,17 @@ class PassEngine:
         self._curvature = None
         self._start = None  # (J, ∇J) at θ = 0, when the step size's pass gave them
 
+    @classmethod
+    def for_fit(cls, source, scaling, loss, fit_intercept, statistics):
+        """The engine of a fit (its entry's builder, :data:`gradfit.registry.ENGINES`).
+
+        ``Xᵀg − center·Σg`` loses ``log10(|center|/scale)`` digits and can
+        overflow when features sit far from zero: there it centres each block
+        instead (a block-sized copy), above :data:`CENTRE_BLOCKS_ABOVE`.
+        """
+        far = bool(np.any(np.abs(scaling.center) > CENTRE_BLOCKS_ABOVE * scaling.scale))
+        return cls(source, scaling, loss, fit_intercept, statistics.sum_weights, centre_blocks=far)
+
     def _raw(self, params):
         d = self.n_features
         coef = params[:d] / self.scaling.scale[:, None]
@@ -244,6 +255,7 @@ class PassEngine:
         and gradient at θ = 0, where a fresh fit's first epoch reads them.
         """
         if self._curvature is None:
+            # no bound on ℓ'' (a non-smooth loss): the squared error's, the unit its step is scaled from
             factor = (self.loss.curvature or 2.0) / 2.0
             p = self.n_features + self.fit_intercept
             if p <= EXACT_CURVATURE_PARAMS:
@@ -258,6 +270,8 @@ class PassEngine:
         return self._curvature
 
 
+#: the pass engine centres its blocks when a feature's mean exceeds its spread by this factor
+CENTRE_BLOCKS_ABOVE = 1e4
 #: parameters up to which ``H`` is formed whole (one pass, ``p`` products at once) and ``λmax`` is exact
 EXACT_CURVATURE_PARAMS = 16
 #: directions of the block Krylov sketch of :meth:`PassEngine.curvature` (a product with 8 costs
