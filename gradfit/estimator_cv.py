@@ -29,8 +29,8 @@ from .alpha_path import MAX_SWEEPS, Quadratic, alpha_grid, compiled_kernel, solv
 from .sources import ArraySource
 from .sources.base import single_threaded_blas, worker_threads
 
-#: the penalties whose alpha can be cross-validated
-CV_PENALTIES = ("l1", "l2", "elasticnet")
+#: the penalties whose alpha can be cross-validated (those of the table that own an alpha)
+CV_PENALTIES = tuple(name for name, part in registry.PENALTIES.items() if "alpha" in part.param_names)
 #: the parameters GDRegressorCV adds to (or changes from) GDRegressor's
 _OWN = ("penalty", "alphas", "l1_ratio", "eps", "cv", "selection")
 

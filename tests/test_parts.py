@@ -64,8 +64,8 @@ def test_estimator_constraints_and_cli_choices_are_the_table_names(kind):
     names = set(registry.TABLE[kind])
     options = GDRegressor._parameter_constraints[kind][0].options
     assert set(options) == names
-    if kind != "penalty":  # GDRegressorCV cross-validates the penalties with an L1/L2 path only
-        assert set(GDRegressorCV._parameter_constraints[kind][0].options) == names
+    # GDRegressorCV: the same, but a penalty is required (its alpha is what it cross-validates)
+    assert set(GDRegressorCV._parameter_constraints[kind][0].options) == names
     cli = OPTIONS[kind]
     if "choices" in cli:  # sorted in --help, but the engines in the table's order ("auto" first)
         assert list(cli["choices"]) == (list(registry.ENGINES) if kind == "engine" else sorted(names))
