@@ -69,10 +69,23 @@ class LossPart(Part):
     kind: str = "loss"
     loss_class: type = None
 
-    def __getattr__(self, name):  # the capabilities are the loss class's, stated once
-        if name in ("smooth", "quadratic", "curvature", "linear_derivative"):
-            return getattr(self.loss_class, name)
-        raise AttributeError(name)
+    # the capabilities are the loss class's, stated once there
+
+    @property
+    def smooth(self):
+        return self.loss_class.smooth
+
+    @property
+    def quadratic(self):
+        return self.loss_class.quadratic
+
+    @property
+    def curvature(self):
+        return self.loss_class.curvature
+
+    @property
+    def linear_derivative(self):
+        return self.loss_class.linear_derivative
 
 
 @dataclass(frozen=True)
