@@ -69,6 +69,17 @@ class LossPart(Part):
     kind: str = "loss"
     loss_class: type = None
 
+    def __call__(self, *values):
+        """The loss from its parameters' values in order: the earlier table's ``LOSSES[name](epsilon)``.
+
+        A value beyond the loss's own parameters must be ``None`` (the
+        earlier call passed ``epsilon`` to every loss): nothing is dropped silently.
+        """
+        extra = values[len(self.params):]
+        if any(value is not None for value in extra):
+            raise TypeError(f"loss {self.name!r} takes {self.param_names}, not {len(values)} values")
+        return self.build(dict(zip(self.param_names, values)))
+
     # the capabilities are the loss class's, stated once there
 
     @property

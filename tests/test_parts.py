@@ -258,3 +258,10 @@ def test_no_module_compares_a_part_name_with_a_string_literal():
 def test_the_pass_engine_names_no_loss():
     source = (PACKAGE / "engines" / "passes.py").read_text()
     assert "SquaredError" not in source and "isinstance" not in source
+
+
+def test_the_earlier_factory_call_builds_the_loss_and_drops_nothing():
+    assert registry.LOSSES["huber"](0.7).epsilon == 0.7
+    assert isinstance(registry.LOSSES["squared_error"](None), registry.LOSSES["squared_error"].loss_class)
+    with pytest.raises(TypeError, match="takes"):
+        registry.LOSSES["squared_error"](0.7)  # an epsilon the squared error would ignore
