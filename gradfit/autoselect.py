@@ -42,6 +42,8 @@ import math
 
 import numpy as np
 
+from . import registry
+
 #: gd is kept when its estimated epochs are within this fraction of ``epochs``
 GD_BUDGET_FRACTION = 0.5
 #: conjugate gradient is taken up to this condition number; beyond it, in floating
@@ -98,10 +100,10 @@ def resolve_optimizer(settings, problem, complete=True):
     penalty = problem.objective.penalty
     simple = (
         problem.loss.quadratic
-        and problem.engine == "statistics"
+        and registry.ENGINES[problem.engine].knows_optimum
         and settings["batch_size"] is None
         and settings["learning_rate"] == "auto"
-        and settings["schedule"] in ("auto", "constant")
+        and not registry.SCHEDULES[settings["schedule"]].decays
         and settings["tol"] is not None
         and settings["standardize"]
     )

@@ -1,10 +1,10 @@
 """Certificates for the squared error, and the one hook every loss goes through.
 
 :func:`certify` is the single entry point: it dispatches on what the loss and
-the penalty can show (:data:`CERTIFIERS`, keyed by the loss's name) and
-returns a :class:`~gradfit.certificate.Certificate`. A loss without an entry
-gets ``kind="none"``: never converged. Adding a loss's certificate is one line
-in :data:`CERTIFIERS`.
+the penalty can show (:data:`CERTIFIERS`, keyed by the loss's name and made
+from what each loss of the table of parts declares) and returns a
+:class:`~gradfit.certificate.Certificate`. A loss without an entry gets
+``kind="none"``: never converged.
 
 The squared error is certified from the sufficient statistics, in the
 *reference units* (:func:`gradfit.refine.refinement_scaling`: features centred
@@ -49,6 +49,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg
 
+from . import registry
 from .certificate import Certificate
 from .engines import StatisticsEngine
 from .refine import refinement_scaling
@@ -275,8 +276,6 @@ def squared_error(problem, coef, intercept, tol, *, reference=None, refinement=N
     return reference.certify(params, tol)
 
 
-#: loss name → ``certifier(problem, coef, intercept, tol, *, reference, refinement, source) -> Certificate``;
-#: a loss without an entry is never certified (``kind="none"``)
 def robust_loss(problem, coef, intercept, tol, *, reference=None, refinement=None, source=None):
     """Huber's gradient bound, the absolute error's and the pinball loss's LP duality gap.
 
@@ -288,12 +287,20 @@ def robust_loss(problem, coef, intercept, tol, *, reference=None, refinement=Non
     return robust_certificate(problem, params, tol)
 
 
-CERTIFIERS = {
-    "squared_error": squared_error,
-    "huber": robust_loss,
-    "absolute_error": robust_loss,
-    "quantile": robust_loss,
-}
+def _certifier_of(loss_class):
+    """What a loss's capabilities let be proved: the exact distance for a quadratic cost, the robust
+    losses' bounds (:func:`gradfit.robust.serves`), or nothing."""
+    from .robust import serves
+
+    if loss_class.quadratic:
+        return squared_error
+    return robust_loss if serves(loss_class) else None
+
+
+#: loss name → ``certifier(problem, coef, intercept, tol, *, reference, refinement, source) -> Certificate``;
+#: a loss without an entry is never certified (``kind="none"``)
+CERTIFIERS = {name: certifier for name, part in registry.LOSSES.items()
+              if (certifier := _certifier_of(part.loss_class)) is not None}
 
 
 def certify(problem, coef, intercept, tol, *, reference=None, refinement=None, source=None):

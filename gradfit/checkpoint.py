@@ -23,6 +23,7 @@ import sys
 
 import numpy as np
 
+from . import registry
 from .errors import GradfitError
 from .files_io import _first_line, _is_number, _show, atomic_write_text, load_json
 
@@ -394,8 +395,9 @@ def _restore(document, where, params_shape, uses_rate, expected_rate, minibatche
         )
     if engine is not None and document.get("engine") != engine:
         saved = document.get("engine")
-        if saved not in ("statistics", "pass"):
-            raise CheckpointError(f"{where}: 'engine' is {_show(saved)}, not 'statistics' or 'pass'")
+        engines = [name for name, part in registry.ENGINES.items() if part.build is not None]
+        if saved not in engines:
+            raise CheckpointError(f"{where}: 'engine' is {_show(saved)}, not {' or '.join(map(repr, engines))}")
         raise CheckpointError(
             f"{where} was made with engine {saved!r}, not {engine!r}; resume with --engine {saved}"
         )

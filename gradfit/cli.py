@@ -22,7 +22,6 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils._param_validation import InvalidParameterError
 
 from . import cv_cli, files_io, metrics, paths, progress, registry
-from .engines import ENGINES
 from .errors import DataError, DivergenceError, GradfitError, OptionError
 from .estimator import GDRegressor, load
 from .files_io import atomic_writer
@@ -130,25 +129,31 @@ def _names(text):
     return names
 
 
+def _owned(name, **options):
+    """The flag of a parameter a part owns (``epsilon`` → ``--epsilon``), typed as the table says."""
+    param = registry.owned_params()[name]
+    return (f"--{name.replace('_', '-')}", name, dict(type=int if param.kind == "integer" else float, **options))
+
+
 # flag, estimator parameter, argparse keyword arguments
 TRAINING_OPTIONS = [
     ("--lr", "learning_rate", dict(type=_learning_rate, metavar="auto|FLOAT")),
     ("--epochs", "epochs", dict(type=int, metavar="N")),
     ("--tol", "tol", dict(type=_optional(float), metavar="FLOAT|none")),
     ("--n-iter-no-change", "n_iter_no_change", dict(type=int, metavar="N")),
-    ("--optimizer", "optimizer", dict(choices=sorted(registry.OPTIMIZERS))),
-    ("--loss", "loss", dict(choices=sorted(registry.LOSSES))),
-    ("--epsilon", "epsilon", dict(type=float)),
-    ("--quantile", "quantile", dict(type=float, metavar="TAU", help="the quantile of loss=quantile, in (0, 1)")),
+    ("--optimizer", "optimizer", dict(choices=registry.names("optimizer"))),
+    ("--loss", "loss", dict(choices=registry.names("loss"))),
+    _owned("epsilon"),
+    _owned("quantile", metavar="TAU", help="the quantile of loss=quantile, in (0, 1)"),
     ("--penalty", "penalty", dict(type=_penalty, metavar="{" + ",".join(sorted(registry.PENALTIES)) + ",none}")),
     ("--alpha", "alpha", dict(type=cv_cli.alpha_value, metavar="FLOAT|cv")),  # cv: gradfit/cv_cli.py
     ("--l1-ratio", "l1_ratio", dict(type=cv_cli.l1_ratio_value, metavar="FLOAT[,FLOAT...]")),
     ("--batch-size", "batch_size", dict(type=_optional(int), metavar="N|none")),
-    ("--schedule", "schedule", dict(choices=sorted(registry.SCHEDULES))),
-    ("--power-t", "power_t", dict(type=float)),
-    ("--step-size", "step_size", dict(type=int)),
-    ("--gamma", "gamma", dict(type=float)),
-    ("--engine", "engine", dict(choices=list(ENGINES))),
+    ("--schedule", "schedule", dict(choices=registry.names("schedule"))),
+    _owned("power_t"),
+    _owned("step_size"),
+    _owned("gamma"),
+    ("--engine", "engine", dict(choices=registry.names("engine", sort=False))),
     ("--seed", "random_state", dict(type=_optional(int), metavar="INT|none")),
     # the table's columns (train only: the demo's table is built in)
     ("--categorical", "categorical", dict(
@@ -168,6 +173,9 @@ TRAINING_OPTIONS = [
         help="a formula (formulaic's, as statsmodels writes them) naming the target and the features, with "
              "transforms (np.log(x)), categories (C(g)) and interactions (x:z); then no --target")),
 ]
+# a parameter a new part brings (one line in gradfit.registry, one in GDRegressor.__init__) gets its flag here
+TRAINING_OPTIONS += [_owned(name) for name in registry.owned_params()
+                     if name not in {option for _, option, _ in TRAINING_OPTIONS}]
 #: the parameters about the table's columns: flags of train, not of the demo
 TABLE_PARAMETERS = ("categorical", "missing", "handle_unknown", "formula")
 
@@ -566,7 +574,8 @@ def cmd_evaluate(args):
 
 def _rate_text(training):
     """The learning rate of a model file's training record; cg and Newton take steps of their own."""
-    if training.get("learning_rate") is None and training.get("optimizer") in ("cg", "newton"):
+    optimizer = registry.OPTIMIZERS.get(training.get("optimizer"))
+    if training.get("learning_rate") is None and optimizer is not None and not optimizer.takes_learning_rate:
         return f"none ({training['optimizer']} takes its own steps)"
     return _show(training.get("learning_rate"))
 

@@ -11,8 +11,21 @@ from __future__ import annotations
 import argparse
 import math
 
-#: what the CV error is, per loss (a record without ``loss`` is the squared error's)
-_ERRORS = {"squared_error": "MSE", "huber": "Huber loss"}
+from . import registry
+
+
+def error_label(record, short=False):
+    """What the CV error of ``record`` (``cv_report_``, a model file's ``cross_validation``) is called.
+
+    From its loss's entry in the table (``short_label``, ``cost_label``); a
+    record without ``loss`` is the squared error's.
+    """
+    name = record.get("loss") or "squared_error"
+    part = registry.LOSSES.get(name)
+    labels = () if part is None else (part.loss_class.short_label if short else None, part.loss_class.cost_label)
+    return next((label for label in labels if label), f"{name} loss")
+
+
 #: the flags that only mean something with ``--alpha cv``
 CV_FLAGS = {"folds": "--folds", "alphas": "--alphas", "selection": "--selection"}
 
@@ -147,14 +160,15 @@ def choice_lines(record, indent="  "):
     """What was chosen, from a ``cv_report_`` / model-file ``cross_validation`` record."""
     if not record:
         return []
-    ratio = f", l1_ratio {record['l1_ratio']:g}" if record["penalty"] == "elasticnet" else ""
+    owned = record["penalty"] in registry.PENALTIES and "l1_ratio" in registry.PENALTIES[record["penalty"]].param_names
+    ratio = f", l1_ratio {record['l1_ratio']:g}" if owned else ""
     rule = "smallest mean error" if record["selection"] == "min" else "largest alpha within one standard error"
     return [
         "cross-validation:",
         f"{indent}grid:      {_grid_text(record)} ({record['folds']} folds), penalty {record['penalty']}",
         f"{indent}chosen:    alpha {record['alpha']:.6g}{ratio} ({rule})",
         f"{indent}CV error:  {record['cv_error']:.6g} ± {record['cv_std_error']:.3g} "
-        f"(mean validation {_ERRORS.get(record.get('loss'), 'MSE')} over folds ± its standard error)",
+        f"(mean validation {error_label(record, short=True)} over folds ± its standard error)",
     ]
 
 

@@ -40,7 +40,7 @@ import math
 
 import numpy as np
 
-from . import robust
+from . import registry, robust
 from .engines import StatisticsEngine
 from .objective import Objective
 from .scaling import Scaling
@@ -86,12 +86,13 @@ def advice(settings, result):
     l1 = penalty is not None and penalty.has_prox
     cg_serves = (
         problem.loss.quadratic and not l1 and settings["batch_size"] is None
-        and settings["learning_rate"] == "auto" and settings["schedule"] in ("auto", "constant")
+        and settings["learning_rate"] == "auto" and not registry.SCHEDULES[settings["schedule"]].decays
     )
-    if cg_serves and (ran != "cg" or settings["optimizer"] == "auto"):
+    if cg_serves and (not registry.OPTIMIZERS[ran].refined or settings["optimizer"] == "auto"):
         # "auto" that ran cg: cg by name adds the refinement epochs (data passes)
         return ("optimizer", "cg")
-    if l1 and ran == "gd" and settings["batch_size"] is None and settings["schedule"] in ("auto", "constant"):
+    plain = registry.OPTIMIZERS[ran].serves_prox and not registry.OPTIMIZERS[ran].accelerated
+    if l1 and plain and settings["batch_size"] is None and not registry.SCHEDULES[settings["schedule"]].decays:
         return ("optimizer", "nesterov")
     newton_serves = (settings["learning_rate"] == "auto" and settings["schedule"] == "auto"
                      and robust.default_optimizer(problem.loss, penalty, settings["batch_size"]) is not None)
@@ -130,7 +131,7 @@ def _basic(result, settings):
     }
     if report["advice"] is not None:
         report["advice"] = list(report["advice"])
-    if rate is not None and report["learning_rate_auto"] and result.problem.loss.curvature:
+    if rate is not None and report["learning_rate_auto"] and result.problem.loss.smooth:
         # "auto" has computed L already (the pass engine caches it): no more passes.
         report["max_stable_learning_rate"] = 2.0 / result.problem.objective.curvature()
     return report
@@ -143,7 +144,7 @@ def _quadratic_problem(result, settings, source, report):
     (one extra pass, :func:`gradfit.fitting.fit_source`) and it is reused here.
     """
     fit_intercept = settings["fit_intercept"]
-    if result.engine == "statistics":
+    if registry.ENGINES[result.engine].knows_optimum:
         return result.statistics, result.problem.objective
     d = result.coef.shape[1]
     if result.stop_reason == "interrupted":
@@ -269,7 +270,10 @@ def _quadratic(result, settings, stats, objective, report):
     top = float(eigenvalues[-1])
     kept = eigenvalues[eigenvalues > top * len(eigenvalues) * np.finfo(float).eps]
     schedule = getattr(result, "schedule", None) or settings["schedule"]  # "auto" resolved by the fit
-    plain_gd = report["optimizer"] == "gd" and schedule == "constant" and result.learning_rate
+    optimizer, schedule = registry.OPTIMIZERS[report["optimizer"]], registry.SCHEDULES[schedule]
+    # plain gradient descent at a constant step: its own rate; else the 1/L every method can take
+    plain_gd = (optimizer.auto_rate is not None and not optimizer.accelerated and schedule.build is not None
+                and not schedule.decays and result.learning_rate)
     step = float(result.learning_rate) if plain_gd else 1.0 / top
     rate = max(abs(1.0 - step * kept[0]), abs(1.0 - step * kept[-1]))
     tol = settings["tol"] if settings["tol"] is not None else DEFAULT_TOL
@@ -427,7 +431,9 @@ def describe(report):
     if rate is None:
         text = f"none ({report['optimizer']} takes its own steps)"
     else:
-        text = f"{_g(rate)}" + (" (auto = 1/L)" if report.get("learning_rate_auto") and report["optimizer"] != "adam" else "")
+        unit = registry.OPTIMIZERS.get(report["optimizer"])
+        auto = report.get("learning_rate_auto") and (unit is None or unit.auto_rate is not None)
+        text = f"{_g(rate)}" + (" (auto = 1/L)" if auto else "")
     if report.get("max_stable_learning_rate") is not None:
         text += f"; stable below 2/L = {_g(report['max_stable_learning_rate'])}"
     rows.append(("learning rate", text))

@@ -21,7 +21,6 @@ from . import model as model_file
 from . import progress, registry
 from .certificate import Certificate
 from .diagnostics import analyse
-from .engines import ENGINES
 from .fitting import fit_source, prepare
 from .progress import PrintProgress
 from .summary import unplain
@@ -225,19 +224,10 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
         "fit_intercept": ["boolean"],
         "standardize": ["boolean"],
-        "optimizer": [StrOptions(set(registry.OPTIMIZERS))],
-        "loss": [StrOptions(set(registry.LOSSES))],
-        "epsilon": [Interval(Real, 0, None, closed="neither")],
-        "quantile": [Interval(Real, 0, 1, closed="neither")],
-        "penalty": [StrOptions(set(registry.PENALTIES)), None],
-        "alpha": [Interval(Real, 0, None, closed="left")],
-        "l1_ratio": [Interval(Real, 0, 1, closed="both")],
+        # the parts (loss, penalty, optimizer, schedule, engine) and the parameters they own
+        # (epsilon, quantile, alpha, l1_ratio, power_t, step_size, gamma): from the table of parts
+        **registry.parameter_constraints(),
         "batch_size": [Interval(Integral, 1, None, closed="left"), None],
-        "schedule": [StrOptions(set(registry.SCHEDULES))],
-        "power_t": [Interval(Real, 0, None, closed="left")],
-        "step_size": [Interval(Integral, 1, None, closed="left")],
-        "gamma": [Interval(Real, 0, 1, closed="right")],
-        "engine": [StrOptions(set(ENGINES))],
         "random_state": ["random_state"],
         "warm_start": ["boolean"],
         "verbose": ["verbose"],

@@ -31,10 +31,12 @@ from .robust.huber_cv import PATH_TOL as HUBER_PATH_TOL
 from .sources import ArraySource
 from .sources.base import single_threaded_blas, worker_threads
 
-#: the penalties whose alpha can be cross-validated
-CV_PENALTIES = ("l1", "l2", "elasticnet")
-#: the losses that can be cross-validated (the squared error from one pass, Huber by shared passes)
-CV_LOSSES = ("squared_error", "huber")
+#: the penalties whose alpha can be cross-validated (those of the table that own an alpha)
+CV_PENALTIES = tuple(name for name, part in registry.PENALTIES.items() if "alpha" in part.param_names)
+#: the losses that can be cross-validated, by what they declare: a quadratic cost from one
+#: pass's per-fold statistics, a Huber-like one by passes that serve every fold
+#: (:mod:`gradfit.robust.huber_cv`)
+CV_LOSSES = tuple(name for name, part in registry.LOSSES.items() if part.quadratic or part.loss_class.huberized)
 #: the parameters GDRegressorCV adds to (or changes from) GDRegressor's
 _OWN = ("penalty", "alphas", "l1_ratio", "eps", "cv", "selection")
 
@@ -206,10 +208,9 @@ engine, random_state, warm_start, verbose
     # -- checks -----------------------------------------------------------------
 
     def _l1_ratios(self):
-        if self.penalty == "l1":
-            return [1.0]
-        if self.penalty == "l2":
-            return [0.0]
+        penalty = registry.PENALTIES[self.penalty]
+        if "l1_ratio" not in penalty.param_names:  # l1 and l2 fix their own mix
+            return [penalty.build({"alpha": 1.0}).l1_ratio]
         ratios = np.atleast_1d(np.asarray(self.l1_ratio, dtype=float))
         if ratios.ndim != 1 or ratios.size == 0 or not np.all((ratios >= 0) & (ratios <= 1)):
             raise ValueError(f"l1_ratio must be a number or a list of numbers in [0, 1], not {self.l1_ratio!r}")
@@ -229,7 +230,8 @@ engine, random_state, warm_start, verbose
         settings = {key: value for key, value in self.get_params(deep=False).items() if key not in _OWN}
         settings.update(penalty=self.penalty, alpha=float(alpha))
         # l1 and l2 fix their own mix: any l1_ratio but GDRegressor's default would be refused there
-        settings["l1_ratio"] = float(l1_ratio) if self.penalty == "elasticnet" else GDRegressor().l1_ratio
+        owned = "l1_ratio" in registry.PENALTIES[self.penalty].param_names
+        settings["l1_ratio"] = float(l1_ratio) if owned else GDRegressor().l1_ratio
         return settings
 
     # -- fitting ----------------------------------------------------------------
@@ -254,27 +256,28 @@ engine, random_state, warm_start, verbose
         """
         self._validate_params()
         if self.loss not in CV_LOSSES:
-            raise OptionError(f"GDRegressorCV cross-validates loss='squared_error' and loss='huber', "
+            raise OptionError(f"GDRegressorCV cross-validates {' and '.join(f'loss={n!r}' for n in CV_LOSSES)}, "
                               f"not loss={self.loss!r}")
+        huber = registry.LOSSES[self.loss].loss_class.huberized  # else quadratic: the statistics' path
         l1_ratios = self._l1_ratios()
         given = self._given_alphas()
         # what the final fit would refuse (optimizer="cg" with L1, ...) is refused before the data are read
-        loss = registry.LOSSES[self.loss](self.epsilon, self.quantile)
         for ratio in l1_ratios:
-            check_combination(self._final_settings(1.0, ratio), loss,
-                              registry.PENALTIES[self.penalty](1.0, ratio))
+            settings = self._final_settings(1.0, ratio)
+            check_combination(settings, registry.LOSSES[self.loss].build(settings),
+                              registry.PENALTIES[self.penalty].build(dict(settings, l1_ratio=ratio)))
         start = None
         if self.warm_start and hasattr(self, "coef_"):
             start = (np.atleast_2d(self.coef_), np.atleast_1d(self.intercept_))
         source = self._source(X, y, sample_weight, reset=True)
         folds = self._folds(source)  # a count, or the splits (drawn once: a shuffling splitter draws anew)
         labels_of = None
-        if self.loss == "huber":  # Huber's passes need each row's fold (refuses overlapping splits unread)
+        if huber:  # Huber's passes need each row's fold (refuses overlapping splits unread)
             labels_of = fold_labels(folds, self.random_state, source)
         statistics = self._fold_statistics(source, folds)
         self.n_folds_ = statistics.n_folds
 
-        if self.loss == "huber":
+        if huber:
             grids, mse, gaps, paths = self._huber_path(source, statistics, labels_of, l1_ratios, given)
         else:
             grids, mse, gaps = self._squared_path(statistics, l1_ratios, given)
@@ -283,7 +286,7 @@ engine, random_state, warm_start, verbose
 
         best_ratio, best_alpha, mean, std_error = select(mse, self.selection)
         alpha, ratio = float(grids[best_ratio, best_alpha]), l1_ratios[best_ratio]
-        if self.loss == "huber":  # the all-rows problems were solved along the path in the same passes
+        if huber:  # the all-rows problems were solved along the path in the same passes
             path_coefs, path_intercepts = paths["coefs"][best_ratio], paths["intercepts"][best_ratio]
         else:  # the path on all the rows, from the statistics
             full_path = solve_path(Quadratic.from_statistics(statistics.total, self.fit_intercept),
@@ -331,7 +334,7 @@ engine, random_state, warm_start, verbose
             "coef_path": path_coefs.tolist(),
             "max_dual_gap": float(np.nanmax(gaps)) if np.any(np.isfinite(gaps)) else None,
         }
-        if self.loss == "huber":
+        if huber:
             self.cv_report_["passes"] = paths["passes"]
         self._final_settings_ = settings
         return self

@@ -19,8 +19,8 @@ from .autoselect import NEWTON, resolve_optimizer
 from .optimizers import scale_by_inverse_hessian
 from .certify import MAX_FEATURES as MAX_CERTIFIED_FEATURES
 from .certify import BlockReference, QuadraticReference, certify
-from .engines import PassEngine, StatisticsEngine, accumulate, choose_engine
-from .engines.categorical import BlockStatisticsEngine, accumulate_blocks, serves_blocks
+from .engines import accumulate, choose_engine
+from .engines.categorical import accumulate_blocks, serves_blocks
 from .certificate import Certificate
 from .diagnostics import advice
 from .errors import DataError, IgnoredOptionWarning, OptionError
@@ -32,10 +32,6 @@ from .result import FitResult  # the fit's one record
 from .scaling import Scaling
 from .errors import ClusterError
 from .train import train
-
-
-#: the pass engine centres its blocks when a feature's mean exceeds its spread by this factor
-CENTRE_BLOCKS_ABOVE = 1e4
 
 
 @dataclass
@@ -50,48 +46,53 @@ class Problem:
     n_samples: int
 
 
+def _names(parts, **needs):
+    """``"a", "b" or "c"``: the names of ``parts`` whose capabilities are ``needs`` (for messages)."""
+    names = [f'"{p.name}"' for p in parts.values() if p.build is not None
+             and all(getattr(p, key) == value for key, value in needs.items())]
+    return ", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else names[0]
+
+
 def check_combination(settings, loss, penalty):
-    """Refuse, with a message that says why, what an optimizer cannot serve."""
+    """Refuse, with a message that says why, what an optimizer cannot serve (its entry's capabilities)."""
     optimizer = settings["optimizer"]
     if optimizer == robust.NAME:
         robust.check_combination(settings, loss, penalty)
-    if optimizer == "cg":
-        if not loss.quadratic:
-            raise OptionError(
-                f'optimizer="cg" needs loss="squared_error", not {loss.name!r}: its line search '
-                "and conjugate directions assume a quadratic cost; use \"gd\", \"nesterov\" or \"adam\""
-            )
-        if penalty is not None and penalty.has_prox:
-            raise OptionError(
-                f'optimizer="cg" cannot serve the L1 part of penalty={penalty.name!r} (it is not '
-                'differentiable); use penalty="l2", or optimizer="gd"/"momentum"/"nesterov"'
-            )
-        if settings["batch_size"] is not None:
-            raise OptionError('optimizer="cg" needs full batches (batch_size=None): its line search '
-                              "is exact only on the whole cost")
-        if settings["learning_rate"] != "auto":
-            raise OptionError('optimizer="cg" takes every step from an exact line search; '
-                              'leave learning_rate="auto"')
-        if settings["schedule"] not in ("auto", "constant"):
-            raise OptionError(f'optimizer="cg" has no learning rate to schedule; leave schedule="auto", '
-                              f'not {settings["schedule"]!r}')
-    if optimizer == "adam" and penalty is not None and penalty.has_prox:
+        return
+    part = registry.OPTIMIZERS[optimizer]
+    if part.needs_quadratic and not loss.quadratic:
+        quadratic = " or ".join(f'loss="{name}"' for name, entry in registry.LOSSES.items() if entry.quadratic)
         raise OptionError(
-            f'optimizer="adam" cannot serve the L1 part of penalty={penalty.name!r}: its steps differ '
-            'per coordinate, so no proximal step matches them; use optimizer="gd", "momentum" or "nesterov"'
+            f'optimizer="{optimizer}" needs {quadratic}, not {loss.name!r}: {part.reasons["quadratic"]}; '
+            f"use {_names(registry.OPTIMIZERS, needs_quadratic=False, takes_learning_rate=True)}"
         )
+    if not part.serves_prox and penalty is not None and penalty.has_prox:
+        raise OptionError(
+            f'optimizer="{optimizer}" cannot serve the L1 part of penalty={penalty.name!r} ({part.reasons["prox"]}); '
+            f"use optimizer={_names(registry.OPTIMIZERS, serves_prox=True)}"
+        )
+    if part.needs_full_batch and settings["batch_size"] is not None:
+        raise OptionError(f'optimizer="{optimizer}" needs full batches (batch_size=None): '
+                          f'{part.reasons["full_batch"]}')
+    if not part.takes_learning_rate:
+        if settings["learning_rate"] != "auto":
+            raise OptionError(f'optimizer="{optimizer}" takes every step from {part.step_source}; '
+                              'leave learning_rate="auto"')
+        if registry.SCHEDULES[settings["schedule"]].decays:
+            raise OptionError(f'optimizer="{optimizer}" has no learning rate to schedule; leave schedule="auto", '
+                              f'not {settings["schedule"]!r}')
 
 
 def check_meaningful(settings, strict=False):
     """Refuse an option whose value would be ignored, naming the option that gives it meaning.
 
-    Compared with the default (:data:`gradfit.registry.DEPENDENT_OPTIONS`):
+    Compared with the default (:func:`gradfit.registry.dependent_options`, from the table):
     scikit-learn's ``get_params`` stores every parameter, so only a value
     other than the default can have been asked for. An entry the estimator
     does not refuse (``alpha``) is an :class:`~gradfit.errors.IgnoredOptionWarning`
     unless ``strict`` (the command line).
     """
-    for option, (default, owner, applies, values, refuse) in registry.DEPENDENT_OPTIONS.items():
+    for option, (default, owner, applies, values, refuse) in registry.dependent_options().items():
         value = settings.get(option, default)
         if value != default and not applies(settings):
             message = (f"{option}={value!r} has no effect with {owner}={settings.get(owner)!r}; "
@@ -142,14 +143,12 @@ def prepare(source, settings, scaling=None, statistics=None):
     with the full scatter, spares the pass that reads them (cross-validation
     has them already).
     """
-    loss = registry.lookup(registry.LOSSES, "loss", settings["loss"])(settings["epsilon"], settings["quantile"])
+    loss = registry.part("loss", settings["loss"]).build(settings)
     penalty = None
     if settings["penalty"] is not None:
-        penalty = registry.lookup(registry.PENALTIES, "penalty", settings["penalty"])(
-            settings["alpha"], settings["l1_ratio"]
-        )
-    registry.lookup(registry.OPTIMIZERS, "optimizer", settings["optimizer"])
-    registry.lookup(registry.SCHEDULES, "schedule", settings["schedule"])
+        penalty = registry.part("penalty", settings["penalty"]).build(settings)
+    registry.part("optimizer", settings["optimizer"])
+    registry.part("schedule", settings["schedule"])
     check_meaningful(settings)
     check_combination(settings, loss, penalty)
     engine_name = choose_engine(
@@ -165,23 +164,14 @@ def prepare(source, settings, scaling=None, statistics=None):
     if statistics is None:
         # optimizer="newton" solves with the Gram (projections, the least-squares start): read it in the same pass
         newton = settings["optimizer"] == robust.NAME or robust_default(settings, loss, penalty)
-        statistics = accumulate(source, full=engine_name == "statistics" or newton)
+        statistics = accumulate(source, full=registry.ENGINES[engine_name].knows_optimum or newton)
     if statistics.n_samples < 2:
         raise DataError(
             f"{source.describe()} has {statistics.n_samples} sample; at least 2 samples are required"
         )
     if scaling is None:
         scaling = Scaling.from_statistics(statistics, settings["fit_intercept"], settings["standardize"])
-    if engine_name == "statistics":
-        blocks = getattr(statistics, "blocks", None) is not None
-        engine = (BlockStatisticsEngine if blocks else StatisticsEngine)(statistics, scaling, settings["fit_intercept"])
-    else:
-        # Xᵀg − center·Σg loses log10(|center|/scale) digits and can overflow when
-        # features sit far from zero: centre each block instead (a block-sized copy).
-        far = bool(np.any(np.abs(scaling.center) > CENTRE_BLOCKS_ABOVE * scaling.scale))
-        engine = PassEngine(
-            source, scaling, loss, settings["fit_intercept"], statistics.sum_weights, centre_blocks=far
-        )
+    engine = registry.ENGINES[engine_name].build(source, scaling, loss, settings["fit_intercept"], statistics)
     return Problem(Objective(engine, penalty, scaling), scaling, statistics, engine_name, loss, statistics.n_samples)
 
 
@@ -219,7 +209,7 @@ def minibatch_curvature(problem, batch_size, fit_intercept):
     variance = np.maximum(stats.scatter_diagonal[:d] / stats.sum_weights, 0.0)
     offset = stats.mean[:d] - scaling.center
     row_norm = float(np.sum((variance + offset * offset) / (scaling.scale * scaling.scale))) + fit_intercept
-    factor = (problem.loss.curvature or 2.0) / stats.n_outputs
+    factor = (problem.loss.curvature or 2.0) / stats.n_outputs  # no bound (non-smooth): the squared error's
     row_curvature = factor * row_norm
     mixed = (n * (b - 1) * data_curvature + (n - b) * max(row_curvature, data_curvature)) / (b * (n - 1))
     return mixed + penalty_curvature
@@ -237,8 +227,8 @@ def base_learning_rate(problem, settings, restart=True):
       ``restart=False``): ``(1 − β)/L_b``. Their momentum adds up steps to
       ``η/(1 − β)`` in the long run, ten times ``η``, which on noisy minibatch
       gradients is what needs bounding; this keeps it at plain SGD's ``1/L_b``.
-    * ``absolute_error``, ``quantile`` (any of those three): ``2·rms(y)/L`` with the squared
-      error's ``L``, see :data:`gradfit.registry.ABSOLUTE_ERROR_AUTO_FACTOR`.
+    * a non-smooth loss (``absolute_error``, ``quantile``; any of those three): ``2·rms(y)/L``
+      with the squared error's ``L``, see :data:`gradfit.registry.NON_SMOOTH_AUTO_FACTOR`.
     * ``adam``: ``0.01 × rms(y)``. Adam moves each coordinate by about ``η`` a
       step whatever the gradient's size, so ``η`` is a distance in the
       coefficients' units, which standardized features put in the target's.
@@ -247,20 +237,20 @@ def base_learning_rate(problem, settings, restart=True):
     rate = settings["learning_rate"]
     if rate != "auto":
         return float(rate)
-    optimizer = settings["optimizer"]
-    if optimizer == "cg":
+    optimizer = registry.OPTIMIZERS[settings["optimizer"]]
+    if not optimizer.takes_learning_rate:
         return None
-    if optimizer == "adam":
+    if optimizer.auto_rate is None:  # Adam: a distance in the coefficients' units
         return registry.ADAM_AUTO_RATE * target_rms(problem.statistics)
     if settings["batch_size"] is None:
         curvature = problem.objective.curvature()
     else:
         curvature = minibatch_curvature(problem, settings["batch_size"], settings["fit_intercept"])
-    rate = registry.AUTO_RATE[optimizer] / curvature
-    if optimizer in ("momentum", "nesterov") and not restart:
+    rate = optimizer.auto_rate / curvature
+    if optimizer.restarts and not restart:
         rate *= 1.0 - registry.MOMENTUM_DECAY
-    if problem.loss.curvature is None:
-        rate *= registry.ABSOLUTE_ERROR_AUTO_FACTOR * target_rms(problem.statistics)
+    if not problem.loss.smooth:
+        rate *= registry.NON_SMOOTH_AUTO_FACTOR * target_rms(problem.statistics)
     return rate
 
 
@@ -268,7 +258,7 @@ def resolve_schedule(settings, loss):
     """``(name, power_t)`` of the schedule to run: ``"auto"`` made concrete (:func:`gradfit.schedules.auto`)."""
     name, power_t = settings["schedule"], settings["power_t"]
     if name == "auto":
-        name, auto_power = schedules.auto(smooth=loss.curvature is not None)
+        name, auto_power = schedules.auto(smooth=loss.smooth)
         power_t = power_t if auto_power is None else auto_power
     return name, power_t
 
@@ -294,7 +284,7 @@ def _build_optimizer(name, schedule, steps, options, reference):
     """
     if name == NEWTON:
         return scale_by_inverse_hessian(reference.solve)
-    return registry.OPTIMIZERS[name](schedule, steps, **options)
+    return registry.OPTIMIZERS[name].build(schedule, steps, **options)
 
 
 def _certifier(reference, scaling, fit_intercept, tol):
@@ -362,7 +352,7 @@ def fit_source(source, settings, *, params=None, opt_state=None, loss_curve=None
             if raw is not None:
                 params = problem.scaling.from_raw(raw[0], raw[1], settings["fit_intercept"])
         return _advised(robust.fit(source, problem, settings, params=params, callbacks=callbacks), asked)
-    robust_loss = problem.loss.name in robust.LOSSES and epochs is None and settings["batch_size"] is None
+    robust_loss = robust.serves(problem.loss) and epochs is None and settings["batch_size"] is None
     # -- end robust losses ---------------------------------------------------------------
     objective = problem.objective
     fit_intercept = settings["fit_intercept"]
@@ -386,7 +376,8 @@ def fit_source(source, settings, *, params=None, opt_state=None, loss_curve=None
     # judges: its own epochs end as they always have (the stall rule).
     # engines.categorical: no d×d scatter; nothing for refinement to solve with (its statistics are exact blocks)
     blocks = getattr(problem.statistics, "blocks", None) is not None
-    refining = bool(complete if refine is None else refine) and requested["optimizer"] == "cg" and not blocks
+    refining = bool(complete if refine is None else refine) and registry.OPTIMIZERS[requested["optimizer"]].refined \
+        and not blocks
     if complete and problem.loss.quadratic and (blocks or problem.statistics.scatter is not None
                                                 and source.n_features <= MAX_CERTIFIED_FEATURES):
         # The statistics engine: the certificate costs O(d²) an epoch, so the loop checks it every epoch.
@@ -398,14 +389,15 @@ def fit_source(source, settings, *, params=None, opt_state=None, loss_curve=None
         optimizer_name = settings["optimizer"] = "cg"
     # Restarts compare the cost from epoch to epoch: only where it is the same cost throughout.
     restart = complete and batch_size is None
-    options = {"restart": restart} if optimizer_name in ("momentum", "nesterov") else {}
-    if optimizer_name in ("cg", NEWTON):
+    options = {"restart": restart} if registry.OPTIMIZERS[optimizer_name].restarts else {}
+    takes_rate = registry.OPTIMIZERS[optimizer_name].takes_learning_rate
+    if not takes_rate:
         rate = schedule_name = None
         schedule = lambda epoch: 0.0  # noqa: E731 - cg's steps come from its line search, Newton's from H
     else:
         rate = base_learning_rate(problem, settings, restart) if learning_rate is None else learning_rate
         schedule_name, power_t = resolve_schedule(settings, problem.loss)
-        schedule = registry.SCHEDULES[schedule_name](rate, power_t, settings["step_size"], settings["gamma"])
+        schedule = registry.SCHEDULES[schedule_name].build(rate, dict(settings, power_t=power_t))
     run_epochs = settings["epochs"] if epochs is None else epochs
     if checkpoint is not None or resume is not None:
         fingerprint = checkpoints.data_fingerprint(problem.statistics, source.feature_names, source.target_names)
@@ -415,11 +407,11 @@ def fit_source(source, settings, *, params=None, opt_state=None, loss_curve=None
         saved = checkpoints.read(resume)
         checkpoints.check_compatible(saved, resume, plain_settings, fingerprint)
         params, loss_curve, rng, rate = checkpoints.restore(
-            saved, resume, (n_params, source.n_outputs), uses_rate=optimizer_name not in ("cg", NEWTON),
+            saved, resume, (n_params, source.n_outputs), uses_rate=takes_rate,
             expected_rate=rate, minibatches=batch_size is not None, engine=problem.engine,
         )
-        if optimizer_name not in ("cg", NEWTON):
-            schedule = registry.SCHEDULES[schedule_name](rate, power_t, settings["step_size"], settings["gamma"])
+        if takes_rate:
+            schedule = registry.SCHEDULES[schedule_name].build(rate, dict(settings, power_t=power_t))
         optimizer = _build_optimizer(optimizer_name, schedule, steps, options, reference)
         opt_state = checkpoints.decode_tree(
             saved.get("opt_state"), optimizer.init(params), f"checkpoint {os.fspath(resume)!r} is damaged: opt_state",
@@ -443,7 +435,7 @@ def fit_source(source, settings, *, params=None, opt_state=None, loss_curve=None
             return None
 
     best = None  # gradfit.robust: a non-smooth loss's best iterate (full batches: the curve is the cost)
-    if robust_loss and problem.loss.curvature is None:
+    if robust_loss and not problem.loss.smooth:
         best = robust.BestIterate(params)
         callbacks = tuple(callbacks) + (best,)
 
@@ -462,7 +454,7 @@ def fit_source(source, settings, *, params=None, opt_state=None, loss_curve=None
                 rng=rng,
                 opt_state=state,
                 loss_curve=curve,
-                max_stable_learning_rate=max_stable if problem.loss.curvature else None,
+                max_stable_learning_rate=max_stable if problem.loss.smooth else None,
                 standardized=settings["standardize"],
                 callbacks=callbacks,
                 certify=check,
@@ -491,7 +483,8 @@ def fit_source(source, settings, *, params=None, opt_state=None, loss_curve=None
     refine = complete if refine is None else refine
     # Refinement follows cg when asked for by name: it reads the data again and
     # refuses problems float64 cannot determine, which "auto" must not impose.
-    if refine and requested["optimizer"] == "cg" and not blocks and result.stop_reason != "interrupted":
+    if refine and registry.OPTIMIZERS[requested["optimizer"]].refined and not blocks \
+            and result.stop_reason != "interrupted":
         statistics = reference.statistics if reference is not None else refinement_statistics(source, problem)
     if statistics is not None:
         coef, intercept, refined, refinement = refine_fit(

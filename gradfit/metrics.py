@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import registry
 from .errors import DataError
 from .sources import check_finite
 
@@ -105,7 +106,7 @@ def training_r2(result, source, predict):
 
     From the statistics when the statistics engine ran (no pass); otherwise one pass.
     """
-    if result.engine == "statistics":
+    if registry.ENGINES[result.engine].knows_optimum:
         return r2_from_statistics(result.problem.objective.engine, result.params)
     return evaluate(predict, source)["r2"]
 

@@ -275,7 +275,7 @@ def test_cross_validated_estimator_takes_the_parameter():
     model = GDRegressorCV(quantile=0.3)
     assert clone(model).get_params()["quantile"] == 0.3
     X, y = diabetes()
-    with pytest.raises(OptionError, match="squared error only"):
+    with pytest.raises(OptionError, match="cross-validates loss='squared_error' and loss='huber', not loss='quantile'"):
         GDRegressorCV(loss="quantile", quantile=0.3).fit(X, y)
 
 

@@ -1,17 +1,21 @@
 """Engines: the value and gradient of the cost at θ, from per-chunk partial sums.
 
-``statistics`` keeps the sufficient statistics of the squared error and never
-reads the data again; ``pass`` reads the data every epoch and serves any loss
-and minibatches. :func:`choose_engine` picks one by a cost model.
+``statistics`` keeps the sufficient statistics of a quadratic loss (the squared
+error) and never reads the data again; ``pass`` reads the data every epoch and
+serves any loss and minibatches. Each is an entry of :data:`gradfit.registry.ENGINES`
+(what it serves, its cost model, how it is built); :func:`choose_engine` picks
+the cheapest that serves.
 """
 
 from __future__ import annotations
 
+from .. import registry
 from ..errors import OptionError
 from .passes import PassEngine
 from .statistics import Statistics, StatisticsEngine, accumulate
 
-ENGINES = ("auto", "statistics", "pass")
+#: the engine names users can pass, "auto" first (from :data:`gradfit.registry.ENGINES`)
+ENGINES = tuple(registry.ENGINES)
 
 # The cost model of "auto", in seconds of wall time on both cores of the
 # 2-core machines this project runs on (float64, a quiet machine; one core's
@@ -68,29 +72,34 @@ def engine_costs(n_samples, n_features, epochs):
 
 
 def choose_engine(requested, loss, batch_size, n_features, epochs, n_samples=None):
-    """The engine to run: ``"statistics"`` or ``"pass"``.
+    """The name of the engine to run, e.g. ``"statistics"`` or ``"pass"``.
 
-    ``"auto"`` takes statistics when the loss is the squared error, the batch
-    is full, and by :func:`engine_costs` one Gram pass and eigendecomposition
-    cost less than the pass engine's set-up and epochs: for ``N ≫ d`` roughly
-    when ``epochs + 9 ≥ d / 43``, i.e. always below about 400 features.
-    Forcing ``"statistics"`` where it cannot serve is an :class:`OptionError`.
+    ``"auto"`` takes, of the engines in :data:`gradfit.registry.ENGINES` that
+    serve ``loss`` and ``batch_size`` (by the loss's capabilities), the one
+    whose cost model (:func:`engine_costs`) is lowest, the first in the
+    table on a tie: for the full-batch squared error with ``N ≫ d`` the
+    statistics roughly when ``epochs + 9 ≥ d / 43``, i.e. always below about
+    400 features. Forcing an engine where it cannot serve is an :class:`OptionError`.
     """
-    if requested not in ENGINES:
-        raise OptionError(f"unknown engine {requested!r}; valid engines: {', '.join(ENGINES)}")
-    servable = loss.quadratic and batch_size is None
-    if requested == "statistics":
-        if not servable:
-            why = f"loss={loss.name!r}" if not loss.quadratic else f"minibatches (batch_size={batch_size})"
-            raise OptionError(
-                f'engine="statistics" serves the full-batch squared error only, not {why}; '
-                'use engine="pass" or "auto"'
-            )
-        return "statistics"
-    if requested == "pass" or not servable:
-        return "pass"
-    statistics, passes = engine_costs(n_samples, n_features, epochs)
-    return "statistics" if statistics <= passes else "pass"
+    engines = registry.ENGINES
+    if requested not in engines:
+        raise OptionError(f"unknown engine {requested!r}; valid engines: {', '.join(engines)}")
+    if engines[requested].build is not None:
+        why = engines[requested].refusal(loss, batch_size)
+        if why is not None:
+            # the engines that serve, then "auto"
+            others = [name for name, part in engines.items()
+                      if name != requested and part.build is not None and part.refusal(loss, batch_size) is None]
+            others = " or ".join(f'"{name}"' for name in others + [name for name, part in engines.items()
+                                                                   if part.build is None])
+            raise OptionError(f'engine="{requested}" serves {engines[requested].serves_text} only, not {why}; '
+                              f'use engine={others}')
+        return requested
+    serving = [part for part in engines.values() if part.build is not None and part.refusal(loss, batch_size) is None]
+    if len(serving) == 1:
+        return serving[0].name
+    costs = [part.cost(n_samples, n_features, epochs) for part in serving]
+    return serving[costs.index(min(costs))].name
 
 
 __all__ = ["ENGINES", "PassEngine", "Statistics", "StatisticsEngine", "accumulate", "choose_engine", "curvature_passes",

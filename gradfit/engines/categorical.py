@@ -541,5 +541,8 @@ def serves_blocks(settings, loss, penalty):
     name), and an optimizer of :data:`BLOCK_OPTIMIZERS`. Otherwise the column
     is dense dummies, as long as it has at most ``MAX_LEVELS`` levels.
     """
+    from .. import registry
+
+    engine = registry.part("engine", settings["engine"])
     return (loss.quadratic and penalty is None and settings["batch_size"] is None
-            and settings["engine"] in ("auto", "statistics") and settings["optimizer"] in BLOCK_OPTIMIZERS)
+            and (engine.name == "auto" or engine.knows_optimum) and settings["optimizer"] in BLOCK_OPTIMIZERS)

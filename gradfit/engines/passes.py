@@ -11,20 +11,22 @@ over the whole array would). The model is in raw units ``u = w / scale``,
 rule brings the sums back to working units:
 ``∇_w J = (X_bᵀ(vg) − center Σvg) / scale / (W k)``.
 
-For the squared error (``ℓ = r²``, ``g = 2r``) on C-ordered chunks, one
-compiled loop reads each row once for both (:mod:`gradfit.engines.kernels`).
-Otherwise (other losses, column-major chunks, no Numba) a block costs two
-BLAS calls and a subtraction (``X_b u``, ``− (y_b − β)``, ``X_bᵀ(v r)``), and
-for the squared error one more product per chunk gives the rest:
+The engine never names a loss: it asks what the loss declares
+(:mod:`gradfit.losses.base`). A loss whose derivative is linear in the
+residual, ``ℓ' = c·r`` (``linear_derivative = c``: the squared error, with
+``c = 2``), on C-ordered chunks, takes one compiled loop that reads each row
+once for both (:mod:`gradfit.engines.kernels`). Otherwise (other losses,
+column-major chunks, no Numba) a block costs two BLAS calls and a
+subtraction (``X_b u``, ``− (y_b − β)``, ``X_bᵀ(v r)``), and for a
+linear derivative one more product per chunk gives the rest:
 ``[1, r]ᵀ(v r) = [Σ v r; Σ v r²]``; other losses go through their pointwise
-``value_and_derivative``.
+``value_and_derivative(prediction, target)``.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ..losses import SquaredError
 from . import kernels
 from .blocks import PASS_BLOCK_BYTES, PASS_MIN_ROWS, block_rows, scratch
 
@@ -48,7 +50,9 @@ def partial_sums_function(coef, offset, loss, with_target, center=None):
         ``u``, the coefficients in the data's units.
     offset : ndarray of shape (k,)
         ``β``, added to every row's prediction.
-    loss : loss object
+    loss : loss object or None
+        ``None``: the design's products ``2 X̃ᵀ(X̃ u)`` (``ℓ = r²`` without a
+        target: the Hessian of the squared error, the unit of every curvature bound).
     with_target : bool
         ``r = X u + β − y``, or ``X u + β`` (Hessian products).
     center : ndarray of shape (d,) or None
@@ -59,20 +63,24 @@ def partial_sums_function(coef, offset, loss, with_target, center=None):
     at a time, so that every engine and source gives the same float64 iterates.
     """
     d, k = coef.shape
-    squared_error = isinstance(loss, SquaredError)
+    # ℓ' = c·r: the residual itself is the derivative, up to c (ℓ = (c/2) r²)
+    factor = 2.0 if loss is None else loss.linear_derivative
+    linear = factor is not None
 
     def partial_sums(chunk):
         X, weight = chunk.X, chunk.sample_weight
         n = chunk.n_rows
         total = float(n) if weight is None else float(np.sum(weight))
-        if squared_error and kernels.usable(X):  # ℓ = r², g = 2r, in one compiled read of X
+        if linear and kernels.usable(X):  # ℓ = (c/2) r², g = c r, in one compiled read of X
             target = chunk.y if with_target else None
             value, gradient, residual_sum = kernels.squared_error_sums(X, coef, offset, target, weight, center)
-            return [value, 2.0 * gradient, 2.0 * residual_sum, total]
+            return [0.5 * factor * value, factor * gradient, factor * residual_sum, total]
         rows = block_rows(d, PASS_BLOCK_BYTES, PASS_MIN_ROWS)
         copy = X.dtype != np.float64 or center is not None
-        # r = X u − t with t = y − β (or −β), formed once a chunk rather than once a block.
-        if with_target:
+        # A linear derivative: r = X u − t with t = y − β (or −β), formed once a chunk rather than once a block.
+        if not linear:
+            target = None
+        elif with_target:
             target = np.subtract(chunk.y, offset, out=scratch("pass.target", n, k))
         else:
             target = np.broadcast_to(-offset, (n, k))
@@ -88,11 +96,12 @@ def partial_sums_function(coef, offset, loss, with_target, center=None):
             X_b = _copy_block(X[start:stop], center) if copy else X[start:stop]
             r = residual[start:stop]
             np.matmul(X_b, coef, out=r)
-            r -= target[start:stop]
-            if squared_error:
+            if linear:
+                r -= target[start:stop]
                 g = r if weight is None else np.multiply(r, weight[start:stop, None], out=weighted[start:stop])
             else:
-                pointwise, g = loss.value_and_derivative(r)
+                r += offset  # the prediction X u + β: the loss sees (prediction, target)
+                pointwise, g = loss.value_and_derivative(r, chunk.y[start:stop] if with_target else 0.0)
                 if weight is not None:
                     pointwise = pointwise * weight[start:stop, None]
                     g *= weight[start:stop, None]
@@ -100,9 +109,9 @@ def partial_sums_function(coef, offset, loss, with_target, center=None):
                 derivative_sum += g.sum(axis=0)
             np.matmul(X_b.T, g, out=products[i])  # while X_b is still in cache
         gradient = products.sum(axis=0)
-        if squared_error:  # ℓ = r², g = 2r
+        if linear:  # ℓ = (c/2) r², g = c r
             sums = ones_and_residual.T @ weighted  # [Σ v r; rᵀ(v r)]
-            return [float(np.trace(sums[1:])), 2.0 * gradient, 2.0 * sums[0], total]
+            return [0.5 * factor * float(np.trace(sums[1:])), factor * gradient, factor * sums[0], total]
         return [value, gradient, derivative_sum, total]
 
     return partial_sums
@@ -149,6 +158,17 @@ class PassEngine:
         self._curvature = None
         self._start = None  # (J, ∇J) at θ = 0, when the step size's pass gave them
 
+    @classmethod
+    def for_fit(cls, source, scaling, loss, fit_intercept, statistics):
+        """The engine of a fit (its entry's builder, :data:`gradfit.registry.ENGINES`).
+
+        ``Xᵀg − center·Σg`` loses ``log10(|center|/scale)`` digits and can
+        overflow when features sit far from zero: there it centres each block
+        instead (a block-sized copy), above :data:`CENTRE_BLOCKS_ABOVE`.
+        """
+        far = bool(np.any(np.abs(scaling.center) > CENTRE_BLOCKS_ABOVE * scaling.scale))
+        return cls(source, scaling, loss, fit_intercept, statistics.sum_weights, centre_blocks=far)
+
     def _raw(self, params):
         d = self.n_features
         coef = params[:d] / self.scaling.scale[:, None]
@@ -193,7 +213,7 @@ class PassEngine:
 
     def hvp(self, direction):
         """Hessian of the squared error's J times ``direction``: one pass."""
-        _, grad_coef, grad_sum, _ = self._pass(direction, None, SquaredError(), False)
+        _, grad_coef, grad_sum, _ = self._pass(direction, None, None, False)
         return self._to_working(grad_coef, grad_sum, self.sum_weights * self.n_outputs)
 
     def _hvp_and_start(self, directions):
@@ -205,7 +225,7 @@ class PassEngine:
         start = np.zeros((self.n_features + self.fit_intercept, self.n_outputs))
         coef, offset = self._raw(directions)
         center = self.scaling.center if self.centre_blocks else None
-        products = partial_sums_function(coef, offset, SquaredError(), False, center)
+        products = partial_sums_function(coef, offset, None, False, center)
         coef, offset = self._raw(start)
         gradient = partial_sums_function(coef, offset, self.loss, True, center)
         both = self.source.reduce(lambda chunk: (products(chunk), gradient(chunk)),
@@ -235,6 +255,7 @@ class PassEngine:
         and gradient at θ = 0, where a fresh fit's first epoch reads them.
         """
         if self._curvature is None:
+            # no bound on ℓ'' (a non-smooth loss): the squared error's, the unit its step is scaled from
             factor = (self.loss.curvature or 2.0) / 2.0
             p = self.n_features + self.fit_intercept
             if p <= EXACT_CURVATURE_PARAMS:
@@ -249,6 +270,8 @@ class PassEngine:
         return self._curvature
 
 
+#: the pass engine centres its blocks when a feature's mean exceeds its spread by this factor
+CENTRE_BLOCKS_ABOVE = 1e4
 #: parameters up to which ``H`` is formed whole (one pass, ``p`` products at once) and ``λmax`` is exact
 EXACT_CURVATURE_PARAMS = 16
 #: directions of the block Krylov sketch of :meth:`PassEngine.curvature` (a product with 8 costs

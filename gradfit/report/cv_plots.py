@@ -8,8 +8,20 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import registry
+from ..cv_cli import error_label
 from .plots import _figure, _style
 
+
+
+def _mean(label):
+    """``"mean …"`` of a loss's label, once."""
+    return label if label.startswith("mean") else f"mean {label}"
+
+
+def _owns_ratio(penalty):
+    """Whether ``penalty`` (a name) takes ``l1_ratio`` (elastic net), rather than fixing its own mix."""
+    return penalty in registry.PENALTIES and "l1_ratio" in registry.PENALTIES[penalty].param_names
 
 def cv_curve_figure(record):
     """Mean validation error against alpha (log), ± one standard error, the chosen alpha marked.
@@ -32,7 +44,7 @@ def cv_curve_figure(record):
                  label=f"chosen alpha {record['alpha']:.4g} ({record['selection']})")
     axes.set_xscale("log")
     axes.set_xlabel("alpha (gradfit's units)")
-    axes.set_ylabel("validation mean Huber loss" if record.get("loss") == "huber" else "validation mean squared error")
+    axes.set_ylabel(f"validation {_mean(error_label(record))}")
     axes.legend(fontsize=8, frameon=False)
     _style(axes)
     figure.suptitle(
@@ -62,7 +74,7 @@ def coef_path_figure(record, feature_names, target_names):
             axes.legend(fontsize=7, frameon=False)
         _style(axes)
     figure.suptitle(f"Coefficient path on all the rows ({record['penalty']}"
-                    f"{', l1_ratio %g' % record['l1_ratio'] if record['penalty'] == 'elasticnet' else ''})",
+                    f"{', l1_ratio %g' % record['l1_ratio'] if _owns_ratio(record['penalty']) else ''})",
                     fontsize=11)
     return figure
 

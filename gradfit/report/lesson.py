@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
+from .. import registry
 from ..errors import DivergenceError, OptionError
 from ..fitting import base_learning_rate, prepare
 from ..model import atomic_writer
@@ -85,9 +86,10 @@ def check_lesson_settings(settings, n_outputs=1):
     The contours are those of a quadratic cost (the squared error, with or
     without an L2 penalty) of one target, and the slider sets a learning rate.
     """
-    if settings["loss"] != "squared_error":
+    if not registry.LOSSES[settings["loss"]].quadratic:
         return f"--lesson draws the squared error's quadratic bowl; it cannot draw loss {settings['loss']!r}"
-    if settings["penalty"] not in (None, "l2"):
+    if settings["penalty"] is not None and registry.PENALTIES[settings["penalty"]].build(
+            dict(settings, alpha=1.0)).has_prox:
         return f"--lesson draws a quadratic cost; penalty {settings['penalty']!r} has an L1 part (use l2 or none)"
     if lesson_optimizer(settings) not in OPTIMIZERS:
         return (f"--lesson plays with the learning rate; optimizer {settings['optimizer']!r} takes none "
@@ -282,7 +284,7 @@ def lesson_data(source, settings, test_X, test_y, *, title, data_name, rates=(),
         problem = prepare(source, variant_settings)  # the working units the runs record parameters in
         # The quadratic's Hessian and optimum from the statistics (the pass engine, chosen for
         # minibatches or by --engine, does not keep them); the same cost, so the same numbers.
-        quadratic = problem if problem.engine == "statistics" else prepare(
+        quadratic = problem if registry.ENGINES[problem.engine].knows_optimum else prepare(
             source, dict(variant_settings, engine="statistics", batch_size=None))
         objective = quadratic.objective
         p = len(names)
@@ -336,7 +338,8 @@ def lesson_data(source, settings, test_X, test_y, *, title, data_name, rates=(),
         "feature_names": list(source.feature_names),
         "target_name": source.target_names[0],
         "cost_formula": "J(θ) = mean((x·w " + ("+ b " if fit_intercept else "") + "− y)²)"
-                        + (f" + the L2 penalty (alpha {settings['alpha']:g})" if settings["penalty"] == "l2" else ""),
+                        + (f" + the L2 penalty (alpha {settings['alpha']:g})" if settings["penalty"] is not None
+                           else ""),
         "test_label": test_label,
         "test_rows": [[f"{v:g}" for v in row] for row in test_X],
         "test_targets": None if test_y is None else [f"{v:g}" for v in np.ravel(test_y)],

@@ -12,6 +12,7 @@ import os
 
 import numpy as np
 
+from .. import registry
 from ..files_io import atomic_write_bytes
 from ..result import headline
 
@@ -97,7 +98,8 @@ def cost_figure(loss_curve, final_cost, report=None):
     left.set_yscale("log")
     left.set_xlabel("epoch")
     loss = report.get("loss", "squared_error")
-    left.set_ylabel("cost (mean squared error)" if loss == "squared_error" else f"cost ({loss} loss)")
+    part = registry.LOSSES.get(loss)
+    left.set_ylabel(f"cost ({(part and part.loss_class.cost_label) or f'{loss} loss'})")
     left.set_title("Cost per epoch")
     _mark_stop(left, epochs[-1], curve[-1], report)
     left.legend(loc="upper right", fontsize=9, frameon=False)

@@ -27,8 +27,12 @@ from .linalg import Gram
 
 #: the optimizer name of this module's solvers, in :data:`gradfit.registry.OPTIMIZERS`
 NAME = "newton"
-#: the losses it serves
-LOSSES = ("huber", "absolute_error", "quantile")
+
+
+def serves(loss):
+    """Whether this module's Newton method serves ``loss``: by what the loss declares
+    (:mod:`gradfit.losses.base`), Huber-like or piecewise linear."""
+    return loss.huberized or loss.piecewise_linear
 
 
 def piecewise_linear(loss):
@@ -36,7 +40,13 @@ def piecewise_linear(loss):
 
     Such a loss has a ``quantile`` (:class:`gradfit.losses.AbsoluteError`'s is 0.5).
     """
-    return loss.name in LOSSES and loss.curvature is None
+    return loss.piecewise_linear
+
+
+def _served_names():
+    from .. import registry
+
+    return ", ".join(repr(name) for name, part in registry.LOSSES.items() if serves(part.loss_class))
 
 
 def default_optimizer(loss, penalty, batch_size):
@@ -48,7 +58,7 @@ def default_optimizer(loss, penalty, batch_size):
     For the default-selection of the estimator: what ``optimizer="auto"``
     should resolve to for these losses.
     """
-    if loss.name not in LOSSES or batch_size is not None:
+    if not serves(loss) or batch_size is not None:
         return None
     if piecewise_linear(loss) and penalty is not None:
         return None
@@ -59,12 +69,11 @@ def default_optimizer(loss, penalty, batch_size):
 
 def check_combination(settings, loss, penalty):
     """Refuse, with the reason and an alternative, what ``optimizer="newton"`` cannot serve."""
-    if loss.name not in LOSSES:
-        raise OptionError(f'optimizer="newton" serves loss="huber", "absolute_error" and "quantile", not '
+    if not serves(loss):
+        raise OptionError(f'optimizer="newton" serves loss={_served_names()}, not '
                           f'{loss.name!r}; for the squared error use optimizer="cg"')
     if piecewise_linear(loss) and penalty is not None:
-        what = "absolute error" if loss.name == "absolute_error" else f"loss={loss.name!r}"
-        raise OptionError(f'optimizer="newton" solves the unpenalized {what} (a linear program), not '
+        raise OptionError(f'optimizer="newton" solves the unpenalized loss={loss.name!r} (a linear program), not '
                           f'penalty={penalty.name!r}; use optimizer="gd" or "nesterov"')
     if penalty is not None and penalty.has_prox:
         raise OptionError(f'optimizer="newton" cannot serve the L1 part of penalty={penalty.name!r}; use '
@@ -74,7 +83,9 @@ def check_combination(settings, loss, penalty):
                           "the whole data's inlier statistics")
     if settings["learning_rate"] != "auto":
         raise OptionError('optimizer="newton" takes its steps from a line search; leave learning_rate="auto"')
-    if settings["schedule"] not in ("auto", "constant"):
+    from .. import registry
+
+    if registry.part("schedule", settings["schedule"]).decays:
         raise OptionError(f'optimizer="newton" has no learning rate to schedule; leave schedule="auto", '
                           f'not {settings["schedule"]!r}')
 
@@ -127,20 +138,19 @@ def robust_certificate(problem, params, tol):
     if penalty is not None and penalty.l1 == 0 and penalty.l2 == 0:
         penalty = None  # alpha=0: no penalty at all, whatever its name
     if piecewise_linear(loss) and penalty is not None:
-        what = "absolute error" if loss.name == "absolute_error" else f"loss={loss.name!r}"
-        return Certificate("none", None, tol, f"{what} with penalty={penalty.name!r}: no bound is computed")
-    if loss.name not in LOSSES:
-        raise ValueError(f"robust_certificate serves {LOSSES}, not {loss.name!r}")
+        return Certificate("none", None, tol, f"loss={loss.name!r} with penalty={penalty.name!r}: no bound is computed")
+    if not serves(loss):
+        raise ValueError(f"robust_certificate serves loss={_served_names()}, not {loss.name!r}")
     gram, statistics = _gram(problem, source)
     bounds = []
     for column in range(params.shape[1]):
-        if loss.name == "huber":
+        if loss.huberized:
             one = huber.HuberProblem(source, column, loss.epsilon, problem.scaling, fit_intercept, penalty, statistics)
             bounds.append(huber.certificate(one, one.evaluate(params[:, column], hessian=False), gram))
         else:
             one = _lp_problem(loss, source, column, problem, fit_intercept, statistics)
             bounds.append(absolute.certificate(one, gram, one.collect(params[:, column]))[:2])
-    if loss.name == "huber":
+    if loss.huberized:
         return Certificate("gradient_bound", _relative(bounds), tol, HUBER_DETAIL)
     return Certificate("lp_duality_gap", _relative(bounds), tol, ABSOLUTE_DETAIL)
 
@@ -194,7 +204,7 @@ def fit(source, problem, settings, *, params=None, callbacks=()):
     stop_reason = "max_epochs"
     try:
         for column in range(k):
-            if loss.name == "huber":
+            if loss.huberized:
                 one = huber.HuberProblem(source, column, loss.epsilon, problem.scaling, fit_intercept, penalty,
                                          statistics)
                 point, bound, _ = huber.solve(
@@ -217,7 +227,7 @@ def fit(source, problem, settings, *, params=None, callbacks=()):
     if stop_reason == "interrupted":
         certificate = robust_certificate(problem, params, settings["tol"])
     else:
-        kind, detail = ("gradient_bound", HUBER_DETAIL) if loss.name == "huber" else ("lp_duality_gap", ABSOLUTE_DETAIL)
+        kind, detail = ("gradient_bound", HUBER_DETAIL) if loss.huberized else ("lp_duality_gap", ABSOLUTE_DETAIL)
         certificate = Certificate(kind, _relative(bounds), settings["tol"], detail)
         stop_reason = "converged" if certificate.converged else "max_epochs"
     coef, intercept = problem.scaling.to_raw(params, fit_intercept)
