@@ -324,6 +324,10 @@ def check_compatible(document, path, settings, fingerprint):
     """Refuse to resume ``document`` against other settings or other data."""
     saved = comparable_settings(document["settings"])
     now = comparable_settings(settings)
+    for name, param in registry.owned_params().items():
+        # a part's parameter added after the checkpoint was written: it ran at the default
+        if name not in saved and name in now:
+            saved[name] = param.default
     changed = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
     if changed:
         name = changed[0]

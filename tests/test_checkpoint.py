@@ -92,6 +92,22 @@ def test_other_settings_are_refused(tmp_path, change, message):
         gradfit.GDRegressor(epochs=5, **change).fit(X, y, resume=path)
 
 
+def test_a_checkpoint_from_before_a_parameter_existed_resumes_at_its_default(tmp_path):
+    # quantile came after checkpoints did: an older file has no such setting, and ran at its default
+    X, y = make_regression(n=100, d=2, seed=4)
+    path = tmp_path / "state.json"
+    settings = dict(optimizer="gd", loss="quantile")
+    gradfit.GDRegressor(epochs=5, **settings).fit(X, y, checkpoint=path)
+    document = json.loads(path.read_text())
+    del document["settings"]["quantile"]
+    path.write_text(json.dumps(document))
+    resumed = gradfit.GDRegressor(epochs=8, **settings).fit(X, y, resume=path)
+    whole = gradfit.GDRegressor(epochs=8, **settings).fit(X, y)
+    np.testing.assert_array_equal(resumed.coef_, whole.coef_)
+    with pytest.raises(CheckpointError, match="made with quantile=0.5, not 0.9"):  # but not at another value
+        gradfit.GDRegressor(epochs=8, quantile=0.9, **settings).fit(X, y, resume=path)
+
+
 def test_other_data_is_refused(tmp_path):
     X, y = make_regression(n=100, d=2, seed=4)
     path = tmp_path / "state.json"
