@@ -157,7 +157,7 @@ engine, random_state, warm_start, verbose
         n_iter_no_change=5,
         fit_intercept=True,
         standardize=True,
-        optimizer="gd",
+        optimizer="auto",
         loss="squared_error",
         epsilon=1.35,
         quantile=0.5,
