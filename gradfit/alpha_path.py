@@ -32,6 +32,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.linalg
 
+from .jit import lazily_compiled
+
 #: each point of an L1 / elastic-net path is solved to a duality gap of at most
 #: ``PATH_TOL · q`` (``q`` the target's mean square about its mean): the path's
 #: validation errors then agree with scikit-learn's run at ``tol=1e-12`` to ~1e-9
@@ -286,17 +288,5 @@ def _coordinate_descent(gram, cross, target, l1, l2, coef, tol, max_sweeps):
     return max(gap, 0.0), objective, max_sweeps
 
 
-_compiled = None
-
-
-def compiled_kernel():
-    """:func:`_coordinate_descent` compiled by Numba (cached on disk), or as Python where Numba is missing."""
-    global _compiled
-    if _compiled is None:
-        try:
-            import numba
-
-            _compiled = numba.njit(cache=True, nogil=True)(_coordinate_descent)
-        except Exception:  # noqa: BLE001 - no Numba here: the same loop, interpreted (slow, not wrong)
-            _compiled = _coordinate_descent
-    return _compiled
+#: :func:`_coordinate_descent` compiled by Numba (cached on disk), or as Python where Numba is missing
+compiled_kernel = lazily_compiled(_coordinate_descent)

@@ -28,9 +28,9 @@ user-wide cache where that is read-only).
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
+
+from ..jit import lazily_compiled
 
 #: whether the compiled kernel may run here: False once Numba failed to
 #: import, and tests switch it off to check the BLAS path
@@ -116,22 +116,18 @@ def _rows_kernel(X, coef_t, offset, y, weight, center, grad, residual_sum):
     return value
 
 
-_lock = threading.Lock()
-_compiled = None
+_dispatcher = lazily_compiled(_rows_kernel, fallback=False, fastmath=_FASTMATH)
 
 
 def _compiled_kernel():
     """The Numba dispatcher of :func:`_rows_kernel`, or None without Numba (and :data:`available` turns False)."""
-    global _compiled, available
-    with _lock:  # the source's threads ask at once on the first pass
-        if _compiled is None and available:
-            try:
-                import numba
-            except ImportError:  # broken or missing: the BLAS blocks serve (module docstring)
-                available = False
-                return None
-            _compiled = numba.njit(_rows_kernel, nogil=True, cache=True, fastmath=_FASTMATH)
-        return _compiled if available else None
+    global available
+    if not available:
+        return None
+    compiled = _dispatcher()
+    if compiled is None:  # broken or missing: the BLAS blocks serve (module docstring)
+        available = False
+    return compiled
 
 
 def usable(X):

@@ -31,6 +31,27 @@ def _huber(residuals, epsilon):
     return np.where(magnitude <= epsilon, residuals * residuals, 2.0 * epsilon * magnitude - epsilon * epsilon)
 
 
+def _folded_blocks(chunk, labels, folds, columns, thetas, scaling, fit_intercept):
+    """A chunk's row blocks with each problem's view of them, for the folded sums below.
+
+    Yields ``(start, Z, weight, Y, v, train, V, R)``: the block's design
+    ``Z`` (n, p) and weights as :func:`gradfit.robust.sums._blocks` gives
+    them, each problem's targets ``Y`` (n, m), the row weights ``v`` (n,),
+    ``train`` (n, m) whether a row trains a problem (fold −1 never matches:
+    every row), ``V = train·v`` each problem's weights (zero outside its
+    training rows) and the residuals ``R = Z θ − Y`` (n, m).
+    """
+    for start, Z, weight in _blocks(chunk, scaling, fit_intercept):
+        n = Z.shape[0]
+        Y = chunk.y[start:start + n][:, columns]
+        v = np.ones(n) if weight is None else np.asarray(weight, dtype=float)
+        train = labels[start:start + n, None] != folds[None, :]
+        V = train * v[:, None]
+        R = Z @ thetas
+        R -= Y
+        yield start, Z, weight, Y, v, train, V, R
+
+
 def folded_huber_sums(labels_of, folds, columns, thetas, epsilon, scaling, fit_intercept, line=None):
     """A per-chunk function for :meth:`~gradfit.sources.Source.reduce`; combine with :func:`add_folded`.
 
@@ -69,14 +90,9 @@ def folded_huber_sums(labels_of, folds, columns, thetas, epsilon, scaling, fit_i
         }
         if line is not None:
             out["line"] = np.zeros((len(line[0]), line[4].shape[0]))
-        for start, Z, weight in _blocks(chunk, scaling, fit_intercept):
+        for start, Z, weight, Y, v, train, V, R in _folded_blocks(chunk, labels, folds, columns, thetas, scaling,
+                                                                  fit_intercept):
             n = Z.shape[0]
-            Y = chunk.y[start:start + n][:, columns]
-            v = np.ones(n) if weight is None else np.asarray(weight, dtype=float)
-            train = labels[start:start + n, None] != folds[None, :]  # (n, m); fold −1 never matches
-            V = train * v[:, None]  # each problem's weights: zero outside its training rows
-            R = Z @ thetas
-            R -= Y
             S = 2.0 * np.clip(R, -epsilon, epsilon)
             inside = np.abs(R) <= epsilon
             H = _huber(R, epsilon)
@@ -143,14 +159,8 @@ def folded_dual_sums(labels_of, folds, columns, thetas, corrections, epsilon, sc
         labels = labels_of(chunk)
         out = {"s_target": np.zeros(m), "s_square": np.zeros(m), "s_features": np.zeros((p, m)),
                "max_abs": np.zeros(m)}
-        for start, Z, weight in _blocks(chunk, scaling, fit_intercept):
-            n = Z.shape[0]
-            Y = chunk.y[start:start + n][:, columns]
-            v = np.ones(n) if weight is None else np.asarray(weight, dtype=float)
-            train = labels[start:start + n, None] != folds[None, :]
-            V = train * v[:, None]
-            R = Z @ thetas
-            R -= Y
+        for _, Z, _, Y, v, train, V, R in _folded_blocks(chunk, labels, folds, columns, thetas, scaling,
+                                                          fit_intercept):
             S = 2.0 * np.clip(R, -epsilon, epsilon) - Z @ corrections
             VS = V * S
             out["s_target"] += np.einsum("nm,nm->m", VS, Y)

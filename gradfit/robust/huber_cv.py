@@ -54,6 +54,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..folds import fold_of
+from ..jit import lazily_compiled
 from ..penalties import ElasticNet
 from .folded_sums import add_folded, add_folded_dual, folded_dual_sums, folded_huber_sums
 from .huber import ARMIJO, CONSTRAINT_ROUNDING, ROUNDING, HuberProblem, certificate
@@ -289,20 +290,8 @@ def _coordinate_descent(hessian, gradient, theta, l1_weights, order, sweeps, tol
     return u
 
 
-_compiled = None
-
-
-def _compiled_descent():
-    """:func:`_coordinate_descent` compiled by Numba (cached on disk), or as Python where Numba is missing."""
-    global _compiled
-    if _compiled is None:
-        try:
-            import numba
-
-            _compiled = numba.njit(cache=True, nogil=True)(_coordinate_descent)
-        except Exception:  # noqa: BLE001 - no Numba here: the same loop, interpreted (slow, not wrong)
-            _compiled = _coordinate_descent
-    return _compiled
+#: :func:`_coordinate_descent` compiled by Numba (cached on disk), or as Python where Numba is missing
+_compiled_descent = lazily_compiled(_coordinate_descent)
 
 
 class _State:
