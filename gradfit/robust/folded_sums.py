@@ -31,16 +31,17 @@ def _huber(residuals, epsilon):
     return np.where(magnitude <= epsilon, residuals * residuals, 2.0 * epsilon * magnitude - epsilon * epsilon)
 
 
-def _folded_blocks(chunk, labels, folds, columns, thetas, scaling, fit_intercept):
+def _folded_blocks(chunk, labels_of, folds, columns, thetas, scaling, fit_intercept):
     """A chunk's row blocks with each problem's view of them, for the folded sums below.
 
-    Yields ``(start, Z, weight, Y, v, train, V, R)``: the block's design
+    Yields ``(start, Z, weight, Y, v, fold, train, V, R)``: the block's design
     ``Z`` (n, p) and weights as :func:`gradfit.robust.sums._blocks` gives
     them, each problem's targets ``Y`` (n, m), the row weights ``v`` (n,),
-    ``train`` (n, m) whether a row trains a problem (fold −1 never matches:
+    the rows' folds ``fold`` (n,), ``train`` (n, m) whether a row trains a problem (fold −1 never matches:
     every row), ``V = train·v`` each problem's weights (zero outside its
     training rows) and the residuals ``R = Z θ − Y`` (n, m).
     """
+    labels, folds, columns = labels_of(chunk), np.asarray(folds), np.asarray(columns)
     for start, Z, weight in _blocks(chunk, scaling, fit_intercept):
         n = Z.shape[0]
         Y = chunk.y[start:start + n][:, columns]
@@ -49,7 +50,7 @@ def _folded_blocks(chunk, labels, folds, columns, thetas, scaling, fit_intercept
         V = train * v[:, None]
         R = Z @ thetas
         R -= Y
-        yield start, Z, weight, Y, v, train, V, R
+        yield start, Z, weight, Y, v, labels[start:start + n], train, V, R
 
 
 def folded_huber_sums(labels_of, folds, columns, thetas, epsilon, scaling, fit_intercept, line=None):
@@ -74,14 +75,11 @@ def folded_huber_sums(labels_of, folds, columns, thetas, epsilon, scaling, fit_i
         training rows at ``bases + t·directions`` (both (p, l)) for every ``t``
         in ``steps`` (T,): the line searches, in the same pass.
     """
-    folds = np.asarray(folds)
-    columns = np.asarray(columns)
     p, m = thetas.shape
 
     def partial(chunk):
         if chunk.n_rows == 0:
             return None
-        labels = labels_of(chunk)
         out = {
             "value": np.zeros(m), "gradient": np.zeros((p, m)), "hessian": np.zeros((m, p, p)),
             "s_target": np.zeros(m), "s_square": np.zeros(m), "max_s": np.full(m, -np.inf),
@@ -90,7 +88,7 @@ def folded_huber_sums(labels_of, folds, columns, thetas, epsilon, scaling, fit_i
         }
         if line is not None:
             out["line"] = np.zeros((len(line[0]), line[4].shape[0]))
-        for start, Z, weight, Y, v, train, V, R in _folded_blocks(chunk, labels, folds, columns, thetas, scaling,
+        for start, Z, weight, Y, v, fold, train, V, R in _folded_blocks(chunk, labels_of, folds, columns, thetas, scaling,
                                                                   fit_intercept):
             n = Z.shape[0]
             S = 2.0 * np.clip(R, -epsilon, epsilon)
@@ -122,7 +120,7 @@ def folded_huber_sums(labels_of, folds, columns, thetas, epsilon, scaling, fit_i
                 base = Z @ bases
                 base -= chunk.y[start:start + n][:, line_columns]
                 trial = base[:, :, None] + (Z @ directions)[:, :, None] * steps[None, None, :]
-                trains = (labels[start:start + n, None] != line_folds[None, :]) * v[:, None]
+                trains = (fold[:, None] != line_folds[None, :]) * v[:, None]
                 out["line"] += np.einsum("nl,nlt->lt", trains, _huber(trial, epsilon))
         return out
 
@@ -149,17 +147,14 @@ def folded_dual_sums(labels_of, folds, columns, thetas, corrections, epsilon, sc
     (p, m) and ``max_abs = max |s̃|`` (rows of positive weight); combine with
     :func:`add_folded_dual`. ``corrections`` (p, m).
     """
-    folds = np.asarray(folds)
-    columns = np.asarray(columns)
     p, m = thetas.shape
 
     def partial(chunk):
         if chunk.n_rows == 0:
             return None
-        labels = labels_of(chunk)
         out = {"s_target": np.zeros(m), "s_square": np.zeros(m), "s_features": np.zeros((p, m)),
                "max_abs": np.zeros(m)}
-        for _, Z, _, Y, v, train, V, R in _folded_blocks(chunk, labels, folds, columns, thetas, scaling,
+        for _, Z, _, Y, v, _, train, V, R in _folded_blocks(chunk, labels_of, folds, columns, thetas, scaling,
                                                           fit_intercept):
             S = 2.0 * np.clip(R, -epsilon, epsilon) - Z @ corrections
             VS = V * S
