@@ -105,14 +105,7 @@ def _memory_size(text):
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"invalid value {text!r}: expected a positive integer")
-    return value
+_positive_int = cv_cli.integer_at_least(1, "a positive integer")
 
 
 def _categorical(text):

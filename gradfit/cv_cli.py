@@ -76,14 +76,23 @@ def alphas_value(text):
     return values
 
 
-def folds_value(text):
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 2:
-        raise argparse.ArgumentTypeError(f"invalid value {text!r}: expected at least 2 folds")
-    return value
+def integer_at_least(minimum, expected):
+    """An argparse ``type``: an integer of at least ``minimum``, else "invalid value …: expected {expected}"."""
+
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"invalid value {text!r}: expected {expected}")
+        return value
+
+    return parse
+
+
+#: ``--folds``
+folds_value = integer_at_least(2, "at least 2 folds")
 
 
 def add_options(parser):

@@ -10,6 +10,7 @@ read once, whatever the number of folds, alphas and l1 ratios.
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from numbers import Integral, Real
@@ -39,6 +40,11 @@ CV_PENALTIES = tuple(name for name, part in registry.PENALTIES.items() if "alpha
 CV_LOSSES = tuple(name for name, part in registry.LOSSES.items() if part.quadratic or part.loss_class.huberized)
 #: the parameters GDRegressorCV adds to (or changes from) GDRegressor's
 _OWN = ("penalty", "alphas", "l1_ratio", "eps", "cv", "selection")
+
+
+#: GDRegressorCV's own parameters and their defaults; the others are GDRegressor's but ``alpha``,
+#: which it chooses
+CV_PARAMETERS = {"penalty": "elasticnet", "alphas": 100, "l1_ratio": 0.5, "eps": 1e-3, "cv": 5, "selection": "min"}
 
 
 class GDRegressorCV(GDRegressor):
@@ -142,68 +148,16 @@ engine, random_state, warm_start, verbose
         "selection": [StrOptions({"min", "1se"})],
     }
 
-    def __init__(
-        self,
-        *,
-        penalty="elasticnet",
-        alphas=100,
-        l1_ratio=0.5,
-        eps=1e-3,
-        cv=5,
-        selection="min",
-        learning_rate="auto",
-        epochs=1000,
-        tol=1e-6,
-        n_iter_no_change=5,
-        fit_intercept=True,
-        standardize=True,
-        optimizer="auto",
-        loss="squared_error",
-        epsilon=1.35,
-        quantile=0.5,
-        batch_size=None,
-        schedule="auto",
-        power_t=0.5,
-        step_size=100,
-        gamma=0.5,
-        engine="auto",
-        random_state=None,
-        warm_start=False,
-        verbose=0,
-        categorical="auto",
-        missing="error",
-        handle_unknown="error",
-        formula=None,
-    ):
-        self.penalty = penalty
-        self.alphas = alphas
-        self.l1_ratio = l1_ratio
-        self.eps = eps
-        self.cv = cv
-        self.selection = selection
-        self.learning_rate = learning_rate
-        self.epochs = epochs
-        self.tol = tol
-        self.n_iter_no_change = n_iter_no_change
-        self.fit_intercept = fit_intercept
-        self.standardize = standardize
-        self.optimizer = optimizer
-        self.loss = loss
-        self.epsilon = epsilon
-        self.quantile = quantile
-        self.batch_size = batch_size
-        self.schedule = schedule
-        self.power_t = power_t
-        self.step_size = step_size
-        self.gamma = gamma
-        self.engine = engine
-        self.random_state = random_state
-        self.warm_start = warm_start
-        self.verbose = verbose
-        self.categorical = categorical
-        self.missing = missing
-        self.handle_unknown = handle_unknown
-        self.formula = formula
+    def __init__(self, **params):
+        # scikit-learn's contract: __init__ only stores the parameters its signature names
+        # (CV_PARAMETERS, then GDRegressor's for the final fit: set below, so that a parameter
+        # added to GDRegressor is GDRegressorCV's at once), each at its default unless given
+        named = list(type(self).__init__.__signature__.parameters.values())[1:]
+        for parameter in named:
+            setattr(self, parameter.name, params.pop(parameter.name, parameter.default))
+        if params:
+            raise TypeError(f"{type(self).__name__}.__init__() got unexpected keyword arguments: "
+                            f"{', '.join(sorted(params))}")
 
     # -- checks -----------------------------------------------------------------
 
@@ -436,3 +390,15 @@ def select(mse, selection):
         # the grid decreases: the first alpha within the threshold is the largest
         best_alpha = int(np.flatnonzero(mean[best_ratio] <= threshold)[0])
     return int(best_ratio), int(best_alpha), mean, std_error
+
+
+def _signature():
+    """``GDRegressorCV.__init__``'s signature: :data:`CV_PARAMETERS`, then GDRegressor's other parameters."""
+    inherited = inspect.signature(GDRegressor.__init__).parameters
+    own = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default)
+           for name, default in CV_PARAMETERS.items()]
+    rest = [parameter for name, parameter in inherited.items() if name not in CV_PARAMETERS and name != "alpha"]
+    return inspect.Signature([rest[0]] + own + rest[1:])  # rest[0]: self
+
+
+GDRegressorCV.__init__.__signature__ = _signature()
