@@ -519,24 +519,10 @@ def fit_source(source, settings, *, params=None, opt_state=None, loss_curve=None
         elif stop_reason == "converged":
             stop_reason = "stalled"  # certified during training, not after refinement moved it
     return _advised(FitResult(
-        coef=coef,
-        intercept=intercept,
-        loss_curve=result.loss_curve,
-        stop_reason=stop_reason,
-        tol=tol,
-        final_cost=float(final_cost),
-        engine=problem.engine,
-        learning_rate=rate,
-        scaling=problem.scaling,
-        statistics=problem.statistics,
-        params=result.params,
-        opt_state=result.opt_state,
-        problem=problem,
-        rng=rng,
-        schedule=schedule_name,
-        refinement=refinement,
-        certificate=certificate,
-        optimizer=optimizer_name,
+        coef=coef, intercept=intercept, loss_curve=result.loss_curve, stop_reason=stop_reason, tol=tol,
+        final_cost=float(final_cost), engine=problem.engine, learning_rate=rate, scaling=problem.scaling,
+        statistics=problem.statistics, params=result.params, opt_state=result.opt_state, problem=problem, rng=rng,
+        schedule=schedule_name, refinement=refinement, certificate=certificate, optimizer=optimizer_name,
         reference=reference,
     ), asked)
 
