@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import inspect
 import json
 import math
@@ -27,7 +28,7 @@ from .errors import DataError, DivergenceError, GradfitError, OptionError
 from .estimator import GDRegressor, load
 from .files_io import atomic_writer
 from .fitting import check_meaningful
-from .model import read_document
+from .model import predict, read_document
 from .progress import PrintProgress
 from .result import divergence_message
 from .report import outputs
@@ -450,15 +451,8 @@ def _check_lesson(args, settings, n_outputs):
 
 
 def _chunk_predictor(model):
-    coef = np.atleast_2d(model.coef_).T
-    intercept = np.atleast_1d(model.intercept_)
-
-    def predict(X):
-        # Values and coefficients near float64's limits give inf, not a warning: callers name the row.
-        with np.errstate(over="ignore", invalid="ignore"):
-            return X @ coef + intercept
-
-    return predict
+    """``X -> model's predictions``, shape (n_rows, n_outputs): :func:`gradfit.model.predict`."""
+    return functools.partial(predict, coef=model.coef_, intercept=model.intercept_)
 
 
 def _feature_source(model, path, target=(), sample_weight=None, missing=None, handle_unknown=None):

@@ -586,8 +586,7 @@ class GDRegressor(RegressorMixin, BaseEstimator):
             # missing="drop": a row with a NaN is predicted NaN (one prediction per row)
             X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32],
                               ensure_all_finite="allow-nan" if self.missing == "drop" else True)
-        coef = np.atleast_2d(self.coef_)
-        out = X @ coef.T.astype(np.float64) + np.atleast_1d(self.intercept_)
+        out = model_file.predict(X, self.coef_, self.intercept_)
         return out[:, 0] if self._y_ndim == 1 else out
 
     def _numeric_encoder(self):

@@ -39,7 +39,8 @@ from sklearn.exceptions import ConvergenceWarning
 
 from ..errors import DivergenceError, OptionError
 from ..fitting import base_learning_rate, prepare
-from ..model import atomic_writer
+from ..files_io import atomic_writer
+from ..model import predict
 from ..result import headline
 
 #: the optimizers a learner can choose between (``cg`` takes no learning rate)
@@ -227,8 +228,7 @@ def _run(source, settings, problem, plane, test_X):
             path.append(_rounded(plane.coordinates(params)))
             cost_texts.append(format(costs[index], COST_FORMAT))
             coef, intercept = problem.scaling.to_raw(params[:, None], settings["fit_intercept"])
-            # the estimator's predict: X @ coefᵀ + intercept
-            predicted = test_X @ coef.T.astype(np.float64) + np.atleast_1d(intercept)
+            predicted = predict(test_X, coef, intercept)  # the estimator's predict
             predictions.append([format(v, PREDICTION_FORMAT) for v in predicted[:, 0]])
     return {
         "epochs": frames,
