@@ -276,7 +276,7 @@ def cmd_demo(args):
     if args.plot is not None:
         _demo_plots(args, settings, model)
     if args.lesson is not None:  # --lesson (issue 16)
-        from .report.lesson import write_lesson_page
+        from .lesson import write_lesson_page
         from .sources import ArraySource
 
         written = write_lesson_page(
@@ -427,7 +427,7 @@ def _train(args, settings, source):
     if written:
         print(f"written: {', '.join(written)}")
     if args.lesson is not None:  # --lesson (issue 16)
-        from .report.lesson import write_lesson_page
+        from .lesson import write_lesson_page
 
         print(f"lesson page written to {write_lesson_page(args.lesson, source, settings, data_name=args.data)}")
     if args.output:
@@ -443,7 +443,7 @@ def _check_lesson(args, settings, n_outputs):
     """``--lesson``: refuse, before any work, a path or settings the lesson page cannot take (issue 16)."""
     if args.lesson is None:
         return  # its path is checked with the other outputs (_check_paths)
-    from .report.lesson import check_lesson_settings
+    from .lesson import check_lesson_settings
 
     problem = check_lesson_settings(settings, n_outputs)
     if problem:

@@ -44,11 +44,10 @@ import os
 
 import numpy as np
 
+from . import __version__
 from .errors import ModelFileError
-from .files_io import (  # noqa: F401  (atomic_writer & co. were defined here: their old names still work)
-    _first_line, _is_number, _show, atomic_write_bytes, atomic_write_text, atomic_writer, load_json,
-)
-from .summary import plain
+from .files_io import _is_number, _show, atomic_write_text, load_json
+from .summary import PER_COEFFICIENT, PER_OUTPUT, plain
 
 FORMAT = "gradfit-model"
 FORMAT_VERSION = 1
@@ -86,8 +85,6 @@ def _number(value):
 
 def to_document(estimator):
     """The JSON-ready dict of a fitted :class:`~gradfit.GDRegressor`."""
-    from . import __version__
-
     coef = np.atleast_2d(estimator.coef_)
     return {
         "format": FORMAT,
@@ -325,8 +322,6 @@ def _check_record(path, record, schema, where):
 
 def _check_statistics(path, statistics, d, k):
     """The regression statistics: the record, then the shape of every per-coefficient and per-output field."""
-    from .summary import PER_COEFFICIENT, PER_OUTPUT
-
     _check_record(path, statistics, STATISTICS, "statistics")
     p = len(statistics["names"])
     if p not in (d, d + 1):

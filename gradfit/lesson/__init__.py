@@ -1,5 +1,8 @@
 """The lesson page: gradient descent on one's own data, to watch and to play with.
 
+It trains (a grid of fits), so it lives beside the fitting code, not in
+:mod:`gradfit.report`, which only reads a finished fit.
+
 One self-contained HTML file (``lesson.html`` and ``lesson.js`` beside this
 module, filled with the data as inline JSON; no network) that shows
 
