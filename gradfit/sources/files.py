@@ -16,6 +16,7 @@ import re
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pa_csv
+import pyarrow.dataset as pa_ds
 import pyarrow.parquet as pq
 
 from ..errors import DataError
@@ -335,8 +336,6 @@ class FileSource(Source):
                 raise DataError(f"{self.describe()}: {_first_line(exc)}") from None
             self.dataset = None
         else:
-            import pyarrow.dataset as pa_ds  # here: it imports pandas, which a CSV file does not need
-
             try:
                 self.dataset = pa_ds.dataset(self._parquet_files(), format="parquet")
                 self.schema = self.dataset.schema
@@ -402,8 +401,6 @@ class FileSource(Source):
         schema = self.schema
         for column in differing:
             schema = schema.set(schema.get_field_index(column), pa.field(column, pa.float64()))
-        import pyarrow.dataset as pa_ds  # imports pandas: Parquet only
-
         self.dataset = pa_ds.dataset(self._parquet_files(), format="parquet", schema=schema)
         self.schema = self.dataset.schema
         self.fragments = list(self.dataset.get_fragments())
