@@ -20,10 +20,5 @@ def __getattr__(name):
         from . import files as module
     else:
         raise AttributeError(f"module 'gradfit.sources' has no attribute {name!r}")
-    value = getattr(module, name)
-    globals()[name] = value  # imported once
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
+    globals()[name] = getattr(module, name)  # imported once
+    return globals()[name]
