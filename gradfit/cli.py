@@ -4,13 +4,19 @@ Every failure the user can cause ends in one line on stderr
 (``gradfit: error: …``) and a non-zero exit code (2 for usage, 1 otherwise),
 never a traceback; output files are written atomically, so a failed run leaves
 what was on disk as it was.
+
+Start-up is part of speed (``../shared/DESIGN.md``): this module imports
+NumPy and gradfit's light modules only, so ``--help``, ``inspect`` and
+``predict`` never load scikit-learn, SciPy, matplotlib or Numba (nor pyarrow
+for ``--help``); the verbs that train import the estimator where they start
+(``tests/test_startup.py`` lists what each verb imports).
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import inspect
+import functools
 import json
 import math
 import re
@@ -18,22 +24,18 @@ import sys
 import warnings
 
 import numpy as np
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.utils._param_validation import InvalidParameterError
 
-from . import cv_cli, files_io, metrics, paths, progress, registry
+from . import __version__, cv_cli, files_io, metrics, paths, progress, registry
+from . import model as model_file
 from .errors import DataError, DivergenceError, GradfitError, OptionError
-from .estimator import GDRegressor, load
 from .files_io import atomic_writer
-from .fitting import check_meaningful
-from .model import read_document
+from .model import predict, read_document
+from .parameters import DEFAULTS  # GDRegressor's defaults, without importing scikit-learn
 from .progress import PrintProgress
 from .result import divergence_message
 from .report import outputs
 from .summary import shown_rows
-from .sources import FileSource, check_finite
-
-DEFAULTS = {name: p.default for name, p in inspect.signature(GDRegressor).parameters.items()}
+from .sources.base import check_finite
 
 # The tutorial (TensorFlow.js linear regression): y = 2·x₀ with x = (x₀, x₀+1, x₀+2, x₀+3).
 TUTORIAL_X = np.array([[1, 2, 3, 4], [2, 3, 4, 5], [3, 4, 5, 6], [4, 5, 6, 7]], dtype=float)
@@ -201,6 +203,10 @@ def _settings(args):
     names = [name for _, name, _ in TRAINING_OPTIONS] + ["standardize", "fit_intercept"]
     settings = {name: getattr(args, name, DEFAULTS[name]) for name in names}
     settings, args.cross_validation = cv_cli.split_settings(args, settings, DEFAULTS)  # --alpha cv
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    from .estimator import GDRegressor
+
     try:
         GDRegressor(**settings)._validate_params()
     except InvalidParameterError as exc:
@@ -232,6 +238,8 @@ def _flag_advice(option, value):
 
 def _fit(model, callbacks, *data, **fit_options):
     """``model.fit(*data)``, with its ConvergenceWarning told in flags, on one line."""
+    from sklearn.exceptions import ConvergenceWarning
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         try:
@@ -250,6 +258,8 @@ def _fit(model, callbacks, *data, **fit_options):
 
 
 def cmd_demo(args):
+    from .estimator import GDRegressor
+
     settings = _settings(args)
     if outputs.check_plot_dir(args.plot):
         raise GradfitError(outputs.check_plot_dir(args.plot))
@@ -276,7 +286,7 @@ def cmd_demo(args):
     if args.plot is not None:
         _demo_plots(args, settings, model)
     if args.lesson is not None:  # --lesson (issue 16)
-        from .report.lesson import write_lesson_page
+        from .lesson import write_lesson_page
         from .sources import ArraySource
 
         written = write_lesson_page(
@@ -293,6 +303,7 @@ DEMO_RATES = (0.001, 0.01, "auto", 0.1)
 
 def _demo_plots(args, settings, model):
     """``demo --plot DIR``: the fit's plots and the tutorial's cost curves for several learning rates."""
+    from .estimator import GDRegressor
     from .report import learning_rates_figure
     from .sources import ArraySource
 
@@ -336,6 +347,8 @@ def _check_paths(args, extra_outputs=()):
 
 
 def cmd_train(args):
+    from .sources.files import FileSource
+
     settings = _settings(args)
     if outputs.check_plot_dir(args.plot):
         raise GradfitError(outputs.check_plot_dir(args.plot))
@@ -399,6 +412,9 @@ def _train_on_dask(args, settings):
 
 
 def _train(args, settings, source):
+    from .estimator import GDRegressor
+    from .fitting import check_meaningful
+
     check_meaningful(settings, strict=True)  # a flag typed that would do nothing is an error here
     model = GDRegressor(**settings)
     fit_options = dict(checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every, resume=args.resume)
@@ -427,7 +443,7 @@ def _train(args, settings, source):
     if written:
         print(f"written: {', '.join(written)}")
     if args.lesson is not None:  # --lesson (issue 16)
-        from .report.lesson import write_lesson_page
+        from .lesson import write_lesson_page
 
         print(f"lesson page written to {write_lesson_page(args.lesson, source, settings, data_name=args.data)}")
     if args.output:
@@ -443,7 +459,7 @@ def _check_lesson(args, settings, n_outputs):
     """``--lesson``: refuse, before any work, a path or settings the lesson page cannot take (issue 16)."""
     if args.lesson is None:
         return  # its path is checked with the other outputs (_check_paths)
-    from .report.lesson import check_lesson_settings
+    from .lesson import check_lesson_settings
 
     problem = check_lesson_settings(settings, n_outputs)
     if problem:
@@ -451,15 +467,8 @@ def _check_lesson(args, settings, n_outputs):
 
 
 def _chunk_predictor(model):
-    coef = np.atleast_2d(model.coef_).T
-    intercept = np.atleast_1d(model.intercept_)
-
-    def predict(X):
-        # Values and coefficients near float64's limits give inf, not a warning: callers name the row.
-        with np.errstate(over="ignore", invalid="ignore"):
-            return X @ coef + intercept
-
-    return predict
+    """``X -> model's predictions``, shape (n_rows, n_outputs): :func:`gradfit.model.predict`."""
+    return functools.partial(predict, coef=model.coef_, intercept=model.intercept_)
 
 
 def _feature_source(model, path, target=(), sample_weight=None, missing=None, handle_unknown=None):
@@ -469,6 +478,8 @@ def _feature_source(model, path, target=(), sample_weight=None, missing=None, ha
     NaN features (predict); default the model's own choice. One pass (predictions,
     metrics): keeping the columns would only cost memory or disk.
     """
+    from .sources.files import FileSource
+
     if getattr(model, "design_", None) is not None:
         from .sources.formulas import FormulaSource
 
@@ -492,7 +503,7 @@ def _feature_source(model, path, target=(), sample_weight=None, missing=None, ha
 
 def cmd_predict(args):
     _check_paths(args)
-    model = load(args.model)
+    model = model_file.load(args.model)
     missing = args.missing or model.missing
     source = _feature_source(model, args.data, missing="keep" if missing == "drop" else "error",
                              handle_unknown=args.handle_unknown)
@@ -545,7 +556,7 @@ def _write_predictions(model, source, handle):
 
 
 def cmd_evaluate(args):
-    model = load(args.model)
+    model = model_file.load(args.model)
     target = args.target or model.target_names_
     if len(target) != len(model.target_names_):
         raise GradfitError(
@@ -581,7 +592,7 @@ def _show(value):
 
 
 def cmd_inspect(args):
-    model = load(args.model)
+    model = model_file.load(args.model)
     document = {k: v for k, v in read_document(args.model).items() if not k.startswith("_")}
     if args.json:
         print(json.dumps(document, indent=2))
@@ -644,8 +655,6 @@ def _add_table_use_options(parser, drop_means):
 
 def build_parser():
     parser = Parser(prog="gradfit", description="Linear models fitted by gradient descent.")
-    from . import __version__  # here: gradfit/__init__ may still be importing this module
-
     parser.add_argument("--version", action="version", version=f"gradfit {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     commands.required = True

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import DataError
+from .model import predict
 
 _RANGE = re.compile(r"lines\s+(\d+)\s+to\s+(\d+)", re.IGNORECASE)
 _PARAMETER = re.compile(r"^\s*B(\d+)\s+(\S+)\s+(\S+)")
@@ -193,7 +194,7 @@ def residual_statistics(X, y, coef, intercept, fit_intercept):
     with an intercept and uncentred (``1 − RSS/Σy²``) without one. The sums
     are taken with ``math.fsum`` so the rounding here does not hide the model's.
     """
-    residual = y - (X @ coef + intercept)
+    residual = y - predict(X, coef, intercept)[:, 0]
     rss = math.fsum(residual * residual)
     n, p = X.shape[0], X.shape[1] + fit_intercept
     if fit_intercept:

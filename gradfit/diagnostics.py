@@ -40,7 +40,7 @@ import math
 
 import numpy as np
 
-from . import registry, robust
+from . import registry
 from .engines import StatisticsEngine
 from .objective import Objective
 from .scaling import Scaling
@@ -77,6 +77,8 @@ def advice(settings, result):
     was off; else more epochs. ``None`` when no option can bring a
     certificate (a loss without one, or an interrupted fit).
     """
+    from . import robust  # here: describe (inspect, the report) needs no SciPy
+
     certificate = result.certificate
     if certificate is None or certificate.kind == "none" or result.stop_reason == "interrupted":
         return None

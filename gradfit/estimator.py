@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import signal
 import warnings
-from numbers import Integral, Real
 
 import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
@@ -18,17 +17,27 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from . import model as model_file
-from . import progress, registry
+from . import parameters, progress
 from .certificate import Certificate
 from .diagnostics import analyse
 from .fitting import fit_source, prepare
 from .progress import PrintProgress
-from .summary import unplain
-from .scaling import Scaling
 from .sources import ArraySource, DaskSource, FileSource, Source, is_dask_collection
 from .sources.dask import predict_dask
 from .sources import frames
-from .sources.encoding import HANDLE_UNKNOWN, MISSING
+
+
+def sklearn_constraints(constraints):
+    """:data:`gradfit.parameters.CONSTRAINTS` in scikit-learn's vocabulary (``_parameter_constraints``)."""
+
+    def translate(constraint):
+        if isinstance(constraint, parameters.Interval):
+            return Interval(constraint.kind, constraint.left, constraint.right, closed=constraint.closed)
+        if isinstance(constraint, parameters.Options):
+            return StrOptions(constraint.values)  # the table's live names stay live
+        return constraint  # None, a type, or a set scikit-learn names the same ("boolean", ...)
+
+    return {name: [translate(c) for c in rules] for name, rules in constraints.items()}
 
 
 class GDRegressor(RegressorMixin, BaseEstimator):
@@ -217,25 +226,7 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         :mod:`gradfit.summary`); ``None`` otherwise (``fit_report_["statistics"]`` says why).
     """
 
-    _parameter_constraints = {
-        "learning_rate": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
-        "epochs": [Interval(Integral, 1, None, closed="left")],
-        "tol": [Interval(Real, 0, None, closed="left"), None],
-        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
-        "fit_intercept": ["boolean"],
-        "standardize": ["boolean"],
-        # the parts (loss, penalty, optimizer, schedule, engine) and the parameters they own
-        # (epsilon, quantile, alpha, l1_ratio, power_t, step_size, gamma): from the table of parts
-        **registry.parameter_constraints(),
-        "batch_size": [Interval(Integral, 1, None, closed="left"), None],
-        "random_state": ["random_state"],
-        "warm_start": ["boolean"],
-        "verbose": ["verbose"],
-        "categorical": [StrOptions({"auto"}), list, dict, None],
-        "missing": [StrOptions(set(MISSING))],
-        "handle_unknown": [StrOptions(set(HANDLE_UNKNOWN))],
-        "formula": [str, None],
-    }
+    _parameter_constraints = sklearn_constraints(parameters.CONSTRAINTS)  # the table: gradfit/parameters.py
 
     def __init__(
         self,
@@ -576,8 +567,7 @@ class GDRegressor(RegressorMixin, BaseEstimator):
             # missing="drop": a row with a NaN is predicted NaN (one prediction per row)
             X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32],
                               ensure_all_finite="allow-nan" if self.missing == "drop" else True)
-        coef = np.atleast_2d(self.coef_)
-        out = X @ coef.T.astype(np.float64) + np.atleast_1d(self.intercept_)
+        out = model_file.predict(X, self.coef_, self.intercept_)
         return out[:, 0] if self._y_ndim == 1 else out
 
     def _numeric_encoder(self):
@@ -615,24 +605,17 @@ def _stored_certificate(diagnostics):
 
 def load(path):
     """Read a model file written by :meth:`GDRegressor.save`; returns a fitted estimator."""
-    document = model_file.read_document(path)
+    fitted = model_file.load(path)  # validated, its settings too (gradfit.parameters)
+    document = fitted.document
     settings = document["settings"]
     valid = GDRegressor().get_params()
     estimator = GDRegressor(**{k: v for k, v in settings.items() if k in valid})
-    try:
-        estimator._validate_params()  # a damaged setting would otherwise surface at the next fit
-    except ValueError as exc:
-        raise model_file.ModelFileError(f"model file {os.fspath(path)!r}: in 'settings': {exc}") from None
-    coef, intercept = document["_coef"], document["_intercept"]
-    k, d = coef.shape
+    for name in ("coef_", "intercept_", "feature_names_", "target_names_", "encoder_", "design_", "scaling_",
+                 "fit_report_", "summary_"):
+        setattr(estimator, name, getattr(fitted, name))
+    k, d = document["_coef"].shape
     estimator._y_ndim = 1 if k == 1 else 2
-    estimator.coef_ = coef[0] if k == 1 else coef
-    estimator.intercept_ = float(intercept[0]) if k == 1 else intercept
     estimator.n_features_in_ = d
-    estimator.feature_names_ = document["feature_names"]
-    estimator.target_names_ = document["target_names"]
-    estimator.encoder_ = document["_encoder"]
-    estimator.design_ = document["_design"]
     if estimator.design_ is not None:
         estimator.n_features_in_ = len(estimator.design_.feature_variables)
         estimator.feature_names_in_ = np.asarray(estimator.design_.feature_variables, dtype=object)
@@ -641,7 +624,6 @@ def load(path):
         estimator.feature_names_in_ = np.asarray(estimator.encoder_.raw_names, dtype=object)
     elif not all(name == f"x{j}" for j, name in enumerate(estimator.feature_names_)):
         estimator.feature_names_in_ = np.asarray(estimator.feature_names_, dtype=object)
-    estimator.scaling_ = Scaling(document["_center"], document["_scale"])
     training = document["training"]
     estimator.n_iter_ = training.get("n_iter")
     estimator.loss_curve_ = training.get("loss_curve", [])
@@ -655,6 +637,4 @@ def load(path):
     estimator.learning_rate_ = training.get("learning_rate")
     estimator.engine_ = training.get("engine")
     estimator.n_samples_ = training.get("n_samples")
-    estimator.fit_report_ = unplain(document.get("diagnostics"))
-    estimator.summary_ = unplain(document.get("statistics"))
     return estimator

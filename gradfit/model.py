@@ -44,11 +44,13 @@ import os
 
 import numpy as np
 
+from . import __version__
 from .errors import ModelFileError
-from .files_io import (  # noqa: F401  (atomic_writer & co. were defined here: their old names still work)
-    _first_line, _is_number, _show, atomic_write_bytes, atomic_write_text, atomic_writer, load_json,
-)
-from .summary import plain
+from .files_io import _is_number, _show, atomic_write_text, load_json
+from .parameters import DEFAULTS
+from .parameters import check as check_settings
+from .scaling import Scaling
+from .summary import PER_COEFFICIENT, PER_OUTPUT, plain, unplain
 
 FORMAT = "gradfit-model"
 FORMAT_VERSION = 1
@@ -86,8 +88,6 @@ def _number(value):
 
 def to_document(estimator):
     """The JSON-ready dict of a fitted :class:`~gradfit.GDRegressor`."""
-    from . import __version__
-
     coef = np.atleast_2d(estimator.coef_)
     return {
         "format": FORMAT,
@@ -325,8 +325,6 @@ def _check_record(path, record, schema, where):
 
 def _check_statistics(path, statistics, d, k):
     """The regression statistics: the record, then the shape of every per-coefficient and per-output field."""
-    from .summary import PER_COEFFICIENT, PER_OUTPUT
-
     _check_record(path, statistics, STATISTICS, "statistics")
     p = len(statistics["names"])
     if p not in (d, d + 1):
@@ -403,3 +401,71 @@ def read_document(path):
 
         document["_design"] = FormulaDesign.from_json(document["formula"], lambda why: _fail(path, why))
     return document
+
+
+class LinearModel:
+    """The fitted linear model of a model file: its names, coefficients and records.
+
+    What predicting and ``gradfit inspect`` need, without scikit-learn (the
+    command line's ``predict``, ``evaluate`` and ``inspect`` use it, and
+    :func:`gradfit.load` builds a :class:`~gradfit.GDRegressor` from it). The
+    attributes are named as on the estimator.
+
+    Attributes
+    ----------
+    coef_ : ndarray of shape (n_features,), or (n_outputs, n_features) for several targets
+        In the data's own units.
+    intercept_ : float, or ndarray of shape (n_outputs,)
+    feature_names_, target_names_ : list of str
+    scaling_ : Scaling
+        The standardization training ran in (``center``, ``scale`` of shape (n_features,)).
+    encoder_ : TableEncoder or None
+        The categorical columns' levels (:mod:`gradfit.sources.encoding`).
+    design_ : FormulaDesign or None
+        The formula (:mod:`gradfit.formula`).
+    settings : dict
+        The estimator's parameters as written, checked by :func:`gradfit.parameters.check`.
+    missing, handle_unknown : str
+        The settings that decide how data are read to predict.
+    fit_report_, summary_ : dict or None
+        The diagnostics and the regression statistics, as ``GDRegressor`` holds them.
+    document : dict
+        The whole validated document (:func:`read_document`).
+    """
+
+    def __init__(self, document):
+        coef, intercept = document["_coef"], document["_intercept"]
+        single = coef.shape[0] == 1
+        self.document = document
+        self.coef_ = coef[0] if single else coef
+        self.intercept_ = float(intercept[0]) if single else intercept
+        self.feature_names_ = document["feature_names"]
+        self.target_names_ = document["target_names"]
+        self.scaling_ = Scaling(document["_center"], document["_scale"])
+        self.encoder_ = document["_encoder"]
+        self.design_ = document["_design"]
+        self.settings = document["settings"]
+        self.missing = self.settings.get("missing", DEFAULTS["missing"])
+        self.handle_unknown = self.settings.get("handle_unknown", DEFAULTS["handle_unknown"])
+        self.fit_report_ = unplain(document.get("diagnostics"))
+        self.summary_ = unplain(document.get("statistics"))
+
+    def predict(self, X):
+        """:func:`predict` on an encoded 2-D ``X`` of shape (n_samples, n_features): shape (n_samples, n_outputs)."""
+        return predict(X, self.coef_, self.intercept_)
+
+
+def load(path):
+    """Read, validate and return the :class:`LinearModel` of a model file.
+
+    Raises
+    ------
+    ModelFileError
+        One line naming the file and what is wrong with it, a damaged setting included.
+    """
+    document = read_document(path)
+    try:
+        check_settings(document["settings"])
+    except ValueError as exc:
+        raise ModelFileError(f"model file {os.fspath(path)!r}: in 'settings': {exc}") from None
+    return LinearModel(document)

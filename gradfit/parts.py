@@ -19,7 +19,7 @@ class Param:
     ``kind`` is ``"real"`` or ``"integer"``; ``low``/``high`` (``None``:
     unbounded) and ``closed`` (``"left"``, ``"right"``, ``"both"``,
     ``"neither"``) are scikit-learn's ``Interval``'s, built lazily by
-    :func:`parameter_constraints`. ``refuse`` says what a value other than
+    :mod:`gradfit.parameters`. ``refuse`` says what a value other than
     the default does where the part that owns it is not chosen: ``True`` an
     :class:`OptionError`, ``False`` a warning in the estimator (an error on
     the command line), ``None`` nothing (not checked).

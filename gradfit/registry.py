@@ -3,7 +3,7 @@
 Each entry owns the name users type, the estimator parameters it gives
 meaning to (with their defaults and ranges), what it can do, and how it is
 built from validated settings. The estimator's ``_parameter_constraints``
-(:func:`parameter_constraints`), the command line's ``choices`` and the
+(through :mod:`gradfit.parameters`), the command line's ``choices`` and the
 "X has no effect with Y" errors (:func:`dependent_options`) all come from
 here; code elsewhere asks an entry what it can do and never compares its
 name with a string. What an entry declares is in :mod:`gradfit.parts`.
@@ -225,24 +225,3 @@ def dependent_options():
 
             options[name] = (param.default, kind, applies, values, bool(param.refuse))
     return options
-
-
-
-def parameter_constraints():
-    """The estimator's ``_parameter_constraints`` for the parts and the parameters they own.
-
-    scikit-learn's ``Interval``/``StrOptions`` are built here, on first use,
-    from the table's plain data: the table itself imports no scikit-learn.
-    """
-    from numbers import Integral, Real
-
-    from sklearn.utils._param_validation import Interval, StrOptions
-
-    constraints = {}
-    for kind, parts in TABLE.items():
-        # the table's keys, live: a part added later is valid at once
-        constraints[kind] = [StrOptions(parts.keys())] + ([None] if kind in OPTIONAL else [])
-    for name, param in owned_params().items():
-        number = Integral if param.kind == "integer" else Real
-        constraints[name] = [Interval(number, param.low, param.high, closed=param.closed)]
-    return constraints

@@ -41,8 +41,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import scipy.linalg
-import scipy.stats
 
 #: the confidence level of ``ci_lower`` / ``ci_upper``
 CONFIDENCE = 0.95
@@ -65,6 +63,8 @@ def _covariance_factor(stats, fit_intercept):
     Unavailable
         When the features are collinear (numerically, to the Gram's precision).
     """
+    import scipy.linalg  # here: reading and printing statistics (inspect) needs no SciPy
+
     d = stats.n_features
     total = stats.sum_weights
     mean = stats.mean[:d]
@@ -152,6 +152,8 @@ def regression_statistics(stats, coef, intercept, sse, optimal_sse, fit_intercep
     are in the weights' units (statsmodels' whitened ones) while standard
     errors, t values and R² do not depend on how the weights are scaled.
     """
+    import scipy.stats  # here: reading and printing statistics (inspect) needs no SciPy
+
     d = stats.n_features
     n_params = d + bool(fit_intercept)
     n_obs = int(stats.n_samples)

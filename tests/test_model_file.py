@@ -14,6 +14,7 @@ import pytest
 import gradfit
 from gradfit import GDRegressor, ModelFileError
 from gradfit import model as model_file
+from gradfit import files_io
 
 from .conftest import make_regression
 
@@ -128,7 +129,7 @@ def test_a_failed_save_leaves_the_previous_file(tmp_path, fitted, monkeypatch, w
 
 
 def _write_half(path, text):
-    with model_file.atomic_writer(path) as handle:
+    with files_io.atomic_writer(path) as handle:
         handle.write(text[: len(text) // 2])
         _boom()
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.linalg.blas import dger
 
 
 @dataclass
@@ -83,6 +82,8 @@ def merge(a, b):
     if b.total == 0:
         a.count += b.count
         return a
+    from scipy.linalg.blas import dger  # here: the command line imports this module without SciPy
+
     total = a.total + b.total
     mean = pooled_mean(a.total, a.mean, b.total, b.mean)
     residual = a.residual + b.residual

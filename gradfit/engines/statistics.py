@@ -19,11 +19,9 @@ import contextlib
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.linalg
 
 from ..errors import DataError
-from ..sources import check_finite
-from ..sources.base import single_threaded_blas
+from ..sources.base import check_finite, single_threaded_blas
 from .blocks import MOMENTS_BLOCK_BYTES, MOMENTS_MAX_BYTES, MOMENTS_ROWS_PER_COLUMN, block_rows, scratch
 from .moments import Moments, merge
 
@@ -324,6 +322,8 @@ def _solver(hessian, eigenvalues, keep):
     eigenvectors, whose rounding the refinement of ill-conditioned fits
     (:mod:`gradfit.refine`) was tuned on.
     """
+    import scipy.linalg  # here: the command line imports this module without SciPy
+
     if np.all(keep) and eigenvalues[-1] < CHOLESKY_CONDITION * eigenvalues[0]:
         try:
             factor = scipy.linalg.cho_factor(hessian)
@@ -402,6 +402,8 @@ class StatisticsEngine:
 
     def _solve(self):
         """Eigenvalues of H (L, the condition number) and the reference point θ̂ (:func:`_solver`)."""
+        import scipy.linalg  # here: the command line imports this module without SciPy
+
         hessian = self.hessian()
         # LAPACK on a small matrix gains nothing from BLAS threads, and on a loaded
         # machine OpenBLAS's spinning threads made a 101 × 101 eigh take 0.3 s.

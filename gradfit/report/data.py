@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..model import predict
+
 #: the most points a scatter plot shows; more only hide each other
 MAX_POINTS = 5000
 
@@ -45,8 +47,6 @@ def sample_predictions(model, source, limit=MAX_POINTS, seed=0):
     whatever the size of the data; a source of unknown length is thinned
     again whenever the sample grows past twice the limit.
     """
-    coef = np.atleast_2d(model.coef_).T
-    intercept = np.atleast_1d(model.intercept_)
     known = source.n_samples or getattr(model, "n_samples_", None)
     keep = 1.0 if not known else min(1.0, limit / known)
     rng = np.random.default_rng(seed)
@@ -58,7 +58,7 @@ def sample_predictions(model, source, limit=MAX_POINTS, seed=0):
             continue
         X = np.asarray(chunk.X[chosen], dtype=np.float64)
         actual.append(chunk.y[chosen])
-        predicted.append(X @ coef + intercept)
+        predicted.append(predict(X, model.coef_, model.intercept_))
         if sum(len(a) for a in actual) > 2 * limit:
             keep /= 2
             actual, predicted = _thin(actual, predicted, rng)

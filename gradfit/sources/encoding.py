@@ -43,9 +43,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import DataError
+from ..parameters import HANDLE_UNKNOWN
 
-MISSING = ("error", "drop")
-HANDLE_UNKNOWN = ("error", "ignore")
 #: the most levels a categorical column may have when it becomes dense features (the
 #: statistics hold a dense Gram of all features: 5000 levels make 200 MB of it)
 MAX_LEVELS = 5000

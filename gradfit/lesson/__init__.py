@@ -1,5 +1,8 @@
 """The lesson page: gradient descent on one's own data, to watch and to play with.
 
+It trains (a grid of fits), so it lives beside the fitting code, not in
+:mod:`gradfit.report`, which only reads a finished fit.
+
 One self-contained HTML file (``lesson.html`` and ``lesson.js`` beside this
 module, filled with the data as inline JSON; no network) that shows
 
@@ -40,7 +43,8 @@ from sklearn.exceptions import ConvergenceWarning
 from .. import registry
 from ..errors import DivergenceError, OptionError
 from ..fitting import base_learning_rate, prepare
-from ..model import atomic_writer
+from ..files_io import atomic_writer
+from ..model import predict
 from ..result import headline
 
 #: the optimizers a learner can choose between (``cg`` takes no learning rate)
@@ -229,8 +233,7 @@ def _run(source, settings, problem, plane, test_X):
             path.append(_rounded(plane.coordinates(params)))
             cost_texts.append(format(costs[index], COST_FORMAT))
             coef, intercept = problem.scaling.to_raw(params[:, None], settings["fit_intercept"])
-            # the estimator's predict: X @ coefᵀ + intercept
-            predicted = test_X @ coef.T.astype(np.float64) + np.atleast_1d(intercept)
+            predicted = predict(test_X, coef, intercept)  # the estimator's predict
             predictions.append([format(v, PREDICTION_FORMAT) for v in predicted[:, 0]])
     return {
         "epochs": frames,
