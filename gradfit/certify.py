@@ -85,12 +85,7 @@ class QuadraticReference:
     """
 
     def __init__(self, statistics, penalty, fit_intercept):
-        self.statistics = statistics
-        self.penalty = penalty
-        self.fit_intercept = fit_intercept
-        self.scaling = refinement_scaling(statistics, fit_intercept)
-        with np.errstate(over="ignore", invalid="ignore"):
-            self.engine = StatisticsEngine(statistics, self.scaling, fit_intercept)
+        self._set_up(statistics, penalty, fit_intercept, StatisticsEngine)
         d, k = statistics.n_features, statistics.n_outputs
         hessian = self.engine.hessian()
         if penalty is not None and penalty.l2 > 0:
@@ -106,6 +101,15 @@ class QuadraticReference:
         self._inverse = 1.0 / eigenvalues[keep]
         self._d = d
         self.target_spread = _target_spread(statistics, fit_intercept)
+
+    def _set_up(self, statistics, penalty, fit_intercept, engine_class):
+        """The statistics, the reference units and ``engine_class``'s engine on them."""
+        self.statistics = statistics
+        self.penalty = penalty
+        self.fit_intercept = fit_intercept
+        self.scaling = refinement_scaling(statistics, fit_intercept)
+        with np.errstate(over="ignore", invalid="ignore"):
+            self.engine = engine_class(statistics, self.scaling, fit_intercept)
 
     # -- the quadratic -----------------------------------------------------------
 
@@ -233,12 +237,7 @@ class BlockReference(QuadraticReference):
 
         if penalty is not None:
             raise ValueError("the blocks of a categorical column serve the squared error without a penalty")
-        self.statistics = statistics
-        self.penalty = penalty
-        self.fit_intercept = fit_intercept
-        self.scaling = refinement_scaling(statistics, fit_intercept)
-        with np.errstate(over="ignore", invalid="ignore"):
-            self.engine = BlockStatisticsEngine(statistics, self.scaling, fit_intercept)
+        self._set_up(statistics, penalty, fit_intercept, BlockStatisticsEngine)
         self.eigenvalues = self.engine.eigenvalues
         self.rank = self.engine.rank
         self.condition_number = float(self.eigenvalues[-1] / self.eigenvalues[0])

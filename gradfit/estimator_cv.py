@@ -37,7 +37,7 @@ CV_PENALTIES = tuple(name for name, part in registry.PENALTIES.items() if "alpha
 #: the losses that can be cross-validated, by what they declare: a quadratic cost from one
 #: pass's per-fold statistics, a Huber-like one by passes that serve every fold
 #: (:mod:`gradfit.robust.huber_cv`)
-CV_LOSSES = tuple(name for name, part in registry.LOSSES.items() if part.quadratic or part.loss_class.huberized)
+CV_LOSSES = tuple(name for name, part in registry.LOSSES.items() if part.quadratic or part.huberized)
 #: the parameters GDRegressorCV adds to (or changes from) GDRegressor's
 _OWN = ("penalty", "alphas", "l1_ratio", "eps", "cv", "selection")
 
@@ -212,7 +212,7 @@ engine, random_state, warm_start, verbose
         if self.loss not in CV_LOSSES:
             raise OptionError(f"GDRegressorCV cross-validates {' and '.join(f'loss={n!r}' for n in CV_LOSSES)}, "
                               f"not loss={self.loss!r}")
-        huber = registry.LOSSES[self.loss].loss_class.huberized  # else quadratic: the statistics' path
+        huber = registry.LOSSES[self.loss].huberized  # else quadratic: the statistics' path
         l1_ratios = self._l1_ratios()
         given = self._given_alphas()
         # what the final fit would refuse (optimizer="cg" with L1, ...) is refused before the data are read

@@ -51,7 +51,7 @@ class Part:
 @dataclass(frozen=True)
 class LossPart(Part):
     """A loss; ``build(settings)`` returns the loss object (:mod:`gradfit.losses`), whose class declares
-    its capabilities (``smooth``, ``quadratic``, ``curvature``, ``linear_derivative``)."""
+    its capabilities (:attr:`CAPABILITIES`)."""
 
     kind: str = "loss"
     loss_class: type = None
@@ -67,23 +67,14 @@ class LossPart(Part):
             raise TypeError(f"loss {self.name!r} takes {self.param_names}, not {len(values)} values")
         return self.build(dict(zip(self.param_names, values)))
 
-    # the capabilities are the loss class's, stated once there
+    #: what a loss declares (:mod:`gradfit.losses.base`), asked of its entry as of the loss
+    CAPABILITIES = ("smooth", "quadratic", "curvature", "linear_derivative", "piecewise_linear", "huberized")
 
-    @property
-    def smooth(self):
-        return self.loss_class.smooth
-
-    @property
-    def quadratic(self):
-        return self.loss_class.quadratic
-
-    @property
-    def curvature(self):
-        return self.loss_class.curvature
-
-    @property
-    def linear_derivative(self):
-        return self.loss_class.linear_derivative
+    def __getattr__(self, name):
+        # the capabilities are the loss class's, stated once there
+        if name in LossPart.CAPABILITIES:
+            return getattr(self.loss_class, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
 
 @dataclass(frozen=True)

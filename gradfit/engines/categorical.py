@@ -46,6 +46,7 @@ import scipy.sparse.linalg
 
 from ..errors import DataError
 from ..sources.base import single_threaded_blas
+from .moments import pooled_mean
 from .statistics import StatisticsEngine
 
 #: up to this many parameters the engine's Hessian is formed (from its products) and
@@ -136,6 +137,11 @@ def chunk_level_moments(codes, X, y, weight, n_levels):
 def merge_levels(a, b):
     """Chan, Golub & LeVeque's pairwise merge, level by level (``a`` may be reused).
 
+    :func:`gradfit.engines.moments.merge` for many groups at once: each
+    level's rows are one group whose scatter is summed into the shared
+    within-level scatter, so the cross term is Chan's, vectorized over levels,
+    and the means are :func:`~gradfit.engines.moments.pooled_mean`'s.
+
     With ``δ_l = M_l,b − M_l,a``: ``S_w = S_w,a + S_w,b + Σ_l (W_l,a W_l,b / W_l) δ_l δ_lᵀ``
     over the levels both parts hold, and ``M_l = M_l,a + δ_l W_l,b / W_l``; ``b``'s
     means are first moved to ``a``'s shift (by the difference of two nearby points).
@@ -153,7 +159,9 @@ def merge_levels(a, b):
     delta = b.level_mean[both] - a.level_mean[both]
     factor = a.level_total[both] * b.level_total[both] / total[both]
     a.within += b.within + (delta * factor[:, None]).T @ delta
-    a.level_mean[both] += delta * (b.level_total[both] / total[both])[:, None]
+    # the levels' means pooled as every other merge pools them (engines.moments)
+    a.level_mean[both] = pooled_mean(a.level_total[both, None], a.level_mean[both], b.level_total[both, None],
+                                     b.level_mean[both])
     a.level_mean[only_b] = b.level_mean[only_b]
     a.level_total = total
     a.level_count += b.level_count
