@@ -547,7 +547,7 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         """Predictions ``X @ coef_ᵀ + intercept_``, shape (n_samples,) or (n_samples, n_outputs)."""
         check_is_fitted(self, "coef_")
         if is_dask_collection(X):
-            return predict_dask(self, X)  # lazily, block by block on the workers
+            return predict_dask(self, X, model_file.predict)  # lazily, block by block on the workers
         encoder = getattr(self, "encoder_", None)
         design = getattr(self, "design_", None)
         if design is not None:

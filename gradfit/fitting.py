@@ -20,7 +20,7 @@ from .optimizers import scale_by_inverse_hessian
 from .certify import MAX_FEATURES as MAX_CERTIFIED_FEATURES
 from .certify import BlockReference, QuadraticReference, certify
 from .engines import accumulate, choose_engine
-from .engines.categorical import accumulate_blocks, serves_blocks
+from .engines.categorical import accumulate_blocks
 from .certificate import Certificate
 from .diagnostics import advice
 from .errors import DataError, IgnoredOptionWarning, OptionError
@@ -133,6 +133,22 @@ def lasso_start(problem, fit_intercept):
     path = solve_path(Quadratic.from_statistics(problem.statistics, fit_intercept), [penalty.alpha],
                       penalty.l1_ratio)
     return problem.scaling.from_raw(path.coefs[0], path.intercepts[0], fit_intercept)
+
+
+def serves_blocks(settings, loss, penalty):
+    """Whether a fit with these settings runs on the blocks of a categorical column kept as codes.
+
+    The squared error without a penalty (the blocks' solve has no penalty's
+    diagonal to add), full batches, an engine that knows the optimum
+    (``"auto"``, or ``"statistics"`` by name) and any optimizer but the robust
+    losses' Newton method, which solves with a dense scatter (``"cg"`` runs
+    without the refinement epochs it takes on a dense scatter: see
+    :func:`fit_source`). Otherwise the column is dense dummies, as long as it
+    has at most ``MAX_LEVELS`` levels.
+    """
+    engine = registry.part("engine", settings["engine"])
+    return (loss.quadratic and penalty is None and settings["batch_size"] is None
+            and (engine.name == "auto" or engine.knows_optimum) and settings["optimizer"] != robust.NAME)
 
 
 def prepare(source, settings, scaling=None, statistics=None):

@@ -27,11 +27,8 @@ from typing import NamedTuple
 import numpy as np
 
 from . import registry
+from .choices import HANDLE_UNKNOWN, MISSING  # noqa: F401 (also read from here)
 
-#: what ``missing`` may be: stop at a missing value, or leave that row out
-MISSING = ("error", "drop")
-#: what ``handle_unknown`` may be: a level not seen in training is an error, or has no effect
-HANDLE_UNKNOWN = ("error", "ignore")
 
 
 class Interval(NamedTuple):

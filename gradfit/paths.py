@@ -21,7 +21,6 @@ they are exempt. The one allowed overlap, the documented one, is a
 
 from __future__ import annotations
 
-import fnmatch
 import os
 
 from .errors import GradfitError
@@ -118,7 +117,3 @@ def check_outputs(outputs, inputs, data_flags=("DATA",), folder_flags=("--plot",
                     "one output would overwrite the other; give them different paths"
                 )
 
-
-def glob_matches(pattern, path):
-    """Whether ``path`` is a name ``glob.glob(pattern)`` would match (both made absolute)."""
-    return fnmatch.fnmatchcase(os.path.abspath(path), os.path.abspath(pattern))

@@ -16,10 +16,10 @@ SciPy, are imported when one is built, so that ``gradfit --help`` stays light.
 
 from __future__ import annotations
 
-from . import optimizers, schedules
+from . import engines, optimizers, schedules
 from .errors import OptionError
 from .losses import AbsoluteError, Huber, Quantile, SquaredError
-from .parts import EnginePart, LossPart, Names, OptimizerPart, Param, PenaltyPart, SchedulePart
+from .parts import LossPart, Names, OptimizerPart, Param, PenaltyPart, SchedulePart
 from .penalties import ElasticNet
 
 
@@ -68,34 +68,6 @@ def _momentum(nesterov):
         return build(schedule, steps_per_epoch, MOMENTUM_DECAY, restart)
 
     return momentum
-
-
-def _statistics_engine(source, scaling, loss, fit_intercept, statistics):
-    if getattr(statistics, "blocks", None) is not None:  # a categorical column kept as level codes
-        from .engines.categorical import BlockStatisticsEngine
-
-        return BlockStatisticsEngine(statistics, scaling, fit_intercept)
-    from .engines.statistics import StatisticsEngine
-
-    return StatisticsEngine(statistics, scaling, fit_intercept)
-
-
-def _pass_engine(source, scaling, loss, fit_intercept, statistics):
-    from .engines.passes import PassEngine
-
-    return PassEngine.for_fit(source, scaling, loss, fit_intercept, statistics)
-
-
-def _statistics_cost(n_samples, n_features, epochs):
-    from .engines import engine_costs
-
-    return engine_costs(n_samples, n_features, epochs)[0]
-
-
-def _pass_cost(n_samples, n_features, epochs):
-    from .engines import engine_costs
-
-    return engine_costs(n_samples, n_features, epochs)[1]
 
 
 _CG_REASONS = {
@@ -160,13 +132,9 @@ SCHEDULES = {part.name: part for part in [
                  build=lambda rate, s: schedules.step_decay(rate, s["step_size"], s["gamma"])),
 ]}
 
-# "auto" first, then in the order "auto" prefers them when they cost the same
-ENGINES = {part.name: part for part in [
-    EnginePart(name="auto"),  # gradfit.engines.choose_engine: the cheapest that serves
-    EnginePart(name="statistics", build=_statistics_engine, needs_quadratic=True, needs_full_batch=True,
-               knows_optimum=True, cost=_statistics_cost, serves_text="the full-batch squared error"),
-    EnginePart(name="pass", build=_pass_engine, cost=_pass_cost, serves_text="any loss and minibatches"),
-]}
+# "auto" first, then in the order "auto" prefers them when they cost the same: the engines'
+# own entries (gradfit.engines.PARTS), beside the cost model they are chosen by
+ENGINES = {part.name: part for part in engines.PARTS}
 
 #: the whole table, by kind (the estimator parameter each kind is chosen by)
 TABLE = {"penalty": PENALTIES, "loss": LOSSES, "optimizer": OPTIMIZERS, "schedule": SCHEDULES, "engine": ENGINES}

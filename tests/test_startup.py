@@ -170,8 +170,11 @@ def test_a_bad_setting_is_refused_by_both_loaders(tmp_path, files):
 # -- no import cycles ----------------------------------------------------------------------
 
 
-def _module_imports():
-    """Every gradfit module and the gradfit modules it imports at its top level (``ast``, not importing)."""
+def _module_imports(inside_functions=False):
+    """Every gradfit module and the gradfit modules it imports at its top level (``ast``, not importing).
+
+    ``inside_functions``: also the imports inside its functions (the lazy ones).
+    """
     root = pathlib.Path(gradfit.__file__).parent
     modules = {}
     for path in root.rglob("*.py"):
@@ -182,7 +185,8 @@ def _module_imports():
     for name, (path, package) in modules.items():
         here = name if package else name.rsplit(".", 1)[0]
         found = set()
-        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree) if inside_functions else tree.body:
             if isinstance(node, ast.ImportFrom):
                 base = here.split(".")[: len(here.split(".")) - node.level + 1] if node.level else []
                 target = ".".join(base + ([node.module] if node.module else []))
@@ -202,9 +206,12 @@ def _module_imports():
     return graph
 
 
-def test_no_import_cycles():
-    graph = _module_imports()
+@pytest.mark.parametrize("inside_functions", [False, True], ids=["top level", "lazy imports too"])
+def test_no_import_cycles(inside_functions):
+    graph = _module_imports(inside_functions)
     assert "gradfit.model" in graph and "gradfit.parameters" in graph["gradfit.model"]
+    if inside_functions:  # the lazy imports are seen: the package's own lazy names, the CLI's verbs
+        assert "gradfit.engines.categorical" in graph["gradfit.engines"] and "gradfit.estimator" in graph["gradfit.cli"]
     state, cycles = {}, []
 
     def visit(module, path):

@@ -2,20 +2,18 @@
 
 ``statistics`` keeps the sufficient statistics of a quadratic loss (the squared
 error) and never reads the data again; ``pass`` reads the data every epoch and
-serves any loss and minibatches. Each is an entry of :data:`gradfit.registry.ENGINES`
-(what it serves, its cost model, how it is built); :func:`choose_engine` picks
-the cheapest that serves.
+serves any loss and minibatches. Each is an entry of :data:`PARTS` (what it
+serves, its cost model, how it is built), which the table of parts
+(:data:`gradfit.registry.ENGINES`) lists; :func:`choose_engine` picks the
+cheapest that serves.
 """
 
 from __future__ import annotations
 
-from .. import registry
 from ..errors import OptionError
+from ..parts import EnginePart
 from .passes import PassEngine
 from .statistics import Statistics, StatisticsEngine, accumulate
-
-#: the engine names users can pass, "auto" first (from :data:`gradfit.registry.ENGINES`)
-ENGINES = tuple(registry.ENGINES)
 
 # The cost model of "auto", in seconds of wall time on both cores of the
 # 2-core machines this project runs on (float64, a quiet machine; one core's
@@ -74,14 +72,14 @@ def engine_costs(n_samples, n_features, epochs):
 def choose_engine(requested, loss, batch_size, n_features, epochs, n_samples=None):
     """The name of the engine to run, e.g. ``"statistics"`` or ``"pass"``.
 
-    ``"auto"`` takes, of the engines in :data:`gradfit.registry.ENGINES` that
+    ``"auto"`` takes, of the engines in :data:`PARTS` that
     serve ``loss`` and ``batch_size`` (by the loss's capabilities), the one
     whose cost model (:func:`engine_costs`) is lowest, the first in the
     table on a tie: for the full-batch squared error with ``N ≫ d`` the
     statistics roughly when ``epochs + 9 ≥ d / 43``, i.e. always below about
     400 features. Forcing an engine where it cannot serve is an :class:`OptionError`.
     """
-    engines = registry.ENGINES
+    engines = {part.name: part for part in PARTS}
     if requested not in engines:
         raise OptionError(f"unknown engine {requested!r}; valid engines: {', '.join(engines)}")
     if engines[requested].build is not None:
@@ -102,5 +100,31 @@ def choose_engine(requested, loss, batch_size, n_features, epochs, n_samples=Non
     return serving[costs.index(min(costs))].name
 
 
-__all__ = ["ENGINES", "PassEngine", "Statistics", "StatisticsEngine", "accumulate", "choose_engine", "curvature_passes",
+def _statistics_engine(source, scaling, loss, fit_intercept, statistics):
+    if getattr(statistics, "blocks", None) is not None:  # a categorical column kept as level codes
+        from .categorical import BlockStatisticsEngine  # SciPy's sparse eigensolver: only when used
+
+        return BlockStatisticsEngine(statistics, scaling, fit_intercept)
+    return StatisticsEngine(statistics, scaling, fit_intercept)
+
+
+def _pass_engine(source, scaling, loss, fit_intercept, statistics):
+    return PassEngine.for_fit(source, scaling, loss, fit_intercept, statistics)
+
+
+#: the engines' entries in the table of parts, "auto" first, then in the order "auto"
+#: prefers them when they cost the same
+PARTS = (
+    EnginePart(name="auto"),  # choose_engine: the cheapest that serves
+    EnginePart(name="statistics", build=_statistics_engine, needs_quadratic=True, needs_full_batch=True,
+               knows_optimum=True, cost=lambda n, d, epochs: engine_costs(n, d, epochs)[0],
+               serves_text="the full-batch squared error"),
+    EnginePart(name="pass", build=_pass_engine, cost=lambda n, d, epochs: engine_costs(n, d, epochs)[1],
+               serves_text="any loss and minibatches"),
+)
+#: the engine names users can pass, "auto" first
+ENGINES = tuple(part.name for part in PARTS)
+
+
+__all__ = ["ENGINES", "PARTS", "PassEngine", "Statistics", "StatisticsEngine", "accumulate", "choose_engine", "curvature_passes",
            "engine_costs"]

@@ -533,24 +533,3 @@ class BlockStatisticsEngine(StatisticsEngine):
             raise ValueError(f"{p} parameters: the categorical column's blocks are never formed into a dense Hessian")
         hessian = self.hvp(np.eye(p))
         return 0.5 * (hessian + hessian.T)
-
-
-#: optimizers that run on the blocks' engine as they do on the dense statistics (``"cg"`` without
-#: the refinement epochs it takes on a dense scatter: see :func:`gradfit.fitting.fit_source`);
-#: ``"newton"``, the robust losses' method, solves with a dense scatter
-BLOCK_OPTIMIZERS = ("auto", "gd", "momentum", "nesterov", "adam", "cg")
-
-
-def serves_blocks(settings, loss, penalty):
-    """Whether a fit with these settings runs on the blocks of a column kept as codes.
-
-    The squared error without a penalty (the blocks' solve has no penalty's
-    diagonal to add), full batches, the statistics engine (``"auto"`` or by
-    name), and an optimizer of :data:`BLOCK_OPTIMIZERS`. Otherwise the column
-    is dense dummies, as long as it has at most ``MAX_LEVELS`` levels.
-    """
-    from .. import registry
-
-    engine = registry.part("engine", settings["engine"])
-    return (loss.quadratic and penalty is None and settings["batch_size"] is None
-            and (engine.name == "auto" or engine.knows_optimum) and settings["optimizer"] in BLOCK_OPTIMIZERS)

@@ -10,7 +10,7 @@ import numpy as np
 
 from .. import registry
 from ..cv_cli import error_label
-from .plots import _figure, _style
+from .canvas import _figure, _style
 
 
 

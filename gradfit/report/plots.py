@@ -15,6 +15,8 @@ import numpy as np
 from .. import registry
 from ..files_io import atomic_write_bytes
 from ..result import headline
+from .canvas import _figure, _style
+from .cv_plots import cv_figures
 
 FORMATS = ("png", "svg")
 #: colours that stay apart for colour-blind readers (Okabe & Ito)
@@ -23,38 +25,6 @@ COLOURS = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F
 DPI = 110
 #: the most outputs drawn side by side in one picture
 MAX_PANELS = 4
-
-
-def _figure(width, height):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(width, height), layout="constrained")
-    FigureCanvasAgg(figure)
-    return figure
-
-
-def _plain_log_labels(axes):
-    """Label a log axis ``0.4``, ``2``, ``3000`` rather than ``4×10⁻¹`` when it spans few decades."""
-    from matplotlib.ticker import FuncFormatter, LogLocator
-
-    low, high = axes.get_ylim()
-    if low > 0 and high / low < 1e3:
-        plain = FuncFormatter(lambda value, position: f"{value:g}")
-        axes.yaxis.set_major_formatter(plain)
-        axes.yaxis.set_minor_locator(LogLocator(subs=(2, 3, 4, 5, 6, 8) if high / low < 30 else (2, 5)))
-        axes.yaxis.set_minor_formatter(plain)
-        # Few decades: minor lines help reading values; over many they are only clutter.
-        axes.grid(True, which="minor", axis="y", color="#f0f0f0", linewidth=0.5)
-
-
-def _style(axes):
-    if axes.get_yscale() == "log":
-        _plain_log_labels(axes)
-    axes.grid(True, which="major", color="#dddddd", linewidth=0.8)
-    axes.set_axisbelow(True)
-    for side in ("top", "right"):
-        axes.spines[side].set_visible(False)
 
 
 # -- the cost curve -------------------------------------------------------------
@@ -360,9 +330,7 @@ def fit_figures(model, sample=None):
     """
     report = getattr(model, "fit_report_", None) or {}
     figures = {"cost": cost_figure(model.loss_curve_, model.final_cost_, report)}
-    from .cv_plots import cv_figures  # a cross-validated model adds its CV curve and coefficient path
-
-    figures.update(cv_figures(model))
+    figures.update(cv_figures(model))  # a cross-validated model adds its CV curve and coefficient path
     if sample is not None:
         figures["predicted"] = predicted_figure(sample, getattr(model, "summary_", None))
         figures["residuals"] = residuals_figure(sample)

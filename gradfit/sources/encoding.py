@@ -43,7 +43,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import DataError
-from ..parameters import HANDLE_UNKNOWN
+from ..choices import HANDLE_UNKNOWN
 
 #: the most levels a categorical column may have when it becomes dense features (the
 #: statistics hold a dense Gram of all features: 5000 levels make 200 MB of it)

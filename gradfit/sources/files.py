@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import csv
+import fnmatch
 import glob
 import os
 import re
@@ -79,11 +80,9 @@ def data_files(path):
 
 def data_would_read(path, candidate):
     """Whether a file written at ``candidate`` would be read as part of DATA ``path`` (folder or glob)."""
-    from ..paths import glob_matches
-
     path, candidate = os.fspath(path), os.fspath(candidate)
-    if is_glob(path):
-        return glob_matches(path, candidate)
+    if is_glob(path):  # a name glob.glob(path) would match (both made absolute)
+        return fnmatch.fnmatchcase(os.path.abspath(candidate), os.path.abspath(path))
     if os.path.isdir(path):
         folder = os.path.realpath(path)
         real = os.path.realpath(candidate)

@@ -8,20 +8,14 @@ from .categories import encode_frame
 from .optional import require
 
 
-def _predict_block(X, coef, intercept):
-    """:func:`gradfit.model.predict` of one block: ``coef`` (n_outputs, n_features), result (n, n_outputs)."""
-    # Imported on the worker, when a block is predicted: importing the sources
-    # (and the command line through them) does not load the model's module.
-    from ...model import predict
-
-    return predict(X, coef, intercept)
-
-
-def predict_dask(model, X):
+def predict_dask(model, X, predict):
     """A fitted model's predictions on a Dask array or dataframe, as a lazy Dask array.
 
     Shape (n_samples,) for a single output, else (n_samples, n_outputs); a
-    dataframe's columns must be the model's features, in order.
+    dataframe's columns must be the model's features, in order. ``predict`` is
+    :func:`gradfit.model.predict` (the one place predictions are written),
+    given by the caller: the sources sit below the model and never import it.
+    It runs on each block, ``coef`` (n_outputs, n_features), giving (n, n_outputs).
     """
     da = require("dask.array")
     names = getattr(model, "feature_names_in_", None)
@@ -38,6 +32,6 @@ def predict_dask(model, X):
         raise ValueError(f"X has shape {X.shape}, but the model expects {model.n_features_in_} features")
     intercept = np.atleast_1d(model.intercept_).astype(np.float64)
     out = X.rechunk({1: -1}).map_blocks(
-        _predict_block, coef, intercept, chunks=(X.chunks[0], (coef.shape[0],)), dtype=np.float64
+        predict, coef, intercept, chunks=(X.chunks[0], (coef.shape[0],)), dtype=np.float64
     )
     return out[:, 0] if model._y_ndim == 1 else out
