@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 
@@ -41,25 +40,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from threadpoolctl import threadpool_limits
 
-from bench_parquet import machine  # benchmarks/, beside this script
-
-
-def run_measured(command):
-    """``command`` in a fresh wrapper whose RUSAGE_CHILDREN is that command's alone: wall, CPU, peak RSS."""
-    wrapper = (
-        "import json, resource, subprocess, sys, time\n"
-        "start = time.perf_counter()\n"
-        "done = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
-        "seconds = time.perf_counter() - start\n"
-        "usage = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
-        "print(json.dumps({'seconds': seconds, 'cpu': usage.ru_utime + usage.ru_stime, "
-        "'peak': usage.ru_maxrss * 1024, 'code': done.returncode, 'err': done.stderr}))\n"
-    )
-    done = subprocess.run([sys.executable, "-c", wrapper, *command], capture_output=True, text=True, check=True)
-    result = json.loads(done.stdout)
-    if result["code"] != 0:
-        raise SystemExit(f"command failed ({result['code']}): {' '.join(command)}\n{result['err']}")
-    return result
+from bench_parquet import machine, run_measured  # benchmarks/, beside this script
 
 
 def generate(path, rows, numeric, levels, seed=0):

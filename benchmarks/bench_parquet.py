@@ -97,15 +97,15 @@ def generate(path, size, features, group_rows, seed=0):
 
 
 def run_measured(command):
-    """``command`` in a fresh wrapper whose RUSAGE_CHILDREN is that command's alone."""
+    """``command`` in a fresh wrapper whose RUSAGE_CHILDREN is that command's alone: wall, CPU, peak RSS."""
     wrapper = (
         "import json, resource, subprocess, sys, time\n"
         "start = time.perf_counter()\n"
         "done = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
         "seconds = time.perf_counter() - start\n"
-        "peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024\n"
-        "print(json.dumps({'seconds': seconds, 'peak': peak, 'code': done.returncode, "
-        "'out': done.stdout, 'err': done.stderr}))\n"
+        "usage = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
+        "print(json.dumps({'seconds': seconds, 'cpu': usage.ru_utime + usage.ru_stime, "
+        "'peak': usage.ru_maxrss * 1024, 'code': done.returncode, 'out': done.stdout, 'err': done.stderr}))\n"
     )
     done = subprocess.run([sys.executable, "-c", wrapper, *command], capture_output=True, text=True, check=True)
     result = json.loads(done.stdout)

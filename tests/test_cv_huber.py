@@ -18,10 +18,11 @@ import pandas as pd
 import pytest
 from sklearn.model_selection import KFold, ShuffleSplit
 
-from gradfit import ArraySource, FileSource, GDRegressorCV
+from gradfit import ArraySource, GDRegressorCV
 from gradfit.folds import split
 from gradfit.robust.huber_cv import PATH_TOL
 
+from .test_cv import CountingFile, CountingSource  # sources that count every read of the data
 from .test_robust import design, huber_oracle
 
 RTOL = 1e-6
@@ -55,31 +56,6 @@ def oracle_curve(X, y, alphas, l1_ratio, folds):
             _, theta = huber_oracle(X[train], y[train], EPSILON, l2=alpha * (1 - l1_ratio), l1=alpha * l1_ratio)
             curve[a, f] = huber_mean(X[test], y[test], theta)
     return curve
-
-
-class CountingSource(ArraySource):
-    """Arrays in small chunks that count every pass over them."""
-
-    def rows_per_chunk(self):
-        return 64
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.reads = 0
-
-    def chunks(self):
-        self.reads += 1
-        yield from super().chunks()
-
-
-class CountingFile(FileSource):
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.reads = 0
-
-    def chunks(self):
-        self.reads += 1
-        yield from super().chunks()
 
 
 @pytest.mark.parametrize("penalty, l1_ratio", [("l2", 0.0), ("l1", 1.0), ("elasticnet", 0.5)])
