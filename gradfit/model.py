@@ -58,15 +58,26 @@ FORMAT_VERSION = 1
 MAX_BYTES = 256 * 1024 * 1024
 
 
-def predict(X, coef, intercept):
+def predict(X, coef, intercept, codes=None, layout=None):
     """The linear model's predictions: ``X @ coefᵀ + intercept``, the only place it is written.
 
     Parameters
     ----------
     X : array of shape (n_samples, n_features)
+        Or, with ``codes``, the features other than one categorical column's
+        dummies: shape (n_samples, ``layout["n_dense"]``).
     coef : array of shape (n_outputs, n_features) or (n_features,)
-        In the data's own units (``GDRegressor.coef_``).
+        In the data's own units (``GDRegressor.coef_``), all ``n_features``.
     intercept : array of shape (n_outputs,) or float
+    codes : array of shape (n_samples,), int, optional
+        A categorical column kept as level codes
+        (:meth:`gradfit.sources.encoding.TableEncoder.encode_blocks`): its
+        dummies' term ``Σ_l coef_l 1{code = l}`` is the gathered ``coef_code``
+        (zero for the reference level and for ``-1``, an unseen level
+        ignored; NaN for ``-2``, a missing value), never a dense one-hot block.
+    layout : dict, optional
+        With ``codes``: :meth:`~gradfit.sources.encoding.TableEncoder.block_layout`
+        (``dense_index``, ``level_index``, ``reference``, ``n_levels``).
 
     Returns
     -------
@@ -76,8 +87,18 @@ def predict(X, coef, intercept):
         warning: callers name the row.
     """
     coef = np.atleast_2d(np.asarray(coef, dtype=np.float64))
+    bias = np.atleast_1d(np.asarray(intercept, dtype=np.float64))
     with np.errstate(over="ignore", invalid="ignore"):
-        return np.asarray(X, dtype=np.float64) @ coef.T + np.atleast_1d(np.asarray(intercept, dtype=np.float64))
+        if codes is None:
+            return np.asarray(X, dtype=np.float64) @ coef.T + bias
+        # each level's coefficient, the reference's 0, then 0 for "unseen" (-1) and NaN for "missing" (-2)
+        n_levels, reference = layout["n_levels"], layout["reference"]
+        by_level = np.zeros((n_levels + 2, coef.shape[0]))
+        by_level[np.delete(np.arange(n_levels), reference)] = coef[:, layout["level_index"]].T
+        by_level[n_levels + 1] = np.nan
+        codes = np.asarray(codes, dtype=np.intp)
+        gathered = by_level[np.where(codes < 0, n_levels - 1 - codes, codes)]  # -1 -> L, -2 -> L + 1
+        return np.asarray(X, dtype=np.float64) @ coef[:, layout["dense_index"]].T + gathered + bias
 
 
 def _number(value):

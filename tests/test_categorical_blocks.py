@@ -325,3 +325,26 @@ def test_level_effects_keep_their_digits_for_features_far_from_zero(blocks_only,
     coef, _ = lstsq(dense_design(frame), y)
     model = GDRegressor(tol=1e-10).fit(shifted, y)
     np.testing.assert_allclose(model.coef_, coef, rtol=1e-9, atol=1e-10 * np.abs(coef).max())
+
+
+@pytest.mark.parametrize("reference", [0, 2, 6])
+def test_predict_gathers_level_coefficients_as_the_dense_dummies_would(reference):
+    """model.predict with level codes equals the dense one-hot product; unseen (-1) adds 0, missing (-2) is NaN."""
+    from gradfit.model import predict
+
+    rng = np.random.default_rng(reference)
+    n_levels, p, n = 7, 3, 60
+    dense_index = np.array([0, 2, 4])
+    level_index = np.setdiff1d(np.arange(p + n_levels - 1), dense_index)
+    layout = {"n_levels": n_levels, "reference": reference, "dense_index": dense_index, "level_index": level_index}
+    coef, intercept = rng.standard_normal((2, p + n_levels - 1)), rng.standard_normal(2)
+    others, codes = rng.standard_normal((n, p)), rng.integers(-2, n_levels, n)
+    dense = np.zeros((n, p + n_levels - 1))
+    dense[:, dense_index] = others
+    kept = [level for level in range(n_levels) if level != reference]
+    for row, code in enumerate(codes):
+        if code >= 0 and code != reference:
+            dense[row, level_index[kept.index(code)]] = 1.0
+    expected = dense @ coef.T + intercept
+    expected[codes == -2] = np.nan
+    np.testing.assert_allclose(predict(others, coef, intercept, codes, layout), expected, rtol=1e-13, atol=1e-13)
