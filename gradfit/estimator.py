@@ -550,6 +550,7 @@ class GDRegressor(RegressorMixin, BaseEstimator):
             return predict_dask(self, X, model_file.predict)  # lazily, block by block on the workers
         encoder = getattr(self, "encoder_", None)
         design = getattr(self, "design_", None)
+        codes = layout = None
         if design is not None:
             from .sources.formulas import FormulaSource
 
@@ -562,12 +563,14 @@ class GDRegressor(RegressorMixin, BaseEstimator):
             # rows with a missing value (missing="drop") are predicted NaN: one prediction per row
             encoder = encoder or self._numeric_encoder()
             encoder.handle_unknown = self.handle_unknown  # the estimator's setting at predict time
-            X = frames.encode_frame(X, encoder, self.missing)
+            # a column of many levels comes as level codes: its coefficients gathered, never dense dummies
+            X, codes = frames.encode_frame(X, encoder, self.missing)
+            layout = None if codes is None else encoder.block_layout()
         else:
             # missing="drop": a row with a NaN is predicted NaN (one prediction per row)
             X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32],
                               ensure_all_finite="allow-nan" if self.missing == "drop" else True)
-        out = model_file.predict(X, self.coef_, self.intercept_)
+        out = model_file.predict(X, self.coef_, self.intercept_, codes, layout)
         return out[:, 0] if self._y_ndim == 1 else out
 
     def _numeric_encoder(self):

@@ -255,7 +255,9 @@ class FileSource(Source):
         learned = any(c.categorical and not c.levels for c in encoder.columns)
         if learned or missing == "drop":
             self._scan()
-        if learned and not as_stored and encoder.choose_block(self.describe()) is not None:
+        # a model's encoder (predictions) has chosen its column already: its codes are gathered (use_blocks)
+        block = None if as_stored else encoder.choose_block(self.describe()) if learned else encoder.block
+        if block is not None:
             self.block_candidate = encoder.block_layout()  # kept as codes once a fit asks (use_blocks)
         self.feature_names = encoder.feature_names
         self.n_features = len(self.feature_names)
