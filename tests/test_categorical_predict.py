@@ -5,9 +5,8 @@ training levels (``pd.get_dummies`` of a ``Categorical``: an unseen level is
 a row of zeros), times the model's coefficients; and statsmodels' formula OLS
 (``smf.ols("y ~ x0 + C(g) + x1").fit().fittedvalues``). The tables have 1500
 levels, above :data:`gradfit.sources.encoding.BLOCK_LEVELS` (1000), so the fit
-and the predictions keep the column as level codes; the command-line tests
-lower ``encoding.MAX_LEVELS`` below 1500, where a dense encoding of the column
-would be refused, so that they can only have passed through the codes.
+and the predictions keep the column as level codes; the tests of files
+measure (``tracemalloc``) that no dense (rows × levels) block was made.
 """
 
 from __future__ import annotations
@@ -80,7 +79,14 @@ def test_the_column_is_kept_as_codes_and_named_as_statsmodels_does(fitted):
 def test_frame_predictions_equal_the_dense_design(fitted):
     model, train, new, levels = fitted["model"], fitted["train"], fitted["new"], fitted["levels"]
     expected = dense_oracle(new, levels, model.coef_, model.intercept_)
-    np.testing.assert_allclose(model.predict(new), expected, rtol=1e-10, atol=1e-10)
+    tracemalloc.start()
+    try:
+        predicted = model.predict(new)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < len(new) * (LEVELS - 1) * 8 / 8, peak  # far below the dense dummies' 36 MB
+    np.testing.assert_allclose(predicted, expected, rtol=1e-10, atol=1e-10)
     # a model fitted in memory, on the frame, predicts as the one read back from its file
     in_memory = GDRegressor(tol=1e-10).fit(train.drop(columns="y"), train["y"])
     assert in_memory.encoder_.block == "g"
@@ -133,20 +139,20 @@ def test_frame_unseen_levels_and_missing_values(fitted):
                                rtol=1e-10, atol=1e-10)
 
 
-@pytest.fixture
-def no_dense_column(monkeypatch):
-    """A dense encoding of the 1500-level column is refused: what passes has read level codes."""
-    monkeypatch.setattr(encoding, "MAX_LEVELS", 1000)
-
-
 @pytest.mark.parametrize("kind", ["csv", "parquet", "folder"])
-def test_cli_predict_and_evaluate_equal_the_dense_design(fitted, no_dense_column, tmp_path, capsys, kind):
+def test_cli_predict_and_evaluate_equal_the_dense_design(fitted, tmp_path, capsys, kind):
     model, new, levels = fitted["model"], fitted["new"], fitted["levels"]
     rng = np.random.default_rng(3)
     table = new.assign(y=rng.normal(size=len(new)))
     path = write_table(table, tmp_path / {"csv": "new.csv", "parquet": "new.parquet", "folder": "parts"}[kind])
     out = str(tmp_path / "predicted.csv")
-    assert main(["predict", fitted["model_path"], path, "-o", out]) == 0
+    tracemalloc.start()
+    try:
+        assert main(["predict", fitted["model_path"], path, "-o", out]) == 0
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < len(new) * (LEVELS - 1) * 8 / 8, peak  # far below the dense dummies' 36 MB
     predicted = pd.read_csv(out)
     assert list(predicted.columns) == ["y"] and len(predicted) == len(new)
     expected = dense_oracle(new, levels, model.coef_, model.intercept_)
@@ -163,7 +169,7 @@ def test_cli_predict_and_evaluate_equal_the_dense_design(fitted, no_dense_column
 
 
 @pytest.mark.parametrize("kind", ["csv", "parquet"])
-def test_cli_unseen_level_is_one_line_and_leaves_the_output(fitted, no_dense_column, tmp_path, capsys, kind):
+def test_cli_unseen_level_is_one_line_and_leaves_the_output(fitted, tmp_path, capsys, kind):
     model, levels = fitted["model"], fitted["levels"]
     new = fitted["new"].copy()
     new.loc[1200, "g"] = "Z-never-seen"
@@ -186,7 +192,7 @@ def test_cli_unseen_level_is_one_line_and_leaves_the_output(fitted, no_dense_col
 
 
 @pytest.mark.parametrize("kind", ["csv", "parquet"])
-def test_cli_missing_values_dropped(fitted, no_dense_column, tmp_path, capsys, kind):
+def test_cli_missing_values_dropped(fitted, tmp_path, capsys, kind):
     model, levels = fitted["model"], fitted["levels"]
     new = fitted["new"].assign(y=np.linspace(-1, 1, len(fitted["new"])))
     new.loc[[4, 2999], "g"] = None
@@ -211,7 +217,7 @@ def test_cli_missing_values_dropped(fitted, no_dense_column, tmp_path, capsys, k
     assert metrics["mse"] == pytest.approx(np.mean((expected[kept] - new["y"].to_numpy()[kept]) ** 2), rel=1e-10)
 
 
-def test_cli_reads_rows_not_dummies(fitted, no_dense_column, tmp_path):
+def test_cli_reads_rows_not_dummies(fitted, tmp_path):
     """Chunks as long as for a table of four numbers: the column is one code a row, not 1499 dummies."""
     path = write_table(pd.concat([fitted["new"]] * 30, ignore_index=True), tmp_path / "long.parquet")
     source = _feature_source(load_model(fitted["model_path"]), path, missing="keep")
