@@ -12,6 +12,7 @@ measure (``tracemalloc``) that no dense (rows × levels) block was made.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import tracemalloc
@@ -44,12 +45,17 @@ def make_table(n, levels, seed=0):
     return frame
 
 
-def dense_oracle(frame, levels, coef, intercept):
-    """``design @ coef + intercept`` with the design's dummies built by pandas; NaN where a value is missing."""
+def dense_oracle(frame, levels, coef, intercept, reference=None):
+    """``design @ coefᵀ + intercept`` with the design's dummies built by pandas; NaN where a value is missing.
+
+    ``reference``: the level without a dummy (default the first); ``coef`` of
+    shape (n_features,) or (n_outputs, n_features).
+    """
     seen = frame["g"].where(frame["g"].isin(levels))  # an unseen level: no category, a row of zeros
-    dummies = pd.get_dummies(pd.Categorical(seen, categories=levels), dtype=float).to_numpy()[:, 1:]
+    dummies = pd.get_dummies(pd.Categorical(seen, categories=levels), dtype=float)
+    dummies = dummies.drop(columns=levels[0] if reference is None else reference).to_numpy()
     design = np.column_stack([frame["x0"].to_numpy(float), dummies, frame["x1"].to_numpy(float)])
-    predicted = design @ coef + intercept
+    predicted = design @ np.asarray(coef).T + intercept
     predicted[frame[["x0", "g", "x1"]].isna().any(axis=1).to_numpy()] = np.nan
     return predicted
 
@@ -137,6 +143,31 @@ def test_frame_unseen_levels_and_missing_values(fitted):
     assert predicted.shape == (len(gaps),) and np.flatnonzero(np.isnan(predicted)).tolist() == [3, 11]
     np.testing.assert_allclose(predicted, dense_oracle(gaps, levels, model.coef_, model.intercept_),
                                rtol=1e-10, atol=1e-10)
+
+
+def test_two_targets_and_a_named_reference_level(monkeypatch, tmp_path, capsys):
+    """Coefficients (2, n_features) gathered per output; the reference level named (no dummy, zero effect)."""
+    monkeypatch.setattr(encoding, "BLOCK_LEVELS", 40)
+    monkeypatch.setattr(encoding, "MAX_LEVELS", 60)
+    train, new = make_table(3000, 90, seed=8), make_table(400, 90, seed=9).drop(columns="y")
+    train["z"] = 2.0 * train["y"] - train["x0"] + np.random.default_rng(10).normal(size=len(train))
+    levels, reference = sorted(train["g"].unique()), "L00017"
+    model = GDRegressor(tol=1e-10, categorical={"g": reference}).fit(train[["x0", "g", "x1"]], train[["y", "z"]])
+    assert model.encoder_.block == "g" and model.coef_.shape == (2, 2 + 89)
+    assert f"g[T.{reference}]" not in model.feature_names_ and f"g[T.{levels[0]}]" in model.feature_names_
+    expected = dense_oracle(new, levels, model.coef_, model.intercept_, reference)
+    np.testing.assert_allclose(model.predict(new), expected, rtol=1e-10, atol=1e-10)
+    data, model_path = write_table(train, tmp_path / "train.parquet"), str(tmp_path / "model.json")
+    assert main(["train", data, "--target", "y,z", "--categorical", f"g={reference}", "--tol", "1e-10", "-q",
+                 "-o", model_path]) == 0
+    capsys.readouterr()
+    assert main(["predict", model_path, write_table(new, tmp_path / "new.csv")]) == 0
+    printed = pd.read_csv(io.StringIO(capsys.readouterr().out))
+    assert list(printed.columns) == ["y", "z"]
+    saved = gradfit.load(model_path)
+    np.testing.assert_allclose(printed.to_numpy(), dense_oracle(new, levels, saved.coef_, saved.intercept_, reference),
+                               rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(printed.to_numpy(), expected, rtol=1e-8, atol=1e-8)
 
 
 @pytest.mark.parametrize("kind", ["csv", "parquet", "folder"])
