@@ -22,7 +22,8 @@ import pandas as pd
 import pytest
 
 import gradfit
-from gradfit import DataError, GDRegressor
+from gradfit import DataError, GDRegressor, ModelFileError
+from gradfit import model as model_file
 from gradfit.cli import _feature_source, main
 from gradfit.model import load as load_model
 from gradfit.sources import encoding
@@ -314,3 +315,22 @@ def test_the_model_file_holds_the_levels_once_in_its_encoding(fitted):
     assert "block" not in document["encoding"]  # which column is kept as codes follows from the levels
     # per level: its name (feature_names, statistics), its coefficient, standardization and statistics
     assert os.path.getsize(fitted["model_path"]) / LEVELS < 400
+
+
+def test_a_model_file_too_large_indented_is_written_compact_or_refused(fitted, monkeypatch, tmp_path):
+    """Read back whatever is written: beyond MAX_BYTES indented, without indentation; beyond the limits, an error."""
+    model, new = fitted["model"], fitted["new"]
+    indented = os.path.getsize(fitted["model_path"])
+    monkeypatch.setattr(model_file, "MAX_BYTES", int(indented * 0.9))
+    path = tmp_path / "model.json"
+    model.save(path)
+    assert os.path.getsize(path) < indented * 0.9 and path.read_text().count("\n") == 1
+    np.testing.assert_array_equal(gradfit.load(path).predict(new), model.predict(new))
+    for limit, value in (("MAX_BYTES", 100_000), ("MAX_VALUES", 10_000)):
+        with monkeypatch.context() as patch:
+            patch.setattr(model_file, limit, value)
+            path.write_text("the old model\n")
+            with pytest.raises(ModelFileError, match=r"cannot write model file .*: 1501 features make \d+ bytes "
+                                                     r"and \d+ values, more than the") as error:
+                model.save(path)
+            assert "\n" not in str(error.value) and path.read_text() == "the old model\n"
