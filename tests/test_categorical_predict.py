@@ -334,3 +334,12 @@ def test_a_model_file_too_large_indented_is_written_compact_or_refused(fitted, m
                                                      r"and \d+ values, more than the") as error:
                 model.save(path)
             assert "\n" not in str(error.value) and path.read_text() == "the old model\n"
+
+
+def test_an_infinite_value_is_named_by_its_column_beside_the_codes(fitted, tmp_path, capsys):
+    new = fitted["new"].copy()
+    new.loc[6, "x1"] = np.inf
+    path = write_table(new, tmp_path / "new.csv")
+    assert main(["predict", fitted["model_path"], path]) == 1
+    error = capsys.readouterr().err.strip()
+    assert error == f"gradfit: error: infinite value (inf) in file {path!r} at line 8, column 'x1'", error
