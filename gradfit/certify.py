@@ -255,6 +255,14 @@ class BlockReference(QuadraticReference):
         """``(H + P)⁻¹ rhs``, ``rhs`` (n_params, k)."""
         return self.engine.solve(rhs)
 
+    def optimum(self, params=None):
+        """:meth:`QuadraticReference.optimum`; θ* from θ̂ kept, for the certificate asks for it every epoch."""
+        if params is not None:
+            return super().optimum(params)
+        if getattr(self, "_optimum", None) is None:
+            self._optimum = super().optimum()
+        return self._optimum.copy()
+
 
 def refined_certificate(reference, last_step, params, tol):
     """``"distance"`` after refinement: the last Newton step (data-pass gradient) bounds the distance.

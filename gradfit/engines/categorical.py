@@ -207,6 +207,9 @@ class LevelBlocks:
         relative = self.level_total @ self.level_mean / self.total
         self.mean = self.shift + relative  # μ of z = [x, y]
         self.between = self.level_mean - relative  # rows M_l − μ, from means about the shift
+        # the features' part, contiguous: the products of every epoch read it (a strided view is copied by BLAS)
+        self.between_features = np.ascontiguousarray(self.between[:, : self.n_dense])
+        self.level_mean_features = np.ascontiguousarray(self.level_mean[:, : self.n_dense])
         self.level_share = self.level_total / self.total  # π
         self._within_inverse = None
         self.dense_names = dense_names or [f"feature {j}" for j in self.dense_index]
@@ -248,10 +251,10 @@ class LevelBlocks:
         full = np.zeros((self.n_levels, vectors.shape[1]))
         full[self.others] = vectors[self.level_index]
         # B V: row l is (M_l,x − μ_x)·v_dense + v_l − π·v_levels
-        between = self.between[:, :p] @ dense + full - self.level_share @ full
+        between = self.between_features @ dense + full - self.level_share @ full
         between *= self.level_total[:, None]
         out = np.empty_like(vectors, dtype=np.float64)
-        out[self.dense_index] = self.within[:p, :p] @ dense + self.between[:, :p].T @ between
+        out[self.dense_index] = self.within[:p, :p] @ dense + self.between_features.T @ between
         out[self.level_index] = between[self.others] - np.outer(self.level_share[self.others], between.sum(axis=0))
         return out
 
@@ -322,7 +325,7 @@ class LevelBlocks:
         s_alpha = np.empty((self.n_levels, rhs.shape[1]))
         s_alpha[self.others] = r_levels
         s_alpha[ref] = r_bias - r_levels.sum(axis=0)
-        means = self.level_mean[:, :p]
+        means = self.level_mean_features
         weights = inverse @ (r_dense - means.T @ s_alpha)
         alpha = s_alpha / self.level_total[:, None] - means @ weights
         out = np.empty((self.n_features + 1, rhs.shape[1]))
@@ -362,7 +365,12 @@ class LevelBlocks:
         return complement
 
     def _ridge_factor(self, ridge):
-        """``S⁻¹`` of :meth:`ridge_complement` (kept for the last ``ridge``), by its equilibrated eigendecomposition."""
+        """``(S⁻¹, ends, W, W + λ)`` for :meth:`solve_ridge`, kept for the last ``ridge``.
+
+        ``S⁻¹`` of :meth:`ridge_complement` by its equilibrated eigendecomposition;
+        ``ends`` the rows ``[m_l; 1]``, ``W`` the totals and ``W + λ`` the diagonal
+        of the levels but the reference (in the order of their dummies).
+        """
         key = ridge.tobytes()
         cached = getattr(self, "_ridge_cache", None)
         if cached is not None and cached[0] == key:
@@ -381,8 +389,13 @@ class LevelBlocks:
             raise DataError("the features are collinear within the levels of the categorical column: "
                             "the coefficients are not determined by the data")
         inverse = (vectors / eigenvalues) @ vectors.T / np.outer(spread, spread)
-        self._ridge_cache = (key, inverse)
-        return inverse
+        p = self.n_dense
+        ends = np.empty((self.others.size, p + 1))
+        ends[:, :p], ends[:, p] = self.level_mean[self.others, :p], 1.0
+        totals = self.level_total[self.others]
+        factors = (inverse, ends, totals, totals + ridge[self.level_index])
+        self._ridge_cache = (key, factors)
+        return factors
 
     def solve_ridge(self, rhs, ridge, origin=None):
         """``(N + Λ)⁻¹ r``: :meth:`solve_normal` with ``Λ = diag(ridge, 0)`` added to the normal matrix.
@@ -400,7 +413,7 @@ class LevelBlocks:
         ridge = np.broadcast_to(np.asarray(ridge, dtype=np.float64), (self.n_features,))
         if not np.any(ridge):
             return self.solve_normal(rhs, origin)
-        inverse = self._ridge_factor(np.ascontiguousarray(ridge))
+        inverse, ends, totals, diagonal = self._ridge_factor(np.ascontiguousarray(ridge))
         p = self.n_dense
         offset = np.zeros(self.n_features)
         offset[self.dense_index] = self.shift[:p]
@@ -409,11 +422,6 @@ class LevelBlocks:
         r_bias = rhs[self.n_features]
         moved = rhs[: self.n_features] - np.outer(offset, r_bias)  # S⁻¹ r, as in solve_normal
         r_levels = moved[self.level_index]  # in the order of self.others
-        totals = self.level_total[self.others]
-        diagonal = totals + ridge[self.level_index]
-        means = self.level_mean[self.others, :p]
-        ends = np.empty((self.others.size, p + 1))
-        ends[:, :p], ends[:, p] = means, 1.0
         rest = np.empty((p + 1, rhs.shape[1]))
         rest[:p], rest[p] = moved[self.dense_index], r_bias
         rest -= ends.T @ (r_levels * (totals / diagonal)[:, None])
@@ -648,7 +656,7 @@ class BlockStatisticsEngine(StatisticsEngine):
         return out
 
     def _solve(self):
-        """The reference point θ̂ (a Newton step from zero, refined once) and the extreme eigenvalues."""
+        """The reference point θ̂: a Newton step from zero, refined once (the eigenvalues are computed when asked)."""
         p, k = self.n_features + self.fit_intercept, self.n_outputs
         reference = np.zeros((p, k))
         for _ in range(2):
@@ -659,43 +667,66 @@ class BlockStatisticsEngine(StatisticsEngine):
         self.reference_value = float(np.sum(per_output)) / k
         self.reference_per_output = per_output
         self.reference_grad = grad
-        if p <= DENSE_PARAMETERS:
-            with single_threaded_blas():  # as StatisticsEngine: BLAS threads only slow a small eigh
+        self._spectrum = self._smooth_spectrum = None
+
+    def _extreme(self, matvec):
+        """The largest eigenvalue of the symmetric operator ``matvec`` (Lanczos, ``eigsh``)."""
+        p = self.n_features + self.fit_intercept
+        operator = scipy.sparse.linalg.LinearOperator((p, p), matvec=lambda v: matvec(v.reshape(p, 1)).ravel(),
+                                                      dtype=np.float64)
+        return scipy.sparse.linalg.eigsh(operator, k=1, which="LA", return_eigenvectors=False, v0=np.ones(p))[0]
+
+    @property
+    def eigenvalues(self):
+        """The data term's Hessian's eigenvalues (ascending): all up to :data:`DENSE_PARAMETERS`, else the extreme two.
+
+        Computed when first asked (each Lanczos run costs some hundred
+        products); the smallest by Lanczos on ``H⁻¹``, or 0 when the data alone
+        leave a direction free (a penalty determines it).
+        """
+        if self._spectrum is None:
+            p = self.n_features + self.fit_intercept
+            if p <= DENSE_PARAMETERS:
+                with single_threaded_blas():  # as StatisticsEngine: BLAS threads only slow a small eigh
+                    eigenvalues = scipy.linalg.eigh(self.hessian(), eigvals_only=True)
+                top = max(float(eigenvalues[-1]), 0.0)
+                rank = int(np.count_nonzero(eigenvalues > top * p * np.finfo(float).eps))
+            else:
+                top = self._extreme(self.hvp)
+                try:
+                    eigenvalues = np.array([1.0 / self._extreme(lambda v: self.solve(v, ridge=False)), top])
+                    rank = p
+                except DataError:
+                    if self.penalty is None:
+                        raise
+                    eigenvalues, rank = np.array([0.0, top]), self.blocks.data_rank(self.fit_intercept)
+            # without a penalty the solve refuses a singular problem (LevelBlocks.within_inverse)
+            self._spectrum = (eigenvalues, rank if self.penalty is not None else p)
+        return self._spectrum[0]
+
+    @property
+    def rank(self):
+        """Directions the data term determines."""
+        self.eigenvalues  # noqa: B018 - computes the spectrum, rank included
+        return self._spectrum[1]
+
+    @property
+    def smooth_eigenvalues(self):
+        """The eigenvalues of ``H + P`` (the data term and the L2 part), as :attr:`eigenvalues` are ``H``'s."""
+        if self.penalty is None:
+            return self.eigenvalues
+        if self._smooth_spectrum is None:
+            p = self.n_features + self.fit_intercept
+            if p <= DENSE_PARAMETERS:
                 hessian = self.hessian()
-                eigenvalues = scipy.linalg.eigh(hessian, eigvals_only=True)
-                smooth = eigenvalues
-                if self.penalty is not None:
-                    hessian[np.arange(self.n_features), np.arange(self.n_features)] += \
-                        self.penalty.hessian_diagonal(self.scaling.scale, k)
-                    smooth = scipy.linalg.eigh(hessian, eigvals_only=True)
-            top = max(float(eigenvalues[-1]), 0.0)
-            rank = int(np.count_nonzero(eigenvalues > top * p * np.finfo(float).eps))
-        else:
-            start = np.ones(p)
-
-            def extreme(matvec):
-                operator = scipy.sparse.linalg.LinearOperator((p, p), matvec=lambda v: matvec(v.reshape(p, 1)).ravel(),
-                                                              dtype=np.float64)
-                return scipy.sparse.linalg.eigsh(operator, k=1, which="LA", return_eigenvectors=False, v0=start)[0]
-
-            top = extreme(self.hvp)
-            smooth = None
-            if self.penalty is not None:
-                smooth = np.array([1.0 / extreme(self.solve), extreme(lambda v: self.hvp(v) + self._penalty_hvp(v))])
-            try:
-                eigenvalues = np.array([1.0 / extreme(lambda v: self.solve(v, ridge=False)), top])
-                rank = p
-            except DataError:
-                if self.penalty is None:
-                    raise
-                # the data alone leave directions free: the penalty determines them
-                eigenvalues = np.array([0.0, top])
-                rank = self.blocks.data_rank(self.fit_intercept)
-            smooth = eigenvalues if smooth is None else smooth
-        self.eigenvalues = eigenvalues
-        self.smooth_eigenvalues = smooth
-        # without a penalty the solve refuses a singular problem (LevelBlocks.within_inverse)
-        self.rank = rank if self.penalty is not None else p
+                d = self.n_features
+                hessian[np.arange(d), np.arange(d)] += self.penalty.hessian_diagonal(self.scaling.scale, self.n_outputs)
+                with single_threaded_blas():
+                    self._smooth_spectrum = scipy.linalg.eigh(hessian, eigvals_only=True)
+            else:
+                self._smooth_spectrum = np.array([1.0 / self._extreme(self.solve),
+                                                  self._extreme(lambda v: self.hvp(v) + self._penalty_hvp(v))])
+        return self._smooth_spectrum
 
     def hessian(self):
         """The per-output Hessian, formed from its products: only up to :data:`DENSE_PARAMETERS` parameters."""
