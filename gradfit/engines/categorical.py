@@ -584,7 +584,10 @@ class BlockStatisticsEngine(StatisticsEngine):
     :meth:`solve` applies ``(H + P)⁻¹``: the data alone need not determine
     the coefficients (a level without rows, a feature constant within
     levels). ``smooth_eigenvalues`` are the extreme eigenvalues of ``H + P``;
-    ``eigenvalues`` and ``rank`` stay the data term's.
+    ``eigenvalues`` and ``rank`` stay the data term's. An L1 part is not the
+    engine's (the training loop's proximal step, :mod:`gradfit.objective`);
+    with L1 alone and data that leave directions free, θ̂ is zero (any point
+    serves the exact expansion about it).
     """
 
     def __init__(self, stats, scaling, fit_intercept, penalty=None):
@@ -601,9 +604,9 @@ class BlockStatisticsEngine(StatisticsEngine):
         self.target_moment = stats.scatter_diagonal[d:] / total
         self.mean_offset = (stats.mean[:d] - scaling.center) * inv_scale
         self.target_mean = stats.mean[d:]
-        if penalty is not None and penalty.has_prox:
-            raise ValueError("the block statistics engine's solve serves the L2 part of a penalty only")
+        # only the L2 part enters the solve; any penalty lets the data leave directions free
         self.penalty = penalty if penalty is not None and penalty.l2 > 0 else None
+        self.penalized = penalty is not None and (penalty.l2 > 0 or penalty.l1 > 0)
         self._solve()
 
     def _raw_ridge(self):
@@ -659,9 +662,14 @@ class BlockStatisticsEngine(StatisticsEngine):
         """The reference point θ̂: a Newton step from zero, refined once (the eigenvalues are computed when asked)."""
         p, k = self.n_features + self.fit_intercept, self.n_outputs
         reference = np.zeros((p, k))
-        for _ in range(2):
-            _, grad = self._expanded(reference)
-            reference = reference - self.solve(grad + self._penalty_hvp(reference))
+        try:
+            for _ in range(2):
+                _, grad = self._expanded(reference)
+                reference = reference - self.solve(grad + self._penalty_hvp(reference))
+        except DataError:
+            if not self.penalized or self.penalty is not None:
+                raise
+            reference = np.zeros((p, k))  # L1 alone on data that leave directions free: about zero
         per_output, grad = self._expanded(reference)
         self.reference = reference
         self.reference_value = float(np.sum(per_output)) / k
@@ -697,11 +705,11 @@ class BlockStatisticsEngine(StatisticsEngine):
                     eigenvalues = np.array([1.0 / self._extreme(lambda v: self.solve(v, ridge=False)), top])
                     rank = p
                 except DataError:
-                    if self.penalty is None:
+                    if not self.penalized:
                         raise
                     eigenvalues, rank = np.array([0.0, top]), self.blocks.data_rank(self.fit_intercept)
             # without a penalty the solve refuses a singular problem (LevelBlocks.within_inverse)
-            self._spectrum = (eigenvalues, rank if self.penalty is not None else p)
+            self._spectrum = (eigenvalues, rank if self.penalized else p)
         return self._spectrum[0]
 
     @property
