@@ -266,6 +266,12 @@ def test_an_empty_level_and_an_identifier_column_fit_with_a_penalty(blocks_only)
     assert model.converged_
     np.testing.assert_allclose(model.coef_, coef[0], rtol=1e-8, atol=1e-8 * np.abs(coef).max())
     assert model.intercept_ == pytest.approx(intercept[0], rel=1e-8)
+    # L1 alone: no solve determines the coefficients, the engine's expansion is about zero
+    linear_model = pytest.importorskip("sklearn.linear_model")
+    lasso = GDRegressor(penalty="l1", alpha=0.05, tol=1e-9, epochs=5000).fit(identifier, y[:400])
+    expected = linear_model.Lasso(alpha=0.025, tol=1e-10, max_iter=100_000).fit(sparse_design(identifier), y[:400])
+    assert lasso.converged_ and lasso.certificate_.kind == "duality_gap"
+    np.testing.assert_allclose(lasso.coef_, expected.coef_, atol=1e-5 * np.abs(expected.coef_).max())
 
 
 @pytest.mark.parametrize("offset", [1e6])
