@@ -28,6 +28,14 @@ features far from zero. From them:
   the normal matrix is the arrowhead ``[[diag(W), C], [Cᵀ, XᵀVX]]`` with
   ``C_l = W_l M_l,ₓ``, whose Schur complement ``XᵀVX − Cᵀ diag(W)⁻¹ C`` is
   exactly ``S_w,ₓₓ``: ``w = S_w,ₓₓ⁻¹ (r_w − Σ_l M_l,ₓ r_l)``, ``α_l = r_l / W_l − M_l,ₓ·w``;
+* with a diagonal penalty ``Λ`` (ridge) added, the solve by the Schur
+  complement of the level block in the dummy coordinates, which ``Λ`` keeps
+  diagonal (:meth:`LevelBlocks.solve_ridge`, ``O(L·p + p³)``):
+  ``S = [[S_w,ₓₓ + Λ_w, 0], [0, 0]] + W_ref [m_ref; 1][m_ref; 1]ᵀ
+  + Σ_{l ≠ ref} (W_l λ_l / (W_l + λ_l)) [m_l; 1][m_l; 1]ᵀ``, a sum of positive
+  semi-definite terms (no cancellation); a level without rows is then
+  determined by its penalty. An L1 part is the optimizer's proximal step on
+  the engine's products (:class:`BlockStatisticsEngine`);
 * the diagonal of ``(X̃ᵀVX̃)⁻¹`` for standard errors (:meth:`LevelBlocks.covariance_diagonal`):
   ``Var(w) ∝ S_w,ₓₓ⁻¹``, ``Var(b) ∝ 1/W_ref + m_refᵀ S_w⁻¹ m_ref`` and
   ``Var(a_l) ∝ 1/W_l + 1/W_ref + (m_l − m_ref)ᵀ S_w⁻¹ (m_l − m_ref)``.
