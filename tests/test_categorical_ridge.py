@@ -35,14 +35,7 @@ from gradfit.penalties import ElasticNet
 from gradfit.scaling import Scaling
 from gradfit.sources import encoding
 
-from .test_categorical_blocks import dense_statistics, layout_case
-
-
-@pytest.fixture
-def blocks_only(monkeypatch):
-    """Columns of more than 40 levels kept as codes; a dense one may have at most 60."""
-    monkeypatch.setattr(encoding, "BLOCK_LEVELS", 40)
-    monkeypatch.setattr(encoding, "MAX_LEVELS", 60)
+from .test_categorical_blocks import blocks_only, dense_statistics, layout_case  # noqa: F401 - a fixture
 
 
 def make_table(n, levels, numeric, seed=0, offset=3.0, targets=1):
@@ -196,7 +189,8 @@ CASES = [  # (levels, weighted, fit_intercept, standardize, targets)
 
 
 @pytest.mark.parametrize("levels, weighted, fit_intercept, standardize, targets", CASES)
-def test_ridge_fit_equals_the_dense_penalized_solve(blocks_only, levels, weighted, fit_intercept, standardize,
+@pytest.mark.usefixtures("blocks_only")
+def test_ridge_fit_equals_the_dense_penalized_solve(levels, weighted, fit_intercept, standardize,
                                                      targets):
     n = 6 * levels
     frame, y = make_table(n, levels, 3, seed=levels + 7 * weighted + 3 * fit_intercept + standardize, targets=targets)
@@ -207,6 +201,7 @@ def test_ridge_fit_equals_the_dense_penalized_solve(blocks_only, levels, weighte
     model = GDRegressor(penalty="l2", alpha=alpha, tol=1e-11, fit_intercept=fit_intercept, standardize=standardize,
                         optimizer=optimizer).fit(frame, y, sample_weight=weight)
     assert model.engine_ == "statistics" and len(model.coef_.reshape(targets, -1)[0]) == 3 + levels - 1
+    assert levels > encoding.MAX_LEVELS  # (blocks_only) dense dummies would have been refused: the blocks fit it
     design = sparse_design(frame)
     coef, intercept = ridge_oracle(design, y, alpha, weight, fit_intercept)
     got_coef = model.coef_.reshape(targets, -1)
@@ -221,7 +216,8 @@ def test_ridge_fit_equals_the_dense_penalized_solve(blocks_only, levels, weighte
 
 
 @pytest.mark.parametrize("weighted", [False, True])
-def test_certificate_measures_the_distance_to_the_oracle_optimum(blocks_only, weighted):
+@pytest.mark.usefixtures("blocks_only")
+def test_certificate_measures_the_distance_to_the_oracle_optimum(weighted):
     # short of the optimum, the certificate's distance is the oracle's, not a bound that merely holds
     frame, y = make_table(2000, 300, 3, seed=21)
     weight = np.random.default_rng(2).uniform(0.2, 3.0, len(y)) if weighted else None
@@ -237,7 +233,8 @@ def test_certificate_measures_the_distance_to_the_oracle_optimum(blocks_only, we
     assert model.certificate_.value == pytest.approx(distance, rel=1e-6)
 
 
-def test_ridge_equals_scikit_learn_ridge(blocks_only):
+@pytest.mark.usefixtures("blocks_only")
+def test_ridge_equals_scikit_learn_ridge():
     linear_model = pytest.importorskip("sklearn.linear_model")
     frame, y = make_table(3000, 300, 3, seed=31)
     weight = np.random.default_rng(3).uniform(0.5, 2.0, len(y))
@@ -251,7 +248,8 @@ def test_ridge_equals_scikit_learn_ridge(blocks_only):
     assert model.intercept_ == pytest.approx(expected.intercept_, rel=1e-8)
 
 
-def test_an_empty_level_and_an_identifier_column_fit_with_a_penalty(blocks_only):
+@pytest.mark.usefixtures("blocks_only")
+def test_an_empty_level_and_an_identifier_column_fit_with_a_penalty():
     # without a penalty both are refused (the data do not determine the level effects); L2 determines them
     frame, y = make_table(3000, 300, 2, seed=41)
     weight = np.where(frame["g"] == "L00007", 0.0, 1.0)
@@ -275,7 +273,8 @@ def test_an_empty_level_and_an_identifier_column_fit_with_a_penalty(blocks_only)
 
 
 @pytest.mark.parametrize("offset", [1e6])
-def test_features_far_from_zero_keep_their_digits(blocks_only, offset):
+@pytest.mark.usefixtures("blocks_only")
+def test_features_far_from_zero_keep_their_digits(offset):
     frame, y = make_table(6000, 300, 3, seed=51, offset=0.0)
     shifted = frame.copy()
     for name in ("x0", "x1", "x2"):
@@ -329,7 +328,8 @@ def penalized_cost(design, y, coef, intercept, alpha, l1_ratio, weight=None):
 @pytest.mark.parametrize("penalty, l1_ratio", [("l1", 1.0), ("elasticnet", 0.5)])
 @pytest.mark.parametrize("weighted", [False, True])
 @pytest.mark.parametrize("fit_intercept", [True, False])
-def test_l1_and_elastic_net_equal_coordinate_descent(blocks_only, penalty, l1_ratio, weighted, fit_intercept):
+@pytest.mark.usefixtures("blocks_only")
+def test_l1_and_elastic_net_equal_coordinate_descent(penalty, l1_ratio, weighted, fit_intercept):
     linear_model = pytest.importorskip("sklearn.linear_model")
     frame, y = make_table(3000, 300, 3, seed=71 + weighted + 2 * fit_intercept)
     weight = np.random.default_rng(7).uniform(0.2, 3.0, len(y)) if weighted else None
