@@ -349,3 +349,18 @@ def test_l1_and_elastic_net_equal_coordinate_descent(penalty, l1_ratio, weighted
     assert (cost - best) / cost <= model.certificate_.value + 1e-13
     np.testing.assert_allclose(model.coef_, expected.coef_, atol=1e-5 * np.abs(expected.coef_).max())
     assert np.array_equal(model.coef_ == 0, expected.coef_ == 0) or np.abs(model.coef_ - expected.coef_).max() < 1e-8
+
+
+@pytest.mark.usefixtures("blocks_only")
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_the_column_alone(fit_intercept):
+    # no other feature: the Schur complement is the intercept's 1 × 1 (or nothing at all)
+    frame, y = make_table(2000, 100, 1, seed=81)
+    only = frame[["g"]]
+    for alpha in (0.01, None):
+        settings = {"penalty": "l2", "alpha": alpha} if alpha else {}
+        model = GDRegressor(tol=1e-11, fit_intercept=fit_intercept, **settings).fit(only, y)
+        coef, intercept = ridge_oracle(sparse_design(only), y, alpha or 0.0, fit_intercept=fit_intercept)
+        assert model.converged_ and len(model.coef_) == 99
+        np.testing.assert_allclose(model.coef_, coef[0], rtol=1e-8, atol=1e-8 * np.abs(coef).max())
+        assert model.intercept_ == pytest.approx(intercept[0], rel=1e-8, abs=1e-12)

@@ -121,7 +121,9 @@ def chunk_level_moments(codes, X, y, weight, n_levels):
         return None
     p, k = X.shape[1], y.shape[1]
     z = np.empty((n, p + k))
-    z[:, :p], z[:, p:] = X, y
+    if p:  # (a source without other features may hand on an X of no rows as well as no columns)
+        z[:, :p] = X
+    z[:, p:] = y
     total = float(np.sum(weight)) if weight is not None else float(n)
     shift = (z.sum(axis=0) if weight is None else weight @ z) / total if total > 0 else np.zeros(p + k)
     z -= shift
