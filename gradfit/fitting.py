@@ -138,8 +138,10 @@ def lasso_start(problem, fit_intercept):
 def serves_blocks(settings, loss, penalty):
     """Whether a fit with these settings runs on the blocks of a categorical column kept as codes.
 
-    The squared error without a penalty (the blocks' solve has no penalty's
-    diagonal to add), full batches, an engine that knows the optimum
+    The squared error with any penalty (the blocks' solve adds the L2 part's
+    diagonal exactly, :meth:`~gradfit.engines.categorical.LevelBlocks.solve_ridge`;
+    an L1 part is the optimizer's proximal step, certified by the duality gap),
+    full batches, an engine that knows the optimum
     (``"auto"``, or ``"statistics"`` by name) and any optimizer but the robust
     losses' Newton method, which solves with a dense scatter (``"cg"`` runs
     without the refinement epochs it takes on a dense scatter: see
@@ -147,7 +149,7 @@ def serves_blocks(settings, loss, penalty):
     has at most ``MAX_LEVELS`` levels.
     """
     engine = registry.part("engine", settings["engine"])
-    return (loss.quadratic and penalty is None and settings["batch_size"] is None
+    return (loss.quadratic and settings["batch_size"] is None
             and (engine.name == "auto" or engine.knows_optimum) and settings["optimizer"] != robust.NAME)
 
 
@@ -187,7 +189,8 @@ def prepare(source, settings, scaling=None, statistics=None):
         )
     if scaling is None:
         scaling = Scaling.from_statistics(statistics, settings["fit_intercept"], settings["standardize"])
-    engine = registry.ENGINES[engine_name].build(source, scaling, loss, settings["fit_intercept"], statistics)
+    engine = registry.ENGINES[engine_name].build(source, scaling, loss, settings["fit_intercept"], statistics,
+                                                 penalty=penalty)
     return Problem(Objective(engine, penalty, scaling), scaling, statistics, engine_name, loss, statistics.n_samples)
 
 

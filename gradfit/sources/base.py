@@ -91,7 +91,7 @@ class Source:
             raise DataError(
                 f"{self.describe()}, column {layout['name']!r}: {layout['n_levels']} categories, more than the "
                 f"{MAX_LEVELS} gradfit encodes as dense features; more are kept as level codes only for "
-                "loss='squared_error' without a penalty, on full batches (engine 'auto' or 'statistics')")
+                "loss='squared_error' on full batches (engine 'auto' or 'statistics')")
 
     #: a chunk is the unit of work handed to a thread, and of the partial results
     #: merged: big enough that the hand-over and a chunk's first block cost
