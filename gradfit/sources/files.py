@@ -314,6 +314,17 @@ class FileSource(Source):
     rows_dropped = _pending("rows_dropped")
     del _pending
 
+    @property
+    def n_samples(self):
+        """Rows a pass yields: ``None`` for CSV until read; with ``missing="drop"`` the rows kept (:meth:`settle`)."""
+        if self.__dict__.get("levels_pending") and self.missing == "drop":
+            self.settle()
+        return self.__dict__.get("_n_samples")
+
+    @n_samples.setter
+    def n_samples(self, value):
+        self.__dict__["_n_samples"] = value
+
     def _scan(self):
         """One pass over the needed columns: the categories' levels, and the missing values to drop.
 
@@ -356,19 +367,19 @@ class FileSource(Source):
                 continue
             values = found[coding.name]
             if self._auto_text_of_numbers(coding, values):
-                raise self._locate_csv_error(pa.ArrowInvalid(f"column {coding.name!r} is not numeric"))
+                raise self._locate_csv_error(pa.ArrowInvalid(f"column {coding.name!r} is not numeric"), [coding.name])
             integral = pa.types.is_integer(_value_type(self.schema.field(coding.name).type))
             limit = encoding.MAX_LEVELS if self._as_stored else encoding.MAX_BLOCK_LEVELS  # one may be kept as codes
             encoding.finish_levels(coding, values, integral, getattr(self, "_references", {}), self.describe(), limit)
 
     def _dropped(self, counts, rows, kept):
         """Rows with missing values left out: ``counts`` by column of :attr:`columns`, of ``rows`` read, ``kept`` kept."""
-        self.missing_counts = {name: n for name, n in counts.items() if n}
-        self.rows_dropped = rows - kept
+        self.missing_counts = missing = {name: n for name, n in counts.items() if n}
+        self.rows_dropped = dropped = rows - kept
         self.n_samples = kept  # the rows a pass yields (Parquet rows keep their numbers in messages)
-        if self.rows_dropped:
-            shown = ", ".join(f"{name!r}: {n}" for name, n in self.missing_counts.items())
-            self.notes.append(f"missing values: {self.rows_dropped} of {rows} rows left out ({shown})")
+        if dropped:
+            shown = ", ".join(f"{name!r}: {n}" for name, n in missing.items())
+            self.notes.append(f"missing values: {dropped} of {rows} rows left out ({shown})")
 
     # -- the statistics pass that learns the levels (gradfit.engines.levels) ----------
 
