@@ -150,11 +150,14 @@ class FileSource(Source):
         Columns left out of the default features (not with ``features``).
     categorical : "auto", list, dict or None, default="auto"
         Which feature columns are categories (:mod:`gradfit.sources.encoding`);
-        their levels are learned in one pass over those columns when the
-        source is made.
+        their levels are learned in the fit's statistics pass
+        (:mod:`gradfit.engines.levels`; :attr:`levels_pending` until then),
+        or by a pass of their own over those columns (:meth:`settle`) where
+        the features are asked for first, or a column has more than
+        :data:`~gradfit.sources.encoding.BLOCK_LEVELS` levels.
     missing : {"error", "drop", "keep"}, default="error"
         ``"drop"`` leaves out rows with a missing value in a used column
-        (counted in ``missing_counts``, ``rows_dropped`` by one more pass);
+        (counted in ``missing_counts``, ``rows_dropped``, in the same pass as the levels);
         ``"keep"`` (predictions) gives their features NaN.
     encoder : TableEncoder, optional
         A fitted model's encoder (its levels): features are its raw columns.
