@@ -233,17 +233,22 @@ def _final_places(codings, levels, n_outputs):
 
 
 def _encoded(source, codings, parts):
-    """The kept parts as the source's chunks: their columns in the learned encoding's order (one copy each)."""
+    """The kept parts as the source's chunks: their columns in the learned encoding's order (one copy each).
+
+    A generator: the source makes its column store of them only when a later
+    pass asks (:meth:`~gradfit.sources.FileSource.keep_learned`).
+    """
     d = source.n_features
+    parts.reverse()
     while parts:
-        part = parts.pop(0)  # let each go once encoded
+        part = parts.pop()  # let each go once encoded
         yield _chunk_of(part, _spread_features(codings, part, d))
 
 
 def _spread_features(codings, part, d):
     """A part's ``X`` in the learned encoding: its dummies moved to their features, the reference's left out,
     a level the part does not hold all zero."""
-    X = np.zeros((part.X.shape[0], d), dtype=part.X.dtype)
+    X = np.zeros((part.X.shape[0], d), dtype=part.X.dtype, order="F")  # column by column, as Arrow's columns
     j = f = 0
     columns = iter(part.levels)
     for coding in codings:

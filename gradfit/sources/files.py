@@ -443,9 +443,19 @@ class FileSource(Source):
             self.n_samples = rows
         self._levels_known()
 
+    _learned_chunks = None
+
     def keep_learned(self, chunks):
-        """Keep the learned pass's ``chunks`` (encoded, in order) for later passes, as :meth:`chunks` keeps its own."""
-        if not self.keep_columns:
+        """Keep the learned pass's ``chunks`` (encoded, in order; an iterable made lazily) for later passes.
+
+        They become the column store (:meth:`chunks` keeps its own) when a
+        later pass first asks: a fit on the statistics alone makes none.
+        """
+        self._learned_chunks = chunks if self.keep_columns else None
+
+    def _store_learned(self):
+        chunks, self._learned_chunks = self._learned_chunks, None
+        if chunks is None:
             return
         store = ColumnStore(self.memory, self.n_samples, self.format == "csv", row_bytes(self), self.rows_per_chunk())
         if not store.active:
@@ -664,6 +674,7 @@ class FileSource(Source):
 
     def chunks(self):
         self.check_dense_levels()
+        self._store_learned()  # the columns the statistics pass that learned the levels read
         if self._columns is not None and self._columns.complete:
             yield from self._columns.chunks()  # read once already: memory, or the binary cache
             return
@@ -728,6 +739,7 @@ class FileSource(Source):
         minibatch then reads only its rows from it, since neither CSV nor a
         Parquet row group can be read from the middle.
         """
+        self._store_learned()
         if self._columns is not None and self._columns.complete:
             kept = self._columns.take(rows)
             if kept is not None:

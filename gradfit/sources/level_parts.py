@@ -89,6 +89,8 @@ def level_part(decoder, batch, start):
         local.append((coded.indices.to_numpy(zero_copy_only=False).astype(np.intp), coded.dictionary.to_pylist()))
     width = sum(1 if item is None else len(item[1]) for item in local)
     X = np.zeros((n, width), dtype=decoder.dtype, order="F")
+    flat = X.reshape(-1, order="F")  # a view: column c of row i at c·n + i
+    row = np.arange(n)
     j = 0
     for coding, item in zip(codings, local):
         if item is None:
@@ -99,7 +101,7 @@ def level_part(decoder, batch, start):
             j += 1
         else:
             codes, levels = item
-            X[np.arange(n), j + codes] = 1.0
+            flat[(j + codes) * n + row] = 1.0
             j += len(levels)
     raw, k = len(codings), decoder.n_outputs
     y = np.empty((n, k), dtype=np.float64, order="F")
