@@ -182,3 +182,17 @@ def test_many_levels_fall_back_to_their_own_scan(tmp_path, reads, monkeypatch):
     result = smf.ols("y ~ x + C(firm)", df).fit()  # the level blocks' solve, to its tolerance
     got = pd.Series(model.coef_, index=statsmodels_names(model.feature_names_, ["firm"]))
     np.testing.assert_allclose(got[result.params.index[1:]], result.params.iloc[1:], rtol=1e-4, atol=1e-6)
+
+
+def test_the_same_statistics_on_one_thread_and_on_several(tmp_path):
+    from threadpoolctl import threadpool_limits
+
+    from gradfit.sources.base import worker_threads
+
+    path = write(table(seed=4), tmp_path / "t.csv")
+    with threadpool_limits(1):  # BLAS on one thread: the pass runs on the calling thread alone
+        assert worker_threads() == 1
+        serial = accumulate_learning(FileSource(path, "y", missing="drop", batch_rows=300))
+    threaded = accumulate_learning(FileSource(path, "y", missing="drop", batch_rows=300))
+    np.testing.assert_array_equal(serial.mean, threaded.mean)
+    np.testing.assert_array_equal(serial.scatter, threaded.scatter)
