@@ -58,9 +58,8 @@ def main():
         timed(path, False)  # warm-up
         times = {"one pass": [], "scan first": []}
         for _ in range(args.repeats):  # interleaved, so that a change of load hits both
-            for name in times:
-                seconds, model = timed(path, name == "scan first")
-                times[name].append(seconds)
+            for name, values in times.items():
+                values.append(timed(path, name == "scan first")[0])
         one, two = (statistics.median(times[name]) for name in times)
         for name, values in times.items():
             print(f"{name:>10}: median {statistics.median(values):.3f} s  ({', '.join(f'{v:.3f}' for v in values)})")

@@ -26,8 +26,8 @@ from . import encoding
 from .columns import ColumnStore, memory_budget, row_bytes
 from .base import Source, file_row_position, fold_in_threads, worker_threads
 from .decode import ChunkDecoder
-from .level_parts import TooManyLevels
 from .file_checks import Stamps, estimate_rows, sniff_csv
+from .level_parts import TooManyLevels
 
 CSV_SUFFIXES = (".csv", ".tsv", ".txt", ".csv.gz", ".tsv.gz")
 PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
@@ -298,7 +298,7 @@ class FileSource(Source):
             self._scan()
             self._levels_known()
 
-    def _pending(name):  # noqa: N805  (a property factory, used in the class body only)
+    def _pending(name):  # a property factory, used in the class body only
         def get(self):
             if self.__dict__.get("levels_pending"):
                 self.settle()
