@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..sources.base import Chunk
 from ..sources.encoding import BLOCK_LEVELS, level_text
 from ..sources.level_parts import TooManyLevels, level_part
 from .moments import Moments, merge
@@ -105,10 +106,9 @@ def part_partial(source, item, full, keep):
                         [part] if keep else None, kept_bytes)
 
 
-def _chunk(part):
-    from ..sources.base import Chunk
-
-    return Chunk(part.X, part.y, part.sample_weight, part.start, part.positions)
+def _chunk(part, X=None):
+    """A part's rows as a :class:`~gradfit.sources.base.Chunk`, with its own ``X`` or the given one."""
+    return Chunk(part.X if X is None else X, part.y, part.sample_weight, part.start, part.positions)
 
 
 def _places(codings, levels, sizes, n_outputs):
@@ -242,7 +242,7 @@ def _encoded(source, codings, parts):
     parts.reverse()
     while parts:
         part = parts.pop()  # let each go once encoded
-        yield _chunk_of(part, _spread_features(codings, part, d))
+        yield _chunk(part, _spread_features(codings, part, d))
 
 
 def _spread_features(codings, part, d):
@@ -265,9 +265,3 @@ def _spread_features(codings, part, d):
             f += 1
         j += len(own)
     return X
-
-
-def _chunk_of(part, X):
-    from ..sources.base import Chunk
-
-    return Chunk(X, part.y, part.sample_weight, part.start, part.positions)
