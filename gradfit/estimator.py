@@ -329,7 +329,10 @@ class GDRegressor(RegressorMixin, BaseEstimator):
             raise ValueError("with a file or data source, give the weights as a column (sample_weight=...)")
         if reset:
             self._y_ndim = 1 if source.n_outputs == 1 else 2
-            self.n_features_in_ = source.n_features
+            if getattr(source, "levels_pending", False):  # set once the statistics pass learned the levels
+                vars(self).pop("n_features_in_", None)
+            else:
+                self.n_features_in_ = source.n_features
         return source
 
     def _formula_source(self, X, y, sample_weight, reset):
@@ -513,6 +516,8 @@ class GDRegressor(RegressorMixin, BaseEstimator):
     def _set_result(self, result, source, full=True, settings=None):
         """Every fitted attribute from the fit's one record (:class:`gradfit.result.FitResult`)."""
         single = self._y_ndim == 1
+        if not hasattr(self, "n_features_in_") and hasattr(source, "levels_pending"):
+            self.n_features_in_ = source.n_features  # a file's levels, learned in the statistics pass
         self.coef_ = result.coef[0] if single else result.coef
         self.intercept_ = float(result.intercept[0]) if single else result.intercept
         self.n_iter_ = result.n_iter

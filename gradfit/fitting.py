@@ -21,6 +21,7 @@ from .certify import MAX_FEATURES as MAX_CERTIFIED_FEATURES
 from .certify import BlockReference, QuadraticReference, certify
 from .engines import accumulate, choose_engine
 from .engines.categorical import accumulate_blocks
+from .engines.levels import accumulate_learning
 from .certificate import Certificate
 from .diagnostics import advice
 from .errors import DataError, IgnoredOptionWarning, OptionError
@@ -153,6 +154,14 @@ def serves_blocks(settings, loss, penalty):
             and (engine.name == "auto" or engine.knows_optimum) and settings["optimizer"] != robust.NAME)
 
 
+def learns_scatter(settings, loss, penalty):
+    """Whether the pass that learns a file's levels keeps the whole scatter: it is read before the engine is
+    chosen (the features are not known yet), so wherever the statistics engine or Newton's method may use it."""
+    engine = registry.part("engine", settings["engine"])
+    may_use = engine.knows_optimum or (engine.name == "auto" and loss.quadratic and settings["batch_size"] is None)
+    return may_use or settings["optimizer"] == robust.NAME or robust_default(settings, loss, penalty)
+
+
 def prepare(source, settings, scaling=None, statistics=None):
     """Read the statistics, choose the engine and build the objective.
 
@@ -169,6 +178,9 @@ def prepare(source, settings, scaling=None, statistics=None):
     registry.part("schedule", settings["schedule"])
     check_meaningful(settings)
     check_combination(settings, loss, penalty)
+    if statistics is None and getattr(source, "levels_pending", False):
+        # a file's categories learned in the statistics pass itself: the file is read once (None: too many levels)
+        statistics = accumulate_learning(source, full=learns_scatter(settings, loss, penalty))
     engine_name = choose_engine(
         settings["engine"], loss, settings["batch_size"], source.n_features, settings["epochs"],
         # A CSV's rows are known after the first pass; until then its size says about how many there are
