@@ -374,15 +374,17 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         """Dask arrays or dataframes: a :class:`~gradfit.sources.DaskSource`, summed on the workers."""
         if y is None:
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None")
-        if self.missing != "error":
-            raise ValueError("missing='drop' with Dask dataframes is not supported: drop the rows with "
-                             "dropna() first, or read the file with gradfit train --dask --missing drop")
+        if self.missing == "drop" and not hasattr(X, "columns"):
+            raise ValueError("missing='drop' on Dask needs a dataframe (its columns are named): "
+                             "Dask arrays are not supported; use dask.dataframe, or dropna() first")
         source = DaskSource(X, y, sample_weight, categorical=self.categorical,
                             encoder=None if reset else getattr(self, "encoder_", None),
-                            handle_unknown=self.handle_unknown)
+                            handle_unknown=self.handle_unknown, missing=self.missing)
         if reset:
             self._y_ndim = source.y_ndim
-            self.n_features_in_ = source.n_features
+            # the raw columns where a dataframe was encoded, as for pandas frames
+            self.n_features_in_ = len(source.frame_feature_names) if source.encoder is not None else \
+                source.n_features
             if source.frame_feature_names is not None:
                 self.feature_names_in_ = np.asarray(source.frame_feature_names, dtype=object)
             elif hasattr(self, "feature_names_in_"):
