@@ -161,6 +161,8 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         returns NaN for a row with a missing feature (one value per row).
         With NumPy arrays, rows with a NaN feature or weight are dropped; a
         NaN target is scikit-learn's input error (a DataFrame's is dropped).
+        A Dask dataframe's rows are left out and counted on the workers
+        (Dask arrays: only ``"error"``).
     handle_unknown : {"error", "ignore"}, default="error"
         At prediction: a category not seen in training is an error, or
         contributes zero (all of its column's dummies 0).
