@@ -106,6 +106,22 @@ def test_real_table_with_gaps_equals_statsmodels_formula_ols(client, firm_dtype)
                                result.fittedvalues.to_numpy()[:5], rtol=1e-9)
 
 
+def test_weights_with_gaps_equal_statsmodels_wls(client):
+    table = gappy_table("category")
+    table["weight"] = np.random.default_rng(3).uniform(0.5, 2.0, len(table))
+    table.loc[[20, 99], "weight"] = np.nan  # row 99 has no target either: counted in both columns
+    frame = client.persist(dd.from_pandas(table, npartitions=3))
+    model = GDRegressor(missing="drop", categorical=["decade", "firm=Chrysler"], optimizer="cg").fit(
+        frame[FEATURES], frame["invest"], sample_weight=frame["weight"])
+    kept = for_statsmodels(table).dropna()
+    result = smf.wls(FORMULA, kept, weights=kept["weight"]).fit()
+    assert model.n_samples_ == result.nobs == 209
+    assert_matches_statsmodels(model.summary_, result)
+    gaps = table.drop(columns="weight").isna().sum()  # the weights are counted as "sample_weight", as for pandas
+    assert model.fit_report_["missing"]["by_column"] == {name: int(n) for name, n in gaps.items()
+                                                         if n} | {"sample_weight": 2}
+
+
 def test_gaps_in_the_model_file_and_rows_named_by_their_place(client, tmp_path):
     table = gappy_table("category")
     X, y = as_dask(table, client)
