@@ -84,7 +84,7 @@ def as_dask(table, client, npartitions=4):
     return frame[FEATURES], frame["invest"]
 
 
-@pytest.mark.parametrize("firm_dtype", ["category", "object", "string[pyarrow]"])
+@pytest.mark.parametrize("firm_dtype", ["category", "string[pyarrow]"])  # "object": the weighted case
 def test_real_table_with_gaps_equals_statsmodels_formula_ols(client, firm_dtype):
     table = gappy_table(firm_dtype)
     X, y = as_dask(table, client)
@@ -107,7 +107,7 @@ def test_real_table_with_gaps_equals_statsmodels_formula_ols(client, firm_dtype)
 
 
 def test_weights_with_gaps_equal_statsmodels_wls(client):
-    table = gappy_table("category")
+    table = gappy_table("object")
     table["weight"] = np.random.default_rng(3).uniform(0.5, 2.0, len(table))
     table.loc[[20, 99], "weight"] = np.nan  # row 99 has no target either: counted in both columns
     frame = client.persist(dd.from_pandas(table, npartitions=3))
@@ -144,7 +144,7 @@ def test_gaps_in_the_model_file_and_rows_named_by_their_place(client, tmp_path):
 
 def test_minibatches_with_rows_left_out_give_the_pandas_iterates(client):
     table = gappy_table("object")
-    settings = dict(missing="drop", engine="pass", batch_size=70, epochs=2, tol=None, random_state=4,
+    settings = dict(missing="drop", engine="pass", batch_size=70, epochs=1, tol=None, random_state=4,
                     categorical=["decade"])
     on_dask = GDRegressor(**settings).fit(*as_dask(table, client))
     in_memory = GDRegressor(**settings).fit(table[FEATURES], table["invest"])
