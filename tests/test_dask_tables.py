@@ -26,7 +26,7 @@ grunfeld = pytest.importorskip("statsmodels.datasets.grunfeld")
 
 from gradfit import DataError, GDRegressor, load  # noqa: E402
 from gradfit.cli import main  # noqa: E402
-from gradfit.sources import DaskSource, encoding  # noqa: E402
+from gradfit.sources import DaskSource, FileSource, encoding  # noqa: E402
 
 from .conftest import write_table  # noqa: E402
 from .test_categorical_blocks import dense_design, lstsq, make_table  # noqa: E402
@@ -142,7 +142,7 @@ def test_gaps_in_the_model_file_and_rows_named_by_their_place(client, tmp_path):
         GDRegressor().fit(*as_dask(gappy_table("category"), client, npartitions=1))
 
 
-def test_minibatches_with_rows_left_out_give_the_pandas_iterates(client):
+def test_minibatches_with_rows_left_out_give_the_in_memory_iterates(client, tmp_path):
     table = gappy_table("object")
     settings = dict(missing="drop", engine="pass", batch_size=70, epochs=1, tol=None, random_state=4,
                     categorical=["decade"])
@@ -150,6 +150,14 @@ def test_minibatches_with_rows_left_out_give_the_pandas_iterates(client):
     in_memory = GDRegressor(**settings).fit(table[FEATURES], table["invest"])
     np.testing.assert_allclose(on_dask.coef_, in_memory.coef_, rtol=1e-10)
     np.testing.assert_allclose(on_dask.loss_curve_, in_memory.loss_curve_, rtol=1e-10)
+    # a folder of Parquet files read by the workers: the rows kept counted per block at the first minibatch
+    path = write_table(table, tmp_path / "folder")
+    options = dict(target="invest", missing="drop", categorical=["decade"])
+    del settings["missing"], settings["categorical"]
+    on_workers = GDRegressor(**settings).fit(DaskSource.from_file(path, block_rows=64, **options).persist())
+    streamed = GDRegressor(**settings).fit(FileSource(path, **options))
+    np.testing.assert_allclose(on_workers.coef_, streamed.coef_, rtol=1e-10)
+    np.testing.assert_allclose(on_workers.coef_, in_memory.coef_, rtol=1e-10)
 
 
 @pytest.fixture
@@ -180,7 +188,8 @@ def test_a_column_of_1500_levels_through_dask_equals_dense_lstsq(client, many_le
     from_file = GDRegressor(tol=1e-10).fit(source)
     np.testing.assert_allclose(from_file.coef_, coef, rtol=1e-8, atol=1e-8 * scale)
     out = tmp_path / "model.json"
-    assert main(["train", path, "--target", "y", "--dask", client.scheduler.address, "--tol", "1e-10", "-q", "-o", str(out)]) == 0
+    options = ["--dask", client.scheduler.address, "--tol", "1e-10", "-q", "-o", str(out)]
+    assert main(["train", path, "--target", "y", *options]) == 0
     np.testing.assert_allclose(load(out).coef_, coef, rtol=1e-8, atol=1e-8 * scale)
 
 

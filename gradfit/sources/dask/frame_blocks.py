@@ -1,4 +1,4 @@
-"""A Dask dataframe with categorical columns or missing values: levels and gaps found on the cluster, blocks encoded there.
+"""A Dask dataframe with categories or missing values: levels and gaps found on the cluster, blocks encoded there.
 
 Two steps, each one compute:
 

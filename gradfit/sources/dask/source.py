@@ -14,16 +14,16 @@ from __future__ import annotations
 import numpy as np
 
 from ...errors import DataError, GradfitError
+from .. import encoding
 from ..base import Chunk, NamedBy, Source
 from .arrays import column_names, to_arrays
-from .. import encoding
 from .categories import arrow_type_of, needs_encoder
-from .frame_blocks import FrameReading, frame_blocks, learn, missing_note
 from .compute import cluster_failure, compute
 from .file_blocks import csv_blocks, parquet_blocks
+from .frame_blocks import FrameReading, frame_blocks, learn, missing_note
 from .names import SourceNames
 from .optional import require
-from .tasks import _fold_block, _pack, _take_block, block_chunk, merge_tree, sub_chunks
+from .tasks import _block_rows, _fold_block, _pack, _take_block, block_chunk, merge_tree, sub_chunks
 
 #: a block read from a file holds about this many bytes of float64 rows
 BLOCK_BYTES = 64 * 1024 * 1024
@@ -220,7 +220,8 @@ class DaskSource(NamedBy, Source):
         :class:`FileSource`'s: the client learns the categories' levels (and
         counts missing values) in one pass over those columns, and the workers
         encode their blocks with them. With ``missing="drop"``, rows keep their
-        place in the file for messages, and minibatches are refused.
+        place in the file for messages; minibatches count the rows kept (each
+        block's, counted on the workers at the first minibatch).
         """
         from ..files import FileSource
 
@@ -250,6 +251,7 @@ class DaskSource(NamedBy, Source):
         self._blocks = list(blocks)
         self._starts = np.concatenate([[0], np.cumsum(np.asarray(lengths, dtype=np.int64))]).astype(np.int64)
         self.n_samples = int(self._starts[-1])
+        self._kept_starts = None  # a file's blocks' first rows among the rows kept (take), counted when needed
 
     def __reduce__(self):
         return self.names.__reduce__()
@@ -322,13 +324,9 @@ class DaskSource(NamedBy, Source):
     def take(self, rows):
         """The :class:`Chunk` of the sorted global ``rows``, gathered from their blocks (one compute).
 
-        With rows left out for missing values, a dataframe's rows are counted
-        among the rows kept; a file's blocks are counted in the file's rows
-        (the rows kept per block are not known), so minibatches are refused there.
+        ``rows`` count the rows kept (where rows were left out for missing
+        values); the chunk's ``positions`` name each row's place in the input.
         """
-        if self._file is not None and self.rows_dropped:
-            raise DataError(f"{self.describe()}: minibatches on Dask with rows left out for missing values "
-                            "are not supported; drop them from the file, or use full batches")
         rows = np.asarray(rows, dtype=np.int64)
         codes = self.block_layout is not None
         if rows.size == 0:
@@ -339,18 +337,36 @@ class DaskSource(NamedBy, Source):
         dask = require("dask")
         take = dask.delayed(_take_block, pure=True)
         dense = self._dense_layout()
-        block_of = np.searchsorted(self._starts, rows, side="right") - 1
+        starts = self._take_starts()
+        block_of = np.searchsorted(starts, rows, side="right") - 1
         cuts = np.flatnonzero(np.diff(block_of)) + 1
-        pieces = [
-            take(self._blocks[block_of[group[0]]], rows[group] - self._starts[block_of[group[0]]], self.dtype, dense)
-            for group in np.split(np.arange(rows.size), cuts)
-        ]
+        pieces = []
+        for group in np.split(np.arange(rows.size), cuts):
+            block = block_of[group[0]]
+            pieces.append(take(self._blocks[block], rows[group] - starts[block], self.dtype, dense,
+                               int(self._starts[block])))
         parts = self._compute(*pieces)
 
         def joined(i):
             return None if parts[0][i] is None else np.concatenate([part[i] for part in parts])
 
         return Chunk(joined(0), joined(1), joined(2), int(rows[0]), joined(3), joined(4))
+
+    def _take_starts(self):
+        """Each block's first row among the rows kept, and the rows kept (length ``n_blocks + 1``).
+
+        :attr:`_starts` but for a file read with rows left out: its blocks are
+        placed by the file's rows (the rows each block keeps are known once it
+        is read), so the rows kept are counted on the workers once, at the
+        first minibatch (cheap after :meth:`persist`, which minibatches call for).
+        """
+        if self._file is None or not self.rows_dropped:
+            return self._starts
+        if self._kept_starts is None:
+            count = require("dask").delayed(_block_rows, pure=True)
+            kept = self._compute(*[count(block) for block in self._blocks])
+            self._kept_starts = np.concatenate([[0], np.cumsum(np.asarray(kept, dtype=np.int64))]).astype(np.int64)
+        return self._kept_starts
 
     def chunks(self):
         """Bring the blocks to the client one at a time (engines use :meth:`reduce` instead)."""

@@ -122,8 +122,17 @@ def merge_tree(partials, combine, fan_in):
     return partials[0]
 
 
-def _take_block(block, rows, dtype, dense=None):
-    """``(X, y, sample_weight, positions, codes)`` of the block's ``rows`` (0-based within it), for a minibatch."""
-    chunk = block_chunk(block, 0, dtype, dense)
+def _take_block(block, rows, dtype, dense=None, start=0):
+    """``(X, y, sample_weight, positions, codes)`` of the block's ``rows`` (0-based among its rows), for a minibatch.
+
+    ``positions``: each row's place in the input (the block's first row is ``start``).
+    """
+    chunk = block_chunk(block, start, dtype, dense)
     pick = lambda values: None if values is None else values[rows]  # noqa: E731
-    return chunk.X[rows], chunk.y[rows], pick(chunk.sample_weight), pick(chunk.positions), pick(chunk.codes)
+    positions = start + rows if chunk.positions is None else chunk.positions[rows]
+    return chunk.X[rows], chunk.y[rows], pick(chunk.sample_weight), positions, pick(chunk.codes)
+
+
+def _block_rows(block):
+    """The rows a block holds (kept, where rows were left out)."""
+    return block.X.shape[0] if isinstance(block, Chunk) else len(block[0])
