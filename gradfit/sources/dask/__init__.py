@@ -33,7 +33,8 @@ from .connect import connect, parse_address
 from .names import SourceNames
 from .optional import INSTALL_HINT, MissingDependencyError, is_dask_collection, require
 from .predict import predict_dask
-from .source import BLOCK_BYTES, FAN_IN, DaskSource
+from .source import BLOCK_BYTES, DaskSource
+from .tasks import FAN_IN
 
 __all__ = [
     "ANSWER_TIMEOUT",

@@ -30,9 +30,6 @@ from .. import encoding
 from ..base import Chunk
 from .tasks import merge_tree
 
-#: partition summaries merged per task
-FAN_IN = 8
-
 
 @dataclass
 class FrameReading:
@@ -156,7 +153,7 @@ def learn(frame, ys, weights, reading, starts):
     shared = dask.delayed(reading, pure=True)  # one key in the graph, not a copy in every task
     summaries = [summarize(part, y, w, shared, int(start))
                  for part, y, w, start in zip(frame.to_delayed(), ys, weights, starts)]
-    merged, *per_partition = compute(merge_tree(summaries, _merge_summaries, FAN_IN),
+    merged, *per_partition = compute(merge_tree(summaries, _merge_summaries),
                                      *[kept(summary) for summary in summaries])
     return np.array(per_partition, dtype=np.int64), merged[2], merged[3]
 

@@ -27,8 +27,6 @@ from .tasks import _block_rows, _fold_block, _pack, _take_block, block_chunk, me
 
 #: a block read from a file holds about this many bytes of float64 rows
 BLOCK_BYTES = 64 * 1024 * 1024
-#: partial results merged per task: a tree of few tasks, each moving little
-FAN_IN = 8
 
 
 class DaskSource(NamedBy, Source):
@@ -306,7 +304,7 @@ class DaskSource(NamedBy, Source):
             fold(function, combine, block, int(start), step, self.dtype, dense)
             for block, start in zip(self._blocks, self._starts[:-1])
         ]
-        return self._compute(merge_tree(partials, combine, FAN_IN))[0]
+        return self._compute(merge_tree(partials, combine))[0]
 
     def _dense_layout(self):
         """What the workers need to make the codes' column dense dummies, when a fit asks for dummies; else ``None``.

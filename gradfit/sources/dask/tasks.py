@@ -16,6 +16,9 @@ import numpy as np
 
 from ..base import Chunk
 
+#: partial results merged per task: a tree of few tasks, each moving little
+FAN_IN = 8
+
 
 def block_chunk(block, start, dtype, dense=None):
     """A block as a :class:`Chunk` whose first row is ``start``, its arrays as the engines expect them.
@@ -104,7 +107,7 @@ def _join(combine, *partials):
     return result
 
 
-def merge_tree(partials, combine, fan_in):
+def merge_tree(partials, combine, fan_in=FAN_IN):
     """The ``combine``-fold of delayed ``partials`` as one delayed value: a tree of ``fan_in`` at a time, in order.
 
     Blocks 0 to ``fan_in − 1`` are merged in one task, the next ``fan_in`` in
