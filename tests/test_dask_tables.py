@@ -181,6 +181,13 @@ def test_a_column_of_1500_levels_through_dask_equals_dense_lstsq(client, many_le
     # predictions gather each row's level coefficient on the workers
     np.testing.assert_allclose(model.predict(X[["x0", "g", "x1"]]).compute(), design.to_numpy() @ coef + intercept,
                                rtol=1e-9, atol=1e-9 * scale)
+    # an unseen level, ignored: that row's level adds zero (its code -1 gathers 0)
+    unseen = frame[["x0", "g", "x1"]].copy()
+    unseen.loc[5, "g"] = "never seen"
+    got = model.set_params(handle_unknown="ignore").predict(dd.from_pandas(unseen, npartitions=2)).compute()
+    expected = design.to_numpy() @ model.coef_ + model.intercept_
+    expected[5] = model.intercept_ + unseen.loc[5, "x0"] * model.coef_[0] + unseen.loc[5, "x1"] * model.coef_[-1]
+    np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-10 * scale)
     # the same table as a folder of Parquet files read by the workers, and through the CLI
     path = write_table(frame, tmp_path / "folder")
     source = DaskSource.from_file(path, target="y")
