@@ -161,8 +161,8 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         returns NaN for a row with a missing feature (one value per row).
         With NumPy arrays, rows with a NaN feature or weight are dropped; a
         NaN target is scikit-learn's input error (a DataFrame's is dropped).
-        A Dask dataframe's rows are left out and counted on the workers
-        (Dask arrays: only ``"error"``).
+        On Dask (arrays and dataframes) the rows are left out and counted on
+        the workers.
     handle_unknown : {"error", "ignore"}, default="error"
         At prediction: a category not seen in training is an error, or
         contributes zero (all of its column's dummies 0).
@@ -376,16 +376,13 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         """Dask arrays or dataframes: a :class:`~gradfit.sources.DaskSource`, summed on the workers."""
         if y is None:
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None")
-        if self.missing == "drop" and not hasattr(X, "columns"):
-            raise ValueError("missing='drop' on Dask needs a dataframe (its columns are named): "
-                             "Dask arrays are not supported; use dask.dataframe, or dropna() first")
         source = DaskSource(X, y, sample_weight, categorical=self.categorical,
                             encoder=None if reset else getattr(self, "encoder_", None),
                             handle_unknown=self.handle_unknown, missing=self.missing)
         if reset:
             self._y_ndim = source.y_ndim
             # the raw columns where a dataframe was encoded, as for pandas frames
-            self.n_features_in_ = len(source.frame_feature_names) if source.encoder is not None else \
+            self.n_features_in_ = len(source.frame_feature_names) if source.frame_feature_names is not None else \
                 source.n_features
             if source.frame_feature_names is not None:
                 self.feature_names_in_ = np.asarray(source.frame_feature_names, dtype=object)

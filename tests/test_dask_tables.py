@@ -160,6 +160,28 @@ def test_minibatches_with_rows_left_out_give_the_in_memory_iterates(client, tmp_
     np.testing.assert_allclose(on_workers.coef_, in_memory.coef_, rtol=1e-10)
 
 
+def test_dask_arrays_with_gaps_give_the_numpy_fit(client):
+    da = pytest.importorskip("dask.array")
+    rng = np.random.default_rng(8)
+    X = rng.normal(size=(600, 3)) + 2.0
+    y = X @ [1.0, -2.0, 0.5] + rng.normal(size=600)
+    weight = rng.uniform(0.5, 2.0, 600)
+    X[[3, 140, 599], 0], X[[70], 2], weight[[140, 300]] = np.nan, np.nan, np.nan
+    settings = dict(missing="drop", engine="statistics", epochs=100, tol=None)
+    arrays = client.persist([da.from_array(X, chunks=(150, 2)), da.from_array(y, chunks=200),
+                             da.from_array(weight, chunks=150)])
+    model = GDRegressor(**settings).fit(*arrays[:2], sample_weight=arrays[2])
+    keep = ~np.isnan(X).any(axis=1) & ~np.isnan(weight)
+    reference = GDRegressor(**settings).fit(X[keep], y[keep], sample_weight=weight[keep])
+    np.testing.assert_allclose(model.coef_, reference.coef_, rtol=1e-10)
+    np.testing.assert_allclose(model.loss_curve_, reference.loss_curve_, rtol=1e-10)
+    assert model.fit_report_["missing"] == {
+        "strategy": "drop", "rows_dropped": 5, "by_column": {"x0": 3, "x2": 1, "sample_weight": 2}}
+    assert not hasattr(model, "feature_names_in_") and model.n_features_in_ == 3
+    expected = X @ reference.coef_ + reference.intercept_  # NaN where a feature is missing: one value a row
+    np.testing.assert_allclose(model.predict(arrays[0]).compute(), expected, rtol=1e-10, equal_nan=True)
+
+
 @pytest.fixture
 def many_levels(monkeypatch):
     """A dense column may have at most 1000 levels: a fit that made the 1500-level one dense would fail."""

@@ -73,9 +73,18 @@ class DaskSource(NamedBy, Source):
             self._init_frame(X, y, sample_weight, target_names or target_frame_names, categorical, encoder,
                              handle_unknown, missing, dask, da)
             return
+        if missing == "drop" and frame_names is None and getattr(X, "ndim", 0) == 2 and hasattr(X, "chunks"):
+            # an array: its columns named as features, so that its gaps are found and counted as a dataframe's
+            if any(np.isnan(n) for n in X.chunks[0]):
+                X = X.compute_chunk_sizes()
+            names = list(feature_names) if feature_names is not None else [f"x{j}" for j in range(X.shape[1])]
+            frame = require("dask.dataframe").from_dask_array(X.rechunk({1: -1}), columns=names)
+            self._init_frame(frame, y, sample_weight, target_names or target_frame_names, None, None,
+                             handle_unknown, missing, dask, da)
+            self.frame_feature_names = self.encoder = None  # no names of its own (feature_names_in_), no categories
+            return
         if missing == "drop":
-            raise ValueError("missing='drop' on Dask needs a dataframe of named columns (X); "
-                             "Dask arrays are not supported: use dask.dataframe, or dropna() first")
+            raise ValueError("missing='drop' on Dask needs a 2-dimensional array or a dataframe as X")
         arrays = [X, y] + ([] if sample_weight is None else [sample_weight])
         arrays = to_arrays(arrays, dask, da)
         X, y = arrays[0], arrays[1]
