@@ -161,6 +161,8 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         returns NaN for a row with a missing feature (one value per row).
         With NumPy arrays, rows with a NaN feature or weight are dropped; a
         NaN target is scikit-learn's input error (a DataFrame's is dropped).
+        On Dask (arrays and dataframes) the rows are left out and counted on
+        the workers.
     handle_unknown : {"error", "ignore"}, default="error"
         At prediction: a category not seen in training is an error, or
         contributes zero (all of its column's dummies 0).
@@ -377,15 +379,14 @@ class GDRegressor(RegressorMixin, BaseEstimator):
         """Dask arrays or dataframes: a :class:`~gradfit.sources.DaskSource`, summed on the workers."""
         if y is None:
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None")
-        if self.missing != "error":
-            raise ValueError("missing='drop' with Dask dataframes is not supported: drop the rows with "
-                             "dropna() first, or read the file with gradfit train --dask --missing drop")
         source = DaskSource(X, y, sample_weight, categorical=self.categorical,
                             encoder=None if reset else getattr(self, "encoder_", None),
-                            handle_unknown=self.handle_unknown)
+                            handle_unknown=self.handle_unknown, missing=self.missing)
         if reset:
             self._y_ndim = source.y_ndim
-            self.n_features_in_ = source.n_features
+            # the raw columns where a dataframe was encoded, as for pandas frames
+            self.n_features_in_ = len(source.frame_feature_names) if source.frame_feature_names is not None else \
+                source.n_features
             if source.frame_feature_names is not None:
                 self.feature_names_in_ = np.asarray(source.frame_feature_names, dtype=object)
             elif hasattr(self, "feature_names_in_"):

@@ -6,7 +6,9 @@ One module a job:
 * :mod:`~gradfit.sources.dask.tasks`: what runs on the workers for every block;
 * :mod:`~gradfit.sources.dask.names`: :class:`SourceNames`, what of a source travels with its closures;
 * :mod:`~gradfit.sources.dask.arrays`: dataframes, series and NumPy inputs as row-aligned Dask arrays;
-* :mod:`~gradfit.sources.dask.categories`: categorical columns' levels learned, partitions encoded;
+* :mod:`~gradfit.sources.dask.categories`: which columns of a dataframe are categorical (by dtype);
+* :mod:`~gradfit.sources.dask.frame_blocks`: a dataframe's levels and missing values found on the
+  workers, its partitions encoded there (rows with gaps dropped, a column of many levels as codes);
 * :mod:`~gradfit.sources.dask.file_blocks`: CSV and Parquet files read by the workers, through
   the file source's decoding (:mod:`gradfit.sources.decode`);
 * :mod:`~gradfit.sources.dask.predict`: a model's predictions on Dask collections;
@@ -31,7 +33,8 @@ from .connect import connect, parse_address
 from .names import SourceNames
 from .optional import INSTALL_HINT, MissingDependencyError, is_dask_collection, require
 from .predict import predict_dask
-from .source import BLOCK_BYTES, FAN_IN, DaskSource
+from .source import BLOCK_BYTES, DaskSource
+from .tasks import FAN_IN
 
 __all__ = [
     "ANSWER_TIMEOUT",

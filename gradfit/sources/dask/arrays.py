@@ -22,12 +22,13 @@ def column_names(obj):
     return names if all(isinstance(name, str) for name in names) else None
 
 
-def to_arrays(objects, dask, da):
+def to_arrays(objects, dask, da, rows=None):
     """Dask arrays with known row chunks for each of X, y, weights.
 
     Dask dataframes and series become arrays through their partitions (their
     lengths counted in one compute for all of them); NumPy and pandas inputs
-    are sent to the workers once, split like X.
+    are sent to the workers once, split like X (``rows``: the row chunks to
+    split them in, else those of the first Dask collection).
     """
     frames = [i for i, obj in enumerate(objects) if is_dask_collection(obj) and hasattr(obj, "map_partitions")
               and not hasattr(obj, "chunks")]
@@ -46,7 +47,9 @@ def to_arrays(objects, dask, da):
     for i, obj in enumerate(arrays):
         if not is_dask_collection(obj):
             values = np.asarray(obj)
-            if reference is not None and values.ndim >= 1 and values.shape[0] == reference.shape[0]:
+            if rows is not None and values.ndim >= 1 and values.shape[0] == sum(rows):
+                chunks = (tuple(rows),) + tuple((n,) for n in values.shape[1:])
+            elif reference is not None and values.ndim >= 1 and values.shape[0] == reference.shape[0]:
                 chunks = (reference.chunks[0],) + tuple((n,) for n in values.shape[1:])
             else:
                 chunks = "auto"

@@ -33,7 +33,7 @@ def parquet_blocks(file, block_rows):
         "parquet", file.describe(), file.feature_names, file.target_names, file.weight_name,
         starts[:-1], [os.path.basename(f.path) for f in file.fragments],
     )
-    decoder = dataclasses.replace(file.decoder, names=names)  # the file's decoding, its messages by names only
+    decoder = _decoder(file, names)  # the file's decoding, its messages by names only
     read = dask.delayed(_read_row_groups, pure=True)
     blocks, lengths = [], []
     for fragment, start in zip(file.fragments, starts[:-1]):
@@ -50,6 +50,17 @@ def parquet_blocks(file, block_rows):
             lengths.append(rows)
             begin = stop
     return names, blocks, lengths
+
+
+def _decoder(file, names):
+    """The file's decoding, its messages by ``names`` only; a categorical column of many levels read as codes.
+
+    The blocks always carry that column's codes (the source's
+    :attr:`~gradfit.sources.Source.block_candidate`): a fit on the blocks
+    reads them as they are, a fit that needs dummies gets them made on the
+    workers (:func:`~gradfit.sources.dask.tasks.dense_dummies`).
+    """
+    return dataclasses.replace(file.decoder, names=names, block_layout=file.block_candidate)
 
 
 def _read_row_groups(decoder, path, row_groups, start):
@@ -86,7 +97,7 @@ def csv_blocks(file, block_rows, run):
         raise file._locate_csv_error(exc) from None
     lengths = [int(n) for n in run(frame.map_partitions(len))[0]]
     starts = np.concatenate([[0], np.cumsum(lengths)])
-    decoder = dataclasses.replace(file.decoder, names=names)
+    decoder = _decoder(file, names)
     read = dask.delayed(_read_partition, pure=True)
     blocks = [read(part, decoder, int(start)) for part, start in zip(frame.to_delayed(), starts)]
     return names, blocks, lengths

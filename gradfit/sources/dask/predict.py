@@ -2,36 +2,103 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
-from .categories import encode_frame
+from ...errors import DataError
+from .. import encoding
+from .compute import compute
 from .optional import require
 
 
 def predict_dask(model, X, predict):
     """A fitted model's predictions on a Dask array or dataframe, as a lazy Dask array.
 
-    Shape (n_samples,) for a single output, else (n_samples, n_outputs); a
-    dataframe's columns must be the model's features, in order. ``predict`` is
-    :func:`gradfit.model.predict` (the one place predictions are written),
-    given by the caller: the sources sit below the model and never import it.
-    It runs on each block, ``coef`` (n_outputs, n_features), giving (n, n_outputs).
+    Shape (n_samples,) for a single output, else (n_samples, n_outputs): one
+    prediction per input row. ``predict`` is :func:`gradfit.model.predict`
+    (the one place predictions are written), given by the caller: the
+    sources sit below the model and never import it. It runs on each block,
+    ``coef`` (n_outputs, n_features), giving (n, n_outputs).
+
+    A dataframe's columns must be the model's raw columns, in order; each
+    partition is encoded where it is (:func:`_predict_partition`). A
+    categorical column of more than ``BLOCK_LEVELS`` levels is read as level
+    codes and its coefficient gathered (never a dense one-hot block). A
+    missing value is an error naming its row and column, or, for a model fitted
+    with ``missing="drop"``, makes that row's prediction NaN; an unseen level is
+    an error, or adds zero with ``handle_unknown="ignore"``.
     """
-    da = require("dask.array")
-    names = getattr(model, "feature_names_in_", None)
-    encoder = getattr(model, "encoder_", None)
-    if encoder is not None and hasattr(X, "columns"):
-        encoder.handle_unknown = model.handle_unknown
-        X, _ = encode_frame(X, None, encoder, model.handle_unknown, require("dask"), da)
-    elif hasattr(X, "columns"):
-        if names is not None and list(X.columns) != list(names):
-            raise ValueError(f"X has columns {list(X.columns)}, but the model was fitted on {list(names)}")
-        X = X.to_dask_array()
     coef = np.atleast_2d(model.coef_).astype(np.float64)
-    if X.ndim != 2 or X.shape[1] != coef.shape[1]:
-        raise ValueError(f"X has shape {X.shape}, but the model expects {model.n_features_in_} features")
     intercept = np.atleast_1d(model.intercept_).astype(np.float64)
-    out = X.rechunk({1: -1}).map_blocks(
-        predict, coef, intercept, chunks=(X.chunks[0], (coef.shape[0],)), dtype=np.float64
-    )
+    encoder = _encoder(model)
+    if hasattr(X, "columns") and encoder is not None:
+        out = _predict_frame(X, encoder, model.missing, coef, intercept, predict)
+    else:
+        if hasattr(X, "columns"):
+            X = X.to_dask_array()
+        if X.ndim != 2 or X.shape[1] != coef.shape[1]:
+            raise ValueError(f"X has shape {X.shape}, but the model expects {model.n_features_in_} features")
+        out = X.rechunk({1: -1}).map_blocks(
+            predict, coef, intercept, chunks=(X.chunks[0], (coef.shape[0],)), dtype=np.float64
+        )
     return out[:, 0] if model._y_ndim == 1 else out
+
+
+def _encoder(model):
+    """The model's encoder for predictions (its categories, or its numeric columns by name), or ``None``.
+
+    A copy, with the estimator's ``handle_unknown`` and the column of many
+    levels chosen again (a model file does not record it).
+    """
+    encoder = getattr(model, "encoder_", None)
+    if encoder is None:
+        names = getattr(model, "feature_names_in_", None)
+        if names is None:
+            return None
+        encoder = encoding.TableEncoder([encoding.ColumnCoding(str(name)) for name in names])
+    encoder = dataclasses.replace(encoder, handle_unknown=model.handle_unknown, block=None)
+    encoder.choose_block("the Dask input")
+    return encoder
+
+
+def _predict_frame(X, encoder, missing, coef, intercept, predict):
+    dask, da = require("dask"), require("dask.array")
+    names = [str(c) for c in X.columns]
+    if names != encoder.raw_names:
+        raise ValueError(f"X has columns {names}, but the model was fitted on {encoder.raw_names}")
+    lengths = [int(n) for n in compute(X.map_partitions(len))[0]]
+    starts = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    reading = dask.delayed(_PredictReading(encoder, missing, coef, intercept, predict,
+                                           encoder.block_layout() if encoder.block is not None else None),
+                           pure=True)
+    run = dask.delayed(_predict_partition, pure=True)
+    blocks = [da.from_delayed(run(part, reading, int(start)), shape=(n, coef.shape[0]), dtype=np.float64)
+              for part, n, start in zip(X.to_delayed(), lengths, starts)]
+    return da.concatenate(blocks, axis=0)
+
+
+@dataclasses.dataclass
+class _PredictReading:
+    encoder: object
+    missing: str
+    coef: np.ndarray
+    intercept: np.ndarray
+    predict: object
+    layout: dict | None
+
+
+def _predict_partition(frame, reading, start):
+    """On a worker: a partition's predictions, shape (n, n_outputs); rows named from 1 in messages."""
+    arrays = [encoding.pandas_arrow(frame.iloc[:, j]) for j in range(frame.shape[1])]
+    if reading.missing != "drop":
+        for name, array in zip(reading.encoder.raw_names, arrays):
+            mask = encoding.missing_mask(array)
+            if not mask.all():
+                raise DataError(f"missing value in the Dask input at row {start + int(np.argmax(~mask)) + 1}, "
+                                f"column {name!r}; the model was fitted with missing='error'")
+    where = lambda row, name: f"the Dask input, row {start + row + 1}, column {name!r}"  # noqa: E731
+    if reading.layout is None:
+        return reading.predict(reading.encoder.encode(arrays, np.float64, where), reading.coef, reading.intercept)
+    other, codes = reading.encoder.encode_blocks(arrays, np.float64, where)
+    return reading.predict(other, reading.coef, reading.intercept, codes, reading.layout)
