@@ -118,6 +118,11 @@ ABSOLUTE_DETAIL = ("relative objective gap bounded by a dual-feasible point of t
                    "built from the residual signs")
 
 
+#: why a robust fit on a categorical column kept as level codes has no certificate
+CODES_DETAIL = ("loss={loss!r} on a categorical column kept as level codes: its certificate projects onto the "
+                "dense Gram of the column's dummies (and reads dense rows), which is never formed; no claim is made")
+
+
 def _lp_problem(loss, source, column, problem, fit_intercept, statistics):
     """The :class:`~gradfit.robust.absolute.AbsoluteProblem` of one output of a piecewise-linear loss."""
     return absolute.AbsoluteProblem(source, column, problem.scaling, fit_intercept, statistics, loss.quantile)
@@ -141,6 +146,8 @@ def robust_certificate(problem, params, tol):
         return Certificate("none", None, tol, f"loss={loss.name!r} with penalty={penalty.name!r}: no bound is computed")
     if not serves(loss):
         raise ValueError(f"robust_certificate serves loss={_served_names()}, not {loss.name!r}")
+    if getattr(problem.statistics, "blocks", None) is not None:
+        return Certificate("none", None, tol, CODES_DETAIL.format(loss=loss.name))
     gram, statistics = _gram(problem, source)
     bounds = []
     for column in range(params.shape[1]):

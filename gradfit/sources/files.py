@@ -520,7 +520,7 @@ class FileSource(Source):
             yield from self._columns.chunks()  # read once already: memory, or the binary cache
             return
         store = None
-        if self.keep_columns and self.block_layout is None:  # the blocks' statistics take one pass
+        if self.keep_columns:  # a column kept as codes is kept as its codes (ColumnStore)
             store = ColumnStore(self.memory, self.n_samples, self.format == "csv", row_bytes(self),
                                 self.rows_per_chunk())
             store = store if store.active else None
@@ -598,6 +598,9 @@ class FileSource(Source):
         layout = self.block_candidate if codes else None
         if layout is not self.block_layout:
             self._columns = None
+            if self._row_cache is not None:  # its records hold the other kind of row
+                self._row_cache.close()
+                self._row_cache = None
         self.block_layout = self.decoder.block_layout = layout
 
     def _locate_csv_error(self, exc, columns=None):
