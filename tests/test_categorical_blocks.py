@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 from threadpoolctl import threadpool_limits
 
-from gradfit import DataError, GDRegressor, OptionError
+from gradfit import DataError, GDRegressor
 from gradfit.cli import main
 from gradfit.engines.categorical import (
     BlockStatistics,
@@ -256,7 +256,7 @@ def test_missing_values_dropped_on_the_blocks(blocks_only, tmp_path):
     assert_statsmodels(model.summary_, smf.ols("y ~ x0 + C(g) + x1", kept).fit())
 
 
-def test_other_fits_take_the_column_dense_or_refuse_in_one_line(blocks_only, tmp_path, capsys):
+def test_other_fits_take_the_column_dense_or_as_codes_and_only_dense_solvers_refuse(blocks_only, tmp_path, capsys):
     frame, y = make_table(3000, 50, 2, seed=8)  # 50 levels: kept as codes, and within the dense limit
     huber = GDRegressor(loss="huber", tol=1e-8).fit(frame, y)
     assert len(huber.coef_) == 2 + 49
@@ -267,13 +267,17 @@ def test_other_fits_take_the_column_dense_or_refuse_in_one_line(blocks_only, tmp
     encoding.BLOCK_LEVELS = 40
     many, y = make_table(3000, 70, 2, seed=9)  # 70 levels: beyond the dense limit of 60
     path = write_table(many.assign(y=y), tmp_path / "d.parquet")
-    assert main(["train", path, "--target", "y", "--loss", "huber", "-q"]) == 1
+    # beyond the dense limit the pass engine reads the codes (tests/test_categorical_codes_pass.py) ...
+    assert main(["train", path, "--target", "y", "--loss", "huber", "--epochs", "20", "-q"]) == 0
+    capsys.readouterr()
+    assert len(GDRegressor(penalty="l2", alpha=0.1, epochs=20).fit(many, y).coef_) == 2 + 69
+    assert len(GDRegressor(batch_size=100, epochs=2).fit(many, y).coef_) == 2 + 69
+    # ... and only what solves with the dense scatter of the dummies refuses them, in one line
+    assert main(["train", path, "--target", "y", "--loss", "huber", "--optimizer", "newton", "-q"]) == 1
     error = capsys.readouterr().err.strip()
     assert "\n" not in error and "column 'g': 70 categories, more than the 60" in error, error
-    with pytest.raises(DataError, match="kept as level codes only for loss='squared_error'"):
-        GDRegressor(penalty="l2", alpha=0.1).fit(many, y)
-    with pytest.raises((DataError, OptionError)):
-        GDRegressor(batch_size=100).fit(many, y)
+    with pytest.raises(DataError, match="other fits keep the column as level codes"):
+        GDRegressor(penalty="l2", alpha=0.1, engine="statistics").fit(many, y)
 
 
 def test_a_feature_constant_within_every_level_is_refused_in_one_line(blocks_only):
