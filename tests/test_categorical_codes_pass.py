@@ -184,8 +184,26 @@ def test_huber_on_codes_equals_lbfgs_on_the_dense_design(table, codes_only):
     model = GDRegressor(loss="huber", epsilon=epsilon, optimizer="nesterov", tol=None, epochs=2000).fit(frame, y)
     assert relative(model.coef_, optimum[:-1]) < 1e-5
     assert abs(model.intercept_ - optimum[-1]) < 1e-5 * np.abs(optimum).max()
-    certificate = model.fit_report_["certificate"]
-    assert certificate["kind"] == "none" and not certificate["converged"] and "level codes" in certificate["detail"]
+    certificate = model.fit_report_["certificate"]  # Huber's dual bound, its projection solved by the level blocks
+    assert certificate["kind"] == "gradient_bound" and certificate["value"] < 1e-10, certificate
+
+
+@pytest.mark.parametrize("settings", [
+    dict(optimizer="nesterov"),
+    dict(optimizer="nesterov", fit_intercept=False),
+    dict(optimizer="gd", standardize=False),
+    dict(optimizer="nesterov", penalty="l2", alpha=0.01),
+    dict(optimizer="gd", penalty="elasticnet", alpha=0.01, l1_ratio=0.5),
+], ids=["plain", "no intercept", "raw units", "l2", "elasticnet"])
+def test_huber_certificate_on_codes_equals_the_dense_dummies(settings, table, codes_only, monkeypatch):
+    frame, y = table
+    weight = np.random.default_rng(1).uniform(0.5, 2.0, len(y))
+    options = dict(loss="huber", epochs=40, tol=None, **settings)
+    on_codes = GDRegressor(**options).fit(frame, y, sample_weight=weight).fit_report_["certificate"]
+    dense(monkeypatch)
+    on_dummies = GDRegressor(**options).fit(frame, y, sample_weight=weight).fit_report_["certificate"]
+    assert on_codes["kind"] == on_dummies["kind"] == "gradient_bound"
+    np.testing.assert_allclose(on_codes["value"], on_dummies["value"], rtol=1e-6, atol=1e-14)
 
 
 @pytest.mark.parametrize("quantile", [0.5, 0.8])
@@ -252,7 +270,7 @@ def test_more_levels_than_dense_allows_fit_huber_without_a_dense_block(tmp_path)
     dense_bytes = n * (levels + 2) * 8  # the one-hot block the dummies would need
     tracemalloc.start()
     try:
-        with pytest.warns(Warning, match="level codes"):  # "auto" runs gd: Newton would need the dense Gram
+        with pytest.warns(Warning, match="not converged"):  # "auto" runs gd: Newton would need the dense Gram
             model = GDRegressor(loss="huber", epochs=30).fit(frame, y)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
@@ -266,7 +284,7 @@ def test_only_fits_that_solve_with_a_dense_scatter_refuse_the_column(table, code
     frame, y = table
     path = write_table(frame.assign(y=y), tmp_path / "d.parquet")
     assert main(["train", path, "--target", "y", "--loss", "huber", "--epochs", "5", "-q"]) == 0
-    assert "level codes" in capsys.readouterr().err  # the warning says why nothing is certified
+    assert "not converged" in capsys.readouterr().err  # 5 epochs of gd: Huber's bound says how far, no claim
     assert main(["train", path, "--target", "y", "--loss", "huber", "--optimizer", "newton", "-q"]) == 1
     error = capsys.readouterr().err.strip()
     assert "\n" not in error and f"column 'g': {LEVELS} categories, more than the 100" in error, error
