@@ -21,6 +21,15 @@ subtraction (``X_b u``, ``− (y_b − β)``, ``X_bᵀ(v r)``), and for a
 linear derivative one more product per chunk gives the rest:
 ``[1, r]ᵀ(v r) = [Σ v r; Σ v r²]``; other losses go through their pointwise
 ``value_and_derivative(prediction, target)``.
+
+A categorical column kept as level codes (the source's ``block_layout``,
+chunks with ``codes``: :class:`LevelCodes`) is read as codes, never as a
+dense one-hot block: its dummies' part of ``X_b u`` is the level's
+coefficient gathered (``a[code]``), folded into the target of a linear
+derivative or added to the prediction, and of ``X_bᵀ(vg)`` one ``bincount``
+a chunk (the compiled loop adds ``v r`` to its row's level as it goes). The
+sums are the dense dummies' to rounding; an epoch costs ``O(N p + L)`` for
+``p`` other features and ``L`` levels, not ``O(N (p + L))``.
 """
 
 from __future__ import annotations
