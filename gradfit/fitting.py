@@ -599,9 +599,9 @@ def block_reference(statistics, penalty, fit_intercept):
     does not take ``penalty`` (the certificate then says so: :data:`CODES_NOT_CERTIFIED`)."""
     try:
         return BlockReference(statistics, penalty, fit_intercept)
-    except ValueError:  # a penalty the blocks' reference does not serve
-        return None
-    except DataError:  # the unpenalized problem is singular (a feature constant within levels): a penalty's need not be
+    except (ValueError, DataError):
+        # a penalty the blocks' reference does not serve, or the unpenalized problem singular (a feature
+        # constant within levels) where a penalty's need not be; without a penalty that is the fit's own error
         if penalty is None:
             raise
         return None

@@ -278,6 +278,7 @@ def test_more_levels_than_dense_allows_fit_huber_without_a_dense_block(tmp_path)
     assert peak < dense_bytes / 8, (peak, dense_bytes)
     assert model.coef_.shape == (levels + 1,) and model.engine_ == "pass"
     assert np.all(np.isfinite(model.coef_))
+    assert "newton" not in str(model.fit_report_["advice"])  # it would need the dense Gram: not advised
 
 
 def test_only_fits_that_solve_with_a_dense_scatter_refuse_the_column(table, codes_only, tmp_path, capsys):
