@@ -143,9 +143,8 @@ def serves_blocks(settings, loss, penalty):
     (``"auto"``, or ``"statistics"`` by name) and any optimizer but the robust
     losses' Newton method, which solves with a dense scatter (``"cg"`` runs
     without the refinement epochs it takes on a dense scatter: see
-    :func:`fit_source`). Otherwise the pass engine reads the codes, or the
-    column is dense dummies where the fit solves with a dense scatter
-    (:func:`keeps_codes`).
+    :func:`fit_source`). Otherwise the column is dense dummies, as long as it
+    has at most ``MAX_LEVELS`` levels.
     """
     engine = registry.part("engine", settings["engine"])
     return (loss.quadratic and penalty is None and settings["batch_size"] is None

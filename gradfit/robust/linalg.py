@@ -48,8 +48,8 @@ class BlockGram:
     :class:`~gradfit.engines.categorical.BlockStatisticsEngine`, whose
     :meth:`~gradfit.engines.categorical.BlockStatisticsEngine.solve` is exact
     (the Schur complement of the level block), so ``G⁻¹ v = (2/k) H⁻¹ v``.
-    Serves what the certificates read (:meth:`solve`, :attr:`largest_diagonal`,
-    :attr:`least_squares`), not Newton's dense steps.
+    Serves what Huber's certificate reads (:meth:`solve`, :attr:`largest_diagonal`),
+    not Newton's dense steps.
 
     Raises
     ------
@@ -63,9 +63,6 @@ class BlockGram:
         self._engine = BlockStatisticsEngine(statistics, scaling, fit_intercept)
         k, d = statistics.n_outputs, statistics.n_features
         self._factor = 2.0 / k
-        self.least_squares = self._engine.reference
-        self.least_squares_error = np.asarray(self._engine.reference_per_output, dtype=float)
-        self.top = float(self._engine.eigenvalues[-1]) * k / 2.0
         # G_jj = (1/W) Σ v ((x_j − c_j)/s_j)² = (S_jj/W + (μ_j − c_j)²)/s_j², and 1 for the intercept
         offset = statistics.mean[:d] - scaling.center
         diagonal = (statistics.scatter_diagonal[:d] / statistics.sum_weights + offset * offset) / scaling.scale**2
