@@ -55,12 +55,12 @@ class CodedColumns:
     """
 
     def __init__(self, layout, scaling, fit_intercept):
+        from ..engines.passes import LevelCodes
         from ..scaling import Scaling
 
-        self.dense_index = np.asarray(layout["dense_index"], dtype=np.intp)
-        self.level_index = np.asarray(layout["level_index"], dtype=np.intp)
-        self.n_levels = int(layout["n_levels"])
-        self.others = np.delete(np.arange(self.n_levels), int(layout["reference"]))
+        levels = LevelCodes(layout)  # the pass engine's reading of the layout
+        self.dense_index, self.level_index = levels.dense_index, levels.level_index
+        self.n_levels, self.others = levels.n_levels, levels.others
         d = self.dense_index.size + self.level_index.size
         self.n_params = d + fit_intercept
         # the block's dense columns: the other features, then the intercept's ones
