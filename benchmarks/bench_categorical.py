@@ -17,7 +17,7 @@ block; at or below it, dense dummies as before. Issue 14's target: 10,000
 levels and 20 numeric features on 2·10⁶ rows in under 1 GB and within 3× the
 numeric fit.
 
-``--loss``, ``--engine``, ``--optimizer``, ``--epochs`` and ``--tol`` are
+``--loss``, ``--engine``, ``--optimizer``, ``--epochs``, ``--tol`` and ``--batch-size`` are
 handed to both runs, so that they run the same method: e.g. ``--loss huber
 --optimizer gd --epochs 50 --tol none`` times 50 epochs of the pass engine,
 which reads the column as level codes (:mod:`gradfit.engines.passes`),
@@ -89,13 +89,14 @@ def main():
     parser.add_argument("--levels", type=int, default=10_000)
     parser.add_argument("--folder", default=tempfile.gettempdir())
     parser.add_argument("--lstsq", action="store_true", help="compare with numpy.linalg.lstsq on the dense design")
-    for option in ("--loss", "--engine", "--optimizer", "--epochs", "--tol"):
+    for option in ("--loss", "--engine", "--optimizer", "--epochs", "--tol", "--batch-size"):
         parser.add_argument(option, help=f"gradfit train's {option}, for both runs")
     args = parser.parse_args()
     if args.lstsq and args.loss not in (None, "squared_error"):
         parser.error("--lstsq compares with least squares: leave --loss out")
-    options = [text for option in ("loss", "engine", "optimizer", "epochs", "tol")
-               if getattr(args, option) is not None for text in (f"--{option}", getattr(args, option))]
+    options = [text for option in ("loss", "engine", "optimizer", "epochs", "tol", "batch_size")
+               if getattr(args, option) is not None
+               for text in (f"--{option.replace('_', '-')}", getattr(args, option))]
     path = os.path.join(args.folder, f"gradfit-categorical-{args.rows}-{args.numeric}-{args.levels}.parquet")
     model_path = path + ".model.json"
     X, codes, y = generate(path, args.rows, args.numeric, args.levels)
