@@ -168,11 +168,16 @@ def _quadratic_problem(result, settings, source, report):
         )
         return None
     stats = result.reference.statistics
-    report["notes"].append(
-        "the pass engine keeps no scatter matrix: the certificate, optimum, condition numbers and "
-        "statistics took one extra pass"
-    )
-    engine = StatisticsEngine(stats, result.scaling, fit_intercept)
+    if getattr(stats, "blocks", None) is not None:
+        report["notes"].append("the pass engine read the categorical column as level codes: the certificate, "
+                               "optimum, condition numbers and statistics come from its blocks (no extra pass)")
+    else:
+        report["notes"].append(
+            "the pass engine keeps no scatter matrix: the certificate, optimum, condition numbers and "
+            "statistics took one extra pass"
+        )
+    # the statistics engine's entry: on a categorical column's blocks, the blocks' engine
+    engine = registry.ENGINES["statistics"].build(None, result.scaling, result.problem.loss, fit_intercept, stats)
     return stats, Objective(engine, result.problem.objective.penalty, result.scaling)
 
 

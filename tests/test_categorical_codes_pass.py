@@ -281,6 +281,21 @@ def test_more_levels_than_dense_allows_fit_huber_without_a_dense_block(tmp_path)
     assert "newton" not in str(model.fit_report_["advice"])  # it would need the dense Gram: not advised
 
 
+def test_squared_error_pass_fits_on_codes_report_the_blocks_statistics(table, codes_only, tmp_path):
+    frame, y = table
+    on_blocks = GDRegressor(tol=1e-10).fit(frame, y)  # the blocks' statistics engine
+    by_passes = GDRegressor(engine="pass", optimizer="cg", tol=1e-10).fit(frame, y)
+    assert (on_blocks.engine_, by_passes.engine_) == ("statistics", "pass") and by_passes.converged_
+    np.testing.assert_allclose(by_passes.coef_, on_blocks.coef_, rtol=1e-7, atol=1e-9)
+    report = by_passes.fit_report_
+    assert any("level codes" in note for note in report["notes"])
+    assert report["condition_number"] == pytest.approx(on_blocks.fit_report_["condition_number"], rel=1e-6)
+    path = write_table(frame.assign(y=y), tmp_path / "d.parquet")  # the CLI's report samples rows as codes
+    assert main(["train", path, "--target", "y", "--batch-size", "500", "--epochs", "2", "-q",
+                 "--report", str(tmp_path / "r.html")]) == 0
+    assert (tmp_path / "r.html").stat().st_size > 0
+
+
 def test_only_fits_that_solve_with_a_dense_scatter_refuse_the_column(table, codes_only, tmp_path, capsys):
     frame, y = table
     path = write_table(frame.assign(y=y), tmp_path / "d.parquet")

@@ -58,7 +58,8 @@ def sample_predictions(model, source, limit=MAX_POINTS, seed=0):
             continue
         X = np.asarray(chunk.X[chosen], dtype=np.float64)
         actual.append(chunk.y[chosen])
-        predicted.append(predict(X, model.coef_, model.intercept_))
+        codes = None if chunk.codes is None else chunk.codes[chosen]  # a categorical column kept as level codes
+        predicted.append(predict(X, model.coef_, model.intercept_, codes=codes, layout=source.block_layout))
         if sum(len(a) for a in actual) > 2 * limit:
             keep /= 2
             actual, predicted = _thin(actual, predicted, rng)
