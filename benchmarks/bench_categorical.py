@@ -25,15 +25,22 @@ against 50 on the numeric features alone (without ``--optimizer``, Huber's
 ``"auto"`` is Newton's method on the numeric features but first-order
 epochs on a column of more than ``MAX_LEVELS`` levels: not the same work).
 
+``--penalty {l1,l2,elasticnet} --alpha A`` runs both fits with that penalty
+(on the blocks too: L2 exactly by :meth:`gradfit.engines.categorical.LevelBlocks.solve_ridge`,
+L1 by accelerated proximal gradient on the blocks' products).
+
 ``--lstsq`` (small sizes only: it forms the dense design) also compares the
 model file's coefficients with ``numpy.linalg.lstsq`` on the dense
-treatment-coded design and prints the largest relative difference.
+treatment-coded design (with ``--penalty l2``: ``numpy.linalg.solve`` of the
+penalized normal equations, ``W·A/2`` added to every coefficient's diagonal
+entry) and prints the largest relative difference.
 
 Usage::
 
     python benchmarks/bench_categorical.py --rows 2000000 --levels 10000
     python benchmarks/bench_categorical.py --rows 50000 --levels 2000 --numeric 5 --lstsq
     python benchmarks/bench_categorical.py --rows 200000 --levels 10000 --loss huber --optimizer gd --epochs 50 --tol none
+    python benchmarks/bench_categorical.py --rows 200000 --levels 10000 --penalty l2 --alpha 1e-4
 """
 
 from __future__ import annotations
@@ -64,8 +71,12 @@ def generate(path, rows, numeric, levels, seed=0):
     return X, codes, y
 
 
-def lstsq_difference(model_path, X, codes, y, levels):
-    """Largest relative difference of the model's coefficients from lstsq on the dense treatment-coded design."""
+def lstsq_difference(model_path, X, codes, y, levels, ridge=0.0):
+    """Largest relative difference of the model's coefficients from lstsq on the dense treatment-coded design.
+
+    ``ridge > 0``: from the solve of the normal equations with ``ridge`` added
+    to every coefficient's diagonal entry (not the intercept's).
+    """
     with open(model_path) as handle:
         document = json.load(handle)
     design = np.zeros((len(y), X.shape[1] + levels))
@@ -73,7 +84,13 @@ def lstsq_difference(model_path, X, codes, y, levels):
     design[np.arange(len(y)), X.shape[1] + codes] = 1.0  # level 0, the reference, is the intercept's column
     design[:, X.shape[1]] = 1.0
     with threadpool_limits(1):  # BLAS threads on a shared machine only fight
-        solution = np.linalg.lstsq(design, y, rcond=None)[0]
+        if ridge > 0:
+            normal = design.T @ design
+            penalized = np.delete(np.arange(design.shape[1]), X.shape[1])  # all but the intercept's column
+            normal[penalized, penalized] += ridge
+            solution = np.linalg.solve(normal, design.T @ y)
+        else:
+            solution = np.linalg.lstsq(design, y, rcond=None)[0]
     expected = np.concatenate([solution[: X.shape[1]], solution[X.shape[1] + 1 :]])
     coef = np.asarray(document["coef"], dtype=float).ravel()
     intercept = float(np.ravel(document["intercept"])[0])
@@ -91,12 +108,16 @@ def main():
     parser.add_argument("--lstsq", action="store_true", help="compare with numpy.linalg.lstsq on the dense design")
     for option in ("--loss", "--engine", "--optimizer", "--epochs", "--tol", "--batch-size"):
         parser.add_argument(option, help=f"gradfit train's {option}, for both runs")
+    parser.add_argument("--penalty", choices=["l1", "l2", "elasticnet"], help="fit both with this penalty")
+    parser.add_argument("--alpha", type=float, default=1e-4, help="the penalty's alpha (with --penalty)")
     args = parser.parse_args()
-    if args.lstsq and args.loss not in (None, "squared_error"):
-        parser.error("--lstsq compares with least squares: leave --loss out")
+    if args.lstsq and (args.penalty not in (None, "l2") or args.loss not in (None, "squared_error")):
+        parser.error("--lstsq compares with a closed-form optimum: the squared error, no penalty or --penalty l2")
     options = [text for option in ("loss", "engine", "optimizer", "epochs", "tol", "batch_size")
                if getattr(args, option) is not None
                for text in (f"--{option.replace('_', '-')}", getattr(args, option))]
+    if args.penalty:
+        options += ["--penalty", args.penalty, "--alpha", repr(args.alpha)]
     path = os.path.join(args.folder, f"gradfit-categorical-{args.rows}-{args.numeric}-{args.levels}.parquet")
     model_path = path + ".model.json"
     X, codes, y = generate(path, args.rows, args.numeric, args.levels)
@@ -104,7 +125,8 @@ def main():
         command = [sys.executable, "-m", "gradfit", "train", path, "--target", "y", "-q"] + options
         numeric = run_measured(command + ["--exclude", "g"])
         categorical = run_measured(command + ([] if args.tol is not None else ["--tol", "1e-10"]) + ["-o", model_path])
-        difference = lstsq_difference(model_path, X, codes, y, args.levels) if args.lstsq else None
+        ridge = 0.5 * args.rows * args.alpha if args.penalty else 0.0  # gradfit's alpha: W·alpha/2 (gradfit.penalties)
+        difference = lstsq_difference(model_path, X, codes, y, args.levels, ridge) if args.lstsq else None
     finally:
         for name in (path, model_path):
             if os.path.exists(name):
@@ -118,7 +140,8 @@ def main():
     print(f"ratio: wall {categorical['seconds'] / numeric['seconds']:.2f}, CPU {categorical['cpu'] / numeric['cpu']:.2f} "
           "(target ≤ 3 and < 1 GiB at 10,000 levels, 2e6 rows)")
     if difference is not None:
-        print(f"largest relative difference from numpy.linalg.lstsq on the dense design: {difference:.2e}")
+        oracle = "the penalized normal equations" if args.penalty else "numpy.linalg.lstsq"
+        print(f"largest relative difference from {oracle} on the dense design: {difference:.2e}")
 
 
 if __name__ == "__main__":

@@ -66,6 +66,8 @@ def smooth_eigenvalues(problem):
     penalty = problem.objective.penalty
     if penalty is None or penalty.l2 == 0:
         return np.asarray(engine.eigenvalues)
+    if getattr(engine, "smooth_eigenvalues", None) is not None:  # the block engine's, with the L2 part
+        return np.asarray(engine.smooth_eigenvalues)
     hessian = engine.hessian()
     d = engine.n_features
     hessian[np.arange(d), np.arange(d)] += penalty.hessian_diagonal(problem.scaling.scale, engine.n_outputs)

@@ -225,28 +225,52 @@ def _target_spread(statistics, fit_intercept):
 
 
 class BlockReference(QuadraticReference):
-    """:class:`QuadraticReference` on :class:`~gradfit.engines.categorical.BlockStatistics` (no penalty).
+    """:class:`QuadraticReference` on :class:`~gradfit.engines.categorical.BlockStatistics`.
 
-    The same certificates; ``H⁻¹`` by the Schur complement of the level block
+    The same certificates; ``(H + P)⁻¹`` (``P`` the L2 part's diagonal) by the
+    Schur complement of the level block
     (:meth:`~gradfit.engines.categorical.BlockStatisticsEngine.solve`),
-    never a dense d × d matrix. ``eigenvalues`` holds the extreme two.
+    never a dense d × d matrix. ``eigenvalues`` holds the extreme two of ``H + P``,
+    computed when first asked (the duality gap of an L1 part needs none).
     """
 
     def __init__(self, statistics, penalty, fit_intercept):
         from .engines.categorical import BlockStatisticsEngine
 
-        if penalty is not None:
-            raise ValueError("the blocks of a categorical column serve the squared error without a penalty")
-        self._set_up(statistics, penalty, fit_intercept, BlockStatisticsEngine)
-        self.eigenvalues = self.engine.eigenvalues
-        self.rank = self.engine.rank
-        self.condition_number = float(self.eigenvalues[-1] / self.eigenvalues[0])
+        self.statistics = statistics
+        self.penalty = penalty
+        self.fit_intercept = fit_intercept
+        self.scaling = refinement_scaling(statistics, fit_intercept)
+        with np.errstate(over="ignore", invalid="ignore"):
+            self.engine = BlockStatisticsEngine(statistics, self.scaling, fit_intercept, penalty)
         self._d = statistics.n_features
         self.target_spread = _target_spread(statistics, fit_intercept)
 
+    @property
+    def eigenvalues(self):
+        return self.engine.smooth_eigenvalues
+
+    @property
+    def rank(self):
+        # an L2 part determines every direction the data leave free
+        return self.engine.rank if self.engine.penalty is None else self._d + self.fit_intercept
+
+    @property
+    def condition_number(self):
+        bottom, top = float(self.eigenvalues[0]), float(self.eigenvalues[-1])
+        return top / bottom if bottom > 0 else np.inf
+
     def solve(self, rhs):
-        """``H⁻¹ rhs``, ``rhs`` (n_params, k)."""
+        """``(H + P)⁻¹ rhs``, ``rhs`` (n_params, k)."""
         return self.engine.solve(rhs)
+
+    def optimum(self, params=None):
+        """:meth:`QuadraticReference.optimum`; θ* from θ̂ kept, for the certificate asks for it every epoch."""
+        if params is not None:
+            return super().optimum(params)
+        if getattr(self, "_optimum", None) is None:
+            self._optimum = super().optimum()
+        return self._optimum.copy()
 
 
 def refined_certificate(reference, last_step, params, tol):

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 import csv
-import functools
+import dataclasses
 import json
 import math
 import re
@@ -425,7 +425,7 @@ def _train(args, settings, source):
     if args.output:
         # first: a cluster failure in the R² pass must not lose a finished fit; nor a vanished folder
         files_io.save_or_recover(model.save, args.output)
-    r2 = metrics.training_r2(model._fit_result, source, _chunk_predictor(model))
+    r2 = metrics.training_r2(model._fit_result, source, _chunk_predictor(model, source))
     print(
         f"trained on {model.n_samples_} rows x {len(model.feature_names_)} features of {args.data}: "
         f"{model.n_iter_} epochs, engine {model.engine_}, optimizer {model.optimizer_}"
@@ -466,9 +466,15 @@ def _check_lesson(args, settings, n_outputs):
         raise GradfitError(problem)
 
 
-def _chunk_predictor(model):
-    """``X -> model's predictions``, shape (n_rows, n_outputs): :func:`gradfit.model.predict`."""
-    return functools.partial(predict, coef=model.coef_, intercept=model.intercept_)
+def _chunk_predictor(model, source):
+    """``chunk -> model's predictions``, shape (n_rows, n_outputs): :func:`gradfit.model.predict`.
+
+    A chunk of ``source`` whose column of many levels comes as level codes
+    (``chunk.codes``, ``source.block_layout``) has that column's coefficients
+    gathered, never a dense one-hot block.
+    """
+    coef, intercept = model.coef_, model.intercept_
+    return lambda chunk: predict(chunk.X, coef, intercept, chunk.codes, source.block_layout)
 
 
 def _feature_source(model, path, target=(), sample_weight=None, missing=None, handle_unknown=None):
@@ -496,9 +502,12 @@ def _feature_source(model, path, target=(), sample_weight=None, missing=None, ha
         from .sources.encoding import ColumnCoding, TableEncoder
 
         encoder = TableEncoder([ColumnCoding(name) for name in features])
-    return FileSource(path, target=list(target), features=features, sample_weight=sample_weight,
-                      keep_columns=False, encoder=encoder, missing=missing,
-                      handle_unknown=handle_unknown or model.handle_unknown)
+    source = FileSource(path, target=list(target), features=features, sample_weight=sample_weight,
+                        keep_columns=False, encoder=encoder, missing=missing,
+                        handle_unknown=handle_unknown or model.handle_unknown)
+    if source.block_candidate is not None:
+        source.use_blocks()  # the column of many levels as level codes: chunks of rows, not of dummies
+    return source
 
 
 def cmd_predict(args):
@@ -519,21 +528,23 @@ def cmd_predict(args):
 
 def _write_predictions(model, source, handle):
     """Stream ``model``'s predictions on ``source`` to ``handle`` as CSV; returns the rows written."""
-    predict = _chunk_predictor(model)
+    predict = _chunk_predictor(model, source)
     names = [f"{name}_predicted" if name in model.feature_names_ else name for name in model.target_names_]
     writer = csv.writer(handle, lineterminator="\n")
     rows = 0
     for chunk in source.chunks():
         if chunk.n_rows == 0:
             continue
-        X = chunk.X
         missing = None
         if source.missing == "keep":  # rows with a missing value: an empty field
-            missing = np.isnan(X).any(axis=1)
-            X = np.where(missing[:, None], 0.0, X)
-            chunk = type(chunk)(X, chunk.y, chunk.sample_weight, chunk.start, chunk.positions)
+            missing = np.isnan(chunk.X).any(axis=1)
+            codes = chunk.codes
+            if codes is not None:
+                missing |= codes == -2  # a level code's "missing"
+                codes = np.where(missing, -1, codes)  # gathers 0 there, blanked below
+            chunk = dataclasses.replace(chunk, X=np.where(missing[:, None], 0.0, chunk.X), codes=codes)
         check_finite(source, chunk)  # a NaN or inf would give a prediction that means nothing
-        predicted = predict(X)
+        predicted = predict(chunk)
         overflow = ~np.all(np.isfinite(predicted), axis=1)
         if overflow.any():
             raise DataError(
@@ -565,7 +576,7 @@ def cmd_evaluate(args):
         )
     source = _feature_source(model, args.data, target, args.sample_weight, missing=args.missing,
                              handle_unknown=args.handle_unknown)
-    result = metrics.evaluate(_chunk_predictor(model), source)
+    result = metrics.evaluate(_chunk_predictor(model, source), source)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0

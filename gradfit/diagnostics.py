@@ -233,6 +233,8 @@ def _smooth_eigenvalues(objective, penalty):
     engine = objective.engine
     if penalty is None or penalty.l2 == 0:
         return engine.eigenvalues
+    if getattr(engine, "smooth_eigenvalues", None) is not None:  # the block engine's, with the L2 part
+        return engine.smooth_eigenvalues
     if engine.reference.shape[0] > MAX_DENSE_FEATURES:
         return None
     return np.linalg.eigvalsh(smooth_hessian(objective))

@@ -329,7 +329,10 @@ class GDRegressor(RegressorMixin, BaseEstimator):
             raise ValueError("with a file or data source, give the weights as a column (sample_weight=...)")
         if reset:
             self._y_ndim = 1 if source.n_outputs == 1 else 2
-            self.n_features_in_ = source.n_features
+            if getattr(source, "levels_pending", False):  # set once the statistics pass learned the levels
+                vars(self).pop("n_features_in_", None)
+            else:
+                self.n_features_in_ = source.n_features
         return source
 
     def _formula_source(self, X, y, sample_weight, reset):
@@ -513,6 +516,8 @@ class GDRegressor(RegressorMixin, BaseEstimator):
     def _set_result(self, result, source, full=True, settings=None):
         """Every fitted attribute from the fit's one record (:class:`gradfit.result.FitResult`)."""
         single = self._y_ndim == 1
+        if not hasattr(self, "n_features_in_") and hasattr(source, "levels_pending"):
+            self.n_features_in_ = source.n_features  # a file's levels, learned in the statistics pass
         self.coef_ = result.coef[0] if single else result.coef
         self.intercept_ = float(result.intercept[0]) if single else result.intercept
         self.n_iter_ = result.n_iter
@@ -550,6 +555,7 @@ class GDRegressor(RegressorMixin, BaseEstimator):
             return predict_dask(self, X, model_file.predict)  # lazily, block by block on the workers
         encoder = getattr(self, "encoder_", None)
         design = getattr(self, "design_", None)
+        codes = layout = None
         if design is not None:
             from .sources.formulas import FormulaSource
 
@@ -562,12 +568,14 @@ class GDRegressor(RegressorMixin, BaseEstimator):
             # rows with a missing value (missing="drop") are predicted NaN: one prediction per row
             encoder = encoder or self._numeric_encoder()
             encoder.handle_unknown = self.handle_unknown  # the estimator's setting at predict time
-            X = frames.encode_frame(X, encoder, self.missing)
+            # a column of many levels comes as level codes: its coefficients gathered, never dense dummies
+            X, codes = frames.encode_frame(X, encoder, self.missing)
+            layout = None if codes is None else encoder.block_layout()
         else:
             # missing="drop": a row with a NaN is predicted NaN (one prediction per row)
             X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32],
                               ensure_all_finite="allow-nan" if self.missing == "drop" else True)
-        out = model_file.predict(X, self.coef_, self.intercept_)
+        out = model_file.predict(X, self.coef_, self.intercept_, codes, layout)
         return out[:, 0] if self._y_ndim == 1 else out
 
     def _numeric_encoder(self):

@@ -21,6 +21,7 @@ from .certify import MAX_FEATURES as MAX_CERTIFIED_FEATURES
 from .certify import BlockReference, QuadraticReference, certify
 from .engines import accumulate, choose_engine
 from .engines.categorical import accumulate_blocks
+from .engines.levels import accumulate_learning
 from .certificate import Certificate
 from .diagnostics import advice
 from .errors import DataError, IgnoredOptionWarning, OptionError
@@ -138,8 +139,10 @@ def lasso_start(problem, fit_intercept):
 def serves_blocks(settings, loss, penalty):
     """Whether a fit with these settings runs on the blocks of a categorical column kept as codes.
 
-    The squared error without a penalty (the blocks' solve has no penalty's
-    diagonal to add), full batches, an engine that knows the optimum
+    The squared error with any penalty (the blocks' solve adds the L2 part's
+    diagonal exactly, :meth:`~gradfit.engines.categorical.LevelBlocks.solve_ridge`;
+    an L1 part is the optimizer's proximal step, certified by the duality gap),
+    full batches, an engine that knows the optimum
     (``"auto"``, or ``"statistics"`` by name) and any optimizer but the robust
     losses' Newton method, which solves with a dense scatter (``"cg"`` runs
     without the refinement epochs it takes on a dense scatter: see
@@ -147,7 +150,7 @@ def serves_blocks(settings, loss, penalty):
     has at most ``MAX_LEVELS`` levels.
     """
     engine = registry.part("engine", settings["engine"])
-    return (loss.quadratic and penalty is None and settings["batch_size"] is None
+    return (loss.quadratic and settings["batch_size"] is None
             and (engine.name == "auto" or engine.knows_optimum) and settings["optimizer"] != robust.NAME)
 
 
@@ -188,6 +191,14 @@ def on_codes(statistics):
     return getattr(statistics, "blocks", None) is not None
 
 
+def learns_scatter(settings, loss, penalty):
+    """Whether the pass that learns a file's levels keeps the whole scatter: it is read before the engine is
+    chosen (the features are not known yet), so wherever the statistics engine or Newton's method may use it."""
+    engine = registry.part("engine", settings["engine"])
+    may_use = engine.knows_optimum or (engine.name == "auto" and loss.quadratic and settings["batch_size"] is None)
+    return may_use or settings["optimizer"] == robust.NAME or robust_default(settings, loss, penalty)
+
+
 def prepare(source, settings, scaling=None, statistics=None):
     """Read the statistics, choose the engine and build the objective.
 
@@ -204,6 +215,9 @@ def prepare(source, settings, scaling=None, statistics=None):
     registry.part("schedule", settings["schedule"])
     check_meaningful(settings)
     check_combination(settings, loss, penalty)
+    if statistics is None and getattr(source, "levels_pending", False):
+        # a file's categories learned in the statistics pass itself: the file is read once (None: too many levels)
+        statistics = accumulate_learning(source, full=learns_scatter(settings, loss, penalty))
     engine_name = choose_engine(
         settings["engine"], loss, settings["batch_size"], source.n_features, settings["epochs"],
         # A CSV's rows are known after the first pass; until then its size says about how many there are
@@ -228,7 +242,8 @@ def prepare(source, settings, scaling=None, statistics=None):
         )
     if scaling is None:
         scaling = Scaling.from_statistics(statistics, settings["fit_intercept"], settings["standardize"])
-    engine = registry.ENGINES[engine_name].build(source, scaling, loss, settings["fit_intercept"], statistics)
+    engine = registry.ENGINES[engine_name].build(source, scaling, loss, settings["fit_intercept"], statistics,
+                                                 penalty=penalty)
     return Problem(Objective(engine, penalty, scaling), scaling, statistics, engine_name, loss, statistics.n_samples)
 
 

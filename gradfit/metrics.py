@@ -12,9 +12,8 @@ from .sources import check_finite
 def evaluate(predict, source):
     """MSE, RMSE, MAE and R² of ``predict`` on ``source``, averaged over outputs.
 
-    ``predict`` maps a chunk's X (n, d) to predictions (n, k) (chunks carrying
-    a categorical column as level codes: ``predict(X, codes=, layout=)``, as
-    :func:`gradfit.model.predict` takes them). R² is
+    ``predict`` maps a chunk (its ``X``, and its ``codes`` where the source
+    keeps a column as level codes) to predictions (n, k). R² is
     ``1 − SSE/SST`` per output (``SST`` about the weighted mean, merged across
     chunks without loss of digits), then averaged, as scikit-learn's
     ``r2_score`` does by default. Sample weights, if the source has them, weigh
@@ -43,10 +42,7 @@ def evaluate(predict, source):
         check_finite(source, chunk)
         weight = np.ones(chunk.n_rows) if chunk.sample_weight is None else chunk.sample_weight
         with np.errstate(over="ignore", invalid="ignore"):
-            if chunk.codes is None:
-                residual = predict(chunk.X) - chunk.y
-            else:  # a categorical column kept as level codes (gradfit.model.predict gathers its coefficients)
-                residual = predict(chunk.X, codes=chunk.codes, layout=source.block_layout) - chunk.y
+            residual = predict(chunk) - chunk.y
             squares = weight[:, None] * (residual * residual)
         _check_overflow(source, chunk, residual, "the prediction error",
                         "the model's coefficients are too large for these values")

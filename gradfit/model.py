@@ -179,12 +179,25 @@ def save(estimator, path):
     """Write ``estimator``'s model file to ``path`` atomically.
 
     The whole document is serialized before the file is opened, so a value
-    that cannot be written leaves ``path`` untouched.
+    that cannot be written leaves ``path`` untouched. A document beyond
+    :data:`MAX_BYTES` indented (a categorical column of about 10⁶ levels) is
+    written without indentation; one that :func:`read_document` would still
+    refuse (:data:`MAX_BYTES`, :data:`MAX_VALUES`) is a :class:`ModelFileError`,
+    never a file that cannot be read back.
     """
     document = to_document(estimator)
     _check_writable(document, path)
     document["settings"] = {name: json_setting(value) for name, value in document["settings"].items()}
     text = json.dumps(document, indent=2, allow_nan=False)
+    if len(text) > MAX_BYTES:
+        # a categorical column of ~10⁶ levels: ~290 bytes a level indented, ~200 without (ASCII: chars are bytes)
+        text = json.dumps(document, separators=(",", ":"), allow_nan=False)
+    values = text.count(",") + 1  # as read_document counts them
+    if len(text) > MAX_BYTES or values > MAX_VALUES:
+        raise ModelFileError(
+            f"cannot write model file {os.fspath(path)!r}: {len(document['feature_names'])} features make "
+            f"{len(text)} bytes and {values} values, more than the {MAX_BYTES} bytes and {MAX_VALUES} values "
+            "a model file may hold; leave out the column of the most levels (--exclude)")
     atomic_write_text(path, text + "\n")
 
 

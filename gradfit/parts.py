@@ -122,7 +122,10 @@ class PenaltyPart(Part):
 
 @dataclass(frozen=True)
 class EnginePart(Part):
-    """An engine; ``build(source, scaling, loss, fit_intercept, statistics)`` returns it.
+    """An engine; ``build(source, scaling, loss, fit_intercept, statistics, penalty=None)`` returns it.
+
+    ``penalty``: the fit's (or ``None``), for an engine whose solve includes
+    its L2 part (the statistics engine on a categorical column's blocks).
 
     ``needs_quadratic``/``needs_full_batch``: which losses and batches it
     serves (by the loss's capability, never its name); ``cost(n_samples,

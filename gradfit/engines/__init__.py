@@ -100,15 +100,16 @@ def choose_engine(requested, loss, batch_size, n_features, epochs, n_samples=Non
     return serving[costs.index(min(costs))].name
 
 
-def _statistics_engine(source, scaling, loss, fit_intercept, statistics):
+def _statistics_engine(source, scaling, loss, fit_intercept, statistics, penalty=None):
     if getattr(statistics, "blocks", None) is not None:  # a categorical column kept as level codes
         from .categorical import BlockStatisticsEngine  # SciPy's sparse eigensolver: only when used
 
-        return BlockStatisticsEngine(statistics, scaling, fit_intercept)
+        # its solve needs the L2 part: the data alone may leave the level effects free
+        return BlockStatisticsEngine(statistics, scaling, fit_intercept, penalty)
     return StatisticsEngine(statistics, scaling, fit_intercept)
 
 
-def _pass_engine(source, scaling, loss, fit_intercept, statistics):
+def _pass_engine(source, scaling, loss, fit_intercept, statistics, penalty=None):
     return PassEngine.for_fit(source, scaling, loss, fit_intercept, statistics)
 
 

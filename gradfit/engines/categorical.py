@@ -28,6 +28,14 @@ features far from zero. From them:
   the normal matrix is the arrowhead ``[[diag(W), C], [Cᵀ, XᵀVX]]`` with
   ``C_l = W_l M_l,ₓ``, whose Schur complement ``XᵀVX − Cᵀ diag(W)⁻¹ C`` is
   exactly ``S_w,ₓₓ``: ``w = S_w,ₓₓ⁻¹ (r_w − Σ_l M_l,ₓ r_l)``, ``α_l = r_l / W_l − M_l,ₓ·w``;
+* with a diagonal penalty ``Λ`` (ridge) added, the solve by the Schur
+  complement of the level block in the dummy coordinates, which ``Λ`` keeps
+  diagonal (:meth:`LevelBlocks.solve_ridge`, ``O(L·p + p³)``):
+  ``S = [[S_w,ₓₓ + Λ_w, 0], [0, 0]] + W_ref [m_ref; 1][m_ref; 1]ᵀ
+  + Σ_{l ≠ ref} (W_l λ_l / (W_l + λ_l)) [m_l; 1][m_l; 1]ᵀ``, a sum of positive
+  semi-definite terms (no cancellation); a level without rows is then
+  determined by its penalty. An L1 part is the optimizer's proximal step on
+  the engine's products (:class:`BlockStatisticsEngine`);
 * the diagonal of ``(X̃ᵀVX̃)⁻¹`` for standard errors (:meth:`LevelBlocks.covariance_diagonal`):
   ``Var(w) ∝ S_w,ₓₓ⁻¹``, ``Var(b) ∝ 1/W_ref + m_refᵀ S_w⁻¹ m_ref`` and
   ``Var(a_l) ∝ 1/W_l + 1/W_ref + (m_l − m_ref)ᵀ S_w⁻¹ (m_l − m_ref)``.
@@ -113,7 +121,9 @@ def chunk_level_moments(codes, X, y, weight, n_levels):
         return None
     p, k = X.shape[1], y.shape[1]
     z = np.empty((n, p + k))
-    z[:, :p], z[:, p:] = X, y
+    if p:  # (a source without other features may hand on an X of no rows as well as no columns)
+        z[:, :p] = X
+    z[:, p:] = y
     total = float(np.sum(weight)) if weight is not None else float(n)
     shift = (z.sum(axis=0) if weight is None else weight @ z) / total if total > 0 else np.zeros(p + k)
     z -= shift
@@ -207,6 +217,9 @@ class LevelBlocks:
         relative = self.level_total @ self.level_mean / self.total
         self.mean = self.shift + relative  # μ of z = [x, y]
         self.between = self.level_mean - relative  # rows M_l − μ, from means about the shift
+        # the features' part, contiguous: the products of every epoch read it (a strided view is copied by BLAS)
+        self.between_features = np.ascontiguousarray(self.between[:, : self.n_dense])
+        self.level_mean_features = np.ascontiguousarray(self.level_mean[:, : self.n_dense])
         self.level_share = self.level_total / self.total  # π
         self._within_inverse = None
         self.dense_names = dense_names or [f"feature {j}" for j in self.dense_index]
@@ -248,10 +261,10 @@ class LevelBlocks:
         full = np.zeros((self.n_levels, vectors.shape[1]))
         full[self.others] = vectors[self.level_index]
         # B V: row l is (M_l,x − μ_x)·v_dense + v_l − π·v_levels
-        between = self.between[:, :p] @ dense + full - self.level_share @ full
+        between = self.between_features @ dense + full - self.level_share @ full
         between *= self.level_total[:, None]
         out = np.empty_like(vectors, dtype=np.float64)
-        out[self.dense_index] = self.within[:p, :p] @ dense + self.between[:, :p].T @ between
+        out[self.dense_index] = self.within[:p, :p] @ dense + self.between_features.T @ between
         out[self.level_index] = between[self.others] - np.outer(self.level_share[self.others], between.sum(axis=0))
         return out
 
@@ -322,7 +335,7 @@ class LevelBlocks:
         s_alpha = np.empty((self.n_levels, rhs.shape[1]))
         s_alpha[self.others] = r_levels
         s_alpha[ref] = r_bias - r_levels.sum(axis=0)
-        means = self.level_mean[:, :p]
+        means = self.level_mean_features
         weights = inverse @ (r_dense - means.T @ s_alpha)
         alpha = s_alpha / self.level_total[:, None] - means @ weights
         out = np.empty((self.n_features + 1, rhs.shape[1]))
@@ -330,6 +343,129 @@ class LevelBlocks:
         out[self.level_index] = alpha[self.others] - alpha[ref]
         out[self.n_features] = alpha[ref] - offset @ out[: self.n_features]  # S⁻ᵀ
         return out
+
+    def ridge_complement(self, ridge):
+        """The Schur complement ``S`` of the (diagonal) level block of ``N_s + Λ``, shape (p + 1, p + 1).
+
+        In the dummy coordinates ``[a (the L − 1 levels but the reference), w, b]``
+        about the stored shift, the normal matrix plus the penalty
+        ``Λ = diag(λ_a, λ_w, 0)`` is ``[[D, C], [Cᵀ, E]]`` with the diagonal
+        ``D = diag(W_l + λ_l)`` (the dummies never share a row), ``C_l = W_l [m_l; 1]``
+        and ``E = [[S_w,ₓₓ + Λ_w, 0], [0, 0]] + Σ_l W_l [m_l; 1][m_l; 1]ᵀ``
+        (within plus between levels; ``m_l`` the level means of x about the shift). So
+
+            S = E − Cᵀ D⁻¹ C = [[S_w,ₓₓ + Λ_w, 0], [0, 0]] + W_ref [m_ref; 1][m_ref; 1]ᵀ
+                + Σ_{l ≠ ref} (W_l λ_l / (W_l + λ_l)) [m_l; 1][m_l; 1]ᵀ,
+
+        a sum of positive semi-definite terms: no cancellation. ``ridge`` (d,):
+        ``λ`` of the ``d`` features in the model's order. ``O(L·p²)``.
+        """
+        p = self.n_dense
+        level_ridge = np.zeros(self.n_levels)
+        level_ridge[self.others] = ridge[self.level_index]
+        totals = self.level_total
+        with np.errstate(divide="ignore", invalid="ignore"):
+            factor = np.where(totals + level_ridge > 0, totals * level_ridge / (totals + level_ridge), 0.0)
+        factor[self.reference] = totals[self.reference]
+        ends = np.empty((self.n_levels, p + 1))
+        ends[:, :p], ends[:, p] = self.level_mean[:, :p], 1.0
+        complement = (ends * factor[:, None]).T @ ends
+        complement[:p, :p] += self.within[:p, :p]
+        complement[np.arange(p), np.arange(p)] += ridge[self.dense_index]
+        return complement
+
+    def _ridge_factor(self, ridge):
+        """``(S⁻¹, ends, W, W + λ)`` for :meth:`solve_ridge`, kept for the last ``ridge``.
+
+        ``S⁻¹`` of :meth:`ridge_complement` by its equilibrated eigendecomposition;
+        ``ends`` the rows ``[m_l; 1]``, ``W`` the totals and ``W + λ`` the diagonal
+        of the levels but the reference (in the order of their dummies).
+        """
+        key = ridge.tobytes()
+        cached = getattr(self, "_ridge_cache", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        empty = np.flatnonzero((self.level_total[self.others] + ridge[self.level_index]) <= 0)
+        if empty.size:
+            raise DataError(f"{self.level_names[int(self.others[empty[0]])]!r} (a level of the categorical column) "
+                            "has no weight: its effect is not determined by the data")
+        complement = self.ridge_complement(ridge)
+        spread = np.sqrt(np.maximum(np.diagonal(complement), 0.0))
+        if np.any(spread == 0):
+            raise DataError("the features are collinear within the levels of the categorical column: "
+                            "the coefficients are not determined by the data")
+        eigenvalues, vectors = scipy.linalg.eigh(complement / np.outer(spread, spread))
+        if eigenvalues[0] <= eigenvalues[-1] * complement.shape[0] * np.finfo(float).eps:
+            raise DataError("the features are collinear within the levels of the categorical column: "
+                            "the coefficients are not determined by the data")
+        inverse = (vectors / eigenvalues) @ vectors.T / np.outer(spread, spread)
+        p = self.n_dense
+        ends = np.empty((self.others.size, p + 1))
+        ends[:, :p], ends[:, p] = self.level_mean[self.others, :p], 1.0
+        totals = self.level_total[self.others]
+        factors = (inverse, ends, totals, totals + ridge[self.level_index])
+        self._ridge_cache = (key, factors)
+        return factors
+
+    def solve_ridge(self, rhs, ridge, origin=None):
+        """``(N + Λ)⁻¹ r``: :meth:`solve_normal` with ``Λ = diag(ridge, 0)`` added to the normal matrix.
+
+        ``ridge`` (d,) or a float: the penalty's diagonal on the ``d`` features
+        (never the intercept). By the Schur complement of the diagonal level
+        block (:meth:`ridge_complement`): with ``r`` split as ``[r_a, r_rest]``,
+        ``t_rest = S⁻¹ (r_rest − Σ_{l ≠ ref} (W_l / (W_l + λ_l)) [m_l; 1] r_l)`` and
+        ``t_l = (r_l − W_l [m_l; 1]·t_rest) / (W_l + λ_l)``. A level without rows
+        is determined by its penalty alone (``t_l = r_l / λ_l``). ``Λ`` commutes
+        with the change of origin (``S Λ Sᵀ = Λ``, the intercept unpenalized),
+        so the solve runs about the stored shift as :meth:`solve_normal` does.
+        With ``ridge = 0`` it is :meth:`solve_normal`. ``O(L·p·m + p²·m)``.
+        """
+        ridge = np.broadcast_to(np.asarray(ridge, dtype=np.float64), (self.n_features,))
+        if not np.any(ridge):
+            return self.solve_normal(rhs, origin)
+        inverse, ends, totals, diagonal = self._ridge_factor(np.ascontiguousarray(ridge))
+        p = self.n_dense
+        offset = np.zeros(self.n_features)
+        offset[self.dense_index] = self.shift[:p]
+        if origin is not None:
+            offset -= origin
+        r_bias = rhs[self.n_features]
+        moved = rhs[: self.n_features] - np.outer(offset, r_bias)  # S⁻¹ r, as in solve_normal
+        r_levels = moved[self.level_index]  # in the order of self.others
+        rest = np.empty((p + 1, rhs.shape[1]))
+        rest[:p], rest[p] = moved[self.dense_index], r_bias
+        rest -= ends.T @ (r_levels * (totals / diagonal)[:, None])
+        rest = inverse @ rest
+        levels = (r_levels - totals[:, None] * (ends @ rest)) / diagonal[:, None]
+        out = np.empty((self.n_features + 1, rhs.shape[1]))
+        out[self.dense_index] = rest[:p]
+        out[self.level_index] = levels
+        out[self.n_features] = rest[p] - offset @ out[: self.n_features]  # S⁻ᵀ
+        return out
+
+    def data_rank(self, fit_intercept):
+        """The rank of the normal matrix (the penalty left out), for a fit that a penalty determines.
+
+        The nonempty levels' dummies (but the reference's) are determined, each
+        by its own rows; the rest is the rank of the Schur complement of their
+        block: :meth:`ridge_complement` at ``λ = 0`` with an intercept, and
+        without one (the features about zero, the reference's rows uncentred)
+        ``S_w,ₓₓ + W_ref M_ref M_refᵀ``.
+        """
+        p = self.n_dense
+        nonempty = int(np.count_nonzero(self.level_total[self.others] > 0))
+        if fit_intercept:
+            complement = self.ridge_complement(np.zeros(self.n_features))
+        else:
+            mean = self.level_mean[self.reference, :p] + self.shift[:p]
+            complement = self.within[:p, :p] + self.level_total[self.reference] * np.outer(mean, mean)
+        if not complement.size:
+            return nonempty
+        spread = np.sqrt(np.maximum(np.diagonal(complement), 0.0))
+        spread[spread == 0] = 1.0
+        eigenvalues = scipy.linalg.eigh(complement / np.outer(spread, spread), eigvals_only=True)
+        top = max(float(eigenvalues[-1]), 0.0)
+        return nonempty + int(np.count_nonzero(eigenvalues > top * complement.shape[0] * np.finfo(float).eps))
 
     def covariance_diagonal(self, fit_intercept):
         """The diagonal of ``(X̃ᵀVX̃)⁻¹``, intercept first, for ``X̃ = [1, X]`` (or ``X``), in the model's order."""
@@ -451,9 +587,20 @@ class BlockStatisticsEngine(StatisticsEngine):
     ``eigenvalues`` holds only the smallest and the largest eigenvalue of the
     Hessian (Lanczos on ``H`` and on ``H⁻¹``) unless the problem is small
     (:data:`DENSE_PARAMETERS`), which is all that curvature and condition number need.
+
+    With a ``penalty`` (its L2 part, ``P = diag(l2 / (k·scale²), 0)`` in
+    working units, :mod:`gradfit.penalties`) the engine still computes the
+    data term ``J``, but θ̂ is the minimizer of ``J`` plus that L2 part and
+    :meth:`solve` applies ``(H + P)⁻¹``: the data alone need not determine
+    the coefficients (a level without rows, a feature constant within
+    levels). ``smooth_eigenvalues`` are the extreme eigenvalues of ``H + P``;
+    ``eigenvalues`` and ``rank`` stay the data term's. An L1 part is not the
+    engine's (the training loop's proximal step, :mod:`gradfit.objective`);
+    with L1 alone and data that leave directions free, θ̂ is zero (any point
+    serves the exact expansion about it).
     """
 
-    def __init__(self, stats, scaling, fit_intercept):
+    def __init__(self, stats, scaling, fit_intercept, penalty=None):
         blocks = stats.blocks
         d, k = stats.n_features, stats.n_outputs
         inv_scale = 1.0 / scaling.scale
@@ -467,25 +614,39 @@ class BlockStatisticsEngine(StatisticsEngine):
         self.target_moment = stats.scatter_diagonal[d:] / total
         self.mean_offset = (stats.mean[:d] - scaling.center) * inv_scale
         self.target_mean = stats.mean[d:]
+        # only the L2 part enters the solve; any penalty lets the data leave directions free
+        self.penalty = penalty if penalty is not None and penalty.l2 > 0 else None
+        self.penalized = penalty is not None and (penalty.l2 > 0 or penalty.l1 > 0)
         self._solve()
 
-    def solve(self, rhs):
-        """``H⁻¹ rhs`` (``rhs`` of shape (n_params, m)), exactly, through the level blocks.
+    def _raw_ridge(self):
+        """``Λ`` of the normal matrix in the data's units: ``W·l2/2`` on every feature (0 without a penalty).
 
-        With ``D̃ = diag(1/scale, 1)`` and ``c`` the centre, ``H = (2/k)(1/W) D̃ N_c D̃``
-        for the normal matrix ``N_c`` of ``[x − c, 1]``, so
-        ``H⁻¹ r = (k/2) W D̃⁻¹ N_c⁻¹ D̃⁻¹ r``; without an intercept ``H`` is the
-        leading block of that, solved by the Schur complement of the last entry of ``N_c⁻¹``.
+        ``H + P = (2/(kW)) D̃ (N_c + Λ) D̃`` with ``D̃ = diag(1/scale, 1)``: the
+        penalty is on the coefficients in the data's units, so ``Λ`` does not
+        depend on the scaling (standardization changes the path, not the optimum).
+        """
+        return 0.0 if self.penalty is None else 0.5 * self.stats.sum_weights * self.penalty.l2
+
+    def solve(self, rhs, ridge=True):
+        """``(H + P)⁻¹ rhs`` (``rhs`` of shape (n_params, m)), exactly, through the level blocks.
+
+        With ``D̃ = diag(1/scale, 1)`` and ``c`` the centre, ``H + P = (2/k)(1/W) D̃ (N_c + Λ) D̃``
+        for the normal matrix ``N_c`` of ``[x − c, 1]`` and :meth:`_raw_ridge`'s ``Λ``, so
+        ``(H + P)⁻¹ r = (k/2) W D̃⁻¹ (N_c + Λ)⁻¹ D̃⁻¹ r``; without an intercept ``H + P`` is the
+        leading block of that, solved by the Schur complement of the last entry of ``(N_c + Λ)⁻¹``.
+        ``ridge=False``: the data term's ``H⁻¹`` alone (``P`` left out).
         """
         d, k = self.n_features, self.n_outputs
         scale, center = self.scaling.scale, self.scaling.center
         factor = 0.5 * k * self.stats.sum_weights
+        raw_ridge = self._raw_ridge() if ridge else 0.0
 
         def solve_full(vectors):  # (d + 1, m): K⁻ᵀ N⁻¹ K⁻¹, through N_c of [x − c, 1]
             lifted = np.empty_like(vectors)
             lifted[:d] = scale[:, None] * vectors[:d]
             lifted[d] = vectors[d]
-            solved = self.blocks.solve_normal(lifted, origin=center)
+            solved = self.blocks.solve_ridge(lifted, raw_ridge, origin=center)
             solved[:d] *= scale[:, None]
             return solved
 
@@ -498,33 +659,92 @@ class BlockStatisticsEngine(StatisticsEngine):
         last = solve_full(unit)
         return factor * (solved[:d] - last[:d] * (solved[d] / last[d, 0]))
 
+    def _penalty_hvp(self, direction):
+        """``P·direction``: the L2 part's Hessian product (zero on the intercept)."""
+        out = np.zeros_like(direction)
+        if self.penalty is not None:
+            d = self.n_features
+            # per output (as hvp): not smooth_hvp, which divides by the columns it is given
+            out[:d] = self.penalty.hessian_diagonal(self.scaling.scale, self.n_outputs)[:, None] * direction[:d]
+        return out
+
     def _solve(self):
-        """The reference point θ̂ (a Newton step from zero, refined once) and the extreme eigenvalues."""
+        """The reference point θ̂: a Newton step from zero, refined once (the eigenvalues are computed when asked)."""
         p, k = self.n_features + self.fit_intercept, self.n_outputs
         reference = np.zeros((p, k))
-        for _ in range(2):
-            _, grad = self._expanded(reference)
-            reference = reference - self.solve(grad)
+        try:
+            for _ in range(2):
+                _, grad = self._expanded(reference)
+                reference = reference - self.solve(grad + self._penalty_hvp(reference))
+        except DataError:
+            if not self.penalized or self.penalty is not None:
+                raise
+            reference = np.zeros((p, k))  # L1 alone on data that leave directions free: about zero
         per_output, grad = self._expanded(reference)
         self.reference = reference
         self.reference_value = float(np.sum(per_output)) / k
         self.reference_per_output = per_output
         self.reference_grad = grad
-        if p <= DENSE_PARAMETERS:
-            with single_threaded_blas():  # as StatisticsEngine: BLAS threads only slow a small eigh
-                eigenvalues = scipy.linalg.eigh(self.hessian(), eigvals_only=True)
-        else:
-            operator = scipy.sparse.linalg.LinearOperator(
-                (p, p), matvec=lambda v: self.hvp(v.reshape(p, 1)).ravel(), dtype=np.float64)
-            inverse = scipy.sparse.linalg.LinearOperator(
-                (p, p), matvec=lambda v: self.solve(v.reshape(p, 1)).ravel(), dtype=np.float64)
-            start = np.ones(p)
-            top = scipy.sparse.linalg.eigsh(operator, k=1, which="LA", return_eigenvectors=False, v0=start)[0]
-            inverse_top = scipy.sparse.linalg.eigsh(inverse, k=1, which="LA", return_eigenvectors=False,
-                                                    v0=start)[0]
-            eigenvalues = np.array([1.0 / inverse_top, top])
-        self.eigenvalues = eigenvalues
-        self.rank = p  # the solve refuses a singular problem (LevelBlocks.within_inverse)
+        self._spectrum = self._smooth_spectrum = None
+
+    def _extreme(self, matvec):
+        """The largest eigenvalue of the symmetric operator ``matvec`` (Lanczos, ``eigsh``)."""
+        p = self.n_features + self.fit_intercept
+        operator = scipy.sparse.linalg.LinearOperator((p, p), matvec=lambda v: matvec(v.reshape(p, 1)).ravel(),
+                                                      dtype=np.float64)
+        return scipy.sparse.linalg.eigsh(operator, k=1, which="LA", return_eigenvectors=False, v0=np.ones(p))[0]
+
+    @property
+    def eigenvalues(self):
+        """The data term's Hessian's eigenvalues (ascending): all up to :data:`DENSE_PARAMETERS`, else the extreme two.
+
+        Computed when first asked (each Lanczos run costs some hundred
+        products); the smallest by Lanczos on ``H⁻¹``, or 0 when the data alone
+        leave a direction free (a penalty determines it).
+        """
+        if self._spectrum is None:
+            p = self.n_features + self.fit_intercept
+            if p <= DENSE_PARAMETERS:
+                with single_threaded_blas():  # as StatisticsEngine: BLAS threads only slow a small eigh
+                    eigenvalues = scipy.linalg.eigh(self.hessian(), eigvals_only=True)
+                top = max(float(eigenvalues[-1]), 0.0)
+                rank = int(np.count_nonzero(eigenvalues > top * p * np.finfo(float).eps))
+            else:
+                top = self._extreme(self.hvp)
+                try:
+                    eigenvalues = np.array([1.0 / self._extreme(lambda v: self.solve(v, ridge=False)), top])
+                    rank = p
+                except DataError:
+                    if not self.penalized:
+                        raise
+                    eigenvalues, rank = np.array([0.0, top]), self.blocks.data_rank(self.fit_intercept)
+            # without a penalty the solve refuses a singular problem (LevelBlocks.within_inverse)
+            self._spectrum = (eigenvalues, rank if self.penalized else p)
+        return self._spectrum[0]
+
+    @property
+    def rank(self):
+        """Directions the data term determines."""
+        self.eigenvalues  # noqa: B018 - computes the spectrum, rank included
+        return self._spectrum[1]
+
+    @property
+    def smooth_eigenvalues(self):
+        """The eigenvalues of ``H + P`` (the data term and the L2 part), as :attr:`eigenvalues` are ``H``'s."""
+        if self.penalty is None:
+            return self.eigenvalues
+        if self._smooth_spectrum is None:
+            p = self.n_features + self.fit_intercept
+            if p <= DENSE_PARAMETERS:
+                hessian = self.hessian()
+                d = self.n_features
+                hessian[np.arange(d), np.arange(d)] += self.penalty.hessian_diagonal(self.scaling.scale, self.n_outputs)
+                with single_threaded_blas():
+                    self._smooth_spectrum = scipy.linalg.eigh(hessian, eigvals_only=True)
+            else:
+                self._smooth_spectrum = np.array([1.0 / self._extreme(self.solve),
+                                                  self._extreme(lambda v: self.hvp(v) + self._penalty_hvp(v))])
+        return self._smooth_spectrum
 
     def hessian(self):
         """The per-output Hessian, formed from its products: only up to :data:`DENSE_PARAMETERS` parameters."""

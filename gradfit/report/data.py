@@ -57,9 +57,9 @@ def sample_predictions(model, source, limit=MAX_POINTS, seed=0):
         if not chosen.any():
             continue
         X = np.asarray(chunk.X[chosen], dtype=np.float64)
+        codes = None if chunk.codes is None else chunk.codes[chosen]  # a column kept as level codes
         actual.append(chunk.y[chosen])
-        codes = None if chunk.codes is None else chunk.codes[chosen]  # a categorical column kept as level codes
-        predicted.append(predict(X, model.coef_, model.intercept_, codes=codes, layout=source.block_layout))
+        predicted.append(predict(X, model.coef_, model.intercept_, codes, source.block_layout))
         if sum(len(a) for a in actual) > 2 * limit:
             keep /= 2
             actual, predicted = _thin(actual, predicted, rng)

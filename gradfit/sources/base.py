@@ -215,11 +215,14 @@ def check_finite(source, chunk):
     Called on the slow path only, once a cheap chunk sum has come out
     non-finite; it names the row and column of the first bad value.
     """
+    layout = source.block_layout if chunk.codes is not None else None
     for block, offset in ((chunk.X, 0), (chunk.y, source.n_features)):
         bad = ~np.isfinite(block)
         if bad.any():
             row, column = np.argwhere(bad)[0]
             value = block[row, column]
+            if layout is not None and offset == 0:  # X holds the features but the coded column's
+                column = layout["dense_index"][column]
             kind = "missing value (NaN)" if np.isnan(value) else f"infinite value ({value})"
             raise DataError(
                 f"{kind} in {source.describe()} at {source.where(chunk.row(row), offset + column)}"

@@ -107,21 +107,8 @@ class ChunkDecoder(NamedBy):
     def _encoded_chunk(self, batch, start):
         """A chunk through the encoder: categories to dummies, missing values dropped, named or kept as NaN."""
         raw = len(self.raw_feature_names)
-        positions = None
-        if self.missing == "drop":
-            mask = np.logical_and.reduce([encoding.missing_mask(batch.column(name)) for name in self.columns])
-            if not mask.all():
-                batch = batch.filter(pa.array(mask))
-                positions = start + np.flatnonzero(mask)  # rows keep their numbers in messages
-        elif self.missing == "error":
-            for j, name in enumerate(self.columns):
-                valid = encoding.missing_mask(batch.column(name)) if j < raw else None
-                if (valid is not None and not valid.all()) or (valid is None and batch.column(name).null_count):
-                    row = int(np.argmax(~valid)) if valid is not None else \
-                        int(np.argmax(~np.asarray(batch.column(name).is_valid())))
-                    kind = "missing value"
-                    raise DataError(f"{kind} in {self.describe()} at {self.row_position(start + row)}, "
-                                    f"column {name!r}")
+        batch, positions, _ = self.present_rows(batch, start)
+
         def where(row, name):
             at = start + row if positions is None else int(positions[row])
             return f"{self.describe()}, {self.row_position(at)}, column {name!r}"
@@ -141,6 +128,34 @@ class ChunkDecoder(NamedBy):
             weight = encoding.plain_array(batch.column(self.weight_name)).to_numpy(zero_copy_only=False)
             weight = weight.astype(np.float64)
         return Chunk(X, y, weight, start, positions, codes)
+
+    def present_rows(self, batch, start):
+        """``(batch, positions, counts)``: the rows the model uses, by ``missing``.
+
+        ``"drop"``: the rows without a missing value, ``positions`` their rows
+        in the file (``None`` if none was left out) and ``counts`` the missing
+        values of each column of :attr:`columns` (an int array); ``"error"``:
+        the first missing value named; ``"keep"``: every row.
+        """
+        raw = len(self.raw_feature_names)
+        positions = counts = None
+        if self.missing == "drop":
+            masks = [encoding.missing_mask(batch.column(name)) for name in self.columns]
+            counts = np.array([mask.size - np.count_nonzero(mask) for mask in masks], dtype=np.int64)
+            mask = np.logical_and.reduce(masks)
+            if not mask.all():
+                batch = batch.filter(pa.array(mask))
+                positions = start + np.flatnonzero(mask)  # rows keep their numbers in messages
+        elif self.missing == "error":
+            for j, name in enumerate(self.columns):
+                valid = encoding.missing_mask(batch.column(name)) if j < raw else None
+                if (valid is not None and not valid.all()) or (valid is None and batch.column(name).null_count):
+                    row = int(np.argmax(~valid)) if valid is not None else \
+                        int(np.argmax(~np.asarray(batch.column(name).is_valid())))
+                    kind = "missing value"
+                    raise DataError(f"{kind} in {self.describe()} at {self.row_position(start + row)}, "
+                                    f"column {name!r}")
+        return batch, positions, counts
 
     def _check_exact(self, column, start, index):
         """Refuse 64-bit integers beyond 2**53: float64 cannot hold them, and neighbours would collapse into one."""

@@ -247,14 +247,22 @@ class TableEncoder:
         Every other column must then be within :data:`MAX_LEVELS` (it stays
         dense features). Sets and returns :attr:`block` (``None``: all dense).
         """
-        many = [c for c in self.columns if c.categorical and len(c.levels) > BLOCK_LEVELS]
-        self.block = max(many, key=lambda c: len(c.levels)).name if many else None
+        self.block = self.widest_block()
         for coding in self.columns:
             if coding.categorical and coding.name != self.block and len(coding.levels) > MAX_LEVELS:
                 raise DataError(
                     f"{describe}, column {coding.name!r}: {len(coding.levels)} categories; only one categorical "
                     f"column (here {self.block!r}) may have more than {MAX_LEVELS}: leave one out (--exclude)")
         return self.block
+
+    def widest_block(self):
+        """The name of the categorical column of the most levels, above :data:`BLOCK_LEVELS` (the first on a tie), or ``None``.
+
+        Depends on the levels alone, so a model file's encoder
+        (:meth:`from_json`) keeps as codes the column its fit kept.
+        """
+        many = [c for c in self.columns if c.categorical and len(c.levels) > BLOCK_LEVELS]
+        return max(many, key=lambda c: len(c.levels)).name if many else None
 
     def block_layout(self):
         """Where the codes' column sits among the features (:class:`~gradfit.engines.categorical.LevelBlocks`).
@@ -398,7 +406,9 @@ class TableEncoder:
         handle_unknown = document.get("handle_unknown", "error")
         if handle_unknown not in HANDLE_UNKNOWN:
             fail(f"'encoding.handle_unknown' must be one of {', '.join(HANDLE_UNKNOWN)}")
-        return cls(columns, handle_unknown)
+        encoder = cls(columns, handle_unknown)
+        encoder.block = encoder.widest_block()  # not stored: derived from the levels, as the fit chose it
+        return encoder
 
 
 def plan(names, types, categorical, describe, guessed=False):

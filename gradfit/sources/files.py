@@ -16,6 +16,7 @@ import re
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.dataset as pa_ds
 import pyarrow.parquet as pq
@@ -26,6 +27,7 @@ from .columns import ColumnStore, memory_budget, row_bytes
 from .base import Source, file_row_position, fold_in_threads, worker_threads
 from .decode import ChunkDecoder
 from .file_checks import Stamps, estimate_rows, sniff_csv
+from .level_parts import TooManyLevels
 
 CSV_SUFFIXES = (".csv", ".tsv", ".txt", ".csv.gz", ".tsv.gz")
 PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
@@ -148,11 +150,14 @@ class FileSource(Source):
         Columns left out of the default features (not with ``features``).
     categorical : "auto", list, dict or None, default="auto"
         Which feature columns are categories (:mod:`gradfit.sources.encoding`);
-        their levels are learned in one pass over those columns when the
-        source is made.
+        their levels are learned in the fit's statistics pass
+        (:mod:`gradfit.engines.levels`; :attr:`levels_pending` until then),
+        or by a pass of their own over those columns (:meth:`settle`) where
+        the features are asked for first, or a column has more than
+        :data:`~gradfit.sources.encoding.BLOCK_LEVELS` levels.
     missing : {"error", "drop", "keep"}, default="error"
         ``"drop"`` leaves out rows with a missing value in a used column
-        (counted in ``missing_counts``, ``rows_dropped`` by one more pass);
+        (counted in ``missing_counts``, ``rows_dropped``, in the same pass as the levels);
         ``"keep"`` (predictions) gives their features NaN.
     encoder : TableEncoder, optional
         A fitted model's encoder (its levels): features are its raw columns.
@@ -229,6 +234,7 @@ class FileSource(Source):
                 raise DataError(
                     f"{self.describe()}, column {name!r}: type {self.schema.field(name).type} is not numeric"
                 )
+        given = encoder is not None
         if encoder is None:
             codings, self._references = encoding.plan(
                 features, [self.schema.field(name).type for name in features], categorical, self.describe(),
@@ -252,14 +258,77 @@ class FileSource(Source):
                                     self.dtype, self)
         self.n_samples = self._count_rows()
         self.missing_counts, self.rows_dropped = None, 0
-        learned = any(c.categorical and not c.levels for c in encoder.columns)
-        if learned or missing == "drop":
+        self._learned = any(c.categorical and not c.levels for c in encoder.columns)
+        self._stamps = Stamps(self._parquet_files() if self.format == "parquet" else [self.path], self.describe())
+        if (self._learned or missing == "drop") and self._learns_in_pass(as_stored, given):
+            # learned in the statistics pass (level_batches, gradfit.engines.levels): the file is read once;
+            # asking for the features, the encoder or the missing counts before that scans the file (settle)
+            self.levels_pending = True
+            return
+        if self._learned or missing == "drop":
             self._scan()
-        if learned and not as_stored and encoder.choose_block(self.describe()) is not None:
+        self._levels_known()
+
+    #: the levels (and missing counts) are still to be learned: in the statistics pass, or by :meth:`settle`
+    levels_pending = False
+
+    def _learns_in_pass(self, as_stored, given):
+        """Whether this source's levels may wait for the statistics pass: a training table (no model's
+        encoder), its columns handed on encoded (not to a formula)."""
+        return not as_stored and not given
+
+    def _levels_known(self):
+        """The levels are known: the features, and the column kept as codes if one has many levels."""
+        self.levels_pending = False
+        encoder = self._encoder
+        # a model's encoder (predictions) has chosen its column already: its codes are gathered (use_blocks)
+        block = None if self._as_stored else encoder.choose_block(self.describe()) if self._learned else encoder.block
+        if block is not None:
             self.block_candidate = encoder.block_layout()  # kept as codes once a fit asks (use_blocks)
         self.feature_names = encoder.feature_names
         self.n_features = len(self.feature_names)
-        self._stamps = Stamps(self._parquet_files() if self.format == "parquet" else [self.path], self.describe())
+
+    def settle(self):
+        """Learn the levels (and count the missing values) now, by a pass of their own, if still pending.
+
+        What asks for the features before the statistics pass (engines that
+        are given their statistics, Dask's client, a caller's question) pays
+        that extra read, as every fit did before levels were learned in the pass.
+        """
+        if self.levels_pending:
+            self.levels_pending = False
+            self._scan()
+            self._levels_known()
+
+    def _pending(name):  # a property factory, used in the class body only
+        def get(self):
+            if self.__dict__.get("levels_pending"):
+                self.settle()
+            return self.__dict__.get("_" + name, getattr(Source, name, None))
+
+        def put(self, value):
+            self.__dict__["_" + name] = value
+
+        return property(get, put, doc=f"``{name}``, once the levels are known (:meth:`settle`).")
+
+    encoder = _pending("encoder")
+    feature_names = _pending("feature_names")
+    n_features = _pending("n_features")
+    block_candidate = _pending("block_candidate")
+    missing_counts = _pending("missing_counts")
+    rows_dropped = _pending("rows_dropped")
+    del _pending
+
+    @property
+    def n_samples(self):
+        """Rows a pass yields: ``None`` for CSV until read; with ``missing="drop"`` the rows kept (:meth:`settle`)."""
+        if self.__dict__.get("levels_pending") and self.missing == "drop":
+            self.settle()
+        return self.__dict__.get("_n_samples")
+
+    @n_samples.setter
+    def n_samples(self, value):
+        self.__dict__["_n_samples"] = value
 
     def _scan(self):
         """One pass over the needed columns: the categories' levels, and the missing values to drop.
@@ -268,7 +337,7 @@ class FileSource(Source):
         are dropped (then every used column, to count them and to learn the
         levels of the rows kept only).
         """
-        codings = self.encoder.columns
+        codings = self._encoder.columns
         learn = [c for c in codings if c.categorical and not c.levels]
         dropping = self.missing == "drop"
         wanted = list(self.columns) if dropping else [c.name for c in learn]
@@ -292,20 +361,111 @@ class FileSource(Source):
                     raise DataError(f"missing value in {self.describe()} at "
                                     f"{self.row_position(start + row)}, column {coding.name!r}")
                 found[coding.name] |= encoding.distinct_values(column, coding.kind)
-        for coding in learn:
+        self._finish_levels(found)
+        if dropping:
+            self._dropped(counts, rows, kept)
+
+    def _finish_levels(self, found):
+        """Sort each categorical column's levels ``found[name]`` (a set) and place its reference."""
+        for coding in self._encoder.columns:
+            if coding.name not in found:
+                continue
             values = found[coding.name]
             if self._auto_text_of_numbers(coding, values):
-                raise self._locate_csv_error(pa.ArrowInvalid(f"column {coding.name!r} is not numeric"))
+                raise self._locate_csv_error(pa.ArrowInvalid(f"column {coding.name!r} is not numeric"), [coding.name])
             integral = pa.types.is_integer(_value_type(self.schema.field(coding.name).type))
             limit = encoding.MAX_LEVELS if self._as_stored else encoding.MAX_BLOCK_LEVELS  # one may be kept as codes
             encoding.finish_levels(coding, values, integral, getattr(self, "_references", {}), self.describe(), limit)
-        if dropping:
-            self.missing_counts = {name: n for name, n in counts.items() if n}
-            self.rows_dropped = rows - kept
-            self.n_samples = kept  # the rows a pass yields (Parquet rows keep their numbers in messages)
-            if self.rows_dropped:
-                shown = ", ".join(f"{name!r}: {n}" for name, n in self.missing_counts.items())
-                self.notes.append(f"missing values: {self.rows_dropped} of {rows} rows left out ({shown})")
+
+    def _dropped(self, counts, rows, kept):
+        """Rows with missing values left out: ``counts`` by column of :attr:`columns`, of ``rows`` read, ``kept`` kept."""
+        self.missing_counts = missing = {name: n for name, n in counts.items() if n}
+        self.rows_dropped = dropped = rows - kept
+        self.n_samples = kept  # the rows a pass yields (Parquet rows keep their numbers in messages)
+        if dropped:
+            shown = ", ".join(f"{name!r}: {n}" for name, n in missing.items())
+            self.notes.append(f"missing values: {dropped} of {rows} rows left out ({shown})")
+
+    # -- the statistics pass that learns the levels (gradfit.engines.levels) ----------
+
+    def level_batches(self):
+        """``(batch, first row)`` of every needed column, for the pass that learns the levels.
+
+        Batches are cut so that a part's dense one-hot of its own levels stays
+        about :attr:`chunk_bytes`; a batch with more than
+        :data:`~gradfit.sources.encoding.BLOCK_LEVELS` levels in a column ends
+        the pass (:class:`~gradfit.sources.level_parts.TooManyLevels`): such a
+        column is learned by :meth:`settle` and may be kept as codes.
+        """
+        learn = [c.name for c in self._encoder.columns if c.categorical]
+        self._stamps.check()
+        start = 0
+        try:
+            for batch in self._batches():
+                width = len(self.columns) + 1
+                for name in learn:
+                    levels = pc.count_distinct(encoding.plain_array(batch.column(name))).as_py()
+                    if levels > encoding.BLOCK_LEVELS:
+                        raise TooManyLevels(name)
+                    width += levels
+                rows = int(max(4096, min(1 << 20, self.chunk_bytes // (8 * width))))
+                step = min(self.stream_batch_rows(), rows)
+                for offset in range(0, batch.num_rows, step):
+                    part = batch.slice(offset, step)
+                    yield part, start
+                    start += part.num_rows
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, pa.ArrowKeyError) as exc:
+            self._stamps.check()
+            if self.format == "csv":
+                raise self._locate_csv_error(exc) from None
+            raise DataError(f"{self.describe()}: {_first_line(exc)}") from None
+        except OSError:
+            self._stamps.check()
+            raise
+        self._stamps.check()
+
+    def reduce_levels(self, function, combine):
+        """The fold of ``function((batch, start))`` over :meth:`level_batches`, on threads as :meth:`reduce`."""
+        threads = worker_threads()
+        if threads >= 2:
+            return fold_in_threads(function, combine, self.level_batches(), threads)
+        result = None
+        for item in self.level_batches():
+            partial = function(item)
+            result = partial if result is None else combine(result, partial)
+        return result
+
+    def learned_in_pass(self, levels, counts, rows, kept):
+        """The statistics pass learned the levels: ``levels`` (a set by categorical column), missing ``counts``
+        by column, ``rows`` read, ``kept`` of them without a missing value."""
+        self._finish_levels(levels)
+        if self.missing == "drop":
+            self._dropped(counts, rows, kept)
+        elif self.n_samples is None:
+            self.n_samples = rows
+        self._levels_known()
+
+    _learned_chunks = None
+
+    def keep_learned(self, chunks):
+        """Keep the learned pass's ``chunks`` (encoded, in order; an iterable made lazily) for later passes.
+
+        They become the column store (:meth:`chunks` keeps its own) when a
+        later pass first asks: a fit on the statistics alone makes none.
+        """
+        self._learned_chunks = chunks if self.keep_columns else None
+
+    def _store_learned(self):
+        chunks, self._learned_chunks = self._learned_chunks, None
+        if chunks is None:
+            return
+        store = ColumnStore(self.memory, self.n_samples, self.format == "csv", row_bytes(self), self.rows_per_chunk())
+        if not store.active:
+            return
+        for chunk in chunks:
+            store.keep(chunk)
+        store.finish(self)
+        self._columns = store if store.complete else None
 
     def _auto_text_of_numbers(self, coding, values):
         """A CSV column that "auto" found to be text, but mostly holds numbers: a numeric column with bad cells."""
@@ -438,7 +598,7 @@ class FileSource(Source):
 
     def _csv_types(self, columns):
         """How each column is read from CSV: numbers as float64; text and bool as such where they are features."""
-        codings = {c.name: c for c in self.encoder.columns}
+        codings = {c.name: c for c in self._encoder.columns}
         types = {}
         for name in columns:
             coding = codings.get(name)
@@ -516,6 +676,7 @@ class FileSource(Source):
 
     def chunks(self):
         self.check_dense_levels()
+        self._store_learned()  # the columns the statistics pass that learned the levels read
         if self._columns is not None and self._columns.complete:
             yield from self._columns.chunks()  # read once already: memory, or the binary cache
             return
@@ -585,6 +746,7 @@ class FileSource(Source):
         minibatch then reads only its rows from it, since neither CSV nor a
         Parquet row group can be read from the middle.
         """
+        self._store_learned()
         if self._columns is not None and self._columns.complete:
             kept = self._columns.take(rows)
             if kept is not None:

@@ -161,7 +161,14 @@ class BlockArraySource(ArraySource):
 
 
 def encode_frame(X, encoder, missing):
-    """The features of a frame for predictions; rows with a missing value are NaN when ``missing="drop"``."""
+    """``(features, codes)`` of a frame for predictions; rows with a missing value are NaN when ``missing="drop"``.
+
+    ``codes`` is ``None``, or, where the encoder keeps a column of many levels
+    as level codes (:attr:`~gradfit.sources.encoding.TableEncoder.block`),
+    that column's codes, shape (n,), and ``features`` the other features,
+    shape (n, ``n_dense``) (:meth:`~gradfit.sources.encoding.TableEncoder.encode_blocks`):
+    never a dense one-hot block of the column.
+    """
     names, arrays = _arrays(X)
     if names != encoder.raw_names:
         raise ValueError(f"X has columns {names}, but the model was fitted on {encoder.raw_names}")
@@ -170,7 +177,9 @@ def encode_frame(X, encoder, missing):
             mask = encoding.missing_mask(array)
             if not mask.all():
                 raise DataError(f"missing value in {_where(int(np.argmax(~mask)), name)}")
-    return encoder.encode(arrays, np.float64, _where)
+    if encoder.block is not None:
+        return encoder.encode_blocks(arrays, np.float64, _where)
+    return encoder.encode(arrays, np.float64, _where), None
 
 
 def array_source_dropping(X, y, weight, feature_names, target_names):

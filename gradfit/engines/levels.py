@@ -1,0 +1,267 @@
+"""The statistics pass that learns a file's categories: levels and moments from one read.
+
+A file whose categorical columns' levels are not known yet
+(:attr:`~gradfit.sources.FileSource.levels_pending`) is read once: each batch
+becomes a :class:`~gradfit.sources.level_parts.LevelPart`, encoded against
+its own levels (the full one-hot, the reference kept), and its
+:class:`~gradfit.engines.moments.Moments` are taken on it as
+:func:`~gradfit.engines.statistics.chunk_moments` takes any chunk's. Two
+partial results are merged in the union of their levels: a level one part
+does not hold is a dummy that is 0 on all its rows, so its mean, residual
+and scatter rows and columns are exactly zero there, and embedding the
+part's moments with zeros in those places is exact. Then Chan's update
+(:func:`~gradfit.engines.moments.merge`) merges them as it merges any two.
+
+At the end the levels are sorted and the reference placed
+(:meth:`~gradfit.sources.FileSource.learned_in_pass`, the same checks and
+messages as a separate scan), and the moments are restricted to the
+features in the encoding's order, the reference's dummy left out: the
+scatter of a subset of columns is the sub-matrix of the scatter, so the
+statistics are those of the two-pass fit, up to the order of rounding.
+
+A column with more than :data:`~gradfit.sources.encoding.BLOCK_LEVELS`
+levels (in one batch, or in the union so far) stops the pass
+(:class:`~gradfit.sources.level_parts.TooManyLevels`): the source then learns
+its levels by a pass of their own (:meth:`~gradfit.sources.FileSource.settle`),
+and the fit reads the statistics as before, where that column may be kept as
+level codes (:mod:`gradfit.engines.categorical`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..sources.base import Chunk
+from ..sources.encoding import BLOCK_LEVELS, level_text
+from ..sources.level_parts import TooManyLevels, level_part
+from .moments import Moments, merge
+from .statistics import chunk_moments, finish
+
+
+@dataclass
+class LevelPartial:
+    """The merged result of consecutive parts.
+
+    ``levels`` lists each categorical column's levels in the order of their
+    dummies in ``moments`` (the union of the parts', first seen first);
+    ``kept`` the parts themselves, for the source's column store, or ``None``
+    once they would exceed its memory budget.
+    """
+
+    moments: Moments | None
+    levels: list
+    counts: np.ndarray | None
+    rows: int
+    kept: list | None
+    kept_bytes: int = 0
+    index: list = field(default_factory=list)  # {level: place in levels} per categorical column
+
+    def __post_init__(self):
+        if not self.index:
+            self.index = [{level: i for i, level in enumerate(levels)} for levels in self.levels]
+
+
+class PartNames:
+    """Names a part's columns in messages (a NaN, an overflow): the source's rows, the part's own features."""
+
+    def __init__(self, source, names):
+        self.source, self.names, self.n_features = source, names, len(names)
+
+    def describe(self):
+        return self.source.describe()
+
+    def where(self, row, column=None):
+        text = self.source.row_position(row)
+        return text if column is None else f"{text}, column {self.column_name(column)!r}"
+
+    def column_name(self, column):
+        if column == -1:
+            return self.source.weight_name
+        if column < self.n_features:
+            return self.names[column]
+        return self.source.target_names[column - self.n_features]
+
+
+def _part_names(codings, levels):
+    names, columns = [], iter(levels)
+    for coding in codings:
+        if coding.categorical:
+            names.extend(f"{coding.name}[{level_text(level)}]" for level in next(columns))
+        else:
+            names.append(coding.name)
+    return names
+
+
+def part_partial(source, item, full, keep):
+    """The :class:`LevelPartial` of one ``(batch, start)`` of ``source.level_batches()``."""
+    batch, start = item
+    part = level_part(source.decoder, batch, start)
+    codings = source.decoder.encoder.columns
+    chunk = _chunk(part)
+    moments = chunk_moments(chunk, full, PartNames(source, _part_names(codings, part.levels)))
+    kept_bytes = part.X.nbytes + part.y.nbytes
+    return LevelPartial(moments, [list(levels) for levels in part.levels], part.counts, part.rows,
+                        [part] if keep else None, kept_bytes)
+
+
+def _chunk(part, X=None):
+    """A part's rows as a :class:`~gradfit.sources.base.Chunk`, with its own ``X`` or the given one."""
+    return Chunk(part.X if X is None else X, part.y, part.sample_weight, part.start, part.positions)
+
+
+def _places(codings, levels, sizes, n_outputs):
+    """Where each column of a part with ``levels`` sits among the columns of a union of ``sizes`` levels.
+
+    ``levels[c]`` are given as their places in the union's column ``c``.
+    """
+    places, j, columns = [], 0, iter(zip(levels, sizes))
+    for coding in codings:
+        if coding.categorical:
+            own, size = next(columns)
+            places.extend(j + np.asarray(own, dtype=np.intp))
+            j += size
+        else:
+            places.append(j)
+            j += 1
+    places.extend(range(j, j + n_outputs))
+    return np.asarray(places, dtype=np.intp), j + n_outputs
+
+
+def _embed(moments, places, width):
+    """``moments`` in a wider set of columns: zero (exactly) in the columns at no place of ``places``."""
+    if moments is None or (len(places) == width and np.array_equal(places, np.arange(width))):
+        return moments
+
+    def spread(vector):
+        out = np.zeros(width)
+        out[places] = vector
+        return out
+
+    scatter = None
+    if moments.scatter is not None:
+        scatter = np.zeros((width, width))
+        scatter[np.ix_(places, places)] = moments.scatter
+    return Moments(moments.count, moments.total, spread(moments.mean), scatter, spread(moments.diagonal),
+                   spread(moments.residual))
+
+
+def merge_partials(source, budget):
+    """``combine(a, b)``: ``b`` (the later rows) merged into ``a`` in the union of their levels."""
+    codings = source.decoder.encoder.columns
+    categorical = [coding for coding in codings if coding.categorical]
+    n_outputs = source.decoder.n_outputs
+
+    def combine(a, b):
+        before = [len(levels) for levels in a.levels]
+        for c, levels in enumerate(b.levels):
+            index = a.index[c]
+            for level in levels:
+                if level not in index:
+                    index[level] = len(a.levels[c])
+                    a.levels[c].append(level)
+            if len(a.levels[c]) > BLOCK_LEVELS:
+                raise TooManyLevels(categorical[c].name)
+        sizes = [len(levels) for levels in a.levels]
+        places_a, width = _places(codings, [range(size) for size in before], sizes, n_outputs)
+        places_b, _ = _places(codings, [[a.index[c][level] for level in levels] for c, levels in enumerate(b.levels)],
+                              sizes, n_outputs)
+        moments_a = _embed(a.moments, places_a, width)
+        moments_b = _embed(b.moments, places_b, width)
+        a.moments = merge(moments_a, moments_b) if moments_a is not None else moments_b
+        if b.counts is not None:
+            a.counts = b.counts if a.counts is None else a.counts + b.counts
+        a.rows += b.rows
+        if a.kept is not None:
+            a.kept_bytes += b.kept_bytes
+            a.kept = a.kept + b.kept if b.kept is not None and a.kept_bytes <= budget else None
+        return a
+
+    return combine
+
+
+def accumulate_learning(source, full=True):
+    """One pass over a file whose levels are pending: its levels, missing counts and :class:`Statistics`.
+
+    Returns ``None`` where a column has too many levels for the dense
+    one-hot (:class:`TooManyLevels`): the source has then learned its levels
+    by a pass of their own (:meth:`~gradfit.sources.FileSource.settle`), and
+    the caller reads the statistics as for any source.
+    """
+    keep = bool(source.keep_columns) and source.memory > 0
+    try:
+        with np.errstate(over="ignore", invalid="ignore"):  # merges that overflow are named by finish
+            partial = source.reduce_levels(lambda item: part_partial(source, item, full, keep),
+                                           merge_partials(source, source.memory))
+    except TooManyLevels:
+        source.settle()
+        return None
+    codings = source.decoder.encoder.columns
+    categorical = [coding for coding in codings if coding.categorical]
+    if partial is None:  # no rows at all: the messages of an empty scan
+        levels, counts, rows, moments, kept = [[] for _ in categorical], None, 0, None, None
+    else:
+        levels, counts, rows, moments, kept = partial.levels, partial.counts, partial.rows, partial.moments, partial.kept
+    counted = dict(zip(source.columns, (0 if counts is None else int(n) for n in (
+        counts if counts is not None else np.zeros(len(source.columns))))))
+    source.learned_in_pass({coding.name: set(found) for coding, found in zip(categorical, levels)},
+                           counted, rows, 0 if moments is None else moments.count)
+    places = _final_places(codings, levels, source.decoder.n_outputs)
+    if moments is not None:
+        moments = Moments(moments.count, moments.total, moments.mean[places],
+                          None if moments.scatter is None else moments.scatter[np.ix_(places, places)],
+                          moments.diagonal[places], moments.residual[places])
+    if kept is not None:
+        source.keep_learned(_encoded(source, codings, kept))
+    return finish(moments, source, full)
+
+
+def _final_places(codings, levels, n_outputs):
+    """Where each feature of the learned encoding (then each target) sits among the merged columns."""
+    places, j, columns = [], 0, iter(levels)
+    for coding in codings:
+        if coding.categorical:
+            found = {level: i for i, level in enumerate(next(columns))}
+            places.extend(j + found[level] for i, level in enumerate(coding.levels) if i != coding.reference)
+            j += len(found)
+        else:
+            places.append(j)
+            j += 1
+    places.extend(range(j, j + n_outputs))
+    return np.asarray(places, dtype=np.intp)
+
+
+def _encoded(source, codings, parts):
+    """The kept parts as the source's chunks: their columns in the learned encoding's order (one copy each).
+
+    A generator: the source makes its column store of them only when a later
+    pass asks (:meth:`~gradfit.sources.FileSource.keep_learned`).
+    """
+    d = source.n_features
+    parts.reverse()
+    while parts:
+        part = parts.pop()  # let each go once encoded
+        yield _chunk(part, _spread_features(codings, part, d))
+
+
+def _spread_features(codings, part, d):
+    """A part's ``X`` in the learned encoding: its dummies moved to their features, the reference's left out,
+    a level the part does not hold all zero."""
+    X = np.zeros((part.X.shape[0], d), dtype=part.X.dtype, order="F")  # column by column, as Arrow's columns
+    j = f = 0
+    columns = iter(part.levels)
+    for coding in codings:
+        if not coding.categorical:
+            X[:, f] = part.X[:, j]
+            j, f = j + 1, f + 1
+            continue
+        own = {level: i for i, level in enumerate(next(columns))}
+        for i, level in enumerate(coding.levels):
+            if i == coding.reference:
+                continue
+            if level in own:
+                X[:, f] = part.X[:, j + own[level]]
+            f += 1
+        j += len(own)
+    return X
