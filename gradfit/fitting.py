@@ -167,10 +167,10 @@ def keeps_codes(settings, loss, penalty, engine_name, n_levels):
     * ``optimizer="auto"`` on Huber or the absolute error, which runs the
       robust losses' Newton method (:func:`robust_default`; ``"newton"`` by
       name always needs the dense Gram);
-    * the dense statistics engine's fits that the blocks do not serve (a
-      penalty: the exact solve, L1's coordinate-descent start
-      :func:`lasso_start` and the certificate read the dense scatter), unless
-      ``engine="statistics"`` was asked for by name, which then stays dense.
+    * a fit of the dense statistics engine that :func:`serves_blocks` does
+      not admit (its exact solve, :func:`lasso_start`'s coordinate descent and
+      its certificate read the dense scatter); ``engine="statistics"`` by
+      name then stays dense.
 
     ``engine_name`` is the engine :func:`~gradfit.engines.choose_engine` chose.
     """
