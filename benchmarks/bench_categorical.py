@@ -17,6 +17,14 @@ block; at or below it, dense dummies as before. Issue 14's target: 10,000
 levels and 20 numeric features on 2·10⁶ rows in under 1 GB and within 3× the
 numeric fit.
 
+``--loss``, ``--engine``, ``--optimizer``, ``--epochs``, ``--tol`` and ``--batch-size`` are
+handed to both runs, so that they run the same method: e.g. ``--loss huber
+--optimizer gd --epochs 50 --tol none`` times 50 epochs of the pass engine,
+which reads the column as level codes (:mod:`gradfit.engines.passes`),
+against 50 on the numeric features alone (without ``--optimizer``, Huber's
+``"auto"`` is Newton's method on the numeric features but first-order
+epochs on a column of more than ``MAX_LEVELS`` levels: not the same work).
+
 ``--penalty {l1,l2,elasticnet} --alpha A`` runs both fits with that penalty
 (on the blocks too: L2 exactly by :meth:`gradfit.engines.categorical.LevelBlocks.solve_ridge`,
 L1 by accelerated proximal gradient on the blocks' products).
@@ -31,6 +39,7 @@ Usage::
 
     python benchmarks/bench_categorical.py --rows 2000000 --levels 10000
     python benchmarks/bench_categorical.py --rows 50000 --levels 2000 --numeric 5 --lstsq
+    python benchmarks/bench_categorical.py --rows 200000 --levels 10000 --loss huber --optimizer gd --epochs 50 --tol none
     python benchmarks/bench_categorical.py --rows 200000 --levels 10000 --penalty l2 --alpha 1e-4
 """
 
@@ -97,29 +106,33 @@ def main():
     parser.add_argument("--levels", type=int, default=10_000)
     parser.add_argument("--folder", default=tempfile.gettempdir())
     parser.add_argument("--lstsq", action="store_true", help="compare with numpy.linalg.lstsq on the dense design")
+    for option in ("--loss", "--engine", "--optimizer", "--epochs", "--tol", "--batch-size"):
+        parser.add_argument(option, help=f"gradfit train's {option}, for both runs")
     parser.add_argument("--penalty", choices=["l1", "l2", "elasticnet"], help="fit both with this penalty")
     parser.add_argument("--alpha", type=float, default=1e-4, help="the penalty's alpha (with --penalty)")
     args = parser.parse_args()
-    if args.lstsq and args.penalty not in (None, "l2"):
-        parser.error("--lstsq compares with a closed-form optimum: no penalty or --penalty l2")
+    if args.lstsq and (args.penalty not in (None, "l2") or args.loss not in (None, "squared_error")):
+        parser.error("--lstsq compares with a closed-form optimum: the squared error, no penalty or --penalty l2")
+    options = [text for option in ("loss", "engine", "optimizer", "epochs", "tol", "batch_size")
+               if getattr(args, option) is not None
+               for text in (f"--{option.replace('_', '-')}", getattr(args, option))]
+    if args.penalty:
+        options += ["--penalty", args.penalty, "--alpha", repr(args.alpha)]
     path = os.path.join(args.folder, f"gradfit-categorical-{args.rows}-{args.numeric}-{args.levels}.parquet")
     model_path = path + ".model.json"
     X, codes, y = generate(path, args.rows, args.numeric, args.levels)
     try:
-        command = [sys.executable, "-m", "gradfit", "train", path, "--target", "y", "-q"]
-        if args.penalty:
-            command += ["--penalty", args.penalty, "--alpha", repr(args.alpha)]
+        command = [sys.executable, "-m", "gradfit", "train", path, "--target", "y", "-q"] + options
         numeric = run_measured(command + ["--exclude", "g"])
-        categorical = run_measured(command + ["--tol", "1e-10", "-o", model_path])
+        categorical = run_measured(command + ([] if args.tol is not None else ["--tol", "1e-10"]) + ["-o", model_path])
         ridge = 0.5 * args.rows * args.alpha if args.penalty else 0.0  # gradfit's alpha: W·alpha/2 (gradfit.penalties)
         difference = lstsq_difference(model_path, X, codes, y, args.levels, ridge) if args.lstsq else None
     finally:
         for name in (path, model_path):
             if os.path.exists(name):
                 os.unlink(name)
-    penalty = f", penalty={args.penalty} alpha={args.alpha:g}" if args.penalty else ""
-    print(f"{args.rows} rows, {args.numeric} numeric features, one column of {args.levels} levels{penalty}; "
-          f"{machine()}")
+    print(f"{args.rows} rows, {args.numeric} numeric features, one column of {args.levels} levels"
+          f"{'; ' + ' '.join(options) if options else ''}; {machine()}")
     print("| fit | wall s | CPU s | peak RSS (MiB) |")
     print("|---|---:|---:|---:|")
     for name, result in (("numeric only", numeric), (f"+ {args.levels} levels", categorical)):

@@ -96,8 +96,10 @@ def advice(settings, result):
     plain = registry.OPTIMIZERS[ran].serves_prox and not registry.OPTIMIZERS[ran].accelerated
     if l1 and plain and settings["batch_size"] is None and not registry.SCHEDULES[settings["schedule"]].decays:
         return ("optimizer", "nesterov")
+    blocks = getattr(problem.statistics, "blocks", None)  # a categorical column kept as level codes
     newton_serves = (settings["learning_rate"] == "auto" and settings["schedule"] == "auto"
-                     and robust.default_optimizer(problem.loss, penalty, settings["batch_size"]) is not None)
+                     and robust.default_optimizer(problem.loss, penalty, settings["batch_size"]) is not None
+                     and not (blocks is not None and blocks.n_levels > _max_levels()))  # Newton's Gram is dense
     if newton_serves and ran != robust.NAME:
         return ("optimizer", robust.NAME)
     if settings["learning_rate"] != "auto":
@@ -105,6 +107,12 @@ def advice(settings, result):
     if not settings["standardize"]:
         return ("standardize", True)
     return ("epochs", 10 * int(settings["epochs"]))
+
+
+def _max_levels():
+    from .sources.encoding import MAX_LEVELS  # the most levels a column may have as dense dummies
+
+    return MAX_LEVELS
 
 
 def _basic(result, settings):
@@ -160,11 +168,16 @@ def _quadratic_problem(result, settings, source, report):
         )
         return None
     stats = result.reference.statistics
-    report["notes"].append(
-        "the pass engine keeps no scatter matrix: the certificate, optimum, condition numbers and "
-        "statistics took one extra pass"
-    )
-    engine = StatisticsEngine(stats, result.scaling, fit_intercept)
+    if getattr(stats, "blocks", None) is not None:
+        report["notes"].append("the pass engine read the categorical column as level codes: the certificate, "
+                               "optimum, condition numbers and statistics come from its blocks (no extra pass)")
+    else:
+        report["notes"].append(
+            "the pass engine keeps no scatter matrix: the certificate, optimum, condition numbers and "
+            "statistics took one extra pass"
+        )
+    # the statistics engine's entry: on a categorical column's blocks, the blocks' engine
+    engine = registry.ENGINES["statistics"].build(None, result.scaling, result.problem.loss, fit_intercept, stats)
     return stats, Objective(engine, result.problem.objective.penalty, result.scaling)
 
 

@@ -154,6 +154,43 @@ def serves_blocks(settings, loss, penalty):
             and (engine.name == "auto" or engine.knows_optimum) and settings["optimizer"] != robust.NAME)
 
 
+def keeps_codes(settings, loss, penalty, engine_name, n_levels):
+    """Whether a fit reads a categorical column of many levels as level codes, never as dense dummies.
+
+    Every fit does, through the block statistics engine where
+    :func:`serves_blocks` says so and the pass engine
+    (:mod:`gradfit.engines.passes`) otherwise, but those that solve with a
+    dense d × d scatter while the column has at most ``MAX_LEVELS`` levels
+    (beyond, they take the codes too: first-order optimizers, whose
+    certificate may then be none):
+
+    * ``optimizer="auto"`` on Huber or the absolute error, which runs the
+      robust losses' Newton method (:func:`robust_default`; ``"newton"`` by
+      name always needs the dense Gram);
+    * a fit of the dense statistics engine that :func:`serves_blocks` does
+      not admit (its exact solve, :func:`lasso_start`'s coordinate descent and
+      its certificate read the dense scatter); ``engine="statistics"`` by
+      name then stays dense.
+
+    ``engine_name`` is the engine :func:`~gradfit.engines.choose_engine` chose.
+    """
+    from .sources.encoding import MAX_LEVELS
+
+    if serves_blocks(settings, loss, penalty):
+        return True
+    if settings["optimizer"] == robust.NAME or settings["engine"] == "statistics":
+        return False
+    dense_allowed = n_levels <= MAX_LEVELS
+    if robust_default(settings, loss, penalty) or registry.ENGINES[engine_name].knows_optimum:
+        return not dense_allowed
+    return True
+
+
+def on_codes(statistics):
+    """Whether ``statistics`` are a categorical column's blocks (:class:`~gradfit.engines.categorical.BlockStatistics`)."""
+    return getattr(statistics, "blocks", None) is not None
+
+
 def learns_scatter(settings, loss, penalty):
     """Whether the pass that learns a file's levels keeps the whole scatter: it is read before the engine is
     chosen (the features are not known yet), so wherever the statistics engine or Newton's method may use it."""
@@ -188,9 +225,13 @@ def prepare(source, settings, scaling=None, statistics=None):
     )
     if getattr(source, "block_candidate", None) is not None:
         # a categorical column of many levels: its statistics as blocks, never a dense one-hot
-        source.use_blocks(statistics is None and serves_blocks(settings, loss, penalty))
+        given = statistics
+        source.use_blocks(on_codes(statistics) if statistics is not None else keeps_codes(
+            settings, loss, penalty, engine_name, source.block_candidate["n_levels"]))
         if source.block_layout is not None:
-            statistics, engine_name = accumulate_blocks(source), "statistics"
+            statistics = given if given is not None else accumulate_blocks(source)
+            # the blocks' statistics engine where it serves the fit, else passes that read the codes
+            engine_name = "statistics" if serves_blocks(settings, loss, penalty) else "pass"
     if statistics is None:
         # optimizer="newton" solves with the Gram (projections, the least-squares start): read it in the same pass
         newton = settings["optimizer"] == robust.NAME or robust_default(settings, loss, penalty)
@@ -369,7 +410,7 @@ def fit_source(source, settings, *, params=None, opt_state=None, loss_curve=None
     problem = problem or prepare(source, settings)
     # -- robust losses (gradfit.robust): Newton's fit, best iterates, certificates ---------
     if robust_default(settings, problem.loss, problem.objective.penalty, epochs is None and checkpoint is None
-                      and resume is None):
+                      and resume is None) and not on_codes(problem.statistics):  # Newton needs the dense Gram
         settings = dict(settings, optimizer=robust.NAME)  # "auto": what reaches the certified optimum
     if settings["optimizer"] == robust.NAME:
         if checkpoint is not None or resume is not None:
@@ -412,9 +453,9 @@ def fit_source(source, settings, *, params=None, opt_state=None, loss_curve=None
     if complete and problem.loss.quadratic and (blocks or problem.statistics.scatter is not None
                                                 and source.n_features <= MAX_CERTIFIED_FEATURES):
         # The statistics engine: the certificate costs O(d²) an epoch, so the loop checks it every epoch.
-        reference = (BlockReference if blocks else QuadraticReference)(problem.statistics, objective.penalty,
-                                                                       fit_intercept)
-        if tol is not None and not refining:
+        reference = block_reference(problem.statistics, objective.penalty, fit_intercept) if blocks else \
+            QuadraticReference(problem.statistics, objective.penalty, fit_intercept)
+        if tol is not None and not refining and reference is not None:
             certifier = _certifier(reference, problem.scaling, fit_intercept, tol)
     if optimizer_name == NEWTON and reference is None:  # too many features for the d×d solve
         optimizer_name = settings["optimizer"] = "cg"
@@ -500,7 +541,7 @@ def fit_source(source, settings, *, params=None, opt_state=None, loss_curve=None
     done_before = len(loss_curve or [])
     result = run(params, opt_state, loss_curve, run_epochs, certifier)
     if (result.stop_reason == "stalled" and reference is None and complete and not refining and problem.loss.quadratic
-            and source.n_features <= MAX_CERTIFIED_FEATURES):
+            and source.n_features <= MAX_CERTIFIED_FEATURES and not blocks):
         # The pass engine's cost stalled: a stall is not convergence. Collect the
         # statistics now (the one extra pass the certificate needs anyway) and go
         # on, checking the certificate every epoch, until it holds or epochs run out.
@@ -535,6 +576,9 @@ def fit_source(source, settings, *, params=None, opt_state=None, loss_curve=None
     stop_reason = result.stop_reason
     if not complete:
         certificate = Certificate("none", None, tol, "partial_fit: one epoch on one batch certifies nothing about the data")
+    elif blocks and reference is None and problem.loss.quadratic:
+        certificate = Certificate("none", None, tol, CODES_NOT_CERTIFIED.format(
+            penalty=getattr(objective.penalty, "name", None)))
     else:
         if reference is None and problem.loss.quadratic and stop_reason != "interrupted" \
                 and source.n_features <= MAX_CERTIFIED_FEATURES:
@@ -556,6 +600,25 @@ def fit_source(source, settings, *, params=None, opt_state=None, loss_curve=None
         schedule=schedule_name, refinement=refinement, certificate=certificate, optimizer=optimizer_name,
         reference=reference,
     ), asked)
+
+
+#: why a penalized squared-error fit on a column kept as level codes has no certificate (the blocks' reference
+#: does not take the penalty; the dense reference would need the dense scatter the codes avoid)
+CODES_NOT_CERTIFIED = ("penalty={penalty!r} on a categorical column kept as level codes: its certificate needs the "
+                       "dense scatter of the column's dummies, which is never formed; no claim is made")
+
+
+def block_reference(statistics, penalty, fit_intercept):
+    """:class:`~gradfit.certify.BlockReference` of a fit on a categorical column's blocks, or ``None`` where it
+    does not take ``penalty`` (the certificate then says so: :data:`CODES_NOT_CERTIFIED`)."""
+    try:
+        return BlockReference(statistics, penalty, fit_intercept)
+    except (ValueError, DataError):
+        # a penalty the blocks' reference does not serve, or the unpenalized problem singular (a feature
+        # constant within levels) where a penalty's need not be; without a penalty that is the fit's own error
+        if penalty is None:
+            raise
+        return None
 
 
 def _advised(result, settings):

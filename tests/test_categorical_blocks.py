@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 from threadpoolctl import threadpool_limits
 
-from gradfit import DataError, GDRegressor, OptionError
+from gradfit import DataError, GDRegressor
 from gradfit.cli import main
 from gradfit.engines.categorical import (
     BlockStatistics,
@@ -256,24 +256,28 @@ def test_missing_values_dropped_on_the_blocks(blocks_only, tmp_path):
     assert_statsmodels(model.summary_, smf.ols("y ~ x0 + C(g) + x1", kept).fit())
 
 
-def test_other_fits_take_the_column_dense_or_refuse_in_one_line(blocks_only, tmp_path, capsys):
+def test_other_fits_take_the_column_dense_or_as_codes_and_only_dense_solvers_refuse(blocks_only, tmp_path, capsys):
     frame, y = make_table(3000, 50, 2, seed=8)  # 50 levels: kept as codes, and within the dense limit
     huber = GDRegressor(loss="huber", tol=1e-8).fit(frame, y)
     assert len(huber.coef_) == 2 + 49
-    settings = {"batch_size": 500, "epochs": 5, "tol": None, "random_state": 0}  # minibatches: dense dummies
+    settings = {"batch_size": 500, "epochs": 5, "tol": None, "random_state": 0}  # minibatches: codes as dummies
     minibatch = GDRegressor(**settings).fit(frame, y)
     encoding.BLOCK_LEVELS = 1000  # (restored by monkeypatch) the column dense from the start, as before blocks
     np.testing.assert_allclose(minibatch.coef_, GDRegressor(**settings).fit(frame, y).coef_, rtol=1e-12)
     encoding.BLOCK_LEVELS = 40
     many, y = make_table(3000, 70, 2, seed=9)  # 70 levels: beyond the dense limit of 60
     path = write_table(many.assign(y=y), tmp_path / "d.parquet")
-    assert main(["train", path, "--target", "y", "--loss", "huber", "-q"]) == 1
+    # beyond the dense limit the pass engine reads the codes (tests/test_categorical_codes_pass.py) ...
+    assert main(["train", path, "--target", "y", "--loss", "huber", "--epochs", "20", "-q"]) == 0
+    capsys.readouterr()
+    assert len(GDRegressor(penalty="l2", alpha=0.1, epochs=20).fit(many, y).coef_) == 2 + 69
+    assert len(GDRegressor(batch_size=100, epochs=2).fit(many, y).coef_) == 2 + 69
+    # ... and only what solves with the dense scatter of the dummies refuses them, in one line
+    assert main(["train", path, "--target", "y", "--loss", "huber", "--optimizer", "newton", "-q"]) == 1
     error = capsys.readouterr().err.strip()
     assert "\n" not in error and "column 'g': 70 categories, more than the 60" in error, error
-    with pytest.raises(DataError, match="kept as level codes only for loss='squared_error'"):
-        GDRegressor(loss="huber").fit(many, y)
-    with pytest.raises((DataError, OptionError)):
-        GDRegressor(batch_size=100).fit(many, y)
+    with pytest.raises(DataError, match="other fits keep the column as level codes"):
+        GDRegressor(loss="huber", optimizer="newton").fit(many, y)
 
 
 def test_a_feature_constant_within_every_level_is_refused_in_one_line(blocks_only):

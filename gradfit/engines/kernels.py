@@ -44,8 +44,12 @@ SUM_BLOCK_ROWS = 64
 _FASTMATH = {"reassoc", "contract"}
 
 
-def _rows_kernel(X, coef_t, offset, y, weight, center, grad, residual_sum):
+def _rows_kernel(X, coef_t, offset, y, weight, center, grad, residual_sum, codes, level_grad):
     """``S``, and ``G``, ``R`` added to ``grad`` (k, d) and ``residual_sum`` (k,), row by row.
+
+    With level ``codes`` (n,) (a categorical column kept as codes), each
+    row's ``v r`` is also added to ``level_grad[o, code]`` (k, L): the
+    column's dummies' ``G``, gathered by level (``None``: no such column).
 
     For rows contiguous in memory (C order). Each row is read once, for its
     dot products and then for its gradient term while it is in L1. Rows are
@@ -100,6 +104,9 @@ def _rows_kernel(X, coef_t, offset, y, weight, center, grad, residual_sum):
                     vb = 0.0
                     partial_value += va * a
                     partial_residual[o] += va
+                if codes is not None:
+                    level_grad[o, codes[i]] += va
+                    level_grad[o, codes[p]] += vb
                 if center is None:
                     for j in range(d):
                         partial_grad[o, j] += va * X[i, j] + vb * X[p, j]
@@ -142,7 +149,7 @@ def usable(X):
     return _compiled_kernel() is not None
 
 
-def squared_error_sums(X, coef, offset, y=None, sample_weight=None, center=None):
+def squared_error_sums(X, coef, offset, y=None, sample_weight=None, center=None, codes=None, n_levels=0):
     """The squared error's sums over a chunk, in one compiled read of ``X``.
 
     Parameters
@@ -159,6 +166,12 @@ def squared_error_sums(X, coef, offset, y=None, sample_weight=None, center=None)
     sample_weight : ndarray of shape (n,), optional
     center : ndarray of shape (d,), optional
         Subtracted from every row first.
+    codes : ndarray of shape (n,), int, optional
+        Each row's level (``0 ≤ code < n_levels``) of a categorical column
+        kept as codes; its contribution to the prediction is folded into
+        ``y`` by the caller.
+    n_levels : int
+        ``L``, with ``codes``.
 
     Returns
     -------
@@ -168,13 +181,20 @@ def squared_error_sums(X, coef, offset, y=None, sample_weight=None, center=None)
         ``Xᵀ(v r)`` (of ``X − c`` with a centre).
     residual_sum : ndarray of shape (k,)
         ``Σ_i v_i r_io``.
+    level_sum : ndarray of shape (L, k), only with ``codes``
+        ``Σ_{code_i = l} v_i r_io``.
     """
     d, k = coef.shape
     coef_t = np.ascontiguousarray(coef.T, dtype=np.float64)
     offset = np.ascontiguousarray(offset, dtype=np.float64)
     grad = np.zeros((k, d))
     residual_sum = np.zeros(k)
-    if X.shape[0] == 0:
-        return 0.0, grad.T, residual_sum
-    value = _compiled_kernel()(X, coef_t, offset, y, sample_weight, center, grad, residual_sum)
-    return float(value), grad.T, residual_sum
+    level_grad = None if codes is None else np.zeros((k, n_levels))
+    if X.shape[0] > 0:
+        value = float(_compiled_kernel()(X, coef_t, offset, y, sample_weight, center, grad, residual_sum, codes,
+                                         level_grad))
+    else:
+        value = 0.0
+    if codes is None:
+        return value, grad.T, residual_sum
+    return value, grad.T, residual_sum, level_grad.T

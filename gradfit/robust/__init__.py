@@ -20,10 +20,10 @@ import numpy as np
 
 from ..certificate import Certificate
 from ..engines import accumulate
-from ..errors import OptionError
+from ..errors import DataError, OptionError
 from ..result import FitResult
 from . import absolute, huber
-from .linalg import Gram
+from .linalg import BlockGram, Gram
 
 #: the optimizer name of this module's solvers, in :data:`gradfit.registry.OPTIMIZERS`
 NAME = "newton"
@@ -118,6 +118,11 @@ ABSOLUTE_DETAIL = ("relative objective gap bounded by a dual-feasible point of t
                    "built from the residual signs")
 
 
+#: why a robust fit on a categorical column kept as level codes has no certificate
+CODES_DETAIL = ("loss={loss!r} on a categorical column kept as level codes: its linear program's certificate reads "
+                "dense rows of the column's dummies (the basis), which are never formed; no claim is made")
+
+
 def _lp_problem(loss, source, column, problem, fit_intercept, statistics):
     """The :class:`~gradfit.robust.absolute.AbsoluteProblem` of one output of a piecewise-linear loss."""
     return absolute.AbsoluteProblem(source, column, problem.scaling, fit_intercept, statistics, loss.quantile)
@@ -130,7 +135,11 @@ def robust_certificate(problem, params, tol):
     absolute error and pinball loss without a penalty: ``"lp_duality_gap"``,
     :func:`gradfit.robust.absolute.certificate`; with a penalty, kind
     ``"none"`` (no claim). Costs two or three passes (one more to read the
-    full scatter when the fit did not keep it).
+    full scatter when the fit did not keep it). On a categorical column kept
+    as level codes, Huber's projection solves by the level blocks
+    (:class:`~gradfit.robust.linalg.BlockGram`) and its sums read the codes;
+    the linear program's certificate reads dense rows of the dummies: kind
+    ``"none"`` there, saying so.
     """
     loss, penalty = problem.loss, problem.objective.penalty
     source = _source(problem)
@@ -141,7 +150,17 @@ def robust_certificate(problem, params, tol):
         return Certificate("none", None, tol, f"loss={loss.name!r} with penalty={penalty.name!r}: no bound is computed")
     if not serves(loss):
         raise ValueError(f"robust_certificate serves loss={_served_names()}, not {loss.name!r}")
-    gram, statistics = _gram(problem, source)
+    if getattr(problem.statistics, "blocks", None) is not None:  # a categorical column kept as level codes
+        if not loss.huberized:
+            return Certificate("none", None, tol, CODES_DETAIL.format(loss=loss.name))
+        statistics, gram = problem.statistics, None  # a penalty's dual point needs no projection
+        if penalty is None:
+            try:
+                gram = BlockGram(statistics, problem.scaling, fit_intercept)
+            except DataError as exc:  # the projection's least-squares problem is singular
+                return Certificate("none", None, tol, f"no projection for Huber's dual point: {exc}")
+    else:
+        gram, statistics = _gram(problem, source)
     bounds = []
     for column in range(params.shape[1]):
         if loss.huberized:

@@ -111,11 +111,14 @@ class HuberProblem:
         self.ridge = np.zeros(d + fit_intercept)
         self.ridge[:d] = l2 / (scaling.scale * scaling.scale)  # the L2 part's Hessian in working units
         self.passes = 0
+        #: a categorical column kept as level codes (the sums read the codes), or None
+        self.layout = getattr(source, "block_layout", None)
 
     def line_values(self, theta, direction, steps):
         """``F(θ + t·direction)`` for every ``t`` in ``steps``: one pass."""
         sums = self.source.reduce(
-            huber_line_sums(theta, direction, steps, self.column, self.epsilon, self.scaling, self.fit_intercept),
+            huber_line_sums(theta, direction, steps, self.column, self.epsilon, self.scaling, self.fit_intercept,
+                            self.layout),
             add_sums,
         )
         self.passes += 1
@@ -145,7 +148,7 @@ class HuberProblem:
         update = hessian and near is not None and near.get("updates", 0) < REBUILD_HESSIAN
         sums = self.source.reduce(
             huber_sums(theta, self.column, self.epsilon, self.scaling, self.fit_intercept, hessian,
-                       reference=near["theta"] if update else None),
+                       reference=near["theta"] if update else None, layout=self.layout),
             add_sums,
         )
         self.passes += 1
@@ -304,10 +307,11 @@ def certificate(problem, point, gram):
     if l1 == 0.0 and l2 == 0.0:
         # g must vanish: project s onto Σ v s z = 0, verify, correct once more if rounding needs it.
         correction = gram.solve(sums["gradient"] / W)
-        limit = CONSTRAINT_ROUNDING * 2.0 * eps * float(np.sqrt(np.max(np.diag(gram.matrix))))
+        limit = CONSTRAINT_ROUNDING * 2.0 * eps * float(np.sqrt(gram.largest_diagonal))
         for _ in range(3):
             dual = problem.source.reduce(
-                huber_dual_sums(theta, problem.column, eps, correction, 0.0, problem.scaling, problem.fit_intercept),
+                huber_dual_sums(theta, problem.column, eps, correction, 0.0, problem.scaling, problem.fit_intercept,
+                                problem.layout),
                 add_sums,
             )
             problem.passes += 1

@@ -33,7 +33,41 @@ class Gram:
         self._vectors = vectors[:, keep]
         self._inverse = 1.0 / eigenvalues[keep]
         self.top = top
+        #: ``max_j G_jj``: the scale of a row of ``Z``, for rounding limits
+        self.largest_diagonal = float(np.max(np.diag(self.matrix)))
 
     def solve(self, vector):
         """``G⁺ vector`` for ``vector`` of shape (p,)."""
         return self._vectors @ (self._inverse * (self._vectors.T @ vector))
+
+
+class BlockGram:
+    """:class:`Gram` of a categorical column kept as level codes: ``G⁻¹`` by the level blocks, never a d × d matrix.
+
+    ``G = (k/2) H`` for the squared error's per-output Hessian ``H`` of
+    :class:`~gradfit.engines.categorical.BlockStatisticsEngine`, whose
+    :meth:`~gradfit.engines.categorical.BlockStatisticsEngine.solve` is exact
+    (the Schur complement of the level block), so ``G⁻¹ v = (2/k) H⁻¹ v``.
+    Serves what Huber's certificate reads (:meth:`solve`, :attr:`largest_diagonal`),
+    not Newton's dense steps.
+
+    Raises
+    ------
+    DataError
+        When the least-squares problem is singular (a feature constant within every level).
+    """
+
+    def __init__(self, statistics, scaling, fit_intercept):
+        from ..engines.categorical import BlockStatisticsEngine
+
+        self._engine = BlockStatisticsEngine(statistics, scaling, fit_intercept)
+        k, d = statistics.n_outputs, statistics.n_features
+        self._factor = 2.0 / k
+        # G_jj = (1/W) Σ v ((x_j − c_j)/s_j)² = (S_jj/W + (μ_j − c_j)²)/s_j², and 1 for the intercept
+        offset = statistics.mean[:d] - scaling.center
+        diagonal = (statistics.scatter_diagonal[:d] / statistics.sum_weights + offset * offset) / scaling.scale**2
+        self.largest_diagonal = float(max(np.max(diagonal, initial=0.0), 1.0 if fit_intercept else 0.0))
+
+    def solve(self, vector):
+        """``G⁻¹ vector`` for ``vector`` of shape (p,)."""
+        return self._factor * self._engine.solve(np.asarray(vector, dtype=float)[:, None])[:, 0]

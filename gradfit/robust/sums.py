@@ -20,9 +20,17 @@ import numpy as np
 from ..engines.blocks import PASS_BLOCK_BYTES, PASS_MIN_ROWS, block_rows, scratch
 
 
-def _blocks(chunk, scaling, fit_intercept):
-    """Yield ``(offset, Z_b, v_b)`` over the chunk: ``Z_b`` (n_b, p) in working units, ``v_b`` or None."""
+def _blocks(chunk, scaling, fit_intercept, layout=None):
+    """Yield ``(offset, Z_b, v_b)`` over the chunk: ``Z_b`` (n_b, p) in working units, ``v_b`` or None.
+
+    A chunk carrying a categorical column as level ``codes`` (``layout``, the
+    source's ``block_layout``) yields :class:`CodedBlock` s, which serve
+    ``Z_b @ θ`` and ``Z_bᵀ @ values`` without a dense one-hot block.
+    """
     X = chunk.X
+    if chunk.codes is not None:
+        coding = CodedColumns(layout, scaling, fit_intercept)
+        scaling = coding.dense_scaling
     d = X.shape[1]
     p = d + fit_intercept
     rows = block_rows(p, PASS_BLOCK_BYTES, PASS_MIN_ROWS)
@@ -35,7 +43,68 @@ def _blocks(chunk, scaling, fit_intercept):
         if fit_intercept:
             Z[:, d] = 1.0
         weight = None if chunk.sample_weight is None else chunk.sample_weight[start:stop]
-        yield start, Z, weight
+        yield start, (Z if chunk.codes is None else CodedBlock(coding, Z, chunk.codes[start:stop])), weight
+
+
+class CodedColumns:
+    """Where the working-unit columns of ``z`` come from when a categorical column is kept as level codes.
+
+    ``z = [(x − c)/s …, (1[code = l] − c_l)/s_l for the levels but the reference …, 1]``
+    in the model's order (``dense_index``, ``level_index``; the intercept last);
+    ``c_l`` is the dummy's centre (its level share with an intercept, else 0).
+    """
+
+    def __init__(self, layout, scaling, fit_intercept):
+        from ..engines.passes import LevelCodes
+        from ..scaling import Scaling
+
+        levels = LevelCodes(layout)  # the pass engine's reading of the layout
+        self.dense_index, self.level_index = levels.dense_index, levels.level_index
+        self.n_levels, self.others = levels.n_levels, levels.others
+        d = self.dense_index.size + self.level_index.size
+        self.n_params = d + fit_intercept
+        # the block's dense columns: the other features, then the intercept's ones
+        self.block_columns = np.concatenate([self.dense_index, [d] if fit_intercept else []]).astype(np.intp)
+        self.dense_scaling = Scaling(scaling.center[self.dense_index], scaling.scale[self.dense_index])
+        self.level_center = scaling.center[self.level_index]
+        self.level_scale = scaling.scale[self.level_index]
+
+
+class CodedBlock:
+    """``Z_b`` of a chunk's rows with a column kept as level codes: ``Z_b @ θ`` and ``Z_bᵀ @ values``.
+
+    ``Z_b θ = D_b θ_dense + a[code] − Σ_l c_l a_l`` with ``a_l = θ_l / s_l``
+    (``a_ref = 0``), ``D_b`` the dense columns; ``(Z_bᵀ u)_l = (Σ_{code = l} u −
+    c_l Σ u) / s_l``: a gather and a ``bincount``, never a one-hot block.
+    """
+
+    def __init__(self, coding, dense, codes):
+        self.coding, self.dense, self.codes = coding, dense, codes
+        self.shape = (dense.shape[0], coding.n_params)
+
+    def __matmul__(self, vector):
+        coding = self.coding
+        levels = np.zeros(coding.n_levels)
+        levels[coding.others] = vector[coding.level_index] / coding.level_scale
+        return self.dense @ vector[coding.block_columns] + levels[self.codes] - coding.level_center @ levels[
+            coding.others]
+
+    @property
+    def T(self):  # noqa: N802 - as NumPy's arrays: Z.T @ values
+        return _Transposed(self)
+
+
+class _Transposed:
+    def __init__(self, block):
+        self.block = block
+
+    def __matmul__(self, values):
+        block, coding = self.block, self.block.coding
+        out = np.empty(coding.n_params)
+        out[coding.block_columns] = block.dense.T @ values
+        sums = np.bincount(block.codes, weights=values, minlength=coding.n_levels)[coding.others]
+        out[coding.level_index] = (sums - coding.level_center * np.sum(values)) / coding.level_scale
+        return out
 
 
 def _weighted(values, weight):
@@ -54,7 +123,7 @@ def add_sums(a, b):
     return a
 
 
-def huber_sums(theta, column, epsilon, scaling, fit_intercept, hessian=True, reference=None):
+def huber_sums(theta, column, epsilon, scaling, fit_intercept, hessian=True, reference=None, layout=None):
     """Per chunk: the Huber data term, its gradient, and its Hessian over the inliers.
 
     With ``h(r) = r²`` for ``|r| ≤ ε`` and ``2ε|r| − ε²`` beyond (gradfit's
@@ -65,6 +134,9 @@ def huber_sums(theta, column, epsilon, scaling, fit_intercept, hessian=True, ref
     ``inliers`` (their count), and for the dual certificate
     (:mod:`gradfit.robust.huber`) ``s_target = Σ v s y``, ``s_square = Σ v s²``,
     ``max_s``/``min_s`` (over rows of positive weight), ``weight = Σ v``.
+
+    ``layout``: the source's ``block_layout`` (a column kept as level codes;
+    then ``hessian=False``: the inlier Hessian is dense).
 
     ``reference`` (a parameter column, or None): ``hessian`` is then the
     *change* of the inlier Hessian from ``reference`` to ``theta``,
@@ -90,7 +162,7 @@ def huber_sums(theta, column, epsilon, scaling, fit_intercept, hessian=True, ref
                "max_s": -np.inf, "min_s": np.inf, "weight": 0.0}
         if hessian:
             out["hessian"] = np.zeros((p, p))
-        for start, Z, weight in _blocks(chunk, scaling, fit_intercept):
+        for start, Z, weight in _blocks(chunk, scaling, fit_intercept, layout):
             y_b = y[start:start + Z.shape[0]]
             r = Z @ theta
             r -= y_b
@@ -120,7 +192,7 @@ def huber_sums(theta, column, epsilon, scaling, fit_intercept, hessian=True, ref
     return partial
 
 
-def huber_line_sums(theta, direction, steps, column, epsilon, scaling, fit_intercept):
+def huber_line_sums(theta, direction, steps, column, epsilon, scaling, fit_intercept, layout=None):
     """Per chunk: ``Σ v h(r + t·s)`` for every step ``t`` in ``steps`` (T,), ``s = Z·direction``.
 
     The line search's one pass for many trial steps at once: one more
@@ -132,7 +204,7 @@ def huber_line_sums(theta, direction, steps, column, epsilon, scaling, fit_inter
             return None
         y = chunk.y[:, column]
         out = {"values": np.zeros(steps.shape[0])}
-        for start, Z, weight in _blocks(chunk, scaling, fit_intercept):
+        for start, Z, weight in _blocks(chunk, scaling, fit_intercept, layout):
             r = Z @ theta
             r -= y[start:start + Z.shape[0]]
             trial = r[:, None] + np.outer(Z @ direction, steps)
@@ -144,7 +216,7 @@ def huber_line_sums(theta, direction, steps, column, epsilon, scaling, fit_inter
     return partial
 
 
-def huber_dual_sums(theta, column, epsilon, correction, shift, scaling, fit_intercept):
+def huber_dual_sums(theta, column, epsilon, correction, shift, scaling, fit_intercept, layout=None):
     """Per chunk, at ``s̃ = 2·clip(r, −ε, ε) − Z·correction − shift``: the dual certificate's sums.
 
     ``Σ v s̃ y``, ``Σ v s̃²``, ``Σ v s̃ z`` and ``max |s̃|`` (rows of positive weight).
@@ -159,7 +231,7 @@ def huber_dual_sums(theta, column, epsilon, correction, shift, scaling, fit_inte
             return None
         y = chunk.y[:, column]
         out = {"s_target": 0.0, "s_square": 0.0, "s_features": np.zeros(p), "max_abs": 0.0}
-        for start, Z, weight in _blocks(chunk, scaling, fit_intercept):
+        for start, Z, weight in _blocks(chunk, scaling, fit_intercept, layout):
             r = Z @ theta
             r -= y[start:start + Z.shape[0]]
             s = 2.0 * np.clip(r, -epsilon, epsilon) - Z @ correction - shift

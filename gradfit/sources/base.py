@@ -77,8 +77,9 @@ class Source:
     def use_blocks(self, codes=True):
         """Hand the :attr:`block_candidate` column on as level codes (``Chunk.codes``), or as dummies, from now on.
 
-        Every fit says which, before its first pass: codes only where its
-        statistics are the blocks' (:mod:`gradfit.engines.categorical`).
+        Every fit says which, before its first pass
+        (:func:`gradfit.fitting.keeps_codes`): codes but where it solves with
+        a dense scatter of the dummies.
         """
         self.block_layout = self.block_candidate if codes else None
 
@@ -90,8 +91,8 @@ class Source:
         if layout is not None and self.block_layout is None and layout["n_levels"] > MAX_LEVELS:
             raise DataError(
                 f"{self.describe()}, column {layout['name']!r}: {layout['n_levels']} categories, more than the "
-                f"{MAX_LEVELS} gradfit encodes as dense features; more are kept as level codes only for "
-                "loss='squared_error' on full batches (engine 'auto' or 'statistics')")
+                f"{MAX_LEVELS} gradfit encodes as dense features, which fits that solve with their dense scatter "
+                "need (optimizer='newton', cross-validation); other fits keep the column as level codes")
 
     #: a chunk is the unit of work handed to a thread, and of the partial results
     #: merged: big enough that the hand-over and a chunk's first block cost

@@ -16,6 +16,9 @@ for messages:
 * otherwise (Parquet beyond the budget, or no room on disk) nowhere: every
   pass streams the file again, in bounded memory.
 
+A categorical column kept as level codes (``Chunk.codes``) is kept as its
+codes, one int64 a row, never as dummies.
+
 A pass that stops early (an error, a consumer that breaks off) keeps nothing.
 """
 
@@ -150,6 +153,7 @@ class ColumnStore:
             np.ascontiguousarray(chunk.X), np.ascontiguousarray(chunk.y),
             None if chunk.sample_weight is None else np.ascontiguousarray(chunk.sample_weight), chunk.start,
             chunk.positions,  # rows left out (missing="drop"): messages still name the file's own rows
+            None if chunk.codes is None else np.ascontiguousarray(chunk.codes),
         )
         if self.where is None:
             return chunk
@@ -180,8 +184,9 @@ class ColumnStore:
                 positions = np.concatenate([
                     part.positions if part.positions is not None else part.start + np.arange(part.n_rows)
                     for part in parts])
+            codes = None if parts[0].codes is None else np.concatenate([part.codes for part in parts])
             block = Chunk(np.concatenate([part.X for part in parts]), np.concatenate([part.y for part in parts]),
-                          None if weights[0] is None else np.concatenate(weights), parts[0].start, positions)
+                          None if weights[0] is None else np.concatenate(weights), parts[0].start, positions, codes)
         if self.where == "memory":
             self.kept.append(block)
         else:
@@ -199,13 +204,14 @@ class ColumnStore:
             if self.file is None:
                 self.folder = tempfile.gettempdir()
                 self.file = tempfile.TemporaryFile(prefix="gradfit-columns-", dir=self.folder)
-            arrays = [chunk.X, chunk.y] + ([chunk.sample_weight] if chunk.sample_weight is not None else [])
+            arrays = [chunk.X, chunk.y] + ([chunk.sample_weight] if chunk.sample_weight is not None else []) \
+                + ([chunk.codes] if chunk.codes is not None else [])
             if shutil.disk_usage(self.folder).free < sum(a.nbytes for a in arrays) + DISK_HEADROOM_BYTES:
                 raise OSError("no room")
             for array in arrays:
                 self.file.write(memoryview(array).cast("B"))
             self.index.append((chunk.start, chunk.n_rows, chunk.X.shape[1], chunk.X.dtype,
-                               chunk.y.shape[1], chunk.sample_weight is not None))
+                               chunk.y.shape[1], chunk.sample_weight is not None, chunk.codes is not None))
         except OSError:
             self.close()  # no room: every pass streams the file instead
             self.where = None
@@ -226,16 +232,17 @@ class ColumnStore:
             yield from self.kept
             return
         offset = 0
-        for start, rows, width, dtype, outputs, weighted in self.index:
+        for start, rows, width, dtype, outputs, weighted, coded in self.index:
             X = np.empty((rows, width), dtype=dtype)
             y = np.empty((rows, outputs))
             weight = np.empty(rows) if weighted else None
-            for array in (X, y) + ((weight,) if weighted else ()):
+            codes = np.empty(rows, dtype=np.int64) if coded else None
+            for array in (X, y) + ((weight,) if weighted else ()) + ((codes,) if coded else ()):
                 got = os.preadv(self.file.fileno(), [memoryview(array).cast("B")], offset)
                 if got != array.nbytes:
                     raise DataError(f"the binary cache of the data in {self.folder!r} was cut short")
                 offset += array.nbytes
-            yield Chunk(X, y, weight, start)
+            yield Chunk(X, y, weight, start, codes=codes)
 
     def take(self, rows):
         """The :class:`Chunk` of the sorted rows ``rows`` (kept in memory only; else ``None``)."""
@@ -250,14 +257,17 @@ class ColumnStore:
                 continue
             chunk = self.kept[int(owner[begin])]
             local = rows[begin:end] - chunk.start
-            parts.append((chunk.X[local], chunk.y[local], None if chunk.sample_weight is None else chunk.sample_weight[local]))
+            parts.append((chunk.X[local], chunk.y[local], None if chunk.sample_weight is None else chunk.sample_weight[local],
+                          None if chunk.codes is None else chunk.codes[local]))
         if not parts:
             first = self.kept[0]
-            return Chunk(first.X[:0], first.y[:0], None if first.sample_weight is None else first.sample_weight[:0], 0)
+            return Chunk(first.X[:0], first.y[:0], None if first.sample_weight is None else first.sample_weight[:0], 0,
+                         codes=None if first.codes is None else first.codes[:0])
         X = np.concatenate([p[0] for p in parts])
         y = np.concatenate([p[1] for p in parts])
         weight = None if parts[0][2] is None else np.concatenate([p[2] for p in parts])
-        return Chunk(X, y, weight, int(rows[0]))
+        codes = None if parts[0][3] is None else np.concatenate([p[3] for p in parts])
+        return Chunk(X, y, weight, int(rows[0]), codes=codes)
 
     def close(self):
         self.kept = []
@@ -268,5 +278,9 @@ class ColumnStore:
 
 
 def row_bytes(source):
-    """Bytes a row of ``source`` takes when kept: X as stored, y and the weights in float64."""
+    """Bytes a row of ``source`` takes when kept: X as stored, y and the weights in float64 (a column kept as
+    level codes: the other features and one int64 code)."""
+    layout = source.block_layout
+    if layout is not None:
+        return layout["n_dense"] * np.dtype(source.dtype).itemsize + 8 + 8 * source.n_outputs + 8 * source.has_weights
     return source.n_features * np.dtype(source.dtype).itemsize + 8 * source.n_outputs + 8 * source.has_weights

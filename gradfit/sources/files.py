@@ -681,7 +681,9 @@ class FileSource(Source):
             yield from self._columns.chunks()  # read once already: memory, or the binary cache
             return
         store = None
-        if self.keep_columns and self.block_layout is None:  # the blocks' statistics take one pass
+        # A column as codes is kept as its codes (ColumnStore), from the second pass on: the blocks'
+        # statistics engine reads the file once, and keeping its only pass would cost memory for nothing.
+        if self.keep_columns and (self.block_layout is None or self._code_passes > 0):
             store = ColumnStore(self.memory, self.n_samples, self.format == "csv", row_bytes(self),
                                 self.rows_per_chunk())
             store = store if store.active else None
@@ -712,6 +714,8 @@ class FileSource(Source):
         if store is not None:
             store.finish(self)
             self._columns = store if store.complete else None
+        if self.block_layout is not None:
+            self._code_passes += 1
 
     def reduce(self, function, combine):
         """The fold of :meth:`Source.reduce`, the chunks' work on threads while the next batch is read.
@@ -731,6 +735,7 @@ class FileSource(Source):
         return fold_in_threads(function, combine, self.chunks(), threads)
 
     _row_cache = None
+    _code_passes = 0  # whole passes with the column as codes, since use_blocks chose them
 
     def take(self, rows):
         """The sorted rows ``rows``, for minibatches: same rows, dtype and order as arrays in memory.
@@ -760,6 +765,10 @@ class FileSource(Source):
         layout = self.block_candidate if codes else None
         if layout is not self.block_layout:
             self._columns = None
+            self._code_passes = 0
+            if self._row_cache is not None:  # its records hold the other kind of row
+                self._row_cache.close()
+                self._row_cache = None
         self.block_layout = self.decoder.block_layout = layout
 
     def _locate_csv_error(self, exc, columns=None):

@@ -151,6 +151,14 @@ class BlockArraySource(ArraySource):
             yield Chunk(self.other_features[start:stop], self.y[start:stop], weight, start,
                         codes=self.codes[start:stop])
 
+    def take(self, rows):
+        """The chunk of the sorted ``rows`` (minibatches): the other features and the level codes, or the dummies."""
+        if self.block_layout is None:
+            return super().take(rows)
+        weight = None if self.sample_weight is None else self.sample_weight[rows]
+        return Chunk(self.other_features[rows], self.y[rows], weight, int(rows[0]) if len(rows) else 0,
+                     codes=self.codes[rows])
+
 
 def encode_frame(X, encoder, missing):
     """``(features, codes)`` of a frame for predictions; rows with a missing value are NaN when ``missing="drop"``.

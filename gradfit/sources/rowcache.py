@@ -7,6 +7,9 @@ every step. Instead, the first minibatch writes the needed columns once, as
 fixed-size binary records (X as stored, y and the weights in float64), to an
 anonymous temporary file; every minibatch then reads just its rows from it.
 
+A categorical column kept as level codes (the source's ``block_layout``) is
+one int64 field of its own, beside the other features: never its dummies.
+
 The file costs ``n_samples × (d·itemsize + 8·k + 8·[weights])`` bytes of disk,
 in ``tempfile.gettempdir()`` (``TMPDIR``), and no memory beyond the rows taken:
 it is mapped a window at a time, for the duration of one ``take`` only. It has no name on disk, so
@@ -43,9 +46,14 @@ class RowCache:
     """
 
     def __init__(self, source, folder=None):
-        fields = [("X", source.dtype, (source.n_features,)), ("y", np.float64, (source.n_outputs,))]
+        layout = source.block_layout
+        width = source.n_features if layout is None else layout["n_dense"]
+        fields = [("X", source.dtype, (width,)), ("y", np.float64, (source.n_outputs,))]
         if source.has_weights:
             fields.append(("w", np.float64))
+        self.has_codes = layout is not None
+        if self.has_codes:
+            fields.append(("c", np.int64))  # the level codes of the column kept as codes
         self.record = np.dtype(fields)
         self.has_weights = source.has_weights
         folder = folder or tempfile.gettempdir()
@@ -66,6 +74,8 @@ class RowCache:
                 records["y"] = chunk.y
                 if self.has_weights:
                     records["w"] = chunk.sample_weight
+                if self.has_codes:
+                    records["c"] = chunk.codes
                 self.file.write(records.tobytes())
                 rows += chunk.n_rows
             self.file.flush()
@@ -97,8 +107,10 @@ class RowCache:
                 records[begin:end] = table[rows[begin:end] - first]
                 del table
         weight = np.ascontiguousarray(records["w"]) if self.has_weights else None
+        codes = np.ascontiguousarray(records["c"]) if self.has_codes else None
         start = int(rows[0]) if rows.size else 0
-        return Chunk(np.ascontiguousarray(records["X"]), np.ascontiguousarray(records["y"]), weight, start)
+        return Chunk(np.ascontiguousarray(records["X"]), np.ascontiguousarray(records["y"]), weight, start,
+                     codes=codes)
 
     def close(self):
         self.file.close()
