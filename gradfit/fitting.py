@@ -178,7 +178,7 @@ def keeps_codes(settings, loss, penalty, engine_name, n_levels):
 
     if serves_blocks(settings, loss, penalty):
         return True
-    if settings["optimizer"] == robust.NAME or settings["engine"] == "statistics":
+    if settings["optimizer"] == robust.NAME or registry.part("engine", settings["engine"]).knows_optimum:
         return False
     dense_allowed = n_levels <= MAX_LEVELS
     if robust_default(settings, loss, penalty) or registry.ENGINES[engine_name].knows_optimum:
