@@ -106,7 +106,6 @@ class ChunkDecoder(NamedBy):
 
     def _encoded_chunk(self, batch, start):
         """A chunk through the encoder: categories to dummies, missing values dropped, named or kept as NaN."""
-        raw = len(self.raw_feature_names)
         batch, positions, _ = self.present_rows(batch, start)
 
         def where(row, name):
@@ -119,7 +118,12 @@ class ChunkDecoder(NamedBy):
             X, codes = self.encoder.encode_blocks(arrays, self.dtype, where)
         else:
             X = self.encoder.encode(arrays, self.dtype, where)
-        n, k = batch.num_rows, self.n_outputs
+        y, weight = self.targets_and_weight(batch)
+        return Chunk(X, y, weight, start, positions, codes)
+
+    def targets_and_weight(self, batch):
+        """``(y, sample_weight)`` of an encoded batch: the targets after the raw feature columns, the weight named."""
+        raw, n, k = len(self.raw_feature_names), batch.num_rows, self.n_outputs
         y = np.empty((n, k), dtype=np.float64, order="F")
         for j in range(k):
             y[:, j] = encoding.plain_array(batch.column(raw + j)).to_numpy(zero_copy_only=False)
@@ -127,7 +131,7 @@ class ChunkDecoder(NamedBy):
         if self.has_weights:
             weight = encoding.plain_array(batch.column(self.weight_name)).to_numpy(zero_copy_only=False)
             weight = weight.astype(np.float64)
-        return Chunk(X, y, weight, start, positions, codes)
+        return y, weight
 
     def present_rows(self, batch, start):
         """``(batch, positions, counts)``: the rows the model uses, by ``missing``.

@@ -8,6 +8,7 @@ line, for CSV).
 from __future__ import annotations
 
 import collections
+import contextlib
 import csv
 import fnmatch
 import glob
@@ -386,6 +387,27 @@ class FileSource(Source):
             shown = ", ".join(f"{name!r}: {n}" for name, n in missing.items())
             self.notes.append(f"missing values: {dropped} of {rows} rows left out ({shown})")
 
+    @contextlib.contextmanager
+    def _reading(self):
+        """Around a whole pass over the file: a reader's error as one line, located, and the files' stamps checked.
+
+        Every pass starts and ends by checking the files are those the fit
+        started on: a file replaced, rewritten or grown under a running fit is
+        refused, not mixed in (and is named as why a read failed, before its content).
+        """
+        self._stamps.check()
+        try:
+            yield
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, pa.ArrowKeyError) as exc:
+            self._stamps.check()  # a file changed under the reader is why, not its content
+            if self.format == "csv":
+                raise self._locate_csv_error(exc) from None
+            raise DataError(f"{self.describe()}: {_first_line(exc)}") from None
+        except OSError:
+            self._stamps.check()
+            raise
+        self._stamps.check()
+
     # -- the statistics pass that learns the levels (gradfit.engines.levels) ----------
 
     def level_batches(self):
@@ -398,9 +420,8 @@ class FileSource(Source):
         column is learned by :meth:`settle` and may be kept as codes.
         """
         learn = [c.name for c in self._encoder.columns if c.categorical]
-        self._stamps.check()
         start = 0
-        try:
+        with self._reading():
             for batch in self._batches():
                 width = len(self.columns) + 1
                 for name in learn:
@@ -414,15 +435,6 @@ class FileSource(Source):
                     part = batch.slice(offset, step)
                     yield part, start
                     start += part.num_rows
-        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, pa.ArrowKeyError) as exc:
-            self._stamps.check()
-            if self.format == "csv":
-                raise self._locate_csv_error(exc) from None
-            raise DataError(f"{self.describe()}: {_first_line(exc)}") from None
-        except OSError:
-            self._stamps.check()
-            raise
-        self._stamps.check()
 
     def reduce_levels(self, function, combine):
         """The fold of ``function((batch, start))`` over :meth:`level_batches`, on threads as :meth:`reduce`."""
@@ -687,28 +699,16 @@ class FileSource(Source):
             store = ColumnStore(self.memory, self.n_samples, self.format == "csv", row_bytes(self),
                                 self.rows_per_chunk())
             store = store if store.active else None
-        # Every pass over the file starts and ends by checking the files are those the fit started on:
-        # a file replaced, rewritten or grown under a running fit is refused, not mixed in.
-        self._stamps.check()
         start = 0
         # dummies widen a row: a chunk of them stays about Source.chunk_bytes, not batch_rows rows
         step = self.stream_batch_rows() if self._plain else min(self.stream_batch_rows(), self.rows_per_chunk())
-        try:
+        with self._reading():
             for batch in self._batches():
                 for offset in range(0, batch.num_rows, step):
                     part = batch.slice(offset, step)
                     chunk = self._to_chunk(part, start)
                     yield chunk if store is None else store.keep(chunk)
                     start += part.num_rows
-        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, pa.ArrowKeyError) as exc:
-            self._stamps.check()  # a file changed under the reader is why, not its content
-            if self.format == "csv":
-                raise self._locate_csv_error(exc) from None
-            raise DataError(f"{self.describe()}: {_first_line(exc)}") from None
-        except OSError:
-            self._stamps.check()
-            raise
-        self._stamps.check()
         if self.n_samples is None:
             self.n_samples = start
         if store is not None:

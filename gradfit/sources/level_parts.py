@@ -103,13 +103,6 @@ def level_part(decoder, batch, start):
             codes, levels = item
             flat[(j + codes) * n + row] = 1.0
             j += len(levels)
-    raw, k = len(codings), decoder.n_outputs
-    y = np.empty((n, k), dtype=np.float64, order="F")
-    for i in range(k):
-        y[:, i] = encoding.plain_array(batch.column(raw + i)).to_numpy(zero_copy_only=False)
-    weight = None
-    if decoder.has_weights:
-        weight = encoding.plain_array(batch.column(decoder.weight_name)).to_numpy(zero_copy_only=False)
-        weight = weight.astype(np.float64)
+    y, weight = decoder.targets_and_weight(batch)
     levels = [item[1] for item in local if item is not None]
     return LevelPart(X, y, weight, start, positions, levels, counts, rows)
