@@ -352,3 +352,20 @@ def test_predict_gathers_level_coefficients_as_the_dense_dummies_would(reference
     expected = dense @ coef.T + intercept
     expected[codes == -2] = np.nan
     np.testing.assert_allclose(predict(others, coef, intercept, codes, layout), expected, rtol=1e-13, atol=1e-13)
+
+
+def test_partial_fit_on_batches_missing_levels_equals_the_dense_dummies(monkeypatch):
+    """partial_fit's later batches may leave levels without rows: the blocks' epochs equal the dense dummies'."""
+    frame, y = make_table(600, 50, 2)
+    batches = [(frame.iloc[:500], y[:500]), (frame.iloc[500:510], y[500:510]), (frame.iloc[510:530], y[510:530])]
+
+    def run(block_levels):
+        monkeypatch.setattr(encoding, "BLOCK_LEVELS", block_levels)
+        model = GDRegressor()
+        for X_batch, y_batch in batches:
+            model.partial_fit(X_batch, y_batch)
+        return model
+
+    on_blocks, dense = run(40), run(1000)
+    np.testing.assert_allclose(on_blocks.coef_, dense.coef_, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(on_blocks.intercept_, dense.intercept_, rtol=1e-9, atol=1e-12)

@@ -677,9 +677,12 @@ class BlockStatisticsEngine(StatisticsEngine):
                 _, grad = self._expanded(reference)
                 reference = reference - self.solve(grad + self._penalty_hvp(reference))
         except DataError:
-            if not self.penalized or self.penalty is not None:
+            if self.penalty is not None:
                 raise
-            reference = np.zeros((p, k))  # L1 alone on data that leave directions free: about zero
+            # L1 alone on data that leave directions free, or no penalty on a batch that leaves a level
+            # without rows (partial_fit's epochs need no optimum): about zero, the expansion is exact about
+            # any point; a complete fit's certificate (certify.BlockReference) solves again and says why
+            reference = np.zeros((p, k))
         per_output, grad = self._expanded(reference)
         self.reference = reference
         self.reference_value = float(np.sum(per_output)) / k
