@@ -1,8 +1,9 @@
 """A CSV or Parquet file cut into blocks that the workers read, through the file source's own decoding.
 
 The client has opened the file as a :class:`~gradfit.sources.FileSource`
-(schema, Parquet footers, the categories' levels); the workers read the
-blocks, only the needed columns, and make each one a chunk with that
+(schema, Parquet footers; the categories' levels and missing values learned
+by the workers, :mod:`~gradfit.sources.dask.file_levels`); the workers read
+the blocks, only the needed columns, and make each one a chunk with that
 source's :class:`~gradfit.sources.decode.ChunkDecoder`: the same checks and
 messages (file, row or line, column) as a file read on one machine.
 """

@@ -219,7 +219,8 @@ class DaskSource(NamedBy, Source):
         :data:`BLOCK_BYTES`, in the same file order as :class:`FileSource`, so
         bad values are named by file and row. A CSV file is split by
         ``dask.dataframe.read_csv`` and costs one more pass to count each
-        block's rows (convert it to Parquet for repeated use).
+        block's rows, unless the pass that learns its levels counted them
+        (convert it to Parquet for repeated use).
 
         The path must be readable at the same place on the workers (a shared
         file system, or a local cluster).
