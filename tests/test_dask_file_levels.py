@@ -51,7 +51,7 @@ def client_reads_no_rows(monkeypatch):
 
 @pytest.fixture
 def table_files(tmp_path):
-    table = gappy_table("object")
+    table = gappy_table("category")  # dictionary-encoded in Parquet; a bool and a nullable integer column too
     return table, {layout: write_table(table, tmp_path / layout) for layout in LAYOUTS}
 
 
