@@ -95,6 +95,9 @@ def learn_levels(file, block_rows, run):
         shared = dask.delayed((_learning_decoder(file, names), kinds), pure=True)
         read = dask.delayed(partition_table, pure=True)
         units = [summarize(read(part), shared, 0, None) for part in frame.to_delayed()]
+    if not units:  # Parquet files without row groups: no rows, as the file source finds them
+        file.learned_in_pass({name: set() for name in kinds}, dict.fromkeys(file.columns, 0), 0, 0)
+        return Learned(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), frame)
     merged, *per_unit = run(merge_tree([summary for summary, _ in units], _merge_summaries),
                             *[counted for _, counted in units])
     rows = [unit[0] for unit in per_unit]
