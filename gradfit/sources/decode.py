@@ -141,7 +141,6 @@ class ChunkDecoder(NamedBy):
         values of each column of :attr:`columns` (an int array); ``"error"``:
         the first missing value named; ``"keep"``: every row.
         """
-        raw = len(self.raw_feature_names)
         positions = counts = None
         if self.missing == "drop":
             masks = [encoding.missing_mask(batch.column(name)) for name in self.columns]
@@ -151,15 +150,33 @@ class ChunkDecoder(NamedBy):
                 batch = batch.filter(pa.array(mask))
                 positions = start + np.flatnonzero(mask)  # rows keep their numbers in messages
         elif self.missing == "error":
-            for j, name in enumerate(self.columns):
-                valid = encoding.missing_mask(batch.column(name)) if j < raw else None
-                if (valid is not None and not valid.all()) or (valid is None and batch.column(name).null_count):
-                    row = int(np.argmax(~valid)) if valid is not None else \
-                        int(np.argmax(~np.asarray(batch.column(name).is_valid())))
-                    kind = "missing value"
-                    raise DataError(f"{kind} in {self.describe()} at {self.row_position(start + row)}, "
-                                    f"column {name!r}")
+            found = self.first_missing(batch)
+            if found is not None:
+                raise self.missing_error(start + found[0], found[1])
         return batch, positions, counts
+
+    def first_missing(self, batch):
+        """``(row, column)`` of the first missing value ``missing="error"`` refuses (0-based row), or ``None``.
+
+        The first column (of :attr:`columns`) with one, at its first: a null or
+        NaN feature, a null target or weight.
+        """
+        raw = len(self.raw_feature_names)
+        for j, name in enumerate(self.columns):
+            column = batch.column(name)
+            if j < raw:
+                valid = encoding.missing_mask(column)
+            elif column.null_count:
+                valid = np.asarray(column.is_valid())
+            else:
+                continue
+            if not valid.all():
+                return int(np.argmax(~valid)), name
+        return None
+
+    def missing_error(self, row, column):
+        """The one-line error for a missing value at file row ``row`` (0-based), column ``column``."""
+        return DataError(f"missing value in {self.describe()} at {self.row_position(row)}, column {column!r}")
 
     def _check_exact(self, column, start, index):
         """Refuse 64-bit integers beyond 2**53: float64 cannot hold them, and neighbours would collapse into one."""

@@ -775,9 +775,15 @@ class FileSource(Source):
         """Find the line and column pyarrow stopped at; it does not report them itself.
 
         ``columns`` are the columns whose values must be numbers (default: the
-        ones read); field counts are checked on every line.
+        ones read as numbers, not categories' text or bools); field counts are
+        checked on every line.
         """
-        columns = self.columns if columns is None else list(columns)
+        if columns is None:
+            columns = self.columns
+            if "_encoder" in self.__dict__:  # a text column's 'GM' is no bad number
+                types = self._csv_types(columns)
+                columns = [name for name in columns if types[name] == pa.float64()]
+        columns = list(columns)
         block = self._csv_block_bytes() if hasattr(self, "columns") else self._block_bytes
         csv.field_size_limit(max(csv.field_size_limit(), 1 << 30))  # the default 128 KiB would stop here
         try:

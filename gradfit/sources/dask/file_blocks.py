@@ -1,8 +1,9 @@
 """A CSV or Parquet file cut into blocks that the workers read, through the file source's own decoding.
 
 The client has opened the file as a :class:`~gradfit.sources.FileSource`
-(schema, Parquet footers, the categories' levels); the workers read the
-blocks, only the needed columns, and make each one a chunk with that
+(schema, Parquet footers; the categories' levels and missing values learned
+by the workers, :mod:`~gradfit.sources.dask.file_levels`); the workers read
+the blocks, only the needed columns, and make each one a chunk with that
 source's :class:`~gradfit.sources.decode.ChunkDecoder`: the same checks and
 messages (file, row or line, column) as a file read on one machine.
 """
@@ -28,15 +29,30 @@ def parquet_blocks(file, block_rows):
     so rows keep their numbers; a block never spans two files.
     """
     dask = require("dask")
-    starts = file._fragment_starts
-    names = SourceNames(
-        "parquet", file.describe(), file.feature_names, file.target_names, file.weight_name,
-        starts[:-1], [os.path.basename(f.path) for f in file.fragments],
-    )
+    names = parquet_names(file, file.feature_names)
     decoder = _decoder(file, names)  # the file's decoding, its messages by names only
     read = dask.delayed(_read_row_groups, pure=True)
-    blocks, lengths = [], []
-    for fragment, start in zip(file.fragments, starts[:-1]):
+    runs = row_group_runs(file, block_rows)
+    blocks = [read(decoder, path, groups, offset) for path, groups, offset, _ in runs]
+    return names, blocks, [sum(rows) for *_, rows in runs]
+
+
+def parquet_names(file, feature_names):
+    """The :class:`SourceNames` that name a Parquet file's (or folder's) rows: file and row."""
+    return SourceNames(
+        "parquet", file.describe(), feature_names, file.target_names, file.weight_name,
+        file._fragment_starts[:-1], [os.path.basename(f.path) for f in file.fragments],
+    )
+
+
+def row_group_runs(file, block_rows):
+    """``[(path, row groups, first row, rows of each group)]``: runs of row groups of about ``block_rows`` rows.
+
+    From the footers only, in file order; a run never spans two files, and
+    every row group is in exactly one run.
+    """
+    runs = []
+    for fragment, start in zip(file.fragments, file._fragment_starts[:-1]):
         metadata = fragment.metadata
         groups = [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)]
         begin = 0
@@ -45,11 +61,10 @@ def parquet_blocks(file, block_rows):
             while stop < len(groups) and rows + groups[stop] <= block_rows:
                 rows += groups[stop]
                 stop += 1
-            offset = int(start) + sum(groups[:begin])
-            blocks.append(read(decoder, os.path.abspath(fragment.path), list(range(begin, stop)), offset))
-            lengths.append(rows)
+            runs.append((os.path.abspath(fragment.path), list(range(begin, stop)), int(start) + sum(groups[:begin]),
+                         groups[begin:stop]))
             begin = stop
-    return names, blocks, lengths
+    return runs
 
 
 def _decoder(file, names):
@@ -65,27 +80,51 @@ def _decoder(file, names):
 
 def _read_row_groups(decoder, path, row_groups, start):
     """On a worker: row groups of one Parquet file (the needed columns only) as a :class:`~gradfit.sources.Chunk`."""
+    return decoder.chunk(row_groups_table(path, row_groups, decoder.columns), start)
+
+
+def row_groups_table(path, row_groups, columns):
+    """On a worker: the ``columns`` of some row groups of one Parquet file, as an Arrow table."""
     import pyarrow.parquet as pq
 
-    table = pq.ParquetFile(path).read_row_groups(row_groups, columns=decoder.columns, use_threads=False)
-    return decoder.chunk(table, start)
+    return pq.ParquetFile(path).read_row_groups(row_groups, columns=columns, use_threads=False)
 
 
-def csv_blocks(file, block_rows, run):
+def csv_blocks(file, block_rows, run, counted=None):
     """``(names, blocks, lengths)`` of a CSV file, split by ``dask.dataframe.read_csv``.
 
     Counting each block's rows costs one pass (``run``: the source's compute,
-    which places a bad value by its line).
+    which places a bad value by its line), unless ``counted``, a
+    ``(frame, lengths)`` of :func:`csv_frame` counted already (by the pass
+    that learned the levels: :mod:`~gradfit.sources.dask.file_levels`), is given.
     """
-    dask, dd = require("dask"), require("dask.dataframe")
+    dask = require("dask")
     names = SourceNames("csv", file.describe(), file.feature_names, file.target_names, file.weight_name)
+    if counted is None:
+        frame = csv_frame(file, block_rows)
+        lengths = [int(n) for n in run(frame.map_partitions(len))[0]]
+    else:
+        frame, lengths = counted
+    starts = np.concatenate([[0], np.cumsum(lengths)])
+    decoder = _decoder(file, names)
+    read = dask.delayed(_read_partition, pure=True)
+    blocks = [read(part, decoder, int(start)) for part, start in zip(frame.to_delayed(), starts)]
+    return names, blocks, lengths
+
+
+def csv_frame(file, block_rows):
+    """The CSV file's needed columns as a ``dask.dataframe.read_csv`` frame of about ``block_rows`` rows a partition.
+
+    Categorical columns are read as text or bool (as :class:`FileSource` reads them), the others as float64.
+    """
+    dd = require("dask.dataframe")
     kinds = {"string": "string", "bool": "boolean"}
     dtypes = {name: "float64" for name in file.columns}
     if file.decoder.encoder is not None:
         dtypes.update({name: kinds.get(str(t), "float64")
                        for name, t in file._csv_types(file.raw_feature_names).items()})
     try:
-        frame = dd.read_csv(
+        return dd.read_csv(
             os.path.abspath(file.path),
             usecols=file.columns,
             dtype=dtypes,
@@ -95,18 +134,16 @@ def csv_blocks(file, block_rows, run):
         if isinstance(exc, GradfitError):
             raise
         raise file._locate_csv_error(exc) from None
-    lengths = [int(n) for n in run(frame.map_partitions(len))[0]]
-    starts = np.concatenate([[0], np.cumsum(lengths)])
-    decoder = _decoder(file, names)
-    read = dask.delayed(_read_partition, pure=True)
-    blocks = [read(part, decoder, int(start)) for part, start in zip(frame.to_delayed(), starts)]
-    return names, blocks, lengths
 
 
 def _read_partition(frame, decoder, start):
     """On a worker: a pandas partition of the CSV file's columns as a :class:`~gradfit.sources.Chunk`."""
-    table = pa.table({str(name): encoding.pandas_arrow(frame[name]) for name in frame.columns})
-    return decoder.chunk(table, start)
+    return decoder.chunk(partition_table(frame), start)
+
+
+def partition_table(frame):
+    """On a worker: a pandas partition of a CSV file's columns as an Arrow table (missing values null)."""
+    return pa.table({str(name): encoding.pandas_arrow(frame[name]) for name in frame.columns})
 
 
 def _bytes_per_line(path):

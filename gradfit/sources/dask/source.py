@@ -19,7 +19,8 @@ from ..base import Chunk, NamedBy, Source
 from .arrays import column_names, to_arrays
 from .categories import arrow_type_of, needs_encoder
 from .compute import cluster_failure, compute
-from .file_blocks import csv_blocks, parquet_blocks
+from .file_blocks import csv_blocks, parquet_blocks, row_group_runs
+from .file_levels import learn_levels
 from .frame_blocks import FrameReading, frame_blocks, learn, missing_note
 from .names import SourceNames
 from .optional import require
@@ -218,17 +219,22 @@ class DaskSource(NamedBy, Source):
         :data:`BLOCK_BYTES`, in the same file order as :class:`FileSource`, so
         bad values are named by file and row. A CSV file is split by
         ``dask.dataframe.read_csv`` and costs one more pass to count each
-        block's rows (convert it to Parquet for repeated use).
+        block's rows, unless the pass that learns its levels counted them
+        (convert it to Parquet for repeated use).
 
         The path must be readable at the same place on the workers (a shared
         file system, or a local cluster).
 
         ``table_options`` (``exclude``, ``categorical``, ``missing``) are
-        :class:`FileSource`'s: the client learns the categories' levels (and
-        counts missing values) in one pass over those columns, and the workers
-        encode their blocks with them. With ``missing="drop"``, rows keep their
-        place in the file for messages; minibatches count the rows kept (each
-        block's, counted on the workers at the first minibatch).
+        :class:`FileSource`'s: the workers learn the categories' levels (and
+        count missing values) in one pass, merged on the cluster
+        (:mod:`~gradfit.sources.dask.file_levels`; the client never reads the
+        data rows), and encode their blocks with them. A CSV file's partitions
+        of that pass are counted by it, and are the blocks unless dummies
+        widen the rows much (then they are cut again and counted by one more
+        pass). With ``missing="drop"``, rows keep their place in the file for
+        messages; minibatches count the rows kept (each block's, counted by
+        the workers in that pass).
         """
         from ..files import FileSource
 
@@ -236,6 +242,12 @@ class DaskSource(NamedBy, Source):
         file = FileSource(path, target, features=features, sample_weight=sample_weight, **table_options)
         self = cls.__new__(cls)
         self._file = file
+        learned = None
+        if file.levels_pending:
+            # the workers find the levels and the missing values (file_levels), in units sized by
+            # the raw columns: the encoded width is known only after
+            raw_rows = int(block_rows or max(1024, BLOCK_BYTES // (8 * (len(file.columns) + 1))))
+            learned = learn_levels(file, raw_rows, self._compute)
         self.encoder, self.notes = file.encoder, file.notes
         self.block_candidate = file.block_candidate  # its blocks carry the codes (file_blocks._decoder)
         self.missing_counts, self.rows_dropped = file.missing_counts, file.rows_dropped
@@ -246,12 +258,22 @@ class DaskSource(NamedBy, Source):
         layout = file.block_candidate  # a column kept as codes is one value a row, not its dummies
         width = (file.n_features if layout is None else layout["n_dense"] + 1) + file.n_outputs + 1
         block_rows = int(block_rows or max(1024, BLOCK_BYTES // (8 * width)))
+        kept = None  # each block's rows kept, where the workers counted them
         if file.format == "parquet":
             self.names, blocks, lengths = parquet_blocks(file, block_rows)
+            if learned is not None:  # the learning units' row groups, summed by block
+                firsts = np.cumsum([0] + [len(groups) for _, groups, _, _ in row_group_runs(file, block_rows)])[:-1]
+                kept = np.add.reduceat(learned.kept, firsts)
+        elif learned is not None and 2 * block_rows >= raw_rows:
+            # the partitions the levels were learned on suit the encoded rows: they are the blocks, counted
+            self.names, blocks, lengths = csv_blocks(file, block_rows, self._compute, (learned.frame, learned.rows))
+            kept = learned.kept
         else:
             self.names, blocks, lengths = csv_blocks(file, block_rows, self._compute)
         self._set_blocks(blocks, lengths)
         self.n_samples -= file.rows_dropped  # the rows read; blocks keep the file's row numbers
+        if kept is not None and self.rows_dropped:
+            self._kept_starts = np.concatenate([[0], np.cumsum(kept)]).astype(np.int64)
         return self
 
     def _set_blocks(self, blocks, lengths):
