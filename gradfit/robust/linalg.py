@@ -48,8 +48,10 @@ class BlockGram:
     :class:`~gradfit.engines.categorical.BlockStatisticsEngine`, whose
     :meth:`~gradfit.engines.categorical.BlockStatisticsEngine.solve` is exact
     (the Schur complement of the level block), so ``G⁻¹ v = (2/k) H⁻¹ v``.
-    Serves what Huber's certificate reads (:meth:`solve`, :attr:`largest_diagonal`),
-    not Newton's dense steps.
+    Serves what Huber's certificate and Newton's method read (:meth:`solve`,
+    :attr:`largest_diagonal`, :attr:`least_squares`, :attr:`least_squares_error`,
+    :attr:`top`); Newton's steps solve by the inliers' level blocks
+    (:class:`~gradfit.robust.level_newton.LevelHessian`).
 
     Raises
     ------
@@ -67,6 +69,11 @@ class BlockGram:
         offset = statistics.mean[:d] - scaling.center
         diagonal = (statistics.scatter_diagonal[:d] / statistics.sum_weights + offset * offset) / scaling.scale**2
         self.largest_diagonal = float(max(np.max(diagonal, initial=0.0), 1.0 if fit_intercept else 0.0))
+        #: the least-squares solution (p, k) in working units (zero where the data leave it undetermined)
+        self.least_squares = self._engine.reference
+        self.least_squares_error = np.asarray(self._engine.reference_per_output, dtype=float)
+        #: ``trace(G)``: an upper bound of ``λmax(G)`` (all Newton's damping floor needs; no eigensolver)
+        self.top = float(np.sum(diagonal)) + (1.0 if fit_intercept else 0.0)
 
     def solve(self, vector):
         """``G⁻¹ vector`` for ``vector`` of shape (p,)."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..engines.blocks import PASS_BLOCK_BYTES, PASS_MIN_ROWS, block_rows, scratch
+from ..engines.categorical import chunk_level_moments, merge_levels
 
 
 def _blocks(chunk, scaling, fit_intercept, layout=None):
@@ -112,9 +113,13 @@ def _weighted(values, weight):
 
 
 def add_sums(a, b):
-    """Combine two dicts of partial sums: ``max_*`` keys by maximum, ``min_*`` by minimum, the rest added."""
+    """Combine two dicts of partial sums: ``max_*`` keys by maximum, ``min_*`` by minimum, ``levels``
+    (:class:`~gradfit.engines.categorical.LevelMoments`) by :func:`~gradfit.engines.categorical.merge_levels`,
+    the rest added."""
     for key, value in b.items():
-        if key.startswith("max_"):
+        if key == "levels":
+            a[key] = merge_levels(a[key], value)
+        elif key.startswith("max_"):
             a[key] = max(a[key], value)
         elif key.startswith("min_"):
             a[key] = min(a[key], value)
@@ -135,8 +140,12 @@ def huber_sums(theta, column, epsilon, scaling, fit_intercept, hessian=True, ref
     (:mod:`gradfit.robust.huber`) ``s_target = Σ v s y``, ``s_square = Σ v s²``,
     ``max_s``/``min_s`` (over rows of positive weight), ``weight = Σ v``.
 
-    ``layout``: the source's ``block_layout`` (a column kept as level codes;
-    then ``hessian=False``: the inlier Hessian is dense).
+    ``layout``: the source's ``block_layout`` (a column kept as level codes).
+    The inlier Hessian is then not formed: ``levels`` holds the inlier rows'
+    :class:`~gradfit.engines.categorical.LevelMoments` of the dense columns of
+    ``z`` (weights ``v``; ``None`` without inliers), from which
+    :class:`~gradfit.robust.level_newton.LevelHessian` solves by the level
+    blocks; ``reference`` is then ignored (the moments are collected whole).
 
     ``reference`` (a parameter column, or None): ``hessian`` is then the
     *change* of the inlier Hessian from ``reference`` to ``theta``,
@@ -160,7 +169,9 @@ def huber_sums(theta, column, epsilon, scaling, fit_intercept, hessian=True, ref
         y = chunk.y[:, column]
         out = {"value": 0.0, "gradient": np.zeros(p), "inliers": 0, "s_target": 0.0, "s_square": 0.0,
                "max_s": -np.inf, "min_s": np.inf, "weight": 0.0}
-        if hessian:
+        if hessian and chunk.codes is not None:
+            out["levels"] = None
+        elif hessian:
             out["hessian"] = np.zeros((p, p))
         for start, Z, weight in _blocks(chunk, scaling, fit_intercept, layout):
             y_b = y[start:start + Z.shape[0]]
@@ -182,7 +193,9 @@ def huber_sums(theta, column, epsilon, scaling, fit_intercept, hessian=True, ref
             out["inliers"] += int(np.count_nonzero(inside))
             if not hessian:
                 continue
-            if reference is None:
+            if chunk.codes is not None:
+                out["levels"] = merge_levels(out["levels"], _inlier_levels(Z, inside, weight))
+            elif reference is None:
                 out["hessian"] += gram(Z, inside, weight)
             else:
                 before = np.abs(Z @ reference - y_b) <= epsilon
@@ -190,6 +203,17 @@ def huber_sums(theta, column, epsilon, scaling, fit_intercept, hessian=True, ref
         return out
 
     return partial
+
+
+def _inlier_levels(block, inside, weight):
+    """The :class:`~gradfit.engines.categorical.LevelMoments` of a :class:`CodedBlock`'s inlier rows (or None):
+    the other features in working units, no targets, weights ``v``."""
+    if not inside.any():
+        return None
+    coding = block.coding
+    dense = block.dense[inside, : coding.dense_index.size]
+    return chunk_level_moments(block.codes[inside], dense, np.empty((dense.shape[0], 0)),
+                               None if weight is None else weight[inside], coding.n_levels)
 
 
 def huber_line_sums(theta, direction, steps, column, epsilon, scaling, fit_intercept, layout=None):
