@@ -108,6 +108,11 @@ class _Transposed:
         return out
 
 
+#: inlier rows gathered (from a chunk's blocks) before their level moments are taken: each
+#: ``LevelMoments`` and its merge cost ``O(L·p)`` whatever its rows, so not one per cache block
+LEVEL_MOMENT_ROWS = 32768
+
+
 def _weighted(values, weight):
     return values if weight is None else values * weight
 
@@ -169,6 +174,7 @@ def huber_sums(theta, column, epsilon, scaling, fit_intercept, hessian=True, ref
         y = chunk.y[:, column]
         out = {"value": 0.0, "gradient": np.zeros(p), "inliers": 0, "s_target": 0.0, "s_square": 0.0,
                "max_s": -np.inf, "min_s": np.inf, "weight": 0.0}
+        inliers = []  # on level codes: each block's inlier rows, collected into one LevelMoments a chunk
         if hessian and chunk.codes is not None:
             out["levels"] = None
         elif hessian:
@@ -194,26 +200,37 @@ def huber_sums(theta, column, epsilon, scaling, fit_intercept, hessian=True, ref
             if not hessian:
                 continue
             if chunk.codes is not None:
-                out["levels"] = merge_levels(out["levels"], _inlier_levels(Z, inside, weight))
+                inliers.append(_inlier_rows(Z, inside, weight))
+                if sum(part[0].size for part in inliers) >= LEVEL_MOMENT_ROWS:  # bounded memory
+                    out["levels"] = merge_levels(out["levels"], _inlier_levels(inliers, layout["n_levels"]))
+                    inliers = []
             elif reference is None:
                 out["hessian"] += gram(Z, inside, weight)
             else:
                 before = np.abs(Z @ reference - y_b) <= epsilon
                 out["hessian"] += gram(Z, inside & ~before, weight) - gram(Z, before & ~inside, weight)
+        if inliers:
+            out["levels"] = merge_levels(out["levels"], _inlier_levels(inliers, layout["n_levels"]))
         return out
 
     return partial
 
 
-def _inlier_levels(block, inside, weight):
-    """The :class:`~gradfit.engines.categorical.LevelMoments` of a :class:`CodedBlock`'s inlier rows (or None):
-    the other features in working units, no targets, weights ``v``."""
-    if not inside.any():
+def _inlier_rows(block, inside, weight):
+    """A :class:`CodedBlock`'s inlier rows: ``(codes, dense columns of z, weights or None)``."""
+    dense = block.dense[inside, : block.coding.dense_index.size]  # a copy: the block is scratch
+    return block.codes[inside], dense, None if weight is None else weight[inside]
+
+
+def _inlier_levels(parts, n_levels):
+    """The :class:`~gradfit.engines.categorical.LevelMoments` of a chunk's inlier rows (or None): the other
+    features in working units, no targets, weights ``v``; one ``bincount`` per column for the whole chunk."""
+    codes = np.concatenate([part[0] for part in parts])
+    if not codes.size:
         return None
-    coding = block.coding
-    dense = block.dense[inside, : coding.dense_index.size]
-    return chunk_level_moments(block.codes[inside], dense, np.empty((dense.shape[0], 0)),
-                               None if weight is None else weight[inside], coding.n_levels)
+    dense = np.concatenate([part[1] for part in parts])
+    weight = None if parts[0][2] is None else np.concatenate([part[2] for part in parts])
+    return chunk_level_moments(codes, dense, np.empty((codes.size, 0)), weight, n_levels)
 
 
 def huber_line_sums(theta, direction, steps, column, epsilon, scaling, fit_intercept, layout=None):
