@@ -157,3 +157,17 @@ def test_no_dense_block_is_formed(table, many_levels):
         tracemalloc.stop()
     assert model.converged_
     assert peak < 0.75 * min(one_hot, d * d * 8), (peak, one_hot)  # neither the one-hot nor the d × d Hessian
+
+
+@pytest.mark.parametrize("fit_intercept", [True, False], ids=["intercept", "no intercept"])
+def test_a_level_without_weight_is_left_out_as_the_dense_pseudo_inverse_leaves_it(fit_intercept, table, many_levels):
+    frame, y = table
+    empty = (frame["g"] == "L0007").to_numpy()
+    weight = np.where(empty, 0.0, 1.0)
+    options = dict(loss="huber", epsilon=EPSILON, fit_intercept=fit_intercept, tol=1e-9)
+    model = GDRegressor(**options).fit(frame, y, sample_weight=weight)
+    assert model.converged_ and model.fit_report_["optimizer"] == "newton", model.fit_report_["message"]
+    without = GDRegressor(**options).fit(frame[~empty], y[~empty])  # the level's rows left out: its dummy gone
+    coef = dict(zip(model.feature_names_, model.coef_))
+    assert relative(np.array([coef[name] for name in without.feature_names_]), without.coef_) < 1e-8
+    assert abs(model.intercept_ - without.intercept_) < 1e-8 * np.abs(without.coef_).max()

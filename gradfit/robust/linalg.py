@@ -69,12 +69,56 @@ class BlockGram:
         offset = statistics.mean[:d] - scaling.center
         diagonal = (statistics.scatter_diagonal[:d] / statistics.sum_weights + offset * offset) / scaling.scale**2
         self.largest_diagonal = float(max(np.max(diagonal, initial=0.0), 1.0 if fit_intercept else 0.0))
+        blocks = statistics.blocks
+        #: the dummies of levels without weight: zero columns of ``Z`` (in the ``v``-weighted sums), left out of
+        #: :meth:`solve` as :class:`Gram` leaves out the directions the data do not determine
+        self._empty = blocks.level_index[blocks.level_total[blocks.others] <= 0]
+        self._scaling, self._fit_intercept, self._blocks = scaling, fit_intercept, blocks
+        reference, per_output = self._engine.reference, self._engine.reference_per_output
+        if self._empty.size:  # the engine's solve refuses them: least squares by this pseudo-inverse
+            reference = np.zeros_like(reference)
+            for _ in range(2):  # a Newton step from zero, refined once, as the engine's
+                reference = reference - self.solve_many(self._engine._expanded(reference)[1]) / self._factor
+            per_output = self._engine._expanded(reference)[0]
         #: the least-squares solution (p, k) in working units (zero where the data leave it undetermined)
-        self.least_squares = self._engine.reference
-        self.least_squares_error = np.asarray(self._engine.reference_per_output, dtype=float)
+        self.least_squares = reference
+        self.least_squares_error = np.asarray(per_output, dtype=float)
         #: ``trace(G)``: an upper bound of ``λmax(G)`` (all Newton's damping floor needs; no eigensolver)
         self.top = float(np.sum(diagonal)) + (1.0 if fit_intercept else 0.0)
 
     def solve(self, vector):
-        """``G⁻¹ vector`` for ``vector`` of shape (p,)."""
-        return self._factor * self._engine.solve(np.asarray(vector, dtype=float)[:, None])[:, 0]
+        """``G⁻¹ vector`` for ``vector`` of shape (p,) (``G⁺``: levels without weight left out)."""
+        return self.solve_many(np.asarray(vector, dtype=float)[:, None])[:, 0]
+
+    def solve_many(self, vectors):
+        """``G⁺ V`` for ``V`` of shape (p, m).
+
+        Without empty levels, the engine's exact solve. With them, the same
+        solve (``G = (1/W) D̃ N_c D̃``, :meth:`BlockStatisticsEngine.solve
+        <gradfit.engines.categorical.BlockStatisticsEngine.solve>`) with a unit
+        ridge on those levels alone: their dummies are zero columns, so the
+        ridge decouples them from the rest (whose solve it leaves exact) and
+        their coordinates of the result are set to zero, the pseudo-inverse's.
+        """
+        if not self._empty.size:
+            return self._factor * self._engine.solve(vectors)
+        d = self._blocks.n_features
+        scale, center = self._scaling.scale, self._scaling.center
+        ridge = np.zeros(d)
+        ridge[self._empty] = 1.0
+
+        def solve_full(rhs):  # (d + 1, m): W D̃⁻¹ N_c⁻¹ D̃⁻¹ rhs
+            lifted = np.array(rhs, dtype=float)
+            lifted[:d] *= scale[:, None]
+            solved = self._blocks.solve_ridge(lifted, ridge, origin=center)
+            solved[:d] *= scale[:, None]
+            solved[self._empty] = 0.0
+            return self._blocks.total * solved
+
+        if self._fit_intercept:
+            return solve_full(vectors)
+        solved = solve_full(np.vstack([vectors, np.zeros((1, vectors.shape[1]))]))
+        unit = np.zeros((d + 1, 1))
+        unit[d] = 1.0
+        last = solve_full(unit)
+        return solved[:d] - last[:d] * (solved[d] / last[d, 0])
