@@ -29,7 +29,7 @@ from gradfit import GDRegressor
 from gradfit.sources import FileSource, encoding
 
 from .conftest import write_table
-from .test_categorical_blocks import dense_design
+from .test_categorical_blocks import dense_design, make_table
 
 LEVELS = 1500
 EPSILON = 1.5
@@ -42,17 +42,21 @@ def many_levels(monkeypatch):
     monkeypatch.setattr(encoding, "MAX_LEVELS", 1200)
 
 
-@pytest.fixture(scope="module")
-def table():
-    """1500 levels of three rows each (odd: each level's middle row can be an inlier, so the optimum is
-    unique), two numeric features off centre, heavy-tailed noise: about 4% of the rows are outliers."""
-    rng = np.random.default_rng(4)
-    codes = rng.permutation(np.repeat(np.arange(LEVELS), 3))
+def three_rows_a_level(levels, seed=4):
+    """``levels`` levels of three rows each (odd: each level's middle row can be an inlier, so the optimum
+    is unique), two numeric features off centre, heavy-tailed noise: about 4% of the rows are outliers."""
+    rng = np.random.default_rng(seed)
+    codes = rng.permutation(np.repeat(np.arange(levels), 3))
     X = rng.normal(size=(codes.size, 2)) + 3.0
-    y = X @ [1.5, -0.7] + rng.normal(size=LEVELS)[codes] + 0.5 * rng.normal(size=codes.size)
+    y = X @ [1.5, -0.7] + rng.normal(size=levels)[codes] + 0.5 * rng.normal(size=codes.size)
     y += 0.3 * rng.standard_t(2, codes.size)
     frame = pd.DataFrame({"x0": X[:, 0], "g": [f"L{c:04d}" for c in codes], "x1": X[:, 1]})
     return frame, y
+
+
+@pytest.fixture(scope="module")
+def table():
+    return three_rows_a_level(LEVELS)
 
 
 @pytest.fixture(scope="module")
@@ -119,15 +123,18 @@ def test_auto_huber_on_codes_converges_to_the_oracle_beyond_the_dense_limit(fit_
         assert abs(model.intercept_ - optimum[-1]) < 1e-8 * np.abs(optimum).max()
 
 
-def test_newton_on_codes_equals_newton_on_the_dense_dummies(table, weights, monkeypatch):
-    frame, y = table
+def test_newton_on_codes_equals_newton_on_the_dense_dummies(monkeypatch):
+    # 400 levels (the dense Newton method forms a d × d Hessian a pass: 1500 levels take it 5-20 s)
+    frame, y = three_rows_a_level(400, seed=8)
+    weights = np.random.default_rng(9).uniform(0.5, 2.0, len(y))
     options = dict(loss="huber", epsilon=EPSILON, tol=1e-9)
-    monkeypatch.setattr(encoding, "BLOCK_LEVELS", 1000)  # the column as codes (the default limits)
+    monkeypatch.setattr(encoding, "BLOCK_LEVELS", 300)  # the column as codes
     on_codes = GDRegressor(**options).fit(frame, y, sample_weight=weights)
     monkeypatch.setattr(encoding, "BLOCK_LEVELS", 10**6)
     on_dummies = GDRegressor(**options).fit(frame, y, sample_weight=weights)
     for model in (on_codes, on_dummies):
         assert model.converged_ and model.fit_report_["optimizer"] == "newton"
+    assert on_codes.n_iter_ == on_dummies.n_iter_  # the same iterations: the blocks change the solve, not the steps
     assert relative(on_codes.coef_, on_dummies.coef_) < 1e-8
     assert abs(on_codes.intercept_ - on_dummies.intercept_) < 1e-8 * np.abs(on_dummies.coef_).max()
     np.testing.assert_allclose(on_codes.final_cost_, on_dummies.final_cost_, rtol=1e-12)
@@ -171,3 +178,25 @@ def test_a_level_without_weight_is_left_out_as_the_dense_pseudo_inverse_leaves_i
     coef = dict(zip(model.feature_names_, model.coef_))
     assert relative(np.array([coef[name] for name in without.feature_names_]), without.coef_) < 1e-8
     assert abs(model.intercept_ - without.intercept_) < 1e-8 * np.abs(without.coef_).max()
+
+
+def test_dask_dataframe_fit_equals_in_memory(many_levels, monkeypatch):
+    """On a Dask dataframe the inliers' level moments are summed on the workers and merged there."""
+    distributed = pytest.importorskip("distributed")
+    dd = pytest.importorskip("dask.dataframe")
+    monkeypatch.setattr(encoding, "BLOCK_LEVELS", 40)  # a smaller table: 60 levels, beyond a dense limit of 50
+    monkeypatch.setattr(encoding, "MAX_LEVELS", 50)
+    frame, y = make_table(2000, 60, 2, seed=22)
+    y = y + np.random.default_rng(1).standard_t(2, len(y))
+    cluster = distributed.LocalCluster(n_workers=2, processes=False, threads_per_worker=1, dashboard_address=None,
+                                       silence_logs=50)
+    try:
+        with distributed.Client(cluster) as client:
+            on_dask = GDRegressor(loss="huber", tol=1e-9).fit(client.persist(dd.from_pandas(frame, npartitions=4)), y)
+    finally:
+        cluster.close()
+    in_memory = GDRegressor(loss="huber", tol=1e-9).fit(frame, y)
+    assert on_dask.converged_ and on_dask.fit_report_["optimizer"] == "newton"
+    assert on_dask.n_iter_ == in_memory.n_iter_
+    np.testing.assert_allclose(on_dask.coef_, in_memory.coef_, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(on_dask.intercept_, in_memory.intercept_, rtol=1e-10, atol=1e-12)
