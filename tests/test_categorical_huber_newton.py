@@ -200,3 +200,15 @@ def test_dask_dataframe_fit_equals_in_memory(many_levels, monkeypatch):
     assert on_dask.n_iter_ == in_memory.n_iter_
     np.testing.assert_allclose(on_dask.coef_, in_memory.coef_, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(on_dask.intercept_, in_memory.intercept_, rtol=1e-10, atol=1e-12)
+
+
+def test_a_feature_constant_within_every_level_still_converges(table, many_levels):
+    """``x1`` a function of the level: in the span of the dummies, so the optimum (not its coefficients) is
+    that of the fit without it; the certificate's projection solves on the range of the singular Gram."""
+    frame, y = table
+    frame = frame.assign(x1=frame["g"].str[1:].astype(float))
+    model = GDRegressor(loss="huber", epsilon=EPSILON, tol=1e-9).fit(frame, y)
+    assert model.converged_ and model.fit_report_["optimizer"] == "newton", model.fit_report_["message"]
+    without = GDRegressor(loss="huber", epsilon=EPSILON, tol=1e-9).fit(frame.drop(columns="x1"), y)
+    np.testing.assert_allclose(model.final_cost_, without.final_cost_, rtol=1e-9)
+    np.testing.assert_allclose(model.predict(frame), without.predict(frame.drop(columns="x1")), rtol=0, atol=1e-6)

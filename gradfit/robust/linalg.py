@@ -6,6 +6,7 @@ import numpy as np
 import scipy.linalg
 
 from ..engines import StatisticsEngine
+from ..errors import DataError
 
 
 class Gram:
@@ -41,6 +42,10 @@ class Gram:
         return self._vectors @ (self._inverse * (self._vectors.T @ vector))
 
 
+#: ``δ / max_j G_jj`` of :class:`BlockGram`'s regularized solve where ``G`` is singular within the levels
+REGULARIZE = 1e-10
+
+
 class BlockGram:
     """:class:`Gram` of a categorical column kept as level codes: ``G⁻¹`` by the level blocks, never a d × d matrix.
 
@@ -53,10 +58,8 @@ class BlockGram:
     :attr:`top`); Newton's steps solve by the inliers' level blocks
     (:class:`~gradfit.robust.level_newton.LevelHessian`).
 
-    Raises
-    ------
-    DataError
-        When the least-squares problem is singular (a feature constant within every level).
+    Where the least-squares problem is singular (a level without weight, a
+    feature constant within every level) it solves as :meth:`solve_many` says.
     """
 
     def __init__(self, statistics, scaling, fit_intercept):
@@ -74,8 +77,21 @@ class BlockGram:
         #: :meth:`solve` as :class:`Gram` leaves out the directions the data do not determine
         self._empty = blocks.level_index[blocks.level_total[blocks.others] <= 0]
         self._scaling, self._fit_intercept, self._blocks = scaling, fit_intercept, blocks
+        #: a relative ridge on every feature where the data leave other directions free (a feature constant
+        #: within every level): a regularized solve, whose projection the certificate corrects and verifies
+        self._regularize = 0.0
+        if self._empty.size:
+            try:
+                self.solve_many(np.ones((d + fit_intercept, 1)))
+            except DataError:
+                self._regularize = REGULARIZE
+        else:
+            try:
+                self._engine.solve(np.ones((d + fit_intercept, 1)))
+            except DataError:
+                self._regularize = REGULARIZE
         reference, per_output = self._engine.reference, self._engine.reference_per_output
-        if self._empty.size:  # the engine's solve refuses them: least squares by this pseudo-inverse
+        if self._empty.size or self._regularize:  # the engine's solve refuses them: least squares by this one
             reference = np.zeros_like(reference)
             for _ in range(2):  # a Newton step from zero, refined once, as the engine's
                 reference = reference - self.solve_many(self._engine._expanded(reference)[1]) / self._factor
@@ -99,12 +115,18 @@ class BlockGram:
         ridge on those levels alone: their dummies are zero columns, so the
         ridge decouples them from the rest (whose solve it leaves exact) and
         their coordinates of the result are set to zero, the pseudo-inverse's.
+        Where ``G`` is still singular (a feature constant within every level),
+        ``(G + δI)⁻¹`` with ``δ = REGULARIZE · max_j G_jj`` on the features: on
+        the range of ``G`` (where Huber's certificate projects) it is ``G⁺``
+        up to ``δ / λ``, which the certificate's correction steps remove and its
+        constraint check verifies.
         """
-        if not self._empty.size:
+        if not self._empty.size and not self._regularize:
             return self._factor * self._engine.solve(vectors)
         d = self._blocks.n_features
         scale, center = self._scaling.scale, self._scaling.center
-        ridge = np.zeros(d)
+        # G + δ·I on the features is (1/W) D̃ (N_c + W δ D̃⁻²) D̃: a ridge W δ scale² in the data's units
+        ridge = self._regularize * self.largest_diagonal * self._blocks.total * scale * scale
         ridge[self._empty] = 1.0
 
         def solve_full(rhs):  # (d + 1, m): W D̃⁻¹ N_c⁻¹ D̃⁻¹ rhs
