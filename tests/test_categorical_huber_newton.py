@@ -82,7 +82,7 @@ def huber_optimum(design, y, weight, epsilon):
         return value, design.T @ (v * np.where(inside, 2 * r, 2 * epsilon * np.sign(r))) / W
 
     theta = scipy.optimize.minimize(huber, np.zeros(design.shape[1]), jac=True, method="L-BFGS-B",
-                                    options=dict(gtol=1e-12, ftol=1e-16, maxiter=20000)).x
+                                    options={"gtol": 1e-12, "ftol": 1e-16, "maxiter": 20000}).x
     for _ in range(10):
         # the quadratic piece of the inlier set at θ: Z_inᵀ V Z_in θ = Z_inᵀ V y_in − ε Z_outᵀ V sign(r_out)
         r = design @ theta - y
@@ -127,7 +127,7 @@ def test_newton_on_codes_equals_newton_on_the_dense_dummies(monkeypatch):
     # 400 levels (the dense Newton method forms a d × d Hessian a pass: 1500 levels take it 5-20 s)
     frame, y = three_rows_a_level(400, seed=8)
     weights = np.random.default_rng(9).uniform(0.5, 2.0, len(y))
-    options = dict(loss="huber", epsilon=EPSILON, tol=1e-9)
+    options = {"loss": "huber", "epsilon": EPSILON, "tol": 1e-9}
     monkeypatch.setattr(encoding, "BLOCK_LEVELS", 300)  # the column as codes
     on_codes = GDRegressor(**options).fit(frame, y, sample_weight=weights)
     monkeypatch.setattr(encoding, "BLOCK_LEVELS", 10**6)
@@ -171,7 +171,7 @@ def test_a_level_without_weight_is_left_out_as_the_dense_pseudo_inverse_leaves_i
     frame, y = table
     empty = (frame["g"] == "L0007").to_numpy()
     weight = np.where(empty, 0.0, 1.0)
-    options = dict(loss="huber", epsilon=EPSILON, fit_intercept=fit_intercept, tol=1e-9)
+    options = {"loss": "huber", "epsilon": EPSILON, "fit_intercept": fit_intercept, "tol": 1e-9}
     model = GDRegressor(**options).fit(frame, y, sample_weight=weight)
     assert model.converged_ and model.fit_report_["optimizer"] == "newton", model.fit_report_["message"]
     without = GDRegressor(**options).fit(frame[~empty], y[~empty])  # the level's rows left out: its dummy gone
