@@ -164,9 +164,11 @@ def keeps_codes(settings, loss, penalty, engine_name, n_levels):
     (beyond, they take the codes too: first-order optimizers, whose
     certificate may then be none):
 
-    * ``optimizer="auto"`` on Huber or the absolute error, which runs the
-      robust losses' Newton method (:func:`robust_default`; ``"newton"`` by
-      name always needs the dense Gram);
+    * ``optimizer="auto"`` on the absolute error or the pinball loss, which
+      runs the robust losses' Newton method (:func:`robust_default`; its
+      linear program reads dense rows; ``"newton"`` by name always needs the
+      dense Gram); on Huber that method solves by the level blocks and keeps
+      the codes (:mod:`gradfit.robust.level_newton`);
     * a fit of the dense statistics engine that :func:`serves_blocks` does
       not admit (its exact solve, :func:`lasso_start`'s coordinate descent and
       its certificate read the dense scatter); ``engine="statistics"`` by
@@ -180,6 +182,8 @@ def keeps_codes(settings, loss, penalty, engine_name, n_levels):
         return True
     if settings["optimizer"] == robust.NAME or registry.part("engine", settings["engine"]).knows_optimum:
         return False
+    if loss.huberized and robust_default(settings, loss, penalty):
+        return True  # Huber's Newton method solves by the inliers' level blocks (robust.level_newton)
     dense_allowed = n_levels <= MAX_LEVELS
     if robust_default(settings, loss, penalty) or registry.ENGINES[engine_name].knows_optimum:
         return not dense_allowed
@@ -410,7 +414,8 @@ def fit_source(source, settings, *, params=None, opt_state=None, loss_curve=None
     problem = problem or prepare(source, settings)
     # -- robust losses (gradfit.robust): Newton's fit, best iterates, certificates ---------
     if robust_default(settings, problem.loss, problem.objective.penalty, epochs is None and checkpoint is None
-                      and resume is None) and not on_codes(problem.statistics):  # Newton needs the dense Gram
+                      and resume is None) and (problem.loss.huberized or not on_codes(problem.statistics)):
+        # (on level codes Huber's Newton method solves by the level blocks; the linear programs need dense rows)
         settings = dict(settings, optimizer=robust.NAME)  # "auto": what reaches the certified optimum
     if settings["optimizer"] == robust.NAME:
         if checkpoint is not None or resume is not None:

@@ -96,6 +96,8 @@ def _source(problem):
 
 def _gram(problem, source):
     statistics = problem.statistics
+    if getattr(statistics, "blocks", None) is not None:  # a categorical column kept as level codes
+        return BlockGram(statistics, problem.scaling, problem.objective.engine.fit_intercept), statistics
     if statistics.scatter is None:
         statistics = accumulate(source, full=True)  # one pass: the Gram the projections solve with
     return Gram(statistics, problem.scaling, problem.objective.engine.fit_intercept), statistics

@@ -22,6 +22,9 @@ and an Armijo line search (the full step, else the best of 40 halvings
 evaluated in one pass) makes the method globally convergent; once the inlier set settles the full step lands on the
 optimum of that quadratic piece, which is ``F``'s optimum (locally quadratic
 convergence). Each trial point's pass already carries the next Hessian.
+On a categorical column kept as level codes the pass collects the inliers'
+level moments instead, and the step is solved by the level blocks
+(:class:`gradfit.robust.level_newton.LevelHessian`): no dense Hessian.
 
 **Certificate** (:func:`certificate`, kind ``"gradient_bound"``; any penalty).
 Fenchel duality: ``h(r) = max_{|s| ≤ 2ε} (s r − s²/4)``, so for every ``s``
@@ -56,7 +59,9 @@ from __future__ import annotations
 import numpy as np
 import scipy.optimize
 
-from .sums import add_sums, huber_dual_sums, huber_line_sums, huber_sums
+from ..errors import DataError
+from .level_newton import LevelHessian
+from .sums import CodedColumns, add_sums, huber_dual_sums, huber_line_sums, huber_sums
 
 #: Armijo's sufficient-decrease fraction
 ARMIJO = 1e-4
@@ -145,7 +150,8 @@ class HuberProblem:
         rounding cannot pile up (it steers the steps only: the line search
         and the certificate judge them).
         """
-        update = hessian and near is not None and near.get("updates", 0) < REBUILD_HESSIAN
+        # (on level codes the inliers' level moments are collected whole: no update)
+        update = hessian and near is not None and near.get("updates", 0) < REBUILD_HESSIAN and self.layout is None
         sums = self.source.reduce(
             huber_sums(theta, self.column, self.epsilon, self.scaling, self.fit_intercept, hessian,
                        reference=near["theta"] if update else None, layout=self.layout),
@@ -156,7 +162,11 @@ class HuberProblem:
         out = {"theta": theta, "sums": sums}
         out["F"] = sums["value"] / W + self.penalty_value(theta)
         out["gradient"] = sums["gradient"] / W + self.ridge * theta
-        if hessian:
+        if hessian and self.layout is not None:
+            coding = CodedColumns(self.layout, self.scaling, self.fit_intercept)
+            out["hessian"] = LevelHessian(sums.pop("levels"), coding, self.layout["reference"], W, self.ridge,
+                                          self.fit_intercept)
+        elif hessian:
             if update:
                 out["hessian"] = near["hessian"] + sums["hessian"] / W
                 out["updates"] = near.get("updates", 0) + 1
@@ -231,7 +241,7 @@ def newton(problem, theta, *, max_iter, tol, gram, callback=None, point=None):
     point = point or problem.evaluate(theta)
     p = theta.shape[0]
     floor = 1e-12 * max(2.0 * gram.top, np.finfo(float).tiny)
-    damping = max(1e-6 * np.trace(point["hessian"]) / p, floor)
+    damping = max(1e-6 * _trace(point["hessian"]) / p, floor)
     bound = None
     checked_at = np.inf
     iterations = 0
@@ -262,7 +272,13 @@ def newton(problem, theta, *, max_iter, tol, gram, callback=None, point=None):
     return point, bound, iterations
 
 
+def _trace(hessian):
+    return hessian.trace() if isinstance(hessian, LevelHessian) else float(np.trace(hessian))
+
+
 def _damped_step(hessian, gradient, damping):
+    if isinstance(hessian, LevelHessian):  # a column kept as level codes: solved by its level blocks
+        return hessian.damped_step(gradient, damping)
     p = gradient.shape[0]
     while True:
         try:
@@ -306,7 +322,10 @@ def certificate(problem, point, gram):
     d = problem.n_features
     if l1 == 0.0 and l2 == 0.0:
         # g must vanish: project s onto Σ v s z = 0, verify, correct once more if rounding needs it.
-        correction = gram.solve(sums["gradient"] / W)
+        try:
+            correction = gram.solve(sums["gradient"] / W)
+        except DataError:  # level blocks whose least-squares problem is singular: no projection, no claim
+            return None, F
         limit = CONSTRAINT_ROUNDING * 2.0 * eps * float(np.sqrt(gram.largest_diagonal))
         for _ in range(3):
             dual = problem.source.reduce(

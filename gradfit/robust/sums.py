@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..engines.blocks import PASS_BLOCK_BYTES, PASS_MIN_ROWS, block_rows, scratch
+from ..engines.categorical import chunk_level_moments, merge_levels
 
 
 def _blocks(chunk, scaling, fit_intercept, layout=None):
@@ -107,14 +108,23 @@ class _Transposed:
         return out
 
 
+#: inlier rows gathered (from a chunk's blocks) before their level moments are taken: each
+#: ``LevelMoments`` and its merge cost ``O(L·p)`` whatever its rows, so not one per cache block
+LEVEL_MOMENT_ROWS = 32768
+
+
 def _weighted(values, weight):
     return values if weight is None else values * weight
 
 
 def add_sums(a, b):
-    """Combine two dicts of partial sums: ``max_*`` keys by maximum, ``min_*`` by minimum, the rest added."""
+    """Combine two dicts of partial sums: ``max_*`` keys by maximum, ``min_*`` by minimum, ``levels``
+    (:class:`~gradfit.engines.categorical.LevelMoments`) by :func:`~gradfit.engines.categorical.merge_levels`,
+    the rest added."""
     for key, value in b.items():
-        if key.startswith("max_"):
+        if key == "levels":
+            a[key] = merge_levels(a[key], value)
+        elif key.startswith("max_"):
             a[key] = max(a[key], value)
         elif key.startswith("min_"):
             a[key] = min(a[key], value)
@@ -135,8 +145,12 @@ def huber_sums(theta, column, epsilon, scaling, fit_intercept, hessian=True, ref
     (:mod:`gradfit.robust.huber`) ``s_target = Σ v s y``, ``s_square = Σ v s²``,
     ``max_s``/``min_s`` (over rows of positive weight), ``weight = Σ v``.
 
-    ``layout``: the source's ``block_layout`` (a column kept as level codes;
-    then ``hessian=False``: the inlier Hessian is dense).
+    ``layout``: the source's ``block_layout`` (a column kept as level codes).
+    The inlier Hessian is then not formed: ``levels`` holds the inlier rows'
+    :class:`~gradfit.engines.categorical.LevelMoments` of the dense columns of
+    ``z`` (weights ``v``; ``None`` without inliers), from which
+    :class:`~gradfit.robust.level_newton.LevelHessian` solves by the level
+    blocks; ``reference`` is then ignored (the moments are collected whole).
 
     ``reference`` (a parameter column, or None): ``hessian`` is then the
     *change* of the inlier Hessian from ``reference`` to ``theta``,
@@ -160,7 +174,10 @@ def huber_sums(theta, column, epsilon, scaling, fit_intercept, hessian=True, ref
         y = chunk.y[:, column]
         out = {"value": 0.0, "gradient": np.zeros(p), "inliers": 0, "s_target": 0.0, "s_square": 0.0,
                "max_s": -np.inf, "min_s": np.inf, "weight": 0.0}
-        if hessian:
+        inliers = []  # on level codes: each block's inlier rows, collected into one LevelMoments a chunk
+        if hessian and chunk.codes is not None:
+            out["levels"] = None
+        elif hessian:
             out["hessian"] = np.zeros((p, p))
         for start, Z, weight in _blocks(chunk, scaling, fit_intercept, layout):
             y_b = y[start:start + Z.shape[0]]
@@ -182,14 +199,38 @@ def huber_sums(theta, column, epsilon, scaling, fit_intercept, hessian=True, ref
             out["inliers"] += int(np.count_nonzero(inside))
             if not hessian:
                 continue
-            if reference is None:
+            if chunk.codes is not None:
+                inliers.append(_inlier_rows(Z, inside, weight))
+                if sum(part[0].size for part in inliers) >= LEVEL_MOMENT_ROWS:  # bounded memory
+                    out["levels"] = merge_levels(out["levels"], _inlier_levels(inliers, layout["n_levels"]))
+                    inliers = []
+            elif reference is None:
                 out["hessian"] += gram(Z, inside, weight)
             else:
                 before = np.abs(Z @ reference - y_b) <= epsilon
                 out["hessian"] += gram(Z, inside & ~before, weight) - gram(Z, before & ~inside, weight)
+        if inliers:
+            out["levels"] = merge_levels(out["levels"], _inlier_levels(inliers, layout["n_levels"]))
         return out
 
     return partial
+
+
+def _inlier_rows(block, inside, weight):
+    """A :class:`CodedBlock`'s inlier rows: ``(codes, dense columns of z, weights or None)``."""
+    dense = block.dense[inside, : block.coding.dense_index.size]  # a copy: the block is scratch
+    return block.codes[inside], dense, None if weight is None else weight[inside]
+
+
+def _inlier_levels(parts, n_levels):
+    """The :class:`~gradfit.engines.categorical.LevelMoments` of a chunk's inlier rows (or None): the other
+    features in working units, no targets, weights ``v``; one ``bincount`` per column for the whole chunk."""
+    codes = np.concatenate([part[0] for part in parts])
+    if not codes.size:
+        return None
+    dense = np.concatenate([part[1] for part in parts])
+    weight = None if parts[0][2] is None else np.concatenate([part[2] for part in parts])
+    return chunk_level_moments(codes, dense, np.empty((codes.size, 0)), weight, n_levels)
 
 
 def huber_line_sums(theta, direction, steps, column, epsilon, scaling, fit_intercept, layout=None):
