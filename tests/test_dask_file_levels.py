@@ -25,7 +25,10 @@ from gradfit.sources import DaskSource, FileSource, encoding  # noqa: E402
 
 from .conftest import write_table  # noqa: E402
 from .test_categorical_blocks import dense_design, lstsq, make_table  # noqa: E402
-from .test_dask import client, no_gathering  # noqa: E402, F401  (a real cluster; nothing gathered)
+from . import test_dask  # noqa: E402
+
+# test_dask's real cluster, and its check that nothing is gathered to the client (autouse)
+client, no_gathering = test_dask.client, test_dask.no_gathering
 from .test_dask_tables import FORMULA, assert_matches_statsmodels, for_statsmodels, gappy_table  # noqa: E402
 
 LAYOUTS = ["table.csv", "table.parquet", "folder"]
