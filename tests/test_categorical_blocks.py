@@ -140,14 +140,19 @@ def test_blocks_equal_the_dense_scatter_solve_and_inverse(weighted):
     np.testing.assert_allclose(blocks.covariance_diagonal(False), np.diagonal(without), rtol=1e-10)
 
 
+def engine_case(fit_intercept, standardize):
+    """``(block statistics, scaling, the dense statistics engine, dense design, y)`` of :func:`layout_case`."""
+    codes, X, y, weight, layout, design = layout_case(seed=3)
+    stats = BlockStatistics.from_blocks(LevelBlocks(chunk_level_moments(codes, X, y, weight, 30), *layout))
+    scaling = Scaling.from_statistics(stats, fit_intercept, standardize)
+    dense = StatisticsEngine(dense_statistics(design, y, weight), scaling, fit_intercept)
+    return stats, scaling, dense, design, y
+
+
 @pytest.mark.parametrize("fit_intercept", [True, False])
 @pytest.mark.parametrize("standardize", [True, False])
 def test_block_engine_equals_the_statistics_engine(fit_intercept, standardize, monkeypatch):
-    codes, X, y, weight, layout, design = layout_case(seed=3)
-    blocks = LevelBlocks(chunk_level_moments(codes, X, y, weight, 30), *layout)
-    stats = BlockStatistics.from_blocks(blocks)
-    scaling = Scaling.from_statistics(stats, fit_intercept, standardize)
-    dense = StatisticsEngine(dense_statistics(design, y, weight), scaling, fit_intercept)
+    stats, scaling, dense, _, _ = engine_case(fit_intercept, standardize)
     engine = BlockStatisticsEngine(stats, scaling, fit_intercept)
     size = np.abs(dense.reference).max()
     np.testing.assert_allclose(engine.reference, dense.reference, atol=1e-10 * size)

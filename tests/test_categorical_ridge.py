@@ -29,13 +29,11 @@ import gradfit
 from gradfit import GDRegressor
 from gradfit.cli import main
 from gradfit.engines import categorical
-from gradfit.engines.categorical import BlockStatistics, BlockStatisticsEngine, LevelBlocks, chunk_level_moments
-from gradfit.engines.statistics import StatisticsEngine
+from gradfit.engines.categorical import BlockStatisticsEngine, LevelBlocks, chunk_level_moments
 from gradfit.penalties import ElasticNet
-from gradfit.scaling import Scaling
 from gradfit.sources import encoding
 
-from .test_categorical_blocks import blocks_only, dense_statistics, layout_case  # noqa: F401 - a fixture
+from .test_categorical_blocks import blocks_only, dense_statistics, engine_case, layout_case  # noqa: F401 - a fixture
 
 
 def make_table(n, levels, numeric, seed=0, offset=3.0, targets=1):
@@ -142,12 +140,8 @@ def test_solve_ridge_equals_the_dense_penalized_normal_equations(weighted):
 @pytest.mark.parametrize("fit_intercept", [True, False])
 @pytest.mark.parametrize("standardize", [True, False])
 def test_block_engine_with_l2_equals_the_dense_statistics(fit_intercept, standardize, monkeypatch):
-    codes, X, y, weight, layout, design = layout_case(seed=3)
-    blocks = LevelBlocks(chunk_level_moments(codes, X, y, weight, 30), *layout)
-    stats = BlockStatistics.from_blocks(blocks)
-    scaling = Scaling.from_statistics(stats, fit_intercept, standardize)
+    stats, scaling, dense, design, y = engine_case(fit_intercept, standardize)
     penalty = ElasticNet("l2", 0.3, 0.0)
-    dense = StatisticsEngine(dense_statistics(design, y, weight), scaling, fit_intercept)
     d, k = design.shape[1], y.shape[1]
     hessian = dense.hessian()
     hessian[np.arange(d), np.arange(d)] += penalty.hessian_diagonal(scaling.scale, k)
