@@ -180,6 +180,104 @@ def merge_levels(a, b):
     return a
 
 
+#: a Schur complement whose equilibrated form is estimated better conditioned than this is
+#: solved by Cholesky; beyond it by the eigendecomposition (whose check names collinear features)
+CHOLESKY_CONDITION = 1e8
+#: levels (or unit vectors) per block of the covariance diagonal's triangular solves: bounded memory
+QUADRATIC_BLOCK = 512
+#: factored ridge complements kept by :meth:`LevelBlocks._ridge_factor` (one per penalty value)
+RIDGE_FACTORS = 4
+
+COLLINEAR = ("the features are collinear within the levels of the categorical column: "
+             "the coefficients are not determined by the data")
+
+
+class _SymmetricFactor:
+    """``S⁻¹`` of a symmetric positive definite ``S`` (p × p), factored once and reused by every solve.
+
+    ``S = D C D`` with ``D = diag(√diag S)`` (equilibrated: ``C`` has a unit
+    diagonal). Where LAPACK's estimate of ``κ₁(C)`` (``dpocon``, from the
+    Cholesky factor ``C = LLᵀ``) is below :data:`CHOLESKY_CONDITION`, the
+    solves use ``L`` (``O(p³/3)`` once, ``O(p²)`` a vector); otherwise, as
+    before, the eigendecomposition ``C = V diag(λ) Vᵀ``, which refuses a
+    matrix with ``λ_min ≤ λ_max·p·ε`` (:data:`COLLINEAR`). Since
+    ``κ₂ ≤ p·κ₁``, a matrix the Cholesky path takes is far from that limit.
+
+    Parameters
+    ----------
+    matrix : ndarray of shape (p, p)
+        With a positive diagonal.
+    """
+
+    def __init__(self, matrix):
+        self.size = p = matrix.shape[0]
+        self.spread = np.sqrt(np.diagonal(matrix))
+        self.cholesky = self.eigen = None
+        if not p:
+            return
+        correlation = matrix / np.outer(self.spread, self.spread)
+        try:
+            lower, _ = scipy.linalg.cho_factor(correlation, lower=True, check_finite=False)
+            norm = float(np.max(np.sum(np.abs(correlation), axis=0)))
+            rcond, info = scipy.linalg.lapack.dpocon(lower, norm, uplo="L")
+            if info == 0 and rcond * CHOLESKY_CONDITION > 1.0:
+                self.cholesky = np.tril(lower)
+                return
+        except np.linalg.LinAlgError:
+            pass
+        eigenvalues, vectors = scipy.linalg.eigh(correlation)
+        if eigenvalues[0] <= eigenvalues[-1] * p * np.finfo(float).eps:
+            raise DataError(COLLINEAR)
+        self.eigen = (eigenvalues, vectors)
+
+    def solve(self, rhs):
+        """``S⁻¹ rhs``, ``rhs`` of shape (p, m)."""
+        if not self.size:
+            return np.zeros_like(rhs, dtype=np.float64)
+        scaled = rhs / self.spread[:, None]
+        if self.cholesky is not None:
+            solved = scipy.linalg.cho_solve((self.cholesky, True), scaled, check_finite=False)
+        else:
+            eigenvalues, vectors = self.eigen
+            solved = vectors @ ((vectors.T @ scaled) / eigenvalues[:, None])
+        return solved / self.spread[:, None]
+
+    def quadratic(self, vectors):
+        """``diag(Vᵀ S⁻¹ V)`` for ``V`` of shape (p, m), in blocks of :data:`QUADRATIC_BLOCK` columns.
+
+        ``‖L⁻¹ D⁻¹ v‖²`` (a triangular solve, BLAS ``trsm``: ``p²`` flops a
+        column, half a product with ``S⁻¹``) or ``‖Λ^{-1/2} Vᵀ D⁻¹ v‖²``.
+        """
+        out = np.zeros(vectors.shape[1])
+        if not self.size:
+            return out
+        for start in range(0, vectors.shape[1], QUADRATIC_BLOCK):
+            scaled = vectors[:, start:start + QUADRATIC_BLOCK] / self.spread[:, None]
+            if self.cholesky is not None:
+                half = scipy.linalg.solve_triangular(self.cholesky, scaled, lower=True, check_finite=False)
+            else:
+                eigenvalues, basis = self.eigen
+                half = (basis.T @ scaled) / np.sqrt(eigenvalues)[:, None]
+            out[start:start + QUADRATIC_BLOCK] = np.einsum("ij,ij->j", half, half)
+        return out
+
+    def inverse_diagonal(self):
+        """``diag(S⁻¹)``, shape (p,)."""
+        out = np.empty(self.size)
+        for start in range(0, self.size, QUADRATIC_BLOCK):
+            units = np.zeros((self.size, min(QUADRATIC_BLOCK, self.size - start)))
+            units[np.arange(start, start + units.shape[1]), np.arange(units.shape[1])] = 1.0
+            out[start:start + units.shape[1]] = self.quadratic(units)
+        return out
+
+    def inverse(self):
+        """``S⁻¹`` as a matrix, shape (p, p)."""
+        if self.eigen is not None:
+            eigenvalues, vectors = self.eigen
+            return (vectors / eigenvalues) @ vectors.T / np.outer(self.spread, self.spread)
+        return self.solve(np.eye(self.size))
+
+
 class LevelBlocks:
     """The block-structured statistics of ``[dense features, one categorical column, y]``.
 
@@ -221,7 +319,8 @@ class LevelBlocks:
         self.between_features = np.ascontiguousarray(self.between[:, : self.n_dense])
         self.level_mean_features = np.ascontiguousarray(self.level_mean[:, : self.n_dense])
         self.level_share = self.level_total / self.total  # π
-        self._within_inverse = None
+        self._within_inverse = self._within_factor = None
+        self._ridge_cache = {}  # ridge (bytes) -> its factored complement (:meth:`_ridge_factor`)
         self.dense_names = dense_names or [f"feature {j}" for j in self.dense_index]
         self.level_names = level_names or [f"level {j}" for j in range(self.n_levels)]
 
@@ -277,7 +376,7 @@ class LevelBlocks:
                             "its effect is not determined by the data")
 
     def within_inverse(self):
-        """``S_w,ₓₓ⁻¹`` (p × p), by an eigendecomposition of its equilibrated form.
+        """``S_w,ₓₓ⁻¹`` (p × p), from :meth:`within_factor` (formed when asked; the solves use the factor).
 
         Raises
         ------
@@ -286,6 +385,18 @@ class LevelBlocks:
             collinear within levels: the level effects and they are not determined apart.
         """
         if self._within_inverse is None:
+            self._within_inverse = self.within_factor().inverse()
+        return self._within_inverse
+
+    def within_factor(self):
+        """``S_w,ₓₓ`` factored once (:class:`_SymmetricFactor`): every solve and the covariance diagonal reuse it.
+
+        Raises
+        ------
+        DataError
+            As :meth:`within_inverse`.
+        """
+        if self._within_factor is None:
             self._check_levels()
             p = self.n_dense
             matrix = self.within[:p, :p]
@@ -300,17 +411,8 @@ class LevelBlocks:
                             "leave it out, --exclude)")
                 raise DataError(f"{self.dense_names[int(flat[0])]!r} is constant within every level of the "
                                 f"categorical column: it and the level effects are not determined apart{hint}")
-            if p:
-                spread = np.sqrt(within)
-                correlation = matrix / np.outer(spread, spread)
-                eigenvalues, vectors = scipy.linalg.eigh(correlation)
-                if eigenvalues[0] <= eigenvalues[-1] * p * np.finfo(float).eps:
-                    raise DataError("the features are collinear within the levels of the categorical column: "
-                                    "the coefficients are not determined by the data")
-                self._within_inverse = (vectors / eigenvalues) @ vectors.T / np.outer(spread, spread)
-            else:
-                self._within_inverse = np.zeros((0, 0))
-        return self._within_inverse
+            self._within_factor = _SymmetricFactor(np.array(matrix))
+        return self._within_factor
 
     def solve_normal(self, rhs, origin=None):
         """``N⁻¹ r`` for the normal matrix ``N = Σ v x̃x̃ᵀ`` of ``x̃ = [x − origin (the d features), 1]``.
@@ -321,7 +423,7 @@ class LevelBlocks:
         ``S = [[I, δ], [0, 1]]``, ``N = S N_s Sᵀ``, so ``N⁻¹ = S⁻ᵀ N_s⁻¹ S⁻¹``.
         ``O(L·p·m + p²·m)``.
         """
-        inverse = self.within_inverse()
+        factor = self.within_factor()
         p, ref = self.n_dense, self.reference
         offset = np.zeros(self.n_features)
         offset[self.dense_index] = self.shift[:p]
@@ -336,7 +438,7 @@ class LevelBlocks:
         s_alpha[self.others] = r_levels
         s_alpha[ref] = r_bias - r_levels.sum(axis=0)
         means = self.level_mean_features
-        weights = inverse @ (r_dense - means.T @ s_alpha)
+        weights = factor.solve(r_dense - means.T @ s_alpha)
         alpha = s_alpha / self.level_total[:, None] - means @ weights
         out = np.empty((self.n_features + 1, rhs.shape[1]))
         out[self.dense_index] = weights
@@ -375,36 +477,35 @@ class LevelBlocks:
         return complement
 
     def _ridge_factor(self, ridge):
-        """``(S⁻¹, ends, W, W + λ)`` for :meth:`solve_ridge`, kept for the last ``ridge``.
+        """``(S, ends, W, W + λ)`` for :meth:`solve_ridge`: ``S`` of :meth:`ridge_complement` factored.
 
-        ``S⁻¹`` of :meth:`ridge_complement` by its equilibrated eigendecomposition;
-        ``ends`` the rows ``[m_l; 1]``, ``W`` the totals and ``W + λ`` the diagonal
-        of the levels but the reference (in the order of their dummies).
+        ``S`` as a :class:`_SymmetricFactor`, kept per ``ridge`` (the last
+        :data:`RIDGE_FACTORS` values: a Newton iteration's damping or an alpha
+        path asks for several); ``ends`` the rows ``[m_l; 1]``, ``W`` the totals
+        and ``W + λ`` the diagonal of the levels but the reference (in the order of their dummies).
         """
         key = ridge.tobytes()
-        cached = getattr(self, "_ridge_cache", None)
-        if cached is not None and cached[0] == key:
-            return cached[1]
+        cached = self._ridge_cache.get(key)
+        if cached is not None:
+            return cached
         empty = np.flatnonzero((self.level_total[self.others] + ridge[self.level_index]) <= 0)
         if empty.size:
             raise DataError(f"{self.level_names[int(self.others[empty[0]])]!r} (a level of the categorical column) "
                             "has no weight: its effect is not determined by the data")
         complement = self.ridge_complement(ridge)
-        spread = np.sqrt(np.maximum(np.diagonal(complement), 0.0))
-        if np.any(spread == 0):
-            raise DataError("the features are collinear within the levels of the categorical column: "
-                            "the coefficients are not determined by the data")
-        eigenvalues, vectors = scipy.linalg.eigh(complement / np.outer(spread, spread))
-        if eigenvalues[0] <= eigenvalues[-1] * complement.shape[0] * np.finfo(float).eps:
-            raise DataError("the features are collinear within the levels of the categorical column: "
-                            "the coefficients are not determined by the data")
-        inverse = (vectors / eigenvalues) @ vectors.T / np.outer(spread, spread)
-        p = self.n_dense
-        ends = np.empty((self.others.size, p + 1))
-        ends[:, :p], ends[:, p] = self.level_mean[self.others, :p], 1.0
+        if np.any(np.diagonal(complement) <= 0):
+            raise DataError(COLLINEAR)
+        factor = _SymmetricFactor(complement)
+        if getattr(self, "_ridge_ends", None) is None:  # the same for every ridge
+            p = self.n_dense
+            ends = np.empty((self.others.size, p + 1))
+            ends[:, :p], ends[:, p] = self.level_mean[self.others, :p], 1.0
+            self._ridge_ends = ends
         totals = self.level_total[self.others]
-        factors = (inverse, ends, totals, totals + ridge[self.level_index])
-        self._ridge_cache = (key, factors)
+        factors = (factor, self._ridge_ends, totals, totals + ridge[self.level_index])
+        if len(self._ridge_cache) >= RIDGE_FACTORS:
+            self._ridge_cache.pop(next(iter(self._ridge_cache)))  # the oldest
+        self._ridge_cache[key] = factors
         return factors
 
     def solve_ridge(self, rhs, ridge, origin=None):
@@ -423,7 +524,7 @@ class LevelBlocks:
         ridge = np.broadcast_to(np.asarray(ridge, dtype=np.float64), (self.n_features,))
         if not np.any(ridge):
             return self.solve_normal(rhs, origin)
-        inverse, ends, totals, diagonal = self._ridge_factor(np.ascontiguousarray(ridge))
+        factor, ends, totals, diagonal = self._ridge_factor(np.ascontiguousarray(ridge))
         p = self.n_dense
         offset = np.zeros(self.n_features)
         offset[self.dense_index] = self.shift[:p]
@@ -435,7 +536,7 @@ class LevelBlocks:
         rest = np.empty((p + 1, rhs.shape[1]))
         rest[:p], rest[p] = moved[self.dense_index], r_bias
         rest -= ends.T @ (r_levels * (totals / diagonal)[:, None])
-        rest = inverse @ rest
+        rest = factor.solve(rest)
         levels = (r_levels - totals[:, None] * (ends @ rest)) / diagonal[:, None]
         out = np.empty((self.n_features + 1, rhs.shape[1]))
         out[self.dense_index] = rest[:p]
@@ -468,24 +569,29 @@ class LevelBlocks:
         return nonempty + int(np.count_nonzero(eigenvalues > top * complement.shape[0] * np.finfo(float).eps))
 
     def covariance_diagonal(self, fit_intercept):
-        """The diagonal of ``(X̃ᵀVX̃)⁻¹``, intercept first, for ``X̃ = [1, X]`` (or ``X``), in the model's order."""
-        inverse = self.within_inverse()
+        """The diagonal of ``(X̃ᵀVX̃)⁻¹``, intercept first, for ``X̃ = [1, X]`` (or ``X``), in the model's order.
+
+        The quadratic forms ``(m_l − m_ref)ᵀ S_w⁻¹ (m_l − m_ref)`` by triangular
+        solves with the factor of :meth:`within_factor`, in blocks of levels
+        (``O(L·p²)`` BLAS flops, ``O(p·block)`` memory).
+        """
+        factor = self.within_factor()
         p, ref = self.n_dense, self.reference
         means = self.level_mean[:, :p]
-        offsets = means - means[ref]  # m_l − m_ref (the shift cancels)
+        offsets = means[self.others] - means[ref]  # m_l − m_ref (the shift cancels)
         reference_mean = means[ref] + self.shift[:p]  # in the data's units
-        quadratic = np.einsum("ij,jk,ik->i", offsets, inverse, offsets)
+        quadratic = factor.quadratic(offsets.T)
         features = np.empty(self.n_features)
-        features[self.dense_index] = np.diagonal(inverse)
-        features[self.level_index] = (1.0 / self.level_total[self.others] + 1.0 / self.level_total[ref]
-                                      + quadratic[self.others])
-        bias = 1.0 / self.level_total[ref] + reference_mean @ inverse @ reference_mean
+        features[self.dense_index] = factor.inverse_diagonal()
+        features[self.level_index] = 1.0 / self.level_total[self.others] + 1.0 / self.level_total[ref] + quadratic
+        solved_mean = factor.solve(reference_mean[:, None])[:, 0]  # S_w⁻¹ m_ref
+        bias = 1.0 / self.level_total[ref] + reference_mean @ solved_mean
         if fit_intercept:
             return np.concatenate([[bias], features])
         # Without the intercept: the Schur complement of its entry in the inverse.
         with_bias = np.empty(self.n_features)  # Cov(θ_j, b)
-        with_bias[self.dense_index] = -(inverse @ reference_mean)
-        with_bias[self.level_index] = offsets[self.others] @ inverse @ reference_mean - 1.0 / self.level_total[ref]
+        with_bias[self.dense_index] = -solved_mean
+        with_bias[self.level_index] = offsets @ solved_mean - 1.0 / self.level_total[ref]
         return features - with_bias * with_bias / bias
 
 
