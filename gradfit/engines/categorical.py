@@ -50,6 +50,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg
+import scipy.sparse
 import scipy.sparse.linalg
 
 from ..errors import DataError
@@ -94,7 +95,7 @@ class LevelMoments:
     shift: np.ndarray
 
 
-def chunk_level_moments(codes, X, y, weight, n_levels):
+def chunk_level_moments(codes, X, y, weight, n_levels, one_hot=None):
     """The :class:`LevelMoments` of one chunk, from its level codes (no one-hot block).
 
     Parameters
@@ -106,6 +107,11 @@ def chunk_level_moments(codes, X, y, weight, n_levels):
     y : ndarray of shape (n, k)
     weight : ndarray of shape (n,) or None
     n_levels : int
+    one_hot : sequence of (int, int), optional
+        Spans ``[start, stop)`` of ``X``'s columns that are another categorical
+        column's 0/1 dummies: their moments come from counts
+        (:func:`chunk_one_hot_moments`, :func:`finish_one_hot`), equal to the
+        dense computation up to rounding, without its ``n × q`` product.
 
     Returns
     -------
@@ -119,6 +125,8 @@ def chunk_level_moments(codes, X, y, weight, n_levels):
     n = codes.shape[0]
     if n == 0:
         return None
+    if one_hot:
+        return finish_one_hot(chunk_one_hot_moments(codes, X, y, weight, n_levels, one_hot), X.shape[1])
     p, k = X.shape[1], y.shape[1]
     z = np.empty((n, p + k))
     if p:  # (a source without other features may hand on an X of no rows as well as no columns)
@@ -178,6 +186,170 @@ def merge_levels(a, b):
     a.count += b.count
     a.total += b.total
     return a
+
+
+@dataclass
+class OneHotLevelMoments:
+    """:class:`LevelMoments` whose dense part holds other categorical columns' dummies, kept sparse.
+
+    Treatment dummies ``D`` (0/1, at most one 1 a row in each span of columns)
+    of another categorical column would make every chunk's within scatter a
+    dense ``q × q`` product and every merge an ``L·q²`` one. Their moments are
+    counts instead: with ``N_l = Σ_{code = l} v D`` (the weighted contingency
+    table of the codes' column and a span's column, sparse ``L × m``),
+
+    * their level means are ``N_l / W_l``,
+    * their within scatter ``Σ v (D − N_code/W_code)(D − N_code/W_code)ᵀ`` is
+      ``diag(Σ v D) − Nᵀ diag(1/W) N`` (of two spans: ``Σ v D_s D_tᵀ − N_sᵀ diag(1/W) N_t``),
+      from the totals at the end (:func:`finish_one_hot`): sums of 0/1
+      weighted counts, nothing to centre;
+    * their within cross scatter with the other columns ``u = [x, y]``,
+      ``Σ v D (u − M_code,u)ᵀ``, is centred like ``u``'s own and merged with
+      Chan's term ``Σ_l (W_l,a W_l,b / W_l) δD_l δu_lᵀ``, ``δD`` sparse.
+
+    The other columns ``u`` are an ordinary :class:`LevelMoments` (``numeric``).
+
+    Attributes
+    ----------
+    numeric : LevelMoments
+        Of ``u = [the features outside the spans, y]``.
+    spans : tuple of (int, int)
+        The dummies' columns ``[start, stop)`` among the features ``X``.
+    counts : list of scipy.sparse.csr_matrix of shape (L, m_s)
+        ``N`` per span.
+    cross : list of ndarray of shape (m_s, q_u)
+        ``Σ v D (u − M_code,u)ᵀ`` per span.
+    pairs : dict of (s, t) -> scipy.sparse matrix of shape (m_s, m_t)
+        ``Σ v D_s D_tᵀ`` for spans ``s < t``.
+    """
+
+    numeric: LevelMoments
+    spans: tuple
+    counts: list
+    cross: list
+    pairs: dict
+
+
+def _one_hot_codes(block, describe):
+    """Each row's dummy (``-1``: none) in ``block`` (n, m) of 0/1 dummies, at most one 1 a row."""
+    sums = block.sum(axis=1)
+    codes = np.argmax(block, axis=1)
+    if not (np.all((sums == 0) | ((sums == 1) & (block[np.arange(block.shape[0]), codes] == 1)))
+            and block.min(initial=0.0) >= 0):
+        raise ValueError(f"the columns {describe} are not 0/1 dummies of one categorical column")
+    codes[sums == 0] = -1
+    return codes
+
+
+def chunk_one_hot_moments(codes, X, y, weight, n_levels, spans):
+    """The :class:`OneHotLevelMoments` of one chunk: :func:`chunk_level_moments` with ``spans`` of ``X`` sparse.
+
+    ``O(n·(q_u + spans))`` besides the numeric columns' own ``O(n·q_u²)``; no
+    ``n × q`` product.
+    """
+    n = codes.shape[0]
+    if n == 0:
+        return None
+    in_span = np.zeros(X.shape[1], dtype=bool)
+    for start, stop in spans:
+        in_span[start:stop] = True
+    numeric = chunk_level_moments(codes, X[:, ~in_span], y, weight, n_levels)
+    # u − shift − M_code,u: the rows centred on their level's mean, as chunk_level_moments centres them
+    centred = np.empty((n, numeric.within.shape[0]))
+    centred[:, : X.shape[1] - int(in_span.sum())] = X[:, ~in_span]
+    centred[:, X.shape[1] - int(in_span.sum()):] = y
+    centred -= numeric.shift
+    centred -= numeric.level_mean[codes]
+    if weight is not None:
+        centred *= weight[:, None]
+    value = np.ones(n) if weight is None else np.asarray(weight, dtype=np.float64)
+    dummies, counts, cross = [], [], []
+    for start, stop in spans:
+        width = stop - start
+        dummy = _one_hot_codes(X[:, start:stop], f"{start}..{stop - 1}")
+        rows = np.flatnonzero(dummy >= 0)
+        dummies.append(dummy)
+        counts.append(scipy.sparse.csr_matrix((value[rows], (codes[rows], dummy[rows])), shape=(n_levels, width)))
+        cross.append(np.stack([np.bincount(dummy[rows], weights=centred[rows, j], minlength=width)
+                               for j in range(centred.shape[1])], axis=1).reshape(width, centred.shape[1]))
+    pairs = {}
+    for s in range(len(spans)):
+        for t in range(s + 1, len(spans)):
+            rows = np.flatnonzero((dummies[s] >= 0) & (dummies[t] >= 0))
+            pairs[s, t] = scipy.sparse.csr_matrix((value[rows], (dummies[s][rows], dummies[t][rows])),
+                                                  shape=(counts[s].shape[1], counts[t].shape[1]))
+    return OneHotLevelMoments(numeric, tuple(spans), counts, cross, pairs)
+
+
+def merge_one_hot(a, b):
+    """:func:`merge_levels` for :class:`OneHotLevelMoments` (``a`` may be reused): counts add, cross scatters by Chan."""
+    if a is None:
+        return b
+    if b is None:
+        return a
+    first, second = a.numeric, b.numeric
+    both = (first.level_total > 0) & (second.level_total > 0)
+    # δu as merge_levels forms it (b's means moved to a's shift first), on the levels both parts hold
+    moved = second.level_mean[both] + (second.shift - first.shift) if np.any(first.shift != second.shift) \
+        else second.level_mean[both]
+    total = first.level_total[both] + second.level_total[both]
+    factor = first.level_total[both] * second.level_total[both] / total
+    delta_u = np.zeros_like(first.level_mean)
+    delta_u[both] = (moved - first.level_mean[both]) * factor[:, None]
+    inverse_a = np.zeros(first.level_total.shape[0])
+    inverse_b = np.zeros(first.level_total.shape[0])
+    inverse_a[both] = 1.0 / first.level_total[both]
+    inverse_b[both] = 1.0 / second.level_total[both]
+    for s in range(len(a.spans)):
+        # δD = N_b/W_b − N_a/W_a on the levels both hold (sparse)
+        delta_d = scipy.sparse.diags(inverse_b) @ b.counts[s] - scipy.sparse.diags(inverse_a) @ a.counts[s]
+        a.cross[s] = a.cross[s] + b.cross[s] + np.asarray(delta_d.T @ delta_u)
+        a.counts[s] = a.counts[s] + b.counts[s]
+    for key, value in b.pairs.items():
+        a.pairs[key] = a.pairs[key] + value
+    a.numeric = merge_levels(first, second)
+    return a
+
+
+def finish_one_hot(moments, n_features):
+    """The :class:`LevelMoments` of ``[X (n_features columns, spans included), y]`` from :class:`OneHotLevelMoments`.
+
+    The dummies' level means about their overall mean (``N_l / W_l − π``,
+    zero for a level without weight) and their within scatter and cross
+    scatter (see :class:`OneHotLevelMoments`), placed among the other columns'.
+    """
+    numeric = moments.numeric
+    n_levels, q_u = numeric.level_mean.shape
+    in_span = np.zeros(n_features, dtype=bool)
+    for start, stop in moments.spans:
+        in_span[start:stop] = True
+    q = n_features + q_u - int(np.count_nonzero(~in_span))
+    others = np.concatenate([np.flatnonzero(~in_span), np.arange(n_features, q)])  # u's columns among z's
+    inverse_total = np.zeros(n_levels)
+    present = numeric.level_total > 0
+    inverse_total[present] = 1.0 / numeric.level_total[present]
+    scaled = [scipy.sparse.diags(inverse_total) @ counts for counts in moments.counts]  # N/W
+    shift = np.empty(q)
+    level_mean = np.zeros((n_levels, q))
+    within = np.empty((q, q))
+    shift[others] = numeric.shift
+    level_mean[:, others] = numeric.level_mean
+    within[np.ix_(others, others)] = numeric.within
+    for s, (start, stop) in enumerate(moments.spans):
+        column_total = np.asarray(moments.counts[s].sum(axis=0)).ravel()
+        shift[start:stop] = column_total / numeric.total if numeric.total > 0 else 0.0
+        level_mean[present, start:stop] = scaled[s][present].toarray() - shift[start:stop]
+        within[start:stop, others] = moments.cross[s]
+        within[others, start:stop] = moments.cross[s].T
+        square = np.diag(column_total) - (moments.counts[s].T @ scaled[s]).toarray()
+        within[start:stop, start:stop] = 0.5 * (square + square.T)
+        for t in range(s + 1, len(moments.spans)):
+            begin, end = moments.spans[t]
+            block = moments.pairs[s, t].toarray() - (moments.counts[s].T @ scaled[t]).toarray()
+            within[start:stop, begin:end] = block
+            within[begin:end, start:stop] = block.T
+    return LevelMoments(numeric.count, numeric.total, numeric.level_count, numeric.level_total, level_mean,
+                        within, shift)
 
 
 #: a Schur complement whose equilibrated form is estimated better conditioned than this is
@@ -630,12 +802,18 @@ def accumulate_blocks(source):
     """
     layout = source.block_layout
     n_levels = layout["n_levels"]
+    # other categorical columns' dummies among the dense features: their moments from counts
+    spans = tuple(tuple(span) for span in layout.get("one_hot", ()))
 
     def per_chunk(chunk):
         _check_chunk(source, layout, chunk)
+        if spans:
+            return chunk_one_hot_moments(chunk.codes, chunk.X, chunk.y, chunk.sample_weight, n_levels, spans)
         return chunk_level_moments(chunk.codes, chunk.X, chunk.y, chunk.sample_weight, n_levels)
 
-    moments = source.reduce(per_chunk, merge_levels)
+    moments = source.reduce(per_chunk, merge_one_hot if spans else merge_levels)
+    if spans and moments is not None:
+        moments = finish_one_hot(moments, layout["n_dense"])
     if moments is None or moments.count == 0:
         raise DataError(f"{source.describe()} has no data rows")
     if moments.total == 0:
