@@ -41,7 +41,18 @@ features far from zero. From them:
   ``Var(a_l) ∝ 1/W_l + 1/W_ref + (m_l − m_ref)ᵀ S_w⁻¹ (m_l − m_ref)``.
 
 :class:`BlockStatisticsEngine` is the statistics engine on these blocks: its
-products and its solve cost ``O(L·p + p²)``, never ``O((L + p)²)``.
+products and its solve cost ``O(L·p + p²)``, never ``O((L + p)²)``. The
+``p × p`` Schur complements are factored once (Cholesky where well
+conditioned, :class:`_SymmetricFactor`; the ridge one per penalty value) and
+every solve, the covariance diagonal and the Lanczos runs for the extreme
+eigenvalues reuse the factor.
+
+Where the dense part holds another categorical column's dummies (a second
+column of many levels, ``p`` in the thousands), their moments come from
+counts (:class:`OneHotLevelMoments`: contingency tables by level, no
+``n × p`` product a chunk, no ``L·p²`` one a merge) and the products read
+their level means sparse (:class:`_LevelMatrix`): an epoch then costs
+``O(nnz + L·p_numeric)``, ``nnz`` the level pairs that occur.
 """
 
 from __future__ import annotations
@@ -311,6 +322,25 @@ def merge_one_hot(a, b):
     return a
 
 
+def one_hot_means(moments):
+    """``(columns, N/W, P)`` of :class:`OneHotLevelMoments` for :class:`LevelBlocks`' ``one_hot``, sparse.
+
+    The spans' columns, their raw level means and their co-occurrence
+    ``P = Σ v D Dᵀ`` (the column totals on the diagonal, the pairs of spans off it).
+    """
+    totals = moments.numeric.level_total
+    inverse = np.zeros_like(totals)
+    inverse[totals > 0] = 1.0 / totals[totals > 0]
+    columns = np.concatenate([np.arange(start, stop) for start, stop in moments.spans])
+    means = scipy.sparse.diags(inverse) @ scipy.sparse.hstack(moments.counts, format="csr")
+    blocks = [[None] * len(moments.spans) for _ in moments.spans]
+    for s, counts in enumerate(moments.counts):
+        blocks[s][s] = scipy.sparse.diags(np.asarray(counts.sum(axis=0)).ravel())
+        for t in range(s + 1, len(moments.spans)):
+            blocks[s][t], blocks[t][s] = moments.pairs[s, t], moments.pairs[s, t].T
+    return columns, scipy.sparse.csr_matrix(means), scipy.sparse.bmat(blocks, format="csr")
+
+
 def finish_one_hot(moments, n_features):
     """The :class:`LevelMoments` of ``[X (n_features columns, spans included), y]`` from :class:`OneHotLevelMoments`.
 
@@ -393,7 +423,7 @@ class _SymmetricFactor:
             norm = float(np.max(np.sum(np.abs(correlation), axis=0)))
             rcond, info = scipy.linalg.lapack.dpocon(lower, norm, uplo="L")
             if info == 0 and rcond * CHOLESKY_CONDITION > 1.0:
-                self.cholesky = np.tril(lower)
+                self.cholesky = np.asfortranarray(np.tril(lower))  # LAPACK's order: no copy a solve
                 return
         except np.linalg.LinAlgError:
             pass
@@ -450,6 +480,73 @@ class _SymmetricFactor:
         return self.solve(np.eye(self.size))
 
 
+class _LevelMatrix:
+    """An ``L × p`` matrix of per-level values (level means of the features), for its products.
+
+    ``M = P + U Cᵀ``: ``P`` holds the ``columns`` (other categorical
+    columns' dummies) as a sparse ``R`` (their raw level means ``N_l / W_l``:
+    at most one nonzero a row of the data) and the rest dense; ``U Cᵀ`` (a
+    few columns) moves the sparse ones to where the matrix is stored about
+    (the shift, the overall mean). Products cost ``O(nnz + L·(p − |J|))``
+    instead of ``O(L·p)``; without sparse columns it is the dense matrix.
+    """
+
+    def __init__(self, dense, columns=None, sparse=None, low=None, high=None):
+        self.p = dense.shape[1]
+        self.columns = np.zeros(0, dtype=np.intp) if columns is None else np.asarray(columns, dtype=np.intp)
+        self.rest = np.setdiff1d(np.arange(self.p), self.columns)
+        self.dense = np.ascontiguousarray(dense[:, self.rest]) if self.columns.size else dense
+        self.sparse, self.low, self.high = sparse, low, high  # R (L, |J|) csr; U (L, r); C (|J|, r)
+
+    def rows(self, index):
+        """The matrix of the rows ``index``."""
+        if not self.columns.size:
+            return _LevelMatrix(self.dense[index])
+        out = _LevelMatrix.__new__(_LevelMatrix)
+        out.p, out.columns, out.rest = self.p, self.columns, self.rest
+        out.dense, out.sparse = self.dense[index], self.sparse[index]
+        out.low, out.high = self.low[index], self.high
+        return out
+
+    def dot(self, vectors):
+        """``M V`` for ``V`` of shape (p, m)."""
+        if not self.columns.size:
+            return self.dense @ vectors
+        part = vectors[self.columns]
+        return self.dense @ vectors[self.rest] + self.sparse @ part + self.low @ (self.high.T @ part)
+
+    def tdot(self, vectors):
+        """``Mᵀ V`` for ``V`` of shape (L, m)."""
+        if not self.columns.size:
+            return self.dense.T @ vectors
+        out = np.empty((self.p, vectors.shape[1]))
+        out[self.rest] = self.dense.T @ vectors
+        out[self.columns] = self.sparse.T @ vectors + self.high @ (self.low.T @ vectors)
+        return out
+
+    def gram(self, weights):
+        """``Mᵀ diag(f) M``, shape (p, p)."""
+        if not self.columns.size:
+            return (self.dense * weights[:, None]).T @ self.dense
+        rest, columns = self.rest, self.columns
+        weighted_dense = self.dense * weights[:, None]
+        weighted_low = self.low * weights[:, None]
+        out = np.empty((self.p, self.p))
+        out[np.ix_(rest, rest)] = weighted_dense.T @ self.dense
+        # the sparse columns with everything: Mⱼᵀ F M = Rᵀ F M + C (Uᵀ F M)
+        with_all = np.empty((columns.size, self.p))
+        with_all[:, rest] = np.asarray(self.sparse.T @ weighted_dense)
+        with_all[:, columns] = (self.sparse.T @ self.sparse.multiply(weights[:, None]).tocsr()).toarray()
+        low_all = np.empty((self.low.shape[1], self.p))  # Uᵀ F P
+        low_all[:, rest] = weighted_low.T @ self.dense
+        low_all[:, columns] = np.asarray(self.sparse.T @ weighted_low).T
+        with_all[:, columns] += low_all[:, columns].T @ self.high.T + self.high @ (weighted_low.T @ self.low) @ self.high.T
+        with_all += self.high @ low_all
+        out[columns] = with_all
+        out[np.ix_(rest, columns)] = with_all[:, rest].T
+        return out
+
+
 class LevelBlocks:
     """The block-structured statistics of ``[dense features, one categorical column, y]``.
 
@@ -467,9 +564,18 @@ class LevelBlocks:
         The level without a dummy.
     dense_names, level_names : list of str, optional
         The other features' names and the levels', for messages.
+    one_hot : tuple (columns, means, cooccurrence), optional
+        Which of the ``p`` features are other categorical columns' dummies
+        (``columns``, int), their raw level means ``R = N_l / W_l`` (``means``,
+        scipy.sparse ``L × |columns|``) and ``P = Σ v D Dᵀ`` (``cooccurrence``,
+        scipy.sparse, ``|columns|²``), as :func:`one_hot_means` gives them: the
+        products, solves and ridge complement then read them sparse
+        (:class:`_LevelMatrix`, and the dummies' within scatter as
+        ``P − Rᵀ diag(W) R``), ``O(nnz)`` instead of ``O(L·|columns|)`` and ``O(|columns|²)``.
     """
 
-    def __init__(self, moments, n_dense, dense_index, level_index, reference, dense_names=None, level_names=None):
+    def __init__(self, moments, n_dense, dense_index, level_index, reference, dense_names=None, level_names=None,
+                 one_hot=None):
         self.n_dense = p = int(n_dense)
         self.n_levels = moments.level_total.shape[0]
         self.n_features = p + self.n_levels - 1
@@ -491,10 +597,46 @@ class LevelBlocks:
         self.between_features = np.ascontiguousarray(self.between[:, : self.n_dense])
         self.level_mean_features = np.ascontiguousarray(self.level_mean[:, : self.n_dense])
         self.level_share = self.level_total / self.total  # π
+        self._level_means(one_hot)
         self._within_inverse = self._within_factor = None
         self._ridge_cache = {}  # ridge (bytes) -> its factored complement (:meth:`_ridge_factor`)
         self.dense_names = dense_names or [f"feature {j}" for j in self.dense_index]
         self.level_names = level_names or [f"level {j}" for j in range(self.n_levels)]
+
+    def _level_means(self, one_hot):
+        """The operators of ``M − μ`` (``_between``) and ``M − shift`` (``_means``) on the features, sparse where dummies."""
+        p = self.n_dense
+        self._one_hot = None
+        if one_hot is None:
+            self._between, self._means = _LevelMatrix(self.between_features), _LevelMatrix(self.level_mean_features)
+            self._within_features = np.ascontiguousarray(self.within[:p, :p])  # a strided view is copied by BLAS
+            return
+        columns, means, cooccurrence = one_hot
+        columns = np.asarray(columns, dtype=np.intp)
+        means = scipy.sparse.csr_matrix(means)
+        rest = np.setdiff1d(np.arange(p), columns)
+        self._one_hot = (columns, rest, means, scipy.sparse.csr_matrix(cooccurrence),
+                         np.ascontiguousarray(self.within[np.ix_(rest, rest)]),
+                         np.ascontiguousarray(self.within[np.ix_(rest, columns)]))
+        present = (self.level_total > 0).astype(np.float64)
+        relative = self.mean[columns] - self.shift[columns]
+        # stored: M − shift on the levels with weight (0 on the others), M − μ = that − relative
+        self._means = _LevelMatrix(self.level_mean_features, columns, means, present[:, None],
+                                   -self.shift[columns][:, None])
+        self._between = _LevelMatrix(self.between_features, columns, means, np.column_stack([present, np.ones_like(present)]),
+                                     np.column_stack([-self.shift[columns], -relative]))
+
+    def _within_product(self, vectors):
+        """``S_w,ₓₓ V`` for ``V`` of shape (p, m); the dummies' block as ``P V − Rᵀ (W ⊙ R V)``."""
+        if self._one_hot is None:
+            return self._within_features @ vectors
+        columns, rest, means, cooccurrence, rest_rest, rest_columns = self._one_hot
+        part = vectors[columns]
+        out = np.empty_like(vectors, dtype=np.float64)
+        out[rest] = rest_rest @ vectors[rest] + rest_columns @ part
+        out[columns] = rest_columns.T @ vectors[rest] + cooccurrence @ part \
+            - means.T @ (self.level_total[:, None] * (means @ part))
+        return out
 
     # -- the moments of all d features, in the model's order ---------------------
 
@@ -526,16 +668,15 @@ class LevelBlocks:
         return cross
 
     def scatter_product(self, vectors):
-        """``Sₓₓ V`` for ``V`` of shape (d, m): within plus between levels, ``O(L·p·m)``."""
-        p = self.n_dense
+        """``Sₓₓ V`` for ``V`` of shape (d, m): within plus between levels, ``O(L·p·m)`` (sparse dummies: ``O(nnz·m)``)."""
         dense = vectors[self.dense_index]
         full = np.zeros((self.n_levels, vectors.shape[1]))
         full[self.others] = vectors[self.level_index]
         # B V: row l is (M_l,x − μ_x)·v_dense + v_l − π·v_levels
-        between = self.between_features @ dense + full - self.level_share @ full
+        between = self._between.dot(dense) + full - self.level_share @ full
         between *= self.level_total[:, None]
         out = np.empty_like(vectors, dtype=np.float64)
-        out[self.dense_index] = self.within[:p, :p] @ dense + self.between_features.T @ between
+        out[self.dense_index] = self._within_product(dense) + self._between.tdot(between)
         out[self.level_index] = between[self.others] - np.outer(self.level_share[self.others], between.sum(axis=0))
         return out
 
@@ -609,9 +750,9 @@ class LevelBlocks:
         s_alpha = np.empty((self.n_levels, rhs.shape[1]))
         s_alpha[self.others] = r_levels
         s_alpha[ref] = r_bias - r_levels.sum(axis=0)
-        means = self.level_mean_features
-        weights = factor.solve(r_dense - means.T @ s_alpha)
-        alpha = s_alpha / self.level_total[:, None] - means @ weights
+        means = self._means
+        weights = factor.solve(r_dense - means.tdot(s_alpha))
+        alpha = s_alpha / self.level_total[:, None] - means.dot(weights)
         out = np.empty((self.n_features + 1, rhs.shape[1]))
         out[self.dense_index] = weights
         out[self.level_index] = alpha[self.others] - alpha[ref]
@@ -641,9 +782,10 @@ class LevelBlocks:
         with np.errstate(divide="ignore", invalid="ignore"):
             factor = np.where(totals + level_ridge > 0, totals * level_ridge / (totals + level_ridge), 0.0)
         factor[self.reference] = totals[self.reference]
-        ends = np.empty((self.n_levels, p + 1))
-        ends[:, :p], ends[:, p] = self.level_mean[:, :p], 1.0
-        complement = (ends * factor[:, None]).T @ ends
+        complement = np.empty((p + 1, p + 1))  # [m_l; 1]ᵀ diag(factor) [m_l; 1], sparse where dummies
+        complement[:p, :p] = self._means.gram(factor)
+        complement[:p, p] = complement[p, :p] = self._means.tdot(factor[:, None])[:, 0]
+        complement[p, p] = factor.sum()
         complement[:p, :p] += self.within[:p, :p]
         complement[np.arange(p), np.arange(p)] += ridge[self.dense_index]
         return complement
@@ -653,7 +795,8 @@ class LevelBlocks:
 
         ``S`` as a :class:`_SymmetricFactor`, kept per ``ridge`` (the last
         :data:`RIDGE_FACTORS` values: a Newton iteration's damping or an alpha
-        path asks for several); ``ends`` the rows ``[m_l; 1]``, ``W`` the totals
+        path asks for several); ``ends`` the rows ``m_l`` (a :class:`_LevelMatrix`;
+        the ends' last entry is 1), ``W`` the totals
         and ``W + λ`` the diagonal of the levels but the reference (in the order of their dummies).
         """
         key = ridge.tobytes()
@@ -669,10 +812,7 @@ class LevelBlocks:
             raise DataError(COLLINEAR)
         factor = _SymmetricFactor(complement)
         if getattr(self, "_ridge_ends", None) is None:  # the same for every ridge
-            p = self.n_dense
-            ends = np.empty((self.others.size, p + 1))
-            ends[:, :p], ends[:, p] = self.level_mean[self.others, :p], 1.0
-            self._ridge_ends = ends
+            self._ridge_ends = self._means.rows(self.others)
         totals = self.level_total[self.others]
         factors = (factor, self._ridge_ends, totals, totals + ridge[self.level_index])
         if len(self._ridge_cache) >= RIDGE_FACTORS:
@@ -707,9 +847,11 @@ class LevelBlocks:
         r_levels = moved[self.level_index]  # in the order of self.others
         rest = np.empty((p + 1, rhs.shape[1]))
         rest[:p], rest[p] = moved[self.dense_index], r_bias
-        rest -= ends.T @ (r_levels * (totals / diagonal)[:, None])
+        shrunk = r_levels * (totals / diagonal)[:, None]
+        rest[:p] -= ends.tdot(shrunk)  # [m_l; 1]ᵀ, the last entry 1
+        rest[p] -= shrunk.sum(axis=0)
         rest = factor.solve(rest)
-        levels = (r_levels - totals[:, None] * (ends @ rest)) / diagonal[:, None]
+        levels = (r_levels - totals[:, None] * (ends.dot(rest[:p]) + rest[p])) / diagonal[:, None]
         out = np.empty((self.n_features + 1, rhs.shape[1]))
         out[self.dense_index] = rest[:p]
         out[self.level_index] = levels
@@ -812,7 +954,9 @@ def accumulate_blocks(source):
         return chunk_level_moments(chunk.codes, chunk.X, chunk.y, chunk.sample_weight, n_levels)
 
     moments = source.reduce(per_chunk, merge_one_hot if spans else merge_levels)
+    one_hot = None
     if spans and moments is not None:
+        one_hot = one_hot_means(moments)
         moments = finish_one_hot(moments, layout["n_dense"])
     if moments is None or moments.count == 0:
         raise DataError(f"{source.describe()} has no data rows")
@@ -820,7 +964,8 @@ def accumulate_blocks(source):
         raise DataError(f"the sample weights in {source.describe()} sum to zero")
     blocks = LevelBlocks(moments, layout["n_dense"], layout["dense_index"], layout["level_index"],
                          layout["reference"], layout["dense_names"], [f"{layout['name']}={level}"
-                                                                       for level in layout["levels"]])
+                                                                       for level in layout["levels"]],
+                         one_hot=one_hot)
     return BlockStatistics.from_blocks(blocks)
 
 
