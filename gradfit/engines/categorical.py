@@ -242,13 +242,21 @@ class OneHotLevelMoments:
 
 
 def _one_hot_codes(block, describe):
-    """Each row's dummy (``-1``: none) in ``block`` (n, m) of 0/1 dummies, at most one 1 a row."""
-    sums = block.sum(axis=1)
-    codes = np.argmax(block, axis=1)
-    if not (np.all((sums == 0) | ((sums == 1) & (block[np.arange(block.shape[0]), codes] == 1)))
+    """Each row's dummy (``-1``: none) in ``block`` (n, m) of 0/1 dummies, at most one 1 a row.
+
+    By one product with ``[1, j]`` (row sums and ``Σ_j j·x_j``, BLAS at memory
+    speed in either memory order; ``argmax`` along rows of a column-major
+    block is twenty times slower): with ``x ≥ 0``, ``Σ x = 1`` and ``x_c = 1``
+    at ``c = Σ j·x_j`` every other entry is 0.
+    """
+    m = block.shape[1]
+    sums, index = (block @ np.column_stack([np.ones(m), np.arange(m, dtype=np.float64)])).T
+    codes = np.clip(np.rint(index), 0, max(m - 1, 0)).astype(np.intp)
+    some = sums != 0
+    if not (np.all(sums[some] == 1) and np.all(block[np.flatnonzero(some), codes[some]] == 1)
             and block.min(initial=0.0) >= 0):
         raise ValueError(f"the columns {describe} are not 0/1 dummies of one categorical column")
-    codes[sums == 0] = -1
+    codes[~some] = -1
     return codes
 
 
