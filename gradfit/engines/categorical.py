@@ -471,8 +471,25 @@ class _SymmetricFactor:
             out[start:start + QUADRATIC_BLOCK] = np.einsum("ij,ij->j", half, half)
         return out
 
+    def half_inverse(self):
+        """``H`` with ``HᵀH = S⁻¹``, shape (p, p): ``L⁻¹ D⁻¹`` (one triangular solve, ``p³/3``) or ``Λ^{-1/2} Vᵀ D⁻¹``.
+
+        For many quadratic forms with sparse vectors: ``vᵀ S⁻¹ v = ‖H v‖²``
+        costs ``p·nnz(v)`` where :meth:`quadratic` costs ``p²``.
+        """
+        if getattr(self, "_half_inverse", None) is None:
+            if self.cholesky is not None:
+                half = scipy.linalg.solve_triangular(self.cholesky, np.eye(self.size), lower=True, check_finite=False)
+            else:
+                eigenvalues, basis = self.eigen
+                half = basis.T / np.sqrt(eigenvalues)[:, None]
+            self._half_inverse = half / self.spread[None, :]
+        return self._half_inverse
+
     def inverse_diagonal(self):
         """``diag(S⁻¹)``, shape (p,)."""
+        if getattr(self, "_half_inverse", None) is not None:
+            return np.einsum("ij,ij->j", self._half_inverse, self._half_inverse)
         out = np.empty(self.size)
         for start in range(0, self.size, QUADRATIC_BLOCK):
             units = np.zeros((self.size, min(QUADRATIC_BLOCK, self.size - start)))
@@ -902,7 +919,7 @@ class LevelBlocks:
         means = self.level_mean[:, :p]
         offsets = means[self.others] - means[ref]  # m_l − m_ref (the shift cancels)
         reference_mean = means[ref] + self.shift[:p]  # in the data's units
-        quadratic = factor.quadratic(offsets.T)
+        quadratic = factor.quadratic(offsets.T) if self._one_hot is None else self._sparse_quadratic(factor)
         features = np.empty(self.n_features)
         features[self.dense_index] = factor.inverse_diagonal()
         features[self.level_index] = 1.0 / self.level_total[self.others] + 1.0 / self.level_total[ref] + quadratic
@@ -915,6 +932,27 @@ class LevelBlocks:
         with_bias[self.dense_index] = -solved_mean
         with_bias[self.level_index] = offsets @ solved_mean - 1.0 / self.level_total[ref]
         return features - with_bias * with_bias / bias
+
+    def _sparse_quadratic(self, factor):
+        """``(m_l − m_ref)ᵀ S_w⁻¹ (m_l − m_ref)`` for the levels but the reference, with the dummies' means sparse.
+
+        ``‖H (m_l − m_ref)‖²`` (:meth:`_SymmetricFactor.half_inverse`): the
+        dummies' part of ``m_l − m_ref`` is ``R_l − R_ref`` (every level has
+        weight here), so ``H_J Rᵀ`` costs ``p·nnz`` and the numeric part ``p·p_numeric`` a level.
+        """
+        columns, rest, means, *_ = self._one_hot
+        half = factor.half_inverse()
+        ref = self.reference
+        numeric = self.level_mean[:, rest]
+        reference_part = half[:, rest] @ numeric[ref] + np.asarray(means[ref] @ half[:, columns].T).ravel()
+        half_columns_t = np.ascontiguousarray(half[:, columns].T)  # (|J|, p): R_block @ it is a sparse-dense product
+        out = np.empty(self.others.size)
+        for start in range(0, self.others.size, QUADRATIC_BLOCK):
+            levels = self.others[start:start + QUADRATIC_BLOCK]
+            image = numeric[levels] @ half[:, rest].T + np.asarray(means[levels] @ half_columns_t)
+            image -= reference_part
+            out[start:start + levels.size] = np.einsum("ij,ij->i", image, image)
+        return out
 
 
 @dataclass
