@@ -6,8 +6,8 @@ levels, kept as level codes) and ``b`` (``--narrow`` levels, also above
 come from counts, :class:`gradfit.engines.categorical.OneHotLevelMoments`),
 ``y = 2·x1 + effect[a] + effect[b] + noise``. In one process it times:
 
-* ``GDRegressor().fit(frame, y)`` (defaults: the statistics engine on the
-  blocks, certified, the fit report's standard errors included);
+* ``GDRegressor(tol=TOL).fit(frame, y)`` (defaults otherwise: the statistics
+  engine on the blocks, certified within ``--tol``, the fit report's standard errors included);
 * SciPy's sparse direct solve (SuperLU, ``spsolve``) of the normal equations
   of the sparse treatment-coded design (numeric column centred), the same
   optimum without standard errors;
@@ -21,6 +21,7 @@ design (``rows × (wide + narrow)``) and a pseudo-inverse, hours at these sizes.
 Usage::
 
     python benchmarks/bench_two_categoricals.py --rows 20000
+    python benchmarks/bench_two_categoricals.py --rows 20000 --tol 1e-10
     python benchmarks/bench_two_categoricals.py --rows 200000 --wide 5000 --narrow 3000
 """
 
@@ -65,13 +66,14 @@ def main():
     parser.add_argument("--rows", type=int, default=20_000)
     parser.add_argument("--wide", type=int, default=5_000, help="levels of the column kept as codes")
     parser.add_argument("--narrow", type=int, default=3_000, help="levels of the column kept as dense dummies")
+    parser.add_argument("--tol", type=float, default=1e-6, help="gradfit's tol (its default: 1e-6)")
     parser.add_argument("--no-lsqr", action="store_true", help="leave out SciPy's lsqr")
     args = parser.parse_args()
     from gradfit import GDRegressor
 
     frame, y = generate(args.rows, args.wide, args.narrow)
     start = time.perf_counter()
-    model = GDRegressor().fit(frame, y)
+    model = GDRegressor(tol=args.tol).fit(frame, y)
     gradfit_seconds = time.perf_counter() - start
     names = list(model.feature_names_)
     # gradfit's order is x1, a's dummies, b's dummies (the frame's column order): the design's too
@@ -84,7 +86,8 @@ def main():
     direct_seconds = time.perf_counter() - start
     coef = direct[:-1]
     scale = np.max(np.abs(coef))
-    rows = [("gradfit `GDRegressor().fit` (statistics engine on the blocks, fit report included)", gradfit_seconds,
+    rows = [(f"gradfit `GDRegressor(tol={args.tol:g}).fit` (statistics engine on the blocks, fit report included)",
+             gradfit_seconds,
              np.max(np.abs(model.coef_ - coef)) / scale),
             ("SciPy `spsolve` of the sparse normal equations (SuperLU)", direct_seconds, 0.0)]
     if not args.no_lsqr:
