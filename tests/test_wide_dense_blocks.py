@@ -26,6 +26,7 @@ import scipy.sparse
 import scipy.sparse.linalg
 
 from gradfit import GDRegressor
+from gradfit.engines import categorical
 from gradfit.engines.categorical import (
     LevelBlocks,
     chunk_level_moments,
@@ -35,9 +36,11 @@ from gradfit.engines.categorical import (
     merge_one_hot,
 )
 from gradfit.engines.statistics import accumulate
-from gradfit.sources import encoding
+from gradfit.sources import FileSource, encoding
 from gradfit.sources.arrays import ArraySource
 from gradfit.sources.frames import frame_source
+
+from .conftest import write_table
 
 OFFSET = 1e6
 
@@ -247,3 +250,18 @@ def test_block_levels_apply_as_the_layout_says(monkeypatch):
     monkeypatch.setattr(encoding, "BLOCK_LEVELS", 5_000)
     frame, y = make_table(2_000, 300, 200, seed=4)
     assert frame_source(frame, y, None).block_candidate is None
+
+
+def test_a_folder_of_parquet_files_streams_the_counts_as_the_frame_does(monkeypatch, tmp_path):
+    # a file's chunks: the encoder's dummies of b, its codes of a; the sparse moments merged across files
+    monkeypatch.setattr(encoding, "BLOCK_LEVELS", 100)
+    monkeypatch.setattr("gradfit.engines.levels.BLOCK_LEVELS", 100)  # the levels' own scan, then the blocks' pass
+    merges = []
+    monkeypatch.setattr(categorical, "merge_one_hot", lambda a, b: merges.append(1) or merge_one_hot(a, b))
+    frame, y = make_table(3_000, 200, 120, seed=12)
+    path = write_table(frame.assign(y=y), tmp_path / "folder", parts=3)
+    source = FileSource(path, "y")
+    assert source.block_candidate["one_hot"] == [(2, 2 + 119)]
+    model = GDRegressor(tol=1e-10, optimizer="cg").fit(source)
+    assert_fit_equals_oracle(model, frame, y, None)
+    assert merges  # the counts' path served the fit
