@@ -26,7 +26,7 @@ import scipy.sparse
 import scipy.sparse.linalg
 
 from gradfit import GDRegressor
-from gradfit.engines import categorical
+from gradfit.engines import categorical, statistics
 from gradfit.engines.categorical import (
     LevelBlocks,
     chunk_level_moments,
@@ -35,7 +35,8 @@ from gradfit.engines.categorical import (
     merge_levels,
     merge_one_hot,
 )
-from gradfit.engines.statistics import accumulate
+from gradfit.engines.statistics import _one_hot_moments as one_hot_moments
+from gradfit.engines.statistics import accumulate, block_moments
 from gradfit.sources import FileSource, encoding
 from gradfit.sources.arrays import ArraySource
 from gradfit.sources.frames import frame_source
@@ -265,3 +266,32 @@ def test_a_folder_of_parquet_files_streams_the_counts_as_the_frame_does(monkeypa
     model = GDRegressor(tol=1e-10, optimizer="cg").fit(source)
     assert_fit_equals_oracle(model, frame, y, None)
     assert merges  # the counts' path served the fit
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("shift", ["mean", "off", "zero"])
+def test_dense_block_moments_from_counts_equal_the_dense_product(weighted, shift):
+    # the dense statistics engine's blocks (engines/statistics.py block_moments): the dummies' part from counts
+    _, X, y, weight, spans = one_hot_chunk(n=3_000, seed=2, weighted=weighted)
+    point = None
+    if shift != "mean":
+        point = np.r_[X.mean(axis=0), y.mean(axis=0)] + (0.01 if shift == "off" else 0.0)
+        if shift == "zero":  # chunk_moments' shift for columns already centred: zero for the dummies
+            point[1:41], point[42:51] = 0.0, 0.0
+    dense = block_moments(X, y, weight, True, point)
+    counted = block_moments(X, y, weight, True, point, one_hot=spans)
+    assert (counted.count, counted.total) == (dense.count, pytest.approx(dense.total, rel=1e-14))
+    np.testing.assert_allclose(counted.exact_mean(), dense.exact_mean(), rtol=1e-14, atol=1e-14)
+    np.testing.assert_allclose(counted.scatter, dense.scatter, rtol=1e-12, atol=1e-12 * np.abs(dense.scatter).max())
+
+
+def test_a_dense_fit_with_two_small_categorical_columns_reads_their_dummies_as_counts(monkeypatch):
+    # no column above BLOCK_LEVELS: the dense statistics engine, its scatter's dummy blocks from counts
+    frame, y = make_table(3_000, 60, 40, seed=14)
+    weight = np.random.default_rng(3).uniform(0.5, 2.0, len(y))
+    counted = []
+    monkeypatch.setattr(statistics, "_one_hot_moments",
+                        lambda *args: counted.append(1) or one_hot_moments(*args))
+    model = GDRegressor(tol=1e-10).fit(frame, y, sample_weight=weight)
+    assert counted and model.engine_ == "statistics"
+    assert_fit_equals_oracle(model, frame, y, weight)

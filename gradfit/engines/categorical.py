@@ -67,7 +67,7 @@ import scipy.sparse.linalg
 from ..errors import DataError
 from ..sources.base import single_threaded_blas
 from .moments import pooled_mean
-from .statistics import StatisticsEngine
+from .statistics import StatisticsEngine, one_hot_codes
 
 #: up to this many parameters the engine's Hessian is formed (from its products) and
 #: eigendecomposed; beyond it the extreme eigenvalues come from Lanczos (``eigsh``)
@@ -241,25 +241,6 @@ class OneHotLevelMoments:
     pairs: dict
 
 
-def _one_hot_codes(block, describe):
-    """Each row's dummy (``-1``: none) in ``block`` (n, m) of 0/1 dummies, at most one 1 a row.
-
-    By one product with ``[1, j]`` (row sums and ``Σ_j j·x_j``, BLAS at memory
-    speed in either memory order; ``argmax`` along rows of a column-major
-    block is twenty times slower): with ``x ≥ 0``, ``Σ x = 1`` and ``x_c = 1``
-    at ``c = Σ j·x_j`` every other entry is 0.
-    """
-    m = block.shape[1]
-    sums, index = (block @ np.column_stack([np.ones(m), np.arange(m, dtype=np.float64)])).T
-    codes = np.clip(np.rint(index), 0, max(m - 1, 0)).astype(np.intp)
-    some = sums != 0
-    if not (np.all(sums[some] == 1) and np.all(block[np.flatnonzero(some), codes[some]] == 1)
-            and block.min(initial=0.0) >= 0):
-        raise ValueError(f"the columns {describe} are not 0/1 dummies of one categorical column")
-    codes[~some] = -1
-    return codes
-
-
 def chunk_one_hot_moments(codes, X, y, weight, n_levels, spans):
     """The :class:`OneHotLevelMoments` of one chunk: :func:`chunk_level_moments` with ``spans`` of ``X`` sparse.
 
@@ -285,7 +266,7 @@ def chunk_one_hot_moments(codes, X, y, weight, n_levels, spans):
     dummies, counts, cross = [], [], []
     for start, stop in spans:
         width = stop - start
-        dummy = _one_hot_codes(X[:, start:stop], f"{start}..{stop - 1}")
+        dummy = one_hot_codes(X[:, start:stop], f"{start}..{stop - 1}")
         rows = np.flatnonzero(dummy >= 0)
         dummies.append(dummy)
         counts.append(scipy.sparse.csr_matrix((value[rows], (codes[rows], dummy[rows])), shape=(n_levels, width)))

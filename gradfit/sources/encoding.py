@@ -264,6 +264,19 @@ class TableEncoder:
         many = [c for c in self.columns if c.categorical and len(c.levels) > BLOCK_LEVELS]
         return max(many, key=lambda c: len(c.levels)).name if many else None
 
+    def one_hot_spans(self):
+        """The spans ``(start, stop)`` of the categorical columns' dummies among all features (dense encoding).
+
+        Their moments come from counts (:func:`gradfit.engines.statistics.block_moments`).
+        """
+        spans, j = [], 0
+        for coding in self.columns:
+            width = len(coding.feature_names)
+            if coding.categorical and width:
+                spans.append((j, j + width))
+            j += width
+        return spans
+
     def block_layout(self):
         """Where the codes' column sits among the features (:class:`~gradfit.engines.categorical.LevelBlocks`).
 
