@@ -267,6 +267,8 @@ def chunk_one_hot_moments(codes, X, y, weight, n_levels, spans):
     for start, stop in spans:
         width = stop - start
         dummy = one_hot_codes(X[:, start:stop], f"{start}..{stop - 1}")
+        if dummy is None:  # accumulate_blocks refuses a NaN first (_check_chunk), naming it
+            raise ValueError(f"the columns {start}..{stop - 1} hold a value that is not finite")
         rows = np.flatnonzero(dummy >= 0)
         dummies.append(dummy)
         counts.append(scipy.sparse.csr_matrix((value[rows], (codes[rows], dummy[rows])), shape=(n_levels, width)))

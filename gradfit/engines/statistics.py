@@ -225,7 +225,7 @@ def block_moments(X, y, weight, full, shift=None, one_hot=None):
 
 
 def one_hot_codes(block, describe):
-    """Each row's dummy (``-1``: none) in ``block`` (n, m) of 0/1 dummies, at most one 1 a row.
+    """Each row's dummy (``-1``: none) in ``block`` (n, m) of 0/1 dummies, at most one 1 a row (``None``: a NaN).
 
     By one product with ``[1, j]`` (row sums and ``Σ_j j·x_j``, BLAS at memory
     speed in either memory order; ``argmax`` along rows of a column-major
@@ -234,6 +234,8 @@ def one_hot_codes(block, describe):
     """
     m = block.shape[1]
     sums, index = (block @ np.column_stack([np.ones(m), np.arange(m, dtype=np.float64)])).T
+    if not np.all(np.isfinite(sums)):
+        return None  # a missing value (NaN in every dummy of its row): for the caller to name
     codes = np.clip(np.rint(index), 0, max(m - 1, 0)).astype(np.intp)
     some = sums != 0
     if not (np.all(sums[some] == 1) and np.all(block[np.flatnonzero(some), codes[some]] == 1)
@@ -295,6 +297,8 @@ def _one_hot_moments(X, y, weight, shift, spans):
     for start, stop in spans:
         width = stop - start
         dummy = one_hot_codes(X[:, start:stop], f"{start}..{stop - 1}")
+        if dummy is None:  # the column of the first value that is not finite, for the caller to name
+            return start + int(np.argmax(~np.all(np.isfinite(X[:, start:stop]), axis=0)))
         rows = np.flatnonzero(dummy >= 0)
         codes.append(dummy)
         column_total = np.bincount(dummy[rows], weights=value[rows], minlength=width)
