@@ -140,7 +140,15 @@ def moments_rows(n_rows, width):
 
 
 def _one_hot_spans(source, chunk):
-    """The spans of ``chunk.X``'s columns that are categorical columns' 0/1 dummies (the source's encoder), or ``None``."""
+    """The spans of ``chunk.X``'s columns that are categorical columns' 0/1 dummies, or ``None``.
+
+    ``source.one_hot_spans`` where it has them (a sequence of ``(start, stop)``:
+    e.g. the names of a part of the levels' pass), else from its encoder
+    (:meth:`~gradfit.sources.encoding.TableEncoder.one_hot_spans`) when ``chunk.X`` holds all its features.
+    """
+    given = getattr(source, "one_hot_spans", None)
+    if given is not None and not callable(given):
+        return list(given) or None
     encoder = getattr(source, "encoder", None)
     if chunk.codes is not None or not hasattr(encoder, "one_hot_spans") or chunk.X.shape[1] != encoder.n_features:
         return None
