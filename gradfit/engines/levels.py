@@ -94,13 +94,26 @@ def _part_names(codings, levels):
     return names
 
 
+def _part_spans(codings, levels):
+    """Where each categorical column's dummies (one per level of the part) sit among a part's features."""
+    spans, j, columns = [], 0, iter(levels)
+    for coding in codings:
+        width = len(next(columns)) if coding.categorical else 1
+        if coding.categorical and width:
+            spans.append((j, j + width))
+        j += width
+    return spans
+
+
 def part_partial(source, item, full, keep):
     """The :class:`LevelPartial` of one ``(batch, start)`` of ``source.level_batches()``."""
     batch, start = item
     part = level_part(source.decoder, batch, start)
     codings = source.decoder.encoder.columns
     chunk = _chunk(part)
-    moments = chunk_moments(chunk, full, PartNames(source, _part_names(codings, part.levels)))
+    names = PartNames(source, _part_names(codings, part.levels))
+    names.one_hot_spans = _part_spans(codings, part.levels)  # the dummies' scatter from counts (chunk_moments)
+    moments = chunk_moments(chunk, full, names)
     kept_bytes = part.X.nbytes + part.y.nbytes
     return LevelPartial(moments, [list(levels) for levels in part.levels], part.counts, part.rows,
                         [part] if keep else None, kept_bytes)
