@@ -295,3 +295,15 @@ def test_a_dense_fit_with_two_small_categorical_columns_reads_their_dummies_as_c
     model = GDRegressor(tol=1e-10).fit(frame, y, sample_weight=weight)
     assert counted and model.engine_ == "statistics"
     assert_fit_equals_oracle(model, frame, y, weight)
+
+
+def test_the_levels_pass_of_a_file_reads_the_dummies_as_counts(monkeypatch, tmp_path):
+    # levels learned in the statistics pass (engines/levels.py): each part's dummies, one per level it holds
+    frame, y = make_table(3_000, 50, 30, seed=15)
+    path = write_table(frame.assign(y=y), tmp_path / "data.parquet")
+    counted = []
+    monkeypatch.setattr(statistics, "_one_hot_moments",
+                        lambda *args: counted.append(1) or one_hot_moments(*args))
+    model = GDRegressor(tol=1e-10).fit(FileSource(path, "y"))
+    assert counted and model.engine_ == "statistics"
+    assert_fit_equals_oracle(model, frame, y, None)
