@@ -219,9 +219,11 @@ def prepare(source, settings, scaling=None, statistics=None):
     registry.part("schedule", settings["schedule"])
     check_meaningful(settings)
     check_combination(settings, loss, penalty)
+    learned = None
     if statistics is None and getattr(source, "levels_pending", False):
-        # a file's categories learned in the statistics pass itself: the file is read once (None: too many levels)
-        statistics = accumulate_learning(source, full=learns_scatter(settings, loss, penalty))
+        # a file's categories learned in the statistics pass itself: the file is read once (None: too many levels);
+        # a column of many levels comes with its blocks (BlockStatistics)
+        statistics = learned = accumulate_learning(source, full=learns_scatter(settings, loss, penalty))
     engine_name = choose_engine(
         settings["engine"], loss, settings["batch_size"], source.n_features, settings["epochs"],
         # A CSV's rows are known after the first pass; until then its size says about how many there are
@@ -229,6 +231,9 @@ def prepare(source, settings, scaling=None, statistics=None):
     )
     if getattr(source, "block_candidate", None) is not None:
         # a categorical column of many levels: its statistics as blocks, never a dense one-hot
+        if learned is not None and on_codes(learned) and not keeps_codes(
+                settings, loss, penalty, engine_name, source.block_candidate["n_levels"]):
+            statistics = None  # this fit reads the column as dense dummies: the learned blocks serve it not
         given = statistics
         source.use_blocks(on_codes(statistics) if statistics is not None else keeps_codes(
             settings, loss, penalty, engine_name, source.block_candidate["n_levels"]))

@@ -20,11 +20,20 @@ scatter of a subset of columns is the sub-matrix of the scatter, so the
 statistics are those of the two-pass fit, up to the order of rounding.
 
 A column with more than :data:`~gradfit.sources.encoding.BLOCK_LEVELS`
-levels (in one batch, or in the union so far) stops the pass
+levels (in one batch, or in the union so far) cannot be a dense one-hot:
+from then on the parts are made without it and the dense moments are let
+go. The pass keeps, from its first batch, the statistics keyed by the
+combination of levels of a row (:mod:`gradfit.engines.level_cells`), from
+which such a column's blocks (:class:`~gradfit.engines.categorical.BlockStatistics`,
+what :func:`~gradfit.engines.categorical.accumulate_blocks` would read) are
+formed exactly at the end, once the levels are sorted and the column to keep
+as codes chosen (:meth:`~gradfit.sources.encoding.TableEncoder.choose_block`):
+the file is read once for them too. Only where those cells outgrow their
+memory (:data:`~gradfit.engines.level_cells.CELL_BYTES`) while a column has
+too many levels does the pass stop
 (:class:`~gradfit.sources.level_parts.TooManyLevels`): the source then learns
-its levels by a pass of their own (:meth:`~gradfit.sources.FileSource.settle`),
-and the fit reads the statistics as before, where that column may be kept as
-level codes (:mod:`gradfit.engines.categorical`).
+its levels by a pass of their own (:meth:`~gradfit.sources.FileSource.settle`)
+and the fit reads the statistics as before.
 """
 
 from __future__ import annotations
@@ -36,6 +45,7 @@ import numpy as np
 from ..sources.base import Chunk
 from ..sources.encoding import BLOCK_LEVELS, level_text
 from ..sources.level_parts import TooManyLevels, level_part
+from .level_cells import cell_blocks, merge_cells, part_cells
 from .moments import Moments, merge
 from .statistics import chunk_moments, finish
 
@@ -47,7 +57,11 @@ class LevelPartial:
     ``levels`` lists each categorical column's levels in the order of their
     dummies in ``moments`` (the union of the parts', first seen first);
     ``kept`` the parts themselves, for the source's column store, or ``None``
-    once they would exceed its memory budget.
+    once they would exceed its memory budget. ``dense``: ``moments`` hold the
+    dense one-hot's moments (``False`` once a column has too many levels for
+    it); ``cells`` the statistics keyed by level
+    (:class:`~gradfit.engines.level_cells.Cells`, keys in ``levels``' places),
+    ``None`` where there were no rows, or where they were given up (``cells_lost``).
     """
 
     moments: Moments | None
@@ -57,6 +71,9 @@ class LevelPartial:
     kept: list | None
     kept_bytes: int = 0
     index: list = field(default_factory=list)  # {level: place in levels} per categorical column
+    dense: bool = True
+    cells: object = None
+    cells_lost: bool = False
 
     def __post_init__(self):
         if not self.index:
@@ -94,16 +111,34 @@ def _part_names(codings, levels):
     return names
 
 
-def part_partial(source, item, full, keep):
+class PassState:
+    """What the parts of one pass share: whether a column has had too many levels for the dense one-hot
+    (``crossed``), whether the cells were given up (``cells_lost``). Flags that only ever turn on: a part made
+    before one turned does work that is let go, never a different result."""
+
+    crossed = False
+    cells_lost = False
+
+
+def part_partial(source, item, full, keep, state=None):
     """The :class:`LevelPartial` of one ``(batch, start)`` of ``source.level_batches()``."""
+    state = state or PassState()
     batch, start = item
-    part = level_part(source.decoder, batch, start)
+    part = level_part(source.decoder, batch, start, dense=not state.crossed)
     codings = source.decoder.encoder.columns
-    chunk = _chunk(part)
-    moments = chunk_moments(chunk, full, PartNames(source, _part_names(codings, part.levels)))
-    kept_bytes = part.X.nbytes + part.y.nbytes
+    moments, kept_bytes = None, 0
+    if part.X is not None:
+        chunk = _chunk(part)
+        moments = chunk_moments(chunk, full, PartNames(source, _part_names(codings, part.levels)))
+        kept_bytes = part.X.nbytes + part.y.nbytes
+    else:
+        state.crossed = True
+    cells = None
+    if not state.cells_lost:
+        cells = part_cells(part, PartNames(source, [coding.name for coding in codings if not coding.categorical]))
     return LevelPartial(moments, [list(levels) for levels in part.levels], part.counts, part.rows,
-                        [part] if keep else None, kept_bytes)
+                        [part] if keep and part.X is not None else None, kept_bytes, dense=part.X is not None,
+                        cells=cells, cells_lost=state.cells_lost)
 
 
 def _chunk(part, X=None):
@@ -147,14 +182,16 @@ def _embed(moments, places, width):
                    spread(moments.residual))
 
 
-def merge_partials(source, budget):
+def merge_partials(source, budget, state=None):
     """``combine(a, b)``: ``b`` (the later rows) merged into ``a`` in the union of their levels."""
     codings = source.decoder.encoder.columns
     categorical = [coding for coding in codings if coding.categorical]
     n_outputs = source.decoder.n_outputs
+    state = state or PassState()
 
     def combine(a, b):
         before = [len(levels) for levels in a.levels]
+        wide = None
         for c, levels in enumerate(b.levels):
             index = a.index[c]
             for level in levels:
@@ -162,14 +199,25 @@ def merge_partials(source, budget):
                     index[level] = len(a.levels[c])
                     a.levels[c].append(level)
             if len(a.levels[c]) > BLOCK_LEVELS:
-                raise TooManyLevels(categorical[c].name)
+                wide = categorical[c].name
         sizes = [len(levels) for levels in a.levels]
-        places_a, width = _places(codings, [range(size) for size in before], sizes, n_outputs)
-        places_b, _ = _places(codings, [[a.index[c][level] for level in levels] for c, levels in enumerate(b.levels)],
-                              sizes, n_outputs)
-        moments_a = _embed(a.moments, places_a, width)
-        moments_b = _embed(b.moments, places_b, width)
-        a.moments = merge(moments_a, moments_b) if moments_a is not None else moments_b
+        if wide is not None or not b.dense:
+            state.crossed = True
+        if state.crossed:  # no dense one-hot any more: the column's blocks come from the cells
+            a.moments, a.kept, a.dense = None, None, False
+        else:
+            places_a, width = _places(codings, [range(size) for size in before], sizes, n_outputs)
+            places_b, _ = _places(codings, [[a.index[c][level] for level in levels]
+                                            for c, levels in enumerate(b.levels)], sizes, n_outputs)
+            moments_a = _embed(a.moments, places_a, width)
+            moments_b = _embed(b.moments, places_b, width)
+            a.moments = merge(moments_a, moments_b) if moments_a is not None else moments_b
+        _merge_cells(a, b, sizes)
+        if a.cells_lost:
+            state.cells_lost = True
+            if state.crossed:
+                raise TooManyLevels(wide or next(coding.name for coding, size in zip(categorical, sizes)
+                                                 if size > BLOCK_LEVELS))
         if b.counts is not None:
             a.counts = b.counts if a.counts is None else a.counts + b.counts
         a.rows += b.rows
@@ -181,19 +229,39 @@ def merge_partials(source, budget):
     return combine
 
 
-def accumulate_learning(source, full=True):
-    """One pass over a file whose levels are pending: its levels, missing counts and :class:`Statistics`.
+def _merge_cells(a, b, sizes):
+    """``b``'s cells into ``a``'s (keys in the union's levels), or both let go (``cells_lost``)."""
+    if a.cells_lost or b.cells_lost:
+        a.cells, a.cells_lost = None, True
+        return
+    to_union = [np.fromiter((a.index[c][level] for level in levels), dtype=np.int64, count=len(levels))
+                for c, levels in enumerate(b.levels)]
+    merged = merge_cells(a.cells, b.cells, to_union, sizes)
+    if merged is None and b.cells is not None:
+        a.cells, a.cells_lost = None, True
+    else:
+        a.cells = merged
 
-    Returns ``None`` where a column has too many levels for the dense
-    one-hot (:class:`TooManyLevels`): the source has then learned its levels
-    by a pass of their own (:meth:`~gradfit.sources.FileSource.settle`), and
-    the caller reads the statistics as for any source.
+
+def accumulate_learning(source, full=True):
+    """One pass over a file whose levels are pending: its levels, missing counts and statistics.
+
+    Returns :class:`~gradfit.engines.statistics.Statistics` (the dense
+    one-hot's), or, where a column has more than
+    :data:`~gradfit.sources.encoding.BLOCK_LEVELS` levels, the
+    :class:`~gradfit.engines.categorical.BlockStatistics` of the column the
+    source keeps as codes (its ``block_candidate``), from the same pass.
+    Returns ``None`` where those could not be kept (:class:`TooManyLevels`):
+    the source has then learned its levels by a pass of their own
+    (:meth:`~gradfit.sources.FileSource.settle`), and the caller reads the
+    statistics as for any source.
     """
     keep = bool(source.keep_columns) and source.memory > 0
+    state = PassState()
     try:
         with np.errstate(over="ignore", invalid="ignore"):  # merges that overflow are named by finish
-            partial = source.reduce_levels(lambda item: part_partial(source, item, full, keep),
-                                           merge_partials(source, source.memory))
+            partial = source.reduce_levels(lambda item: part_partial(source, item, full, keep, state),
+                                           merge_partials(source, source.memory, state))
     except TooManyLevels:
         source.settle()
         return None
@@ -205,6 +273,15 @@ def accumulate_learning(source, full=True):
         levels, counts, rows, moments, kept = partial.levels, partial.counts, partial.rows, partial.moments, partial.kept
     counted = dict(zip(source.columns, (0 if counts is None else int(n) for n in (
         counts if counts is not None else np.zeros(len(source.columns))))))
+    if partial is not None and not partial.dense:
+        count = 0 if partial.cells is None else partial.cells.moments.count
+        source.learned_in_pass({coding.name: set(found) for coding, found in zip(categorical, levels)},
+                               counted, rows, count)
+        layout = source.block_candidate
+        if layout is None or partial.cells is None:
+            return None  # (no column above BLOCK_LEVELS after all, or no rows: the fit's own pass says so)
+        return cell_blocks(source, partial.cells, [_sorted_places(coding, found)
+                                                   for coding, found in zip(categorical, levels)], layout)
     source.learned_in_pass({coding.name: set(found) for coding, found in zip(categorical, levels)},
                            counted, rows, 0 if moments is None else moments.count)
     places = _final_places(codings, levels, source.decoder.n_outputs)
@@ -215,6 +292,12 @@ def accumulate_learning(source, full=True):
     if kept is not None:
         source.keep_learned(_encoded(source, codings, kept))
     return finish(moments, source, full)
+
+
+def _sorted_places(coding, found):
+    """Where each level of ``found`` (the union's order) sits among the learned, sorted ``coding.levels``."""
+    place = {level: i for i, level in enumerate(coding.levels)}
+    return np.fromiter((place[level] for level in found), dtype=np.intp, count=len(found))
 
 
 def _final_places(codings, levels, n_outputs):

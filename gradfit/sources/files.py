@@ -28,7 +28,6 @@ from .columns import ColumnStore, memory_budget, row_bytes
 from .base import Source, file_row_position, fold_in_threads, worker_threads
 from .decode import ChunkDecoder
 from .file_checks import Stamps, estimate_rows, sniff_csv
-from .level_parts import TooManyLevels
 
 CSV_SUFFIXES = (".csv", ".tsv", ".txt", ".csv.gz", ".tsv.gz")
 PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
@@ -414,10 +413,10 @@ class FileSource(Source):
         """``(batch, first row)`` of every needed column, for the pass that learns the levels.
 
         Batches are cut so that a part's dense one-hot of its own levels stays
-        about :attr:`chunk_bytes`; a batch with more than
-        :data:`~gradfit.sources.encoding.BLOCK_LEVELS` levels in a column ends
-        the pass (:class:`~gradfit.sources.level_parts.TooManyLevels`): such a
-        column is learned by :meth:`settle` and may be kept as codes.
+        about :attr:`chunk_bytes`; a column with more than
+        :data:`~gradfit.sources.encoding.BLOCK_LEVELS` levels in a batch has
+        no one-hot (its levels are kept by :mod:`gradfit.engines.level_cells`).
+        The cut depends on the batch alone, so the pass's sums do too.
         """
         learn = [c.name for c in self._encoder.columns if c.categorical]
         start = 0
@@ -426,9 +425,7 @@ class FileSource(Source):
                 width = len(self.columns) + 1
                 for name in learn:
                     levels = pc.count_distinct(encoding.plain_array(batch.column(name))).as_py()
-                    if levels > encoding.BLOCK_LEVELS:
-                        raise TooManyLevels(name)
-                    width += levels
+                    width += levels if levels <= encoding.BLOCK_LEVELS else 0
                 rows = int(max(4096, min(1 << 20, self.chunk_bytes // (8 * width))))
                 step = min(self.stream_batch_rows(), rows)
                 for offset in range(0, batch.num_rows, step):
