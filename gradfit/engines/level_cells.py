@@ -46,12 +46,15 @@ levels by a pass of their own, as before).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import numpy as np
 
 from ..errors import DataError
-from ..sources.base import Chunk, check_finite
+from ..sources.base import Chunk, check_finite, single_threaded_blas
 from .categorical import BlockStatistics, LevelBlocks, LevelMoments, chunk_level_moments, merge_levels
+from .moments import Moments
+from .statistics import _check_underflow, _raise_overflow
 
 #: the most bytes the cells' statistics may hold (means, totals and keys); beyond, they are given up
 CELL_BYTES = 256 << 20
@@ -98,14 +101,82 @@ def part_cells(part, names):
     return Cells(keys, moments)
 
 
+def part_moments(part, cells, codings, full, names):
+    """The :class:`~gradfit.engines.moments.Moments` of a part's full one-hot design, from its cells.
+
+    The columns are the raw columns' order: each numeric feature, each
+    categorical column's one dummy per level of the part (``part.levels``),
+    then the targets. Every dummy is constant within a cell, so with the
+    cells taken as rows ``u_c`` of weight ``W_c`` (their means of ``z``) and
+    ``μ`` the weighted mean,
+
+        S = [S_c on z, 0 elsewhere] + Σ_c W_c (u_c − μ)(u_c − μ)ᵀ,
+
+    a sum of positive semi-definite terms (no cancellation), formed at
+    ``O(C · width²)`` for ``C`` cells, not ``O(n · width²)`` for ``n`` rows.
+    ``names`` names the numeric columns and the targets (a sum that overflows,
+    squares that underflow).
+    """
+    lm = cells.moments
+    n_numeric = part.numeric.shape[1]
+    width = n_numeric + sum(len(levels) for levels in part.levels) + part.y.shape[1]
+    z_cols, firsts, j = [], [], 0
+    for coding in codings:
+        if coding.categorical:
+            firsts.append(j)
+            j += len(part.levels[len(firsts) - 1])
+        else:
+            z_cols.append(j)
+            j += 1
+    z_cols = np.asarray(z_cols + list(range(j, width)), dtype=np.intp)
+    if lm.total == 0:  # rows of zero weight only: counted, nothing summed (as engines.moments.merge takes them)
+        zeros = np.zeros(width)
+        return Moments(lm.count, 0.0, zeros, np.zeros((width, width)) if full else None, zeros.copy(), zeros.copy())
+    within_diagonal = np.diagonal(lm.within)
+    if not np.all(np.isfinite(within_diagonal)) or not np.all(np.isfinite(lm.level_mean)):
+        check_finite(names, Chunk(part.numeric, part.y, part.sample_weight, part.start, part.positions))
+        bad = ~np.isfinite(within_diagonal) | ~np.all(np.isfinite(lm.level_mean), axis=0)
+        _raise_overflow(names, int(np.argmax(bad)))
+    relative = lm.level_total @ lm.level_mean / lm.total  # μ − shift on z
+    mean = np.zeros(width)
+    mean[z_cols] = lm.shift + relative
+    rows = np.zeros((cells.keys.shape[0], width))
+    rows[:, z_cols] = lm.level_mean - relative
+    present = np.arange(cells.keys.shape[0])
+    for c, first in enumerate(firsts):
+        size = len(part.levels[c])
+        share = np.bincount(cells.keys[:, c], weights=lm.level_total, minlength=size) / lm.total
+        mean[first:first + size] = share
+        rows[present, first + cells.keys[:, c]] = 1.0
+        rows[:, first:first + size] -= share
+    residual = lm.level_total @ rows  # Σ W_c (u_c − μ): what the stored mean misses, rounding only
+    residual[z_cols] += lm.total * ((lm.shift - mean[z_cols]) + relative)
+    rows *= np.sqrt(lm.level_total)[:, None]
+    diagonal = np.einsum("ij,ij->j", rows, rows)
+    diagonal[z_cols] += within_diagonal
+    scatter = None
+    if full:
+        scatter = rows.T @ rows
+        scatter[np.ix_(z_cols, z_cols)] += lm.within
+        diagonal = np.diagonal(scatter).copy()
+    _check_underflow(SimpleNamespace(diagonal=diagonal[z_cols]), part.numeric, part.y, part.sample_weight, names)
+    return Moments(lm.count, lm.total, mean, scatter, diagonal, residual)
+
+
 def _cells_of(codes, sizes, n):
     """``(keys, cell)``: the distinct rows of the columns ``codes`` (in lexicographic order) and each row's place."""
     if not codes:
         return np.zeros((1, 0), dtype=np.int64), np.zeros(n, dtype=np.intp)
-    packed, radix = _pack(np.column_stack(codes).astype(np.int64), sizes)
-    if packed is None:  # too many combinations for one int64: sort the rows themselves
+    radix = 1
+    for size in sizes:
+        radix *= max(int(size), 1)
+    if radix >= 1 << 62:  # too many combinations for one int64: sort the rows themselves
         keys, cell = np.unique(np.column_stack(codes).astype(np.int64), axis=0, return_inverse=True)
         return keys, cell.reshape(-1)
+    packed = codes[0].astype(np.int64)
+    for size, column in zip(sizes[1:], codes[1:]):
+        packed *= max(int(size), 1)
+        packed += column
     if radix <= 4 * n + 1024:  # few combinations: a count, no sort
         present = np.bincount(packed, minlength=radix) > 0
         place = np.cumsum(present) - 1
@@ -229,7 +300,22 @@ def cell_blocks(source, cells, final_codes, layout):
     shift = np.zeros(n_dense + source.n_outputs)
     shift[z_place] = moments.shift[:n_numeric]
     shift[n_dense:] = moments.shift[n_numeric:]
-    merged = None
+    with single_threaded_blas():  # products of a few columns: BLAS's threads only spin (as in fold_in_threads)
+        merged = _cell_rows_blocks(moments, cells, final_codes, level, n_levels, n_dense, z_place, hot, shift)
+    within = np.zeros_like(merged.within)
+    places = np.concatenate([z_place, np.arange(n_dense, n_dense + source.n_outputs)])
+    within[np.ix_(places, places)] = moments.within
+    merged.within += within
+    merged.count, merged.total = moments.count, moments.total
+    blocks = LevelBlocks(merged, n_dense, layout["dense_index"], layout["level_index"], layout["reference"],
+                         layout["dense_names"], [f"{layout['name']}={text}" for text in layout["levels"]])
+    return BlockStatistics.from_blocks(blocks)
+
+
+def _cell_rows_blocks(moments, cells, final_codes, level, n_levels, n_dense, z_place, hot, shift):
+    """The cells as rows of weight ``W_c`` (``u_c``: see the module docstring), their blocks by
+    :func:`~gradfit.engines.categorical.chunk_level_moments`, a few megabytes of rows at a time."""
+    merged, n_numeric = None, z_place.shape[0]
     step = max(1, CELL_ROWS_BYTES // (8 * (n_dense + 1)))
     for begin in range(0, level.shape[0], step):
         rows = slice(begin, begin + step)
@@ -247,11 +333,4 @@ def cell_blocks(source, cells, final_codes, layout):
         part.count = int(moments.level_count[rows].sum())
         part.shift = part.shift + shift
         merged = merge_levels(merged, part)
-    within = np.zeros_like(merged.within)
-    places = np.concatenate([z_place, np.arange(n_dense, n_dense + source.n_outputs)])
-    within[np.ix_(places, places)] = moments.within
-    merged.within += within
-    merged.count, merged.total = moments.count, moments.total
-    blocks = LevelBlocks(merged, n_dense, layout["dense_index"], layout["level_index"], layout["reference"],
-                         layout["dense_names"], [f"{layout['name']}={text}" for text in layout["levels"]])
-    return BlockStatistics.from_blocks(blocks)
+    return merged

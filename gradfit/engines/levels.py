@@ -2,15 +2,17 @@
 
 A file whose categorical columns' levels are not known yet
 (:attr:`~gradfit.sources.FileSource.levels_pending`) is read once: each batch
-becomes a :class:`~gradfit.sources.level_parts.LevelPart`, encoded against
-its own levels (the full one-hot, the reference kept), and its
-:class:`~gradfit.engines.moments.Moments` are taken on it as
-:func:`~gradfit.engines.statistics.chunk_moments` takes any chunk's. Two
-partial results are merged in the union of their levels: a level one part
-does not hold is a dummy that is 0 on all its rows, so its mean, residual
-and scatter rows and columns are exactly zero there, and embedding the
-part's moments with zeros in those places is exact. Then Chan's update
-(:func:`~gradfit.engines.moments.merge`) merges them as it merges any two.
+becomes a :class:`~gradfit.sources.level_parts.LevelPart`, coded against its
+own levels, and its statistics keyed by the combination of levels of a row
+(its *cells*, :mod:`gradfit.engines.level_cells`) are taken; from them, the
+:class:`~gradfit.engines.moments.Moments` of its full one-hot design (the
+reference kept: which level that is, is known only at the end), a sum of
+positive semi-definite terms over the cells. Two partial results are merged
+in the union of their levels: a level one part does not hold is a dummy that
+is 0 on all its rows, so its mean, residual and scatter rows and columns are
+exactly zero there, and embedding the part's moments with zeros in those
+places is exact. Then Chan's update (:func:`~gradfit.engines.moments.merge`)
+merges them as it merges any two; the cells merge in the union of theirs.
 
 At the end the levels are sorted and the reference placed
 (:meth:`~gradfit.sources.FileSource.learned_in_pass`, the same checks and
@@ -21,19 +23,18 @@ statistics are those of the two-pass fit, up to the order of rounding.
 
 A column with more than :data:`~gradfit.sources.encoding.BLOCK_LEVELS`
 levels (in one batch, or in the union so far) cannot be a dense one-hot:
-from then on the parts are made without it and the dense moments are let
-go. The pass keeps, from its first batch, the statistics keyed by the
-combination of levels of a row (:mod:`gradfit.engines.level_cells`), from
-which such a column's blocks (:class:`~gradfit.engines.categorical.BlockStatistics`,
-what :func:`~gradfit.engines.categorical.accumulate_blocks` would read) are
-formed exactly at the end, once the levels are sorted and the column to keep
-as codes chosen (:meth:`~gradfit.sources.encoding.TableEncoder.choose_block`):
-the file is read once for them too. Only where those cells outgrow their
-memory (:data:`~gradfit.engines.level_cells.CELL_BYTES`) while a column has
-too many levels does the pass stop
-(:class:`~gradfit.sources.level_parts.TooManyLevels`): the source then learns
-its levels by a pass of their own (:meth:`~gradfit.sources.FileSource.settle`)
-and the fit reads the statistics as before.
+from then on the dense moments are let go and no more formed. The cells,
+kept from the first batch, give at the end that column's blocks
+(:class:`~gradfit.engines.categorical.BlockStatistics`, what
+:func:`~gradfit.engines.categorical.accumulate_blocks` would read), once the
+levels are sorted and the column to keep as codes is chosen
+(:meth:`~gradfit.sources.encoding.TableEncoder.choose_block`): the file is
+read once for them too. Only where the cells outgrow their memory
+(:data:`~gradfit.engines.level_cells.CELL_BYTES`) while a column has too
+many levels does the pass stop (:class:`~gradfit.sources.level_parts.TooManyLevels`):
+the source then learns its levels by a pass of their own
+(:meth:`~gradfit.sources.FileSource.settle`) and the fit reads the
+statistics as before.
 """
 
 from __future__ import annotations
@@ -43,11 +44,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..sources.base import Chunk
-from ..sources.encoding import BLOCK_LEVELS, level_text
+from ..sources.encoding import BLOCK_LEVELS
 from ..sources.level_parts import TooManyLevels, level_part
-from .level_cells import cell_blocks, merge_cells, part_cells
+from .level_cells import cell_blocks, merge_cells, part_cells, part_moments
 from .moments import Moments, merge
-from .statistics import chunk_moments, finish
+from .statistics import finish
 
 
 @dataclass
@@ -101,16 +102,6 @@ class PartNames:
         return self.source.target_names[column - self.n_features]
 
 
-def _part_names(codings, levels):
-    names, columns = [], iter(levels)
-    for coding in codings:
-        if coding.categorical:
-            names.extend(f"{coding.name}[{level_text(level)}]" for level in next(columns))
-        else:
-            names.append(coding.name)
-    return names
-
-
 class PassState:
     """What the parts of one pass share: whether a column has had too many levels for the dense one-hot
     (``crossed``), whether the cells were given up (``cells_lost``). Flags that only ever turn on: a part made
@@ -121,29 +112,30 @@ class PassState:
 
 
 def part_partial(source, item, full, keep, state=None):
-    """The :class:`LevelPartial` of one ``(batch, start)`` of ``source.level_batches()``."""
+    """The :class:`LevelPartial` of one ``(batch, start)`` of ``source.level_batches()``.
+
+    Its cells (:func:`~gradfit.engines.level_cells.part_cells`) and, while
+    no column has more than :data:`~gradfit.sources.encoding.BLOCK_LEVELS`
+    levels, the moments of its full one-hot design formed from them
+    (:func:`~gradfit.engines.level_cells.part_moments`).
+    """
     state = state or PassState()
     batch, start = item
-    part = level_part(source.decoder, batch, start, dense=not state.crossed)
+    part = level_part(source.decoder, batch, start)
     codings = source.decoder.encoder.columns
-    moments, kept_bytes = None, 0
-    if part.X is not None:
-        chunk = _chunk(part)
-        moments = chunk_moments(chunk, full, PartNames(source, _part_names(codings, part.levels)))
-        kept_bytes = part.X.nbytes + part.y.nbytes
-    else:
+    names = PartNames(source, [coding.name for coding in codings if not coding.categorical])
+    cells = part_cells(part, names)
+    dense = all(len(levels) <= BLOCK_LEVELS for levels in part.levels)
+    if not dense:
         state.crossed = True
-    cells = None
-    if not state.cells_lost:
-        cells = part_cells(part, PartNames(source, [coding.name for coding in codings if not coding.categorical]))
+    moments = None
+    if dense and not state.crossed and cells is not None:
+        moments = part_moments(part, cells, codings, full, names)
+    if state.cells_lost:
+        cells = None
     return LevelPartial(moments, [list(levels) for levels in part.levels], part.counts, part.rows,
-                        [part] if keep and part.X is not None else None, kept_bytes, dense=part.X is not None,
+                        [part] if keep and dense else None, part.nbytes, dense=dense,
                         cells=cells, cells_lost=state.cells_lost)
-
-
-def _chunk(part, X=None):
-    """A part's rows as a :class:`~gradfit.sources.base.Chunk`, with its own ``X`` or the given one."""
-    return Chunk(part.X if X is None else X, part.y, part.sample_weight, part.start, part.positions)
 
 
 def _places(codings, levels, sizes, n_outputs):
@@ -325,26 +317,27 @@ def _encoded(source, codings, parts):
     parts.reverse()
     while parts:
         part = parts.pop()  # let each go once encoded
-        yield _chunk(part, _spread_features(codings, part, d))
+        X = _spread_features(codings, part, d, source.decoder.dtype)
+        yield Chunk(X, part.y, part.sample_weight, part.start, part.positions)
 
 
-def _spread_features(codings, part, d):
-    """A part's ``X`` in the learned encoding: its dummies moved to their features, the reference's left out,
-    a level the part does not hold all zero."""
-    X = np.zeros((part.X.shape[0], d), dtype=part.X.dtype, order="F")  # column by column, as Arrow's columns
-    j = f = 0
-    columns = iter(part.levels)
+def _spread_features(codings, part, d, dtype):
+    """A part's ``X`` in the learned encoding: its numeric columns, and a 1 in each row's level's dummy (none
+    for the reference)."""
+    X = np.zeros((part.y.shape[0], d), dtype=dtype, order="F")  # column by column, as Arrow's columns
+    f = j = 0
+    columns = iter(zip(part.codes, part.levels))
     for coding in codings:
         if not coding.categorical:
-            X[:, f] = part.X[:, j]
+            X[:, f] = part.numeric[:, j]
             j, f = j + 1, f + 1
             continue
-        own = {level: i for i, level in enumerate(next(columns))}
-        for i, level in enumerate(coding.levels):
-            if i == coding.reference:
-                continue
-            if level in own:
-                X[:, f] = part.X[:, j + own[level]]
-            f += 1
-        j += len(own)
+        codes, own = next(columns)
+        place = _sorted_places(coding, own)
+        feature = place - (place > coding.reference)  # the dummy of each of the part's levels
+        feature[place == coding.reference] = -1
+        row_feature = feature[codes]
+        rows = np.flatnonzero(row_feature >= 0)
+        X[rows, f + row_feature[rows]] = 1.0
+        f += len(coding.levels) - 1
     return X
