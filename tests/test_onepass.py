@@ -167,7 +167,6 @@ def test_errors_stay_one_line(tmp_path):
 @pytest.mark.parametrize("cells", ["kept", "over their budget"])
 def test_many_levels_are_learned_in_the_pass_or_fall_back_to_their_own_scan(tmp_path, reads, monkeypatch, cells):
     monkeypatch.setattr(encoding, "BLOCK_LEVELS", 40)  # a small table of "many" levels
-    monkeypatch.setattr("gradfit.engines.levels.BLOCK_LEVELS", 40)
     if cells != "kept":  # the statistics keyed by level outgrow their memory: the scan of before
         monkeypatch.setattr("gradfit.engines.level_cells.CELL_BYTES", 1000)
     rng = np.random.default_rng(3)

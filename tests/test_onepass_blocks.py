@@ -143,7 +143,6 @@ def test_the_blocks_of_the_one_pass_equal_those_of_the_two_passes(tmp_path, read
 def few_levels(monkeypatch, max_block):
     """Small stand-ins for the limits, so that a table of some dozens of levels has "many"."""
     monkeypatch.setattr(encoding, "BLOCK_LEVELS", 40)
-    monkeypatch.setattr("gradfit.engines.levels.BLOCK_LEVELS", 40)
     monkeypatch.setattr(encoding, "MAX_LEVELS", 50)
     monkeypatch.setattr(encoding, "MAX_BLOCK_LEVELS", max_block)
 
@@ -188,3 +187,18 @@ def test_a_fit_that_reads_the_column_as_dense_dummies_reads_the_file_again(tmp_p
     expected = GDRegressor(loss="absolute_error").fit(before)
     assert model.feature_names_ == expected.feature_names_
     np.testing.assert_allclose(model.coef_, expected.coef_, rtol=1e-9, atol=1e-12)
+
+
+def test_two_columns_of_many_levels_one_kept_as_codes_the_other_dense_from_one_pass(tmp_path, reads, monkeypatch):
+    few_levels(monkeypatch, 1000)
+    monkeypatch.setattr(encoding, "MAX_LEVELS", 65)  # 'a' (60 levels) may be dense; 'b' (70) is kept as codes
+    path = two_wide_columns(tmp_path / "two.parquet")
+    model = GDRegressor(tol=1e-10).fit(FileSource(path, "y", batch_rows=250))
+    assert reads["reads"] == 1
+    before = FileSource(path, "y", batch_rows=250)
+    before.settle()
+    assert before.block_candidate["name"] == "b"
+    expected = GDRegressor(tol=1e-10).fit(before)
+    assert model.feature_names_ == expected.feature_names_
+    np.testing.assert_allclose(model.coef_, expected.coef_, rtol=1e-9, atol=1e-10 * np.abs(expected.coef_).max())
+    np.testing.assert_allclose(model.summary_["std_error"], expected.summary_["std_error"], rtol=1e-9)

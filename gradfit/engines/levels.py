@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..sources.base import Chunk
-from ..sources.encoding import BLOCK_LEVELS
+from ..sources import encoding
 from ..sources.level_parts import TooManyLevels, level_part
 from .level_cells import cell_blocks, merge_cells, part_cells, part_moments
 from .moments import Moments, merge
@@ -125,7 +125,7 @@ def part_partial(source, item, full, keep, state=None):
     codings = source.decoder.encoder.columns
     names = PartNames(source, [coding.name for coding in codings if not coding.categorical])
     cells = part_cells(part, names)
-    dense = all(len(levels) <= BLOCK_LEVELS for levels in part.levels)
+    dense = all(len(levels) <= encoding.BLOCK_LEVELS for levels in part.levels)
     if not dense:
         state.crossed = True
     moments = None
@@ -190,7 +190,7 @@ def merge_partials(source, budget, state=None):
                 if level not in index:
                     index[level] = len(a.levels[c])
                     a.levels[c].append(level)
-            if len(a.levels[c]) > BLOCK_LEVELS:
+            if len(a.levels[c]) > encoding.BLOCK_LEVELS:
                 wide = categorical[c].name
         sizes = [len(levels) for levels in a.levels]
         if wide is not None or not b.dense:
@@ -209,7 +209,7 @@ def merge_partials(source, budget, state=None):
             state.cells_lost = True
             if state.crossed:
                 raise TooManyLevels(wide or next(coding.name for coding, size in zip(categorical, sizes)
-                                                 if size > BLOCK_LEVELS))
+                                                 if size > encoding.BLOCK_LEVELS))
         if b.counts is not None:
             a.counts = b.counts if a.counts is None else a.counts + b.counts
         a.rows += b.rows

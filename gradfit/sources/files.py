@@ -153,8 +153,9 @@ class FileSource(Source):
         their levels are learned in the fit's statistics pass
         (:mod:`gradfit.engines.levels`; :attr:`levels_pending` until then),
         or by a pass of their own over those columns (:meth:`settle`) where
-        the features are asked for first, or a column has more than
-        :data:`~gradfit.sources.encoding.BLOCK_LEVELS` levels.
+        the features are asked for first (a column of more than
+        :data:`~gradfit.sources.encoding.BLOCK_LEVELS` levels is learned in
+        the statistics pass too, its blocks with it: :mod:`gradfit.engines.level_cells`).
     missing : {"error", "drop", "keep"}, default="error"
         ``"drop"`` leaves out rows with a missing value in a used column
         (counted in ``missing_counts``, ``rows_dropped``, in the same pass as the levels);
@@ -761,7 +762,7 @@ class FileSource(Source):
         """:meth:`Source.use_blocks`; columns kept from a pass of the other kind are let go."""
         layout = self.block_candidate if codes else None
         if layout is not self.block_layout:
-            self._columns = None
+            self._columns = self._learned_chunks = None  # (the learning pass keeps dense dummies' chunks only)
             self._code_passes = 0
             if self._row_cache is not None:  # its records hold the other kind of row
                 self._row_cache.close()
