@@ -9,8 +9,13 @@ fit of it
   (:meth:`gradfit.sources.FileSource.settle`), then the statistics pass,
 
 the median of ``--repeats`` fits each, after a warm-up fit (imports, Numba).
+``--levels L`` gives the first text column ``L`` levels: above 1000
+(``BLOCK_LEVELS``) it is kept as level codes, and its blocks come from the
+same pass (:mod:`gradfit.engines.level_cells`), against a scan first and then
+the blocks' pass (:func:`gradfit.engines.categorical.accumulate_blocks`).
 
     python benchmarks/bench_onepass.py --rows 1000000
+    python benchmarks/bench_onepass.py --rows 300000 --levels 5000
 """
 
 from __future__ import annotations
@@ -28,12 +33,14 @@ from gradfit import GDRegressor
 from gradfit.sources import FileSource
 
 
-def write(path, n, seed=0):
+def write(path, n, levels=4, seed=0):
     rng = np.random.default_rng(seed)
-    g = rng.choice(["a", "b", "c", "d"], n)
+    names = np.array(["a", "b", "c", "d"] if levels == 4 else [f"g{i:06d}" for i in range(levels)])
+    code = rng.integers(0, levels, n)
+    g = names[code]
     h = rng.choice(["u", "v", "w"], n)
     x = rng.normal(size=n)
-    y = 1 + 2 * x + 1.5 * (g == "b") - (h == "w") + rng.normal(size=n)
+    y = 1 + 2 * x + 1.5 * (code == 1) + rng.normal(size=levels)[code] * (levels > 4) - (h == "w") + rng.normal(size=n)
     pd.DataFrame({"x": x, "g": g, "h": h, "y": y}).to_csv(path, index=False)
 
 
@@ -50,11 +57,12 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--levels", type=int, default=4, help="levels of the text column g")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, "big.csv")
-        write(path, args.rows)
-        print(f"{args.rows} rows, {os.path.getsize(path) / 1e6:.1f} MB of CSV")
+        write(path, args.rows, args.levels)
+        print(f"{args.rows} rows, g of {args.levels} levels, {os.path.getsize(path) / 1e6:.1f} MB of CSV")
         timed(path, False)  # warm-up
         times = {"one pass": [], "scan first": []}
         for _ in range(args.repeats):  # interleaved, so that a change of load hits both
