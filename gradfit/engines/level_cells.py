@@ -222,6 +222,13 @@ def merge_cells(a, b, to_union, sizes):
     if a is None:
         order = np.lexsort(keys_b.T[::-1]) if keys_b.shape[1] else np.arange(keys_b.shape[0])
         return Cells(keys_b[order], _take(b.moments, order))
+    packed_a, _ = _pack(a.keys, sizes)
+    if packed_a is not None:  # the usual case once the levels have been seen: every cell of b is one of a's
+        packed_b, _ = _pack(keys_b, sizes)
+        place = np.minimum(np.searchsorted(packed_a, packed_b), packed_a.shape[0] - 1)
+        if np.array_equal(packed_a[place], packed_b):
+            merged = Cells(a.keys, merge_levels(a.moments, _embed(b.moments, place, a.keys.shape[0])))
+            return merged
     both = np.concatenate([a.keys, keys_b])
     packed, _ = _pack(both, sizes)
     if packed is None:

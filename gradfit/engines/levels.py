@@ -183,14 +183,17 @@ def merge_partials(source, budget, state=None):
 
     def combine(a, b):
         before = [len(levels) for levels in a.levels]
-        wide = None
+        wide, to_union = None, []
         for c, levels in enumerate(b.levels):
-            index = a.index[c]
+            index, union, mapping = a.index[c], a.levels[c], []
             for level in levels:
-                if level not in index:
-                    index[level] = len(a.levels[c])
-                    a.levels[c].append(level)
-            if len(a.levels[c]) > encoding.BLOCK_LEVELS:
+                place = index.get(level)
+                if place is None:
+                    place = index[level] = len(union)
+                    union.append(level)
+                mapping.append(place)
+            to_union.append(np.array(mapping, dtype=np.int64))
+            if len(union) > encoding.BLOCK_LEVELS:
                 wide = categorical[c].name
         sizes = [len(levels) for levels in a.levels]
         if wide is not None or not b.dense:
@@ -199,12 +202,11 @@ def merge_partials(source, budget, state=None):
             a.moments, a.kept, a.dense = None, None, False
         else:
             places_a, width = _places(codings, [range(size) for size in before], sizes, n_outputs)
-            places_b, _ = _places(codings, [[a.index[c][level] for level in levels]
-                                            for c, levels in enumerate(b.levels)], sizes, n_outputs)
+            places_b, _ = _places(codings, to_union, sizes, n_outputs)
             moments_a = _embed(a.moments, places_a, width)
             moments_b = _embed(b.moments, places_b, width)
             a.moments = merge(moments_a, moments_b) if moments_a is not None else moments_b
-        _merge_cells(a, b, sizes)
+        _merge_cells(a, b, to_union, sizes)
         if a.cells_lost:
             state.cells_lost = True
             if state.crossed:
@@ -221,13 +223,12 @@ def merge_partials(source, budget, state=None):
     return combine
 
 
-def _merge_cells(a, b, sizes):
-    """``b``'s cells into ``a``'s (keys in the union's levels), or both let go (``cells_lost``)."""
+def _merge_cells(a, b, to_union, sizes):
+    """``b``'s cells into ``a``'s (keys in the union's levels; ``to_union``: the places of ``b``'s levels there),
+    or both let go (``cells_lost``)."""
     if a.cells_lost or b.cells_lost:
         a.cells, a.cells_lost = None, True
         return
-    to_union = [np.fromiter((a.index[c][level] for level in levels), dtype=np.int64, count=len(levels))
-                for c, levels in enumerate(b.levels)]
     merged = merge_cells(a.cells, b.cells, to_union, sizes)
     if merged is None and b.cells is not None:
         a.cells, a.cells_lost = None, True
