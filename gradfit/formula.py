@@ -33,6 +33,18 @@ from .errors import DataError, OptionError
 
 INTERCEPT = "Intercept"
 
+#: While the levels are learned, each chunk is encoded against its own levels with this reference first: it
+#: never occurs, so treatment coding drops it and every level of the chunk keeps its dummy (see
+#: :meth:`FormulaDesign.learn_encoding`); full-rank codings give it a column of zeros, which is left out.
+PENDING_REFERENCE = "\u2400gradfit-reference"
+
+
+class NotStreamable(Exception):
+    """A factor's coding that the pass learning the levels cannot merge (contrasts other than plain treatment).
+
+    Not an error of the data: the levels are then learned by a pass of their own.
+    """
+
 
 def _formulaic():
     try:
@@ -77,6 +89,8 @@ class FormulaDesign:
         self.feature_variables = sorted(parsed.rhs.required_variables)
         self.categories = None if categories is None else {k: list(v) for k, v in categories.items()}
         self.handle_unknown = handle_unknown
+        # the formula's structure says it (transform says it again from the matrix): known before any row is read
+        self.has_intercept = any(str(term) == "1" for term in parsed.rhs)
         self._found = {}
         self._spec = None
         self._first = True
@@ -91,8 +105,13 @@ class FormulaDesign:
 
     def learn(self, frame):
         """Take formulaic's state of one chunk (a DataFrame) into the merged levels."""
-        specs = self._materialize(frame).model_spec
-        rhs = specs.rhs
+        for factor, levels in self._chunk_state(frame)[1].items():
+            self._found.setdefault(factor, set()).update(levels)
+
+    def _chunk_state(self, frame):
+        """``(formulaic's materialized matrices, {factor: levels found})`` of one chunk; stateful transforms refused."""
+        materialized = self._materialize(frame)
+        rhs = materialized.model_spec.rhs
         self._chunks_learned += 1
         if rhs.transform_state:
             # its state would come from one chunk, and be learned anew from the data predicted on
@@ -101,9 +120,69 @@ class FormulaDesign:
                 f"formula {self.formula!r}: {names} learns a state from the data, which gradfit does not "
                 "keep; compute that column beforehand, or use stateless transforms (np.log, I(x**2), x:z)"
             )
+        found = {}
         for factor, (kind, state) in rhs.encoder_state.items():
             if getattr(kind, "value", kind) == "categorical":
-                self._found.setdefault(factor, set()).update(_plain(v) for v in state["categories"])
+                found[factor] = [_plain(v) for v in state["categories"]]
+        return materialized, found
+
+    def learn_encoding(self, frame):
+        """A chunk encoded against its own levels, for the statistics pass that learns them.
+
+        Every categorical factor's levels are the chunk's, after
+        :data:`PENDING_REFERENCE`, a level that never occurs: treatment coding
+        drops it, so a reduced-rank factor keeps a dummy for each of its
+        levels (``C(g)[T.a]``, the one the whole table's reference will drop
+        among them), and a full-rank one a column of zeros for it, left out.
+        Which factors are reduced in which term comes from the formula's
+        structure alone, so the chunk's columns include, by name, every
+        column of the final design its rows touch, with the same values
+        (products of indicators and numeric factors); a column of the design
+        a chunk lacks is zero on all its rows.
+
+        Returns
+        -------
+        X : ndarray of shape (n, p), float64, column-major
+            The intercept left out.
+        y : ndarray of shape (n, k)
+        names : list of str
+            ``X``'s columns, as formulaic names them.
+        target_names : list of str
+        found : dict
+            ``{factor: levels of the chunk}``.
+
+        Raises
+        ------
+        NotStreamable
+            Where a factor's coding is not plain treatment (its columns would
+            depend on the levels of the chunk, not only on the row).
+        """
+        from formulaic.transforms.contrasts import TreatmentContrasts
+        from formulaic.utils.sentinels import UNSET
+
+        materialized, found = self._chunk_state(frame)
+        rhs = materialized.model_spec.rhs
+        state = dict(rhs.encoder_state)
+        for factor, levels in found.items():
+            kind, old = state[factor]
+            contrasts = old.get("contrasts")
+            if contrasts is not None and not (type(contrasts.contrasts) is TreatmentContrasts
+                                              and contrasts.contrasts.base is UNSET):
+                raise NotStreamable(factor)
+            state[factor] = (kind, _with_levels(old, [PENDING_REFERENCE] + levels))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                matrix = rhs.update(encoder_state=state, structure=None).get_model_matrix(frame, na_action="ignore")
+            except Exception as exc:
+                raise DataError(f"formula {self.formula!r}: {_one_line(exc)}") from None
+        names = [str(c) for c in matrix.columns]
+        keep = [j for j, name in enumerate(names) if name != INTERCEPT and PENDING_REFERENCE not in name]
+        X = np.asfortranarray(np.asarray(matrix, dtype=np.float64)[:, keep])
+        lhs = materialized.lhs
+        y = np.asfortranarray(np.asarray(lhs, dtype=np.float64))
+        return X, y, [names[j] for j in keep], [str(c) for c in lhs.columns], {
+            factor: set(levels) for factor, levels in found.items()}
 
     def finish(self):
         """Fix the merged levels (sorted): every chunk is encoded with them from now on."""
@@ -139,12 +218,7 @@ class FormulaDesign:
             for factor, levels in (self.categories or {}).items():
                 if factor in state:
                     kind, old = state[factor]
-                    old = dict(old)
-                    old["categories"] = list(levels)
-                    contrasts = old.get("contrasts")
-                    if contrasts is not None:
-                        old["contrasts"] = type(contrasts)(contrasts=contrasts.contrasts, levels=list(levels))
-                    state[factor] = (kind, old)
+                    state[factor] = (kind, _with_levels(old, levels))
             self._spec = spec.update(encoder_state=state, structure=None)
         return self._spec
 
@@ -255,6 +329,16 @@ def frame_missing(frame, columns, missing, where):
             raise DataError(f"missing value in {where(int(np.argmax(~mask)), column)}; to leave such rows out, "
                             "use missing='drop' (--missing drop)")
     return frame, {}, 0
+
+
+def _with_levels(state, levels):
+    """A categorical factor's encoder state (formulaic's) with ``levels`` in place of those it found."""
+    state = dict(state)
+    state["categories"] = list(levels)
+    contrasts = state.get("contrasts")
+    if contrasts is not None:
+        state["contrasts"] = type(contrasts)(contrasts=contrasts.contrasts, levels=list(levels))
+    return state
 
 
 def _one_line(exc):

@@ -1,21 +1,63 @@
 """Rows of a table through a formula (:mod:`gradfit.formula`): a DataFrame, or a file streamed.
 
-The design's levels are learned in one pass over the chunks when the source
-is made (with the missing values counted, for ``missing="drop"``); every
-later pass encodes each chunk with them. A Dask dataframe goes through
-:func:`dask_formula_source` (levels merged from the partitions, encoded on
-the workers).
+The design's levels are learned in the statistics pass
+(:mod:`gradfit.engines.formula_levels`, from :meth:`FormulaSource.level_parts`),
+with the missing values counted (``missing="drop"``): the table is read once
+for the statistics engine. Until then they are :attr:`~FormulaSource.levels_pending`;
+asking for the features before that learns them by a pass of their own
+(:meth:`FormulaSource.settle`). Every later pass encodes each chunk with them.
+A Dask dataframe goes through :func:`dask_formula_source` (levels and
+statistics merged from the partitions in one compute, encoded on the workers).
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 import numpy as np
 
 from ..errors import DataError
-from ..formula import FormulaDesign, frame_missing
-from .base import Chunk, Source, fold_in_threads, worker_threads
+from ..formula import FormulaDesign, _formulaic, frame_missing
+from .base import Chunk, Source, fold_in_threads, pending_property, worker_threads
+
+
+@dataclass
+class FormulaPart:
+    """Rows of the table encoded against their own levels, for the pass that learns them.
+
+    Attributes
+    ----------
+    X : ndarray of shape (n, p) or None
+        :meth:`~gradfit.formula.FormulaDesign.learn_encoding`'s columns
+        ``names`` (``None``: no row of the batch kept).
+    y : ndarray of shape (n, k)
+    sample_weight : ndarray of shape (n,) or None
+    start : int
+        The part's first row among the rows kept.
+    positions : ndarray of shape (n,)
+        The rows' numbers in the table, for messages.
+    names : list of str
+    found : dict
+        ``{factor: levels of the part}``.
+    counts : dict
+        Missing values by column (the first part of a batch holds its batch's).
+    rows : int
+        Rows of the table read (the first part of a batch: its batch's).
+    probe : pandas.DataFrame or None
+        The part's first row.
+    """
+
+    X: np.ndarray | None
+    y: np.ndarray | None
+    sample_weight: np.ndarray | None
+    start: int
+    positions: np.ndarray | None
+    names: list
+    found: dict
+    counts: dict
+    rows: int
+    probe: object = None
 
 
 class FormulaSource(Source):
@@ -72,7 +114,43 @@ class FormulaSource(Source):
         self.weight_name = weight_column or ("sample_weight" if self._weight_values is not None else None)
         self.has_weights = self.weight_name is not None
         self._columns = variables + ([weight_column] if weight_column else [])
-        self._scan(learning)
+        if learning:
+            # learned in the statistics pass (gradfit.engines.formula_levels): the table is read once;
+            # asking for the features before that scans it (settle)
+            self._pending_targets()
+            return
+        self._scan(False)
+
+    #: the model spec (and missing counts) are still to be learned: in the statistics pass, or by :meth:`settle`
+    levels_pending = False
+
+    feature_names = pending_property("feature_names")
+    n_features = pending_property("n_features")
+    missing_counts = pending_property("missing_counts")
+    rows_dropped = pending_property("rows_dropped")
+    block_candidate = pending_property("block_candidate")
+
+    def _pending_targets(self):
+        """What is known before a row is read: the targets' names (the left-hand side on no rows)."""
+        formulaic = _formulaic()
+        empty = self.frame.iloc[:0] if self.file is None else \
+            self.file.schema.empty_table().select(list(dict.fromkeys(self._columns))).to_pandas()
+        try:
+            lhs = formulaic.model_matrix(formulaic.Formula(self.design.formula).lhs, empty, na_action="ignore")
+        except Exception:  # the left-hand side needs rows: learn the spec now, by a pass of its own
+            self._scan(True)
+            return
+        self.target_names = [str(c) for c in lhs.columns] if self.targets else []
+        self.n_outputs = len(self.target_names)
+        self.dtype = np.dtype(np.float64)
+        self.n_samples = None  # known after the pass (rows kept)
+        self.levels_pending = True
+
+    def settle(self):
+        """Learn the model spec (and count the missing values) now, by a pass of its own, if still pending."""
+        if self.__dict__.get("levels_pending"):
+            self.levels_pending = False
+            self._scan(True)
 
     # -- reading --------------------------------------------------------------------
 
@@ -117,11 +195,24 @@ class FormulaSource(Source):
                 probe = frame.iloc[:1]
             if learning:
                 self.design.learn(frame)
+        if learning and probe is not None:
+            self.design.finish()
+        self._known(probe, counts, rows, kept)
+
+    def learned_in_pass(self, found, counts, rows, kept, probe):
+        """The statistics pass learned the spec: ``found`` levels by factor, missing ``counts`` by column,
+        ``rows`` read, ``kept`` of them, ``probe`` the first row kept (``None``: none)."""
+        self.levels_pending = False
+        if probe is not None:
+            self.design._found = {factor: set(levels) for factor, levels in found.items()}
+            self.design.finish()
+        self._known(probe, counts, rows, kept)
+
+    def _known(self, probe, counts, rows, kept):
+        """The features' names from the learned spec (read from one row), the rows kept and the missing counts."""
         if probe is None:
             raise DataError(f"{self.label} has no data rows" + (" left after dropping missing values"
                                                                  if rows else ""))
-        if learning:
-            self.design.finish()
         X, y, self.feature_names, target_names = self.design.transform(probe, targets=self.targets)
         self.target_names = target_names if self.targets else []
         self.n_features, self.n_outputs = len(self.feature_names), len(self.target_names)
@@ -133,6 +224,61 @@ class FormulaSource(Source):
             if self.rows_dropped:
                 shown = ", ".join(f"{name!r}: {n}" for name, n in self.missing_counts.items())
                 self.notes.append(f"missing values: {self.rows_dropped} of {rows} rows left out ({shown})")
+
+    def level_parts(self):
+        """The table's rows as :class:`FormulaPart`\\ s, each encoded against its own levels, in order.
+
+        Rows with a missing value are dropped (and counted) or named as
+        :meth:`chunks` does. A part holds about :attr:`chunk_bytes` of its
+        encoded columns (its width is known once encoded: the last part's is
+        taken for the next). Raises
+        :class:`~gradfit.sources.level_parts.TooManyLevels` as soon as a
+        factor has more than :data:`~gradfit.sources.encoding.BLOCK_LEVELS` levels.
+        """
+        from .encoding import BLOCK_LEVELS
+        from .level_parts import TooManyLevels
+
+        seen = {}
+        width = len(self._columns) + 1
+        position = 0
+        for frame, _ in self._frames():
+            rows = len(frame)
+            frame, counts, _ = self._clean(frame)
+            if len(frame) == 0:
+                yield FormulaPart(None, None, None, position, None, [], {}, counts, rows)
+                continue
+            offset = 0
+            while offset < len(frame):
+                step = int(max(1024, min(1 << 20, self.chunk_bytes // (8 * width))))
+                part = frame.iloc[offset:offset + step]
+                X, y, names, _, found = self.design.learn_encoding(part)
+                for factor, levels in found.items():
+                    union = seen.setdefault(factor, set())
+                    union |= levels
+                    if len(union) > BLOCK_LEVELS:
+                        raise TooManyLevels(factor)
+                if not self.targets:
+                    y = np.empty((len(part), 0))
+                weight = None
+                if self.has_weights:
+                    weight = part[self.weight_name if self._weight_values is None else "__weight__"].to_numpy(
+                        dtype=np.float64)
+                yield FormulaPart(X, y, weight, position, part.index.to_numpy(), names, found,
+                                  counts if offset == 0 else {}, rows if offset == 0 else 0, part.iloc[:1])
+                width = X.shape[1] + y.shape[1] + 1
+                position += len(part)
+                offset += len(part)
+
+    def reduce_levels(self, function, combine):
+        """The fold of ``function(part)`` over :meth:`level_parts`, on threads as :meth:`reduce`."""
+        threads = worker_threads()
+        if threads >= 2:
+            return fold_in_threads(function, combine, self.level_parts(), threads)
+        result = None
+        for part in self.level_parts():
+            partial = function(part)
+            result = partial if result is None else combine(result, partial)
+        return result
 
     def chunks(self):
         step = self.rows_per_chunk()
