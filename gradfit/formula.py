@@ -101,6 +101,17 @@ class FormulaDesign:
         """The table's columns the formula reads: targets first."""
         return self.target_variables + [v for v in self.feature_variables if v not in self.target_variables]
 
+    def target_names(self, frame):
+        """The left-hand side's columns, as formulaic names them (``frame`` may have no rows: its dtypes say)."""
+        formulaic = _formulaic()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                lhs = formulaic.model_matrix(formulaic.Formula(self.formula).lhs, frame, na_action="ignore")
+            except Exception as exc:
+                raise DataError(f"formula {self.formula!r}: {_one_line(exc)}") from None
+        return [str(c) for c in lhs.columns]
+
     # -- learning -----------------------------------------------------------------
 
     def learn(self, frame):
@@ -316,7 +327,10 @@ class FormulaDesign:
 
 
 def frame_missing(frame, columns, missing, where):
-    """``(frame kept, per-column counts, rows dropped)`` for ``missing``, or a DataError naming the first gap."""
+    """``(frame kept, per-column counts, rows dropped)`` for ``missing``, or a DataError naming the first gap.
+
+    ``where(row, column)`` is given the row's number in the table: ``frame``'s index.
+    """
     present = {column: frame[column].notna().to_numpy() for column in columns}
     if missing == "drop":
         keep = np.logical_and.reduce(list(present.values())) if present else np.ones(len(frame), bool)
@@ -326,7 +340,8 @@ def frame_missing(frame, columns, missing, where):
         return frame, counts, int(np.count_nonzero(~keep))
     for column, mask in present.items():
         if not mask.all():
-            raise DataError(f"missing value in {where(int(np.argmax(~mask)), column)}; to leave such rows out, "
+            row = int(frame.index[np.argmax(~mask)])  # the frame's index numbers its rows in the table
+            raise DataError(f"missing value in {where(row, column)}; to leave such rows out, "
                             "use missing='drop' (--missing drop)")
     return frame, {}, 0
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import DataError
-from ..formula import FormulaDesign, _formulaic, frame_missing
+from ..formula import FormulaDesign, frame_missing
 from .base import Chunk, Source, fold_in_threads, pending_property, worker_threads
 
 
@@ -132,15 +132,13 @@ class FormulaSource(Source):
 
     def _pending_targets(self):
         """What is known before a row is read: the targets' names (the left-hand side on no rows)."""
-        formulaic = _formulaic()
         empty = self.frame.iloc[:0] if self.file is None else \
             self.file.schema.empty_table().select(list(dict.fromkeys(self._columns))).to_pandas()
         try:
-            lhs = formulaic.model_matrix(formulaic.Formula(self.design.formula).lhs, empty, na_action="ignore")
-        except Exception:  # the left-hand side needs rows: learn the spec now, by a pass of its own
+            self.target_names = self.design.target_names(empty) if self.targets else []
+        except DataError:  # the left-hand side needs rows: learn the spec now, by a pass of its own
             self._scan(True)
             return
-        self.target_names = [str(c) for c in lhs.columns] if self.targets else []
         self.n_outputs = len(self.target_names)
         self.dtype = np.dtype(np.float64)
         self.n_samples = None  # known after the pass (rows kept)
@@ -319,12 +317,86 @@ class FormulaSource(Source):
 
 
 def _learn_partition(frame, design):
-    """A partition's levels (formulaic's state), for merging on the client."""
+    """A partition's levels (formulaic's state), for merging on the client (where the statistics pass cannot)."""
     design = FormulaDesign(design.formula)
     frame = frame.dropna()
     if len(frame):
         design.learn(frame)
     return design._found, design._chunks_learned
+
+
+def _partition_partial(frame, design, variables, missing):
+    """On a worker: ``(partial, (rows, kept, failed))`` of one partition, its rows counted from 0.
+
+    ``partial`` is the partition's :class:`~gradfit.engines.formula_levels.FormulaPartial`
+    (levels, missing counts and moments of its rows encoded against its own
+    levels, the whole scatter). A bad value (a gap with ``missing="error"``,
+    a NaN a transform made) is not raised here, where the partition's first
+    row is not known: ``failed`` says so, and the client reads that
+    partition again to name it (:func:`_raise_placed`).
+    """
+    from ..engines.formula_levels import FormulaPartial, part_partial
+    from .dask.names import SourceNames
+
+    rows = len(frame)
+    frame = frame.copy()
+    frame.index = np.arange(rows)
+    where = lambda row, column: f"row {row + 1}, column {column!r}"  # noqa: E731
+    try:
+        frame, counts, _ = frame_missing(frame, variables, missing, where)
+        if len(frame) == 0:
+            return FormulaPartial(None, [], {}, counts, rows, 0), (rows, 0, False)
+        design = FormulaDesign(design.formula)
+        X, y, names, target_names, found = design.learn_encoding(frame)
+        part = FormulaPart(X, y, None, 0, frame.index.to_numpy(), names, found, counts, rows, frame.iloc[:1])
+        partial = part_partial(part, True, lambda part: SourceNames("frame", "the Dask input", names, target_names))
+    except DataError:
+        return None, (rows, 0, True)
+    return partial, (rows, len(frame), False)
+
+
+def _raise_placed(frame, design, variables, start, missing):
+    """Name the bad value of a partition whose first row is ``start``, as a table read on one machine names it."""
+    from ..engines.formula_levels import part_partial
+    from .dask.names import SourceNames
+
+    frame = frame.copy()
+    frame.index = np.arange(start, start + len(frame))
+    where = lambda row, column: f"the Dask input, row {row + 1}, column {column!r}"  # noqa: E731
+    frame, _, _ = frame_missing(frame, variables, missing, where)
+    X, y, names, target_names, found = FormulaDesign(design.formula).learn_encoding(frame)
+    part = FormulaPart(X, y, None, start, frame.index.to_numpy(), names, found, {}, len(frame))
+    part_partial(part, True, lambda part: SourceNames("frame", "the Dask input", names, target_names))
+    raise DataError("the Dask input: a value the formula cannot use (a missing value, or a transform's NaN or "
+                    "infinity)")
+
+
+def _learn_in_one_compute(parts, design, variables, missing, n_outputs, run):
+    """The partitions' levels, missing counts and moments, merged on the cluster in a tree: one compute.
+
+    Returns ``(partial, rows, kept)``: the merged partial, each partition's
+    rows and rows kept; ``partial`` is ``None`` where the levels are to be
+    learned apart (a coding other than treatment, a factor of many levels).
+    """
+    from ..engines.formula_levels import merge_partials
+    from ..formula import NotStreamable
+    from .dask import require
+    from .dask.tasks import merge_tree
+    from .level_parts import TooManyLevels
+
+    dask = require("dask")
+    learn = dask.delayed(_partition_partial, nout=2, pure=True)
+    units = [learn(part, design, variables, missing) for part in parts]
+    try:
+        merged, *counted = run(merge_tree([partial for partial, _ in units], merge_partials(n_outputs)),
+                               *[count for _, count in units])
+    except (TooManyLevels, NotStreamable):
+        return None, None, None
+    rows = [int(count[0]) for count in counted]
+    for i, (_, _, failed) in enumerate(counted):
+        if failed:  # read that partition again, knowing its first row, to name the value
+            run(dask.delayed(_raise_placed)(parts[i], design, variables, int(sum(rows[:i])), missing))
+    return merged, rows, [int(count[1]) for count in counted]
 
 
 def _encode_partition(frame, design, variables, start, missing):
@@ -345,8 +417,14 @@ def _kept_rows(frame, variables, missing):
 def dask_formula_source(frame, formula, missing="error", handle_unknown="error", design=None):
     """A :class:`~gradfit.sources.DaskSource` of a Dask dataframe through a formula.
 
-    The levels of each partition are found on the workers and merged; the
-    encoded blocks are made on the workers too.
+    Training (no ``design``): one compute learns the model spec where the
+    partitions are, as :class:`FormulaSource` does in its statistics pass:
+    each partition's levels, missing values and moments (its rows encoded
+    against its own levels, :func:`_partition_partial`), merged in a tree on
+    the workers (:func:`~gradfit.engines.formula_levels.merge_partials`). Its
+    statistics are the source's ``learned_statistics``, which the statistics
+    engine uses without another compute (:func:`gradfit.fitting.prepare`).
+    The encoded blocks every later pass reads are made on the workers too.
     """
     from .dask import DaskSource, compute, require
 
@@ -361,16 +439,30 @@ def dask_formula_source(frame, formula, missing="error", handle_unknown="error",
         raise DataError(f"the Dask input has no column {absent[0]!r} (the formula names it)")
     frame = frame[variables]
     parts = frame.to_delayed()
+    partial = raw = lengths = None
     if learning:
-        learned = compute(*[dask.delayed(_learn_partition)(part, design) for part in parts])
-        for found, chunks in learned:
-            for factor, levels in found.items():
-                design._found.setdefault(factor, set()).update(levels)
-        design.finish()
-    head = frame.head(1)
+        partial, raw, lengths = _learn_in_one_compute(parts, design, variables, missing,
+                                                      len(design.target_names(frame._meta)), compute)
+        if partial is None and raw is not None:
+            raise DataError("the Dask input has no data rows")
+        if partial is not None:
+            if partial.probe is None:
+                raise DataError("the Dask input has no data rows" + (" left after dropping missing values"
+                                                                     if sum(raw) else ""))
+            design._found = {factor: set(levels) for factor, levels in partial.found.items()}
+            design.finish()
+            head = partial.probe
+        else:  # the levels learned apart (a coding other than treatment, a factor of many levels)
+            learned = compute(*[dask.delayed(_learn_partition)(part, design) for part in parts])
+            for found, chunks in learned:
+                for factor, levels in found.items():
+                    design._found.setdefault(factor, set()).update(levels)
+            design.finish()
+    if partial is None:
+        lengths = [int(n) for n in compute(*[dask.delayed(_kept_rows)(p, variables, missing) for p in parts])]
+        raw = [int(n) for n in compute(frame.map_partitions(len))[0]]
+        head = frame.head(1)
     X, y, design.feature_names_, design.target_names_ = design.transform(head)
-    lengths = [int(n) for n in compute(*[dask.delayed(_kept_rows)(p, variables, missing) for p in parts])]
-    raw = [int(n) for n in compute(frame.map_partitions(len))[0]]
     starts = np.concatenate([[0], np.cumsum(raw)])
     encode = dask.delayed(_encode_partition, pure=True, nout=2)
     Xs, ys = [], []
@@ -383,8 +475,18 @@ def dask_formula_source(frame, formula, missing="error", handle_unknown="error",
     source.design = design
     source.missing_counts = None
     source.rows_dropped = int(sum(raw) - sum(lengths))
+    if partial is not None:
+        from ..engines.formula_levels import restrict
+        from ..engines.statistics import finish
+
+        moments = restrict(partial.moments, partial, design.feature_names_, len(design.target_names_))
+        if moments is not None:
+            source.learned_statistics = finish(moments, source, True)
     if missing == "drop":
-        gaps = compute(frame.isna().sum())[0]
+        if partial is not None:
+            gaps = partial.counts
+        else:
+            gaps = compute(frame.isna().sum())[0]
         source.missing_counts = {str(c): int(n) for c, n in gaps.items() if n}
         if source.rows_dropped:
             shown = ", ".join(f"{name!r}: {n}" for name, n in source.missing_counts.items())
