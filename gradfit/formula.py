@@ -4,13 +4,15 @@ formulaic (the formula library glum uses) parses the formula and builds the
 design matrix of each chunk of rows; gradfit never parses a formula itself.
 What formulaic learns from data, the *model spec* (above all the levels of
 every categorical factor), must hold for the whole table, not for the first
-chunk of a streamed file. So the spec is learned in one pass over the
-chunks (:meth:`FormulaDesign.learn`): formulaic's state of each chunk is
-taken, the levels of each categorical factor are merged (sorted, so the
-reference level is the first in sorted order, as statsmodels and formulaic
-choose it on the whole table), and the merged spec then encodes every chunk
-alike. Only the formula and those levels are stored in the model file;
-predictions rebuild the spec from them.
+chunk of a streamed file. So formulaic's state of each chunk is taken, the
+levels of each categorical factor are merged (sorted, so the reference level
+is the first in sorted order, as statsmodels and formulaic choose it on the
+whole table: :meth:`FormulaDesign.finish`), and the merged spec then encodes
+every chunk alike. The chunks' states are taken in the statistics pass
+itself (:meth:`FormulaDesign.learn_encoding`, :mod:`gradfit.engines.formula_levels`),
+or, where that pass cannot merge them, in a pass of their own
+(:meth:`FormulaDesign.learn`). Only the formula and those levels are stored
+in the model file; predictions rebuild the spec from them.
 
 Transforms with a state of their own (``center(x)``, ``scale(x)``,
 ``poly(x)``, ``bs(x)``) would learn it from one chunk only, and anew from the
