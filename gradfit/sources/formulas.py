@@ -441,10 +441,12 @@ def dask_formula_source(frame, formula, missing="error", handle_unknown="error",
     parts = frame.to_delayed()
     partial = raw = lengths = None
     if learning:
-        partial, raw, lengths = _learn_in_one_compute(parts, design, variables, missing,
-                                                      len(design.target_names(frame._meta)), compute)
-        if partial is None and raw is not None:
-            raise DataError("the Dask input has no data rows")
+        try:
+            n_outputs = len(design.target_names(frame._meta))  # the left-hand side on no rows (Dask's meta)
+        except DataError:  # it needs rows: the levels learned apart
+            n_outputs = None
+        if n_outputs is not None:
+            partial, raw, lengths = _learn_in_one_compute(parts, design, variables, missing, n_outputs, compute)
         if partial is not None:
             if partial.probe is None:
                 raise DataError("the Dask input has no data rows" + (" left after dropping missing values"
