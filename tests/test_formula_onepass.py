@@ -137,16 +137,22 @@ def test_a_dataframe_takes_the_same_path(gappy):
 
 
 def test_a_coding_the_pass_cannot_merge_is_learned_apart_and_stays_exact(table):
-    """Sum coding's columns depend on the levels a batch holds: the levels are learned by a pass of their own."""
-    formulaic = pytest.importorskip("formulaic")
-    formula = "invest ~ value + C(firm, contr.sum)"
-    source = CountingSource(table, formula)
+    """The levels are learned by a pass of their own, and the fit is exact."""
+    source = CountingSource(table, SUM_CODED)
     model = GDRegressor(tol=1e-12).fit(source)
     # the statistics pass, which stops at its first part, then the levels, then the statistics
     assert source.passes == 3
-    matrices = formulaic.model_matrix(formula, table)
-    X = np.asarray(matrices.rhs, dtype=float)
-    expected, *_ = np.linalg.lstsq(X, table["invest"].to_numpy(), rcond=None)
+    assert_least_squares(model, SUM_CODED, table)
+
+
+#: sum coding's columns depend on the levels a part holds (the last level is -1): not merged by name
+SUM_CODED = "invest ~ value + C(firm, contr.sum)"
+
+
+def assert_least_squares(model, formula, table):
+    """The coefficients of ``formula`` by numpy's least squares on formulaic's design of the whole table."""
+    matrices = pytest.importorskip("formulaic").model_matrix(formula, table)
+    expected, *_ = np.linalg.lstsq(np.asarray(matrices.rhs, dtype=float), table["invest"].to_numpy(), rcond=None)
     names = list(matrices.rhs.columns)
     got = np.r_[model.intercept_, model.coef_[[model.feature_names_.index(n) for n in names[1:]]]]
     np.testing.assert_allclose(got, expected, rtol=1e-8)
@@ -191,3 +197,9 @@ def test_dask_names_a_bad_value_by_its_row_in_the_whole_input(gappy):
     frame, _ = _loaded_partitions(gappy, 6)
     with pytest.raises(DataError, match=r"missing value in the Dask input, row 62, column 'value'"):
         GDRegressor(formula="invest ~ value + C(firm)").fit(frame[["invest", "value", "firm"]])
+
+
+def test_dask_coding_the_pass_cannot_merge_is_learned_apart(table):
+    dd = pytest.importorskip("dask.dataframe")
+    model = GDRegressor(formula=SUM_CODED, tol=1e-12).fit(dd.from_pandas(table, npartitions=4))
+    assert_least_squares(model, SUM_CODED, table)
