@@ -32,6 +32,9 @@ from .conftest import write_table  # noqa: E402
 FORMULA = ("invest ~ np.log(value) + I(np.log(capital)**2) + C(firm) + C(decade) + C(firm):capital "
            "+ C(half):C(decade)")
 
+#: sum coding's columns depend on the levels a part holds (the last level is -1): not merged by name
+SUM_CODED = "invest ~ value + C(firm, contr.sum)"
+
 
 class CountingSource(FormulaSource):
     """A :class:`FormulaSource` that counts its passes over the table (for this test only)."""
@@ -144,9 +147,6 @@ def test_a_coding_the_pass_cannot_merge_is_learned_apart_and_stays_exact(table):
     assert source.passes == 3
     assert_least_squares(model, SUM_CODED, table)
 
-
-#: sum coding's columns depend on the levels a part holds (the last level is -1): not merged by name
-SUM_CODED = "invest ~ value + C(firm, contr.sum)"
 
 
 def assert_least_squares(model, formula, table):

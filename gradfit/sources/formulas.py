@@ -325,48 +325,42 @@ def _learn_partition(frame, design):
     return design._found, design._chunks_learned
 
 
-def _partition_partial(frame, design, variables, missing):
-    """On a worker: ``(partial, (rows, kept, failed))`` of one partition, its rows counted from 0.
-
-    ``partial`` is the partition's :class:`~gradfit.engines.formula_levels.FormulaPartial`
-    (levels, missing counts and moments of its rows encoded against its own
-    levels, the whole scatter). A bad value (a gap with ``missing="error"``,
-    a NaN a transform made) is not raised here, where the partition's first
-    row is not known: ``failed`` says so, and the client reads that
-    partition again to name it (:func:`_raise_placed`).
-    """
+def _partition_part(frame, design, variables, missing, start):
+    """A partition's :class:`~gradfit.engines.formula_levels.FormulaPartial` (levels, missing counts and the
+    whole scatter of its rows encoded against its own levels), its rows numbered from ``start`` in messages."""
     from ..engines.formula_levels import FormulaPartial, part_partial
     from .dask.names import SourceNames
 
     rows = len(frame)
     frame = frame.copy()
-    frame.index = np.arange(rows)
-    where = lambda row, column: f"row {row + 1}, column {column!r}"  # noqa: E731
+    frame.index = np.arange(start, start + rows)
+    where = lambda row, column: f"the Dask input, row {row + 1}, column {column!r}"  # noqa: E731
+    frame, counts, _ = frame_missing(frame, variables, missing, where)
+    if len(frame) == 0:
+        return FormulaPartial(None, [], {}, counts, rows, 0)
+    X, y, names, target_names, found = FormulaDesign(design.formula).learn_encoding(frame)
+    part = FormulaPart(X, y, None, start, frame.index.to_numpy(), names, found, counts, rows, frame.iloc[:1])
+    return part_partial(part, True, lambda part: SourceNames("frame", "the Dask input", names, target_names))
+
+
+def _partition_partial(frame, design, variables, missing):
+    """On a worker: ``(partial, (rows, kept, failed))`` of one partition (:func:`_partition_part`).
+
+    A bad value (a gap with ``missing="error"``, a NaN a transform made) is
+    not raised here, where the partition's first row is not known:
+    ``failed`` says so, and the client reads that partition again to name
+    it (:func:`_raise_placed`).
+    """
     try:
-        frame, counts, _ = frame_missing(frame, variables, missing, where)
-        if len(frame) == 0:
-            return FormulaPartial(None, [], {}, counts, rows, 0), (rows, 0, False)
-        design = FormulaDesign(design.formula)
-        X, y, names, target_names, found = design.learn_encoding(frame)
-        part = FormulaPart(X, y, None, 0, frame.index.to_numpy(), names, found, counts, rows, frame.iloc[:1])
-        partial = part_partial(part, True, lambda part: SourceNames("frame", "the Dask input", names, target_names))
+        partial = _partition_part(frame, design, variables, missing, 0)
     except DataError:
-        return None, (rows, 0, True)
-    return partial, (rows, len(frame), False)
+        return None, (len(frame), 0, True)
+    return partial, (len(frame), partial.kept, False)
 
 
 def _raise_placed(frame, design, variables, start, missing):
     """Name the bad value of a partition whose first row is ``start``, as a table read on one machine names it."""
-    from ..engines.formula_levels import part_partial
-    from .dask.names import SourceNames
-
-    frame = frame.copy()
-    frame.index = np.arange(start, start + len(frame))
-    where = lambda row, column: f"the Dask input, row {row + 1}, column {column!r}"  # noqa: E731
-    frame, _, _ = frame_missing(frame, variables, missing, where)
-    X, y, names, target_names, found = FormulaDesign(design.formula).learn_encoding(frame)
-    part = FormulaPart(X, y, None, start, frame.index.to_numpy(), names, found, {}, len(frame))
-    part_partial(part, True, lambda part: SourceNames("frame", "the Dask input", names, target_names))
+    _partition_part(frame, design, variables, missing, start)
     raise DataError("the Dask input: a value the formula cannot use (a missing value, or a transform's NaN or "
                     "infinity)")
 
