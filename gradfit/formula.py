@@ -69,7 +69,8 @@ class FormulaDesign:
         ``"y ~ x + C(g)"``; several targets as ``"y1 + y2 ~ …"``.
     categories : dict, optional
         ``{factor: sorted levels}`` learned before (a model file's); else
-        call :meth:`learn`.
+        they are learned from the chunks (:meth:`learn_encoding` in the
+        statistics pass, or :meth:`learn`) and fixed by :meth:`finish`.
     handle_unknown : {"error", "ignore"}
     """
 
