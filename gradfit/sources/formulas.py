@@ -228,8 +228,8 @@ class FormulaSource(Source):
 
         Rows with a missing value are dropped (and counted) or named as
         :meth:`chunks` does. A part holds about :attr:`chunk_bytes` of its
-        encoded columns (its width is known once encoded: the last part's is
-        taken for the next). Raises
+        encoded columns (its width is known once encoded: the first part is
+        of 4096 rows, and the last part's width sizes the next). Raises
         :class:`~gradfit.sources.level_parts.TooManyLevels` as soon as a
         factor has more than :data:`~gradfit.sources.encoding.BLOCK_LEVELS` levels.
         """
@@ -237,7 +237,7 @@ class FormulaSource(Source):
         from .level_parts import TooManyLevels
 
         seen = {}
-        width = len(self._columns) + 1
+        width = None  # the encoded width: known once a part is encoded (dummies may make it wide)
         position = 0
         for frame, _ in self._frames():
             rows = len(frame)
@@ -247,7 +247,7 @@ class FormulaSource(Source):
                 continue
             offset = 0
             while offset < len(frame):
-                step = int(max(1024, min(1 << 20, self.chunk_bytes // (8 * width))))
+                step = 4096 if width is None else int(max(4096, min(1 << 20, self.chunk_bytes // (8 * width))))
                 part = frame.iloc[offset:offset + step]
                 X, y, names, _, found = self.design.learn_encoding(part)
                 for factor, levels in found.items():
