@@ -96,6 +96,7 @@ class FormulaDesign:
         self.has_intercept = any(str(term) == "1" for term in parsed.rhs)
         self._found = {}
         self._spec = None
+        self._pass_spec = None  # the right-hand side's spec of the statistics pass's first chunk
         self._first = True
         self._chunks_learned = 0
 
@@ -106,14 +107,17 @@ class FormulaDesign:
 
     def target_names(self, frame):
         """The left-hand side's columns, as formulaic names them (``frame`` may have no rows: its dtypes say)."""
+        return [str(c) for c in self._lhs(frame).columns]
+
+    def _lhs(self, frame):
+        """formulaic's matrix of the left-hand side on ``frame``."""
         formulaic = _formulaic()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
-                lhs = formulaic.model_matrix(formulaic.Formula(self.formula).lhs, frame, na_action="ignore")
+                return formulaic.model_matrix(formulaic.Formula(self.formula).lhs, frame, na_action="ignore")
             except Exception as exc:
                 raise DataError(f"formula {self.formula!r}: {_one_line(exc)}") from None
-        return [str(c) for c in lhs.columns]
 
     # -- learning -----------------------------------------------------------------
 
@@ -140,7 +144,7 @@ class FormulaDesign:
                 found[factor] = [_plain(v) for v in state["categories"]]
         return materialized, found
 
-    def learn_encoding(self, frame):
+    def learn_encoding(self, frame, known=None):
         """A chunk encoded against its own levels, for the statistics pass that learns them.
 
         Every categorical factor's levels are the chunk's, after
@@ -154,6 +158,16 @@ class FormulaDesign:
         (products of indicators and numeric factors); a column of the design
         a chunk lacks is zero on all its rows.
 
+        Parameters
+        ----------
+        frame : pandas.DataFrame
+        known : dict, optional
+            ``{factor: levels}`` of the chunks before (in a fixed order). The
+            chunk is first encoded against them, once (formulaic's state of
+            the chunk costs a second encoding): a level the chunk does not
+            hold is a column of zeros; only if it holds a level outside them
+            is its own state taken.
+
         Returns
         -------
         X : ndarray of shape (n, p), float64, column-major
@@ -163,7 +177,7 @@ class FormulaDesign:
             ``X``'s columns, as formulaic names them.
         target_names : list of str
         found : dict
-            ``{factor: levels of the chunk}``.
+            ``{factor: list of levels}`` the columns are of (the chunk's, or ``known``).
 
         Raises
         ------
@@ -171,37 +185,52 @@ class FormulaDesign:
             Where a factor's coding is not plain treatment (its columns would
             depend on the levels of the chunk, not only on the row).
         """
+        encoded = None
+        if known and self._pass_spec is not None:
+            encoded = self._encode_pending(self._pass_spec, frame, known, strict=True)
+        if encoded is not None:
+            (X, names), lhs, found = encoded, self._lhs(frame), known
+        else:
+            materialized, found = self._chunk_state(frame)
+            self._pass_spec = materialized.model_spec.rhs
+            X, names = self._encode_pending(self._pass_spec, frame, found)
+            lhs = materialized.lhs
+        y = np.asfortranarray(np.asarray(lhs, dtype=np.float64))
+        return X, y, names, [str(c) for c in lhs.columns], {factor: list(levels) for factor, levels in found.items()}
+
+    def _encode_pending(self, rhs, frame, levels, strict=False):
+        """``(X, names)`` of ``frame`` by the spec ``rhs`` with each factor's ``levels`` after the pending reference.
+
+        ``strict``: ``None`` if a row holds a level outside them (formulaic
+        would give it a row of zeros).
+        """
         from formulaic.transforms.contrasts import TreatmentContrasts
         from formulaic.utils.sentinels import UNSET
 
-        materialized, found = self._chunk_state(frame)
-        rhs = materialized.model_spec.rhs
         state = dict(rhs.encoder_state)
-        for factor, levels in found.items():
+        for factor, values in levels.items():
             kind, old = state[factor]
             contrasts = old.get("contrasts")
             if contrasts is not None and not (type(contrasts.contrasts) is TreatmentContrasts
                                               and contrasts.contrasts.base is UNSET):
                 raise NotStreamable(factor)
-            state[factor] = (kind, _with_levels(old, [PENDING_REFERENCE] + levels))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+            state[factor] = (kind, _with_levels(old, [PENDING_REFERENCE] + list(values)))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             try:
                 matrix = rhs.update(encoder_state=state, structure=None).get_model_matrix(frame, na_action="ignore")
             except Exception as exc:
                 raise DataError(f"formula {self.formula!r}: {_one_line(exc)}") from None
+        if strict and any("categories outside of the nominated levels" in str(w.message) for w in caught):
+            return None
         names = [str(c) for c in matrix.columns]
         keep = [j for j, name in enumerate(names) if name != INTERCEPT and PENDING_REFERENCE not in name]
-        X = np.asfortranarray(np.asarray(matrix, dtype=np.float64)[:, keep])
-        lhs = materialized.lhs
-        y = np.asfortranarray(np.asarray(lhs, dtype=np.float64))
-        return X, y, [names[j] for j in keep], [str(c) for c in lhs.columns], {
-            factor: set(levels) for factor, levels in found.items()}
+        return np.asfortranarray(np.asarray(matrix, dtype=np.float64)[:, keep]), [names[j] for j in keep]
 
     def finish(self):
         """Fix the merged levels (sorted): every chunk is encoded with them from now on."""
         self.categories = {factor: sorted(levels) for factor, levels in self._found.items()}
-        self._spec = None
+        self._spec = self._pass_spec = None
 
     def _materialize(self, frame):
         formulaic = _formulaic()

@@ -236,7 +236,7 @@ class FormulaSource(Source):
         from .encoding import BLOCK_LEVELS
         from .level_parts import TooManyLevels
 
-        seen = {}
+        known = {}  # {factor: {level: None}} of the parts so far, first seen first: each part is tried on them
         width = None  # the encoded width: known once a part is encoded (dummies may make it wide)
         position = 0
         for frame, _ in self._frames():
@@ -249,10 +249,10 @@ class FormulaSource(Source):
             while offset < len(frame):
                 step = 4096 if width is None else int(max(4096, min(1 << 20, self.chunk_bytes // (8 * width))))
                 part = frame.iloc[offset:offset + step]
-                X, y, names, _, found = self.design.learn_encoding(part)
+                X, y, names, _, found = self.design.learn_encoding(part, known)
                 for factor, levels in found.items():
-                    union = seen.setdefault(factor, set())
-                    union |= levels
+                    union = known.setdefault(factor, {})
+                    union.update(dict.fromkeys(levels))
                     if len(union) > BLOCK_LEVELS:
                         raise TooManyLevels(factor)
                 if not self.targets:
