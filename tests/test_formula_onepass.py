@@ -108,6 +108,18 @@ def test_a_streamed_file_is_read_once_and_equals_statsmodels(tmp_path, gappy, na
     assert model.fit_report_["missing"]["rows_dropped"] == 4
 
 
+def test_parts_meeting_the_levels_seen_before_are_encoded_against_them(tmp_path, gappy):
+    """Shuffled rows: the first batch lacks one firm, the second brings it, every later one holds known levels
+    only (encoded once against the levels seen so far, a level they lack a column of zeros)."""
+    shuffled = gappy.sample(frac=1, random_state=6)
+    firms = [shuffled["firm"].iloc[:37 * k].nunique() for k in (1, 2)]
+    assert firms == [10, 11]
+    source = CountingSource(write_table(shuffled, tmp_path / "s.parquet"), FORMULA, batch_rows=37, missing="drop")
+    model = GDRegressor(tol=1e-12, missing="drop").fit(source)
+    assert source.passes == 1
+    assert_statsmodels(model, smf.ols(FORMULA, gappy).fit(), model._fit_result.statistics)
+
+
 def test_weights_equal_weighted_least_squares_and_the_model_file_predicts_the_same(tmp_path, gappy):
     data = gappy.assign(weight=np.random.default_rng(1).uniform(0.5, 2.0, len(gappy)))
     path = write_table(data, tmp_path / "w.parquet")
