@@ -52,7 +52,13 @@ import numpy as np
 
 from ..errors import DataError
 from ..sources.base import Chunk, check_finite, single_threaded_blas
-from .categorical import BlockStatistics, LevelBlocks, LevelMoments, chunk_level_moments, merge_levels
+from .categorical import (
+    BlockStatistics,
+    LevelBlocks,
+    LevelMoments,
+    chunk_level_moments,
+    merge_levels,
+)
 from .moments import Moments
 from .statistics import _check_underflow, _raise_overflow
 

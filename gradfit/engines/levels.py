@@ -43,8 +43,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..sources.base import Chunk
 from ..sources import encoding
+from ..sources.base import Chunk
 from ..sources.level_parts import TooManyLevels, level_part
 from .level_cells import cell_blocks, merge_cells, part_cells, part_moments
 from .moments import Moments, merge
