@@ -108,64 +108,94 @@ def part_cells(part, names):
 
 
 def part_moments(part, cells, codings, full, names):
-    """The :class:`~gradfit.engines.moments.Moments` of a part's full one-hot design, from its cells.
+    """The :class:`~gradfit.engines.moments.Moments` of a part's full one-hot design, from its cells
+    (:func:`cell_moments`), a sum that overflows or squares that underflow named by ``names`` (the numeric
+    columns and the targets)."""
+    lm = cells.moments
+    if lm.total > 0 and not (np.all(np.isfinite(np.diagonal(lm.within))) and np.all(np.isfinite(lm.level_mean))):
+        check_finite(names, Chunk(part.numeric, part.y, part.sample_weight, part.start, part.positions))
+        bad = ~np.isfinite(np.diagonal(lm.within)) | ~np.all(np.isfinite(lm.level_mean), axis=0)
+        _raise_overflow(names, int(np.argmax(bad)))
+    moments = cell_moments(cells, codings, part.levels, part.y.shape[1], full)
+    z_cols = _z_columns(codings, part.levels, part.y.shape[1])
+    _check_underflow(SimpleNamespace(diagonal=moments.diagonal[z_cols]), part.numeric, part.y, part.sample_weight,
+                     names)
+    return moments
+
+
+def _z_columns(codings, levels, n_outputs):
+    """Where the numeric features and the targets sit among the columns of the full one-hot design of ``levels``."""
+    z_cols, j, c = [], 0, 0
+    for coding in codings:
+        if coding.categorical:
+            j += len(levels[c])
+            c += 1
+        else:
+            z_cols.append(j)
+            j += 1
+    return np.asarray(z_cols + list(range(j, j + n_outputs)), dtype=np.intp)
+
+
+def cell_moments(cells, codings, levels, n_outputs, full):
+    """The :class:`~gradfit.engines.moments.Moments` of the full one-hot design, from ``cells`` (keys in ``levels``).
 
     The columns are the raw columns' order: each numeric feature, each
-    categorical column's one dummy per level of the part (``part.levels``),
-    then the targets. Every dummy is constant within a cell, so with the
-    cells taken as rows ``u_c`` of weight ``W_c`` (their means of ``z``) and
-    ``μ`` the weighted mean,
+    categorical column's one dummy per level of ``levels``, then the
+    targets. Every dummy is constant within a cell, so with the cells taken
+    as rows ``u_c`` of weight ``W_c`` (their means of ``z``) and ``μ`` the
+    weighted mean,
 
         S = [S_c on z, 0 elsewhere] + Σ_c W_c (u_c − μ)(u_c − μ)ᵀ,
 
     a sum of positive semi-definite terms (no cancellation), formed at
-    ``O(C · width²)`` for ``C`` cells, not ``O(n · width²)`` for ``n`` rows.
-    ``names`` names the numeric columns and the targets (a sum that overflows,
-    squares that underflow).
+    ``O(C · width²)`` for ``C`` cells (a few megabytes of them at a time),
+    not ``O(n · width²)`` for ``n`` rows.
     """
     lm = cells.moments
-    n_numeric = part.numeric.shape[1]
-    width = n_numeric + sum(len(levels) for levels in part.levels) + part.y.shape[1]
-    z_cols, firsts, j = [], [], 0
-    for coding in codings:
-        if coding.categorical:
-            firsts.append(j)
-            j += len(part.levels[len(firsts) - 1])
-        else:
-            z_cols.append(j)
-            j += 1
-    z_cols = np.asarray(z_cols + list(range(j, width)), dtype=np.intp)
+    z_cols = _z_columns(codings, levels, n_outputs)
+    width = z_cols.shape[0] + sum(len(found) for found in levels)
     if lm.total == 0:  # rows of zero weight only: counted, nothing summed (as engines.moments.merge takes them)
         zeros = np.zeros(width)
         return Moments(lm.count, 0.0, zeros, np.zeros((width, width)) if full else None, zeros.copy(), zeros.copy())
-    within_diagonal = np.diagonal(lm.within)
-    if not np.all(np.isfinite(within_diagonal)) or not np.all(np.isfinite(lm.level_mean)):
-        check_finite(names, Chunk(part.numeric, part.y, part.sample_weight, part.start, part.positions))
-        bad = ~np.isfinite(within_diagonal) | ~np.all(np.isfinite(lm.level_mean), axis=0)
-        _raise_overflow(names, int(np.argmax(bad)))
+    firsts, j, c = [], 0, 0
+    for coding in codings:
+        if coding.categorical:
+            firsts.append(j)
+            j += len(levels[c])
+            c += 1
+        else:
+            j += 1
     relative = lm.level_total @ lm.level_mean / lm.total  # μ − shift on z
     mean = np.zeros(width)
     mean[z_cols] = lm.shift + relative
-    rows = np.zeros((cells.keys.shape[0], width))
-    rows[:, z_cols] = lm.level_mean - relative
-    present = np.arange(cells.keys.shape[0])
-    for c, first in enumerate(firsts):
-        size = len(part.levels[c])
-        share = np.bincount(cells.keys[:, c], weights=lm.level_total, minlength=size) / lm.total
-        mean[first:first + size] = share
-        rows[present, first + cells.keys[:, c]] = 1.0
-        rows[:, first:first + size] -= share
-    residual = lm.level_total @ rows  # Σ W_c (u_c − μ): what the stored mean misses, rounding only
+    shares = [np.bincount(cells.keys[:, c], weights=lm.level_total, minlength=len(levels[c])) / lm.total
+              for c in range(len(firsts))]
+    for first, share in zip(firsts, shares):
+        mean[first:first + share.shape[0]] = share
+    residual = np.zeros(width)
+    diagonal = np.zeros(width)
+    scatter = np.zeros((width, width)) if full else None
+    step = max(1, CELL_ROWS_BYTES // (8 * width))
+    for begin in range(0, cells.keys.shape[0], step):
+        block = slice(begin, begin + step)
+        rows = np.zeros((cells.keys[block].shape[0], width))
+        rows[:, z_cols] = lm.level_mean[block] - relative
+        present = np.arange(rows.shape[0])
+        for c, (first, share) in enumerate(zip(firsts, shares)):
+            rows[present, first + cells.keys[block, c]] = 1.0
+            rows[:, first:first + share.shape[0]] -= share
+        residual += lm.level_total[block] @ rows  # Σ W_c (u_c − μ): what the stored mean misses, rounding only
+        rows *= np.sqrt(lm.level_total[block])[:, None]
+        if full:
+            scatter += rows.T @ rows
+        else:
+            diagonal += np.einsum("ij,ij->j", rows, rows)
     residual[z_cols] += lm.total * ((lm.shift - mean[z_cols]) + relative)
-    rows *= np.sqrt(lm.level_total)[:, None]
-    diagonal = np.einsum("ij,ij->j", rows, rows)
-    diagonal[z_cols] += within_diagonal
-    scatter = None
     if full:
-        scatter = rows.T @ rows
         scatter[np.ix_(z_cols, z_cols)] += lm.within
         diagonal = np.diagonal(scatter).copy()
-    _check_underflow(SimpleNamespace(diagonal=diagonal[z_cols]), part.numeric, part.y, part.sample_weight, names)
+    else:
+        diagonal[z_cols] += np.diagonal(lm.within)
     return Moments(lm.count, lm.total, mean, scatter, diagonal, residual)
 
 
