@@ -229,7 +229,7 @@ def prepare(source, settings, scaling=None, statistics=None):
         statistics = learned = learning(source, full=learns_scatter(settings, loss, penalty))
     if statistics is None:
         # a Dask formula's: merged on the cluster in the compute that learned its levels (dask_formula_source)
-        statistics = getattr(source, "learned_statistics", None)
+        statistics = learned = getattr(source, "learned_statistics", None)
     engine_name = choose_engine(
         settings["engine"], loss, settings["batch_size"], source.n_features, settings["epochs"],
         # A CSV's rows are known after the first pass; until then its size says about how many there are

@@ -46,7 +46,7 @@ import numpy as np
 from ..sources import encoding
 from ..sources.base import Chunk
 from ..sources.level_parts import TooManyLevels, level_part
-from .level_cells import cell_blocks, merge_cells, part_cells, part_moments
+from .level_cells import cell_blocks, cell_moments, merge_cells, part_cells, part_moments
 from .moments import Moments, merge
 from .statistics import finish
 
@@ -183,19 +183,8 @@ def merge_partials(source, budget, state=None):
 
     def combine(a, b):
         before = [len(levels) for levels in a.levels]
-        wide, to_union = None, []
-        for c, levels in enumerate(b.levels):
-            index, union, mapping = a.index[c], a.levels[c], []
-            for level in levels:
-                place = index.get(level)
-                if place is None:
-                    place = index[level] = len(union)
-                    union.append(level)
-                mapping.append(place)
-            to_union.append(np.array(mapping, dtype=np.int64))
-            if len(union) > encoding.BLOCK_LEVELS:
-                wide = categorical[c].name
-        sizes = [len(levels) for levels in a.levels]
+        to_union, sizes = _union_levels(a, b)
+        wide = next((coding.name for coding, size in zip(categorical, sizes) if size > encoding.BLOCK_LEVELS), None)
         if wide is not None or not b.dense:
             state.crossed = True
         if state.crossed:  # no dense one-hot any more: the column's blocks come from the cells
@@ -210,8 +199,7 @@ def merge_partials(source, budget, state=None):
         if a.cells_lost:
             state.cells_lost = True
             if state.crossed:
-                raise TooManyLevels(wide or next(coding.name for coding, size in zip(categorical, sizes)
-                                                 if size > encoding.BLOCK_LEVELS))
+                raise TooManyLevels(wide)
         if b.counts is not None:
             a.counts = b.counts if a.counts is None else a.counts + b.counts
         a.rows += b.rows
@@ -221,6 +209,22 @@ def merge_partials(source, budget, state=None):
         return a
 
     return combine
+
+
+def _union_levels(a, b):
+    """Add ``b``'s levels to ``a``'s union (first seen first); ``(to_union, sizes)``: per categorical column,
+    the places of ``b``'s levels in the union, and the union's size."""
+    to_union = []
+    for c, levels in enumerate(b.levels):
+        index, union, mapping = a.index[c], a.levels[c], []
+        for level in levels:
+            place = index.get(level)
+            if place is None:
+                place = index[level] = len(union)
+                union.append(level)
+            mapping.append(place)
+        to_union.append(np.array(mapping, dtype=np.int64))
+    return to_union, [len(levels) for levels in a.levels]
 
 
 def _merge_cells(a, b, to_union, sizes):
@@ -285,6 +289,63 @@ def accumulate_learning(source, full=True):
     if kept is not None:
         source.keep_learned(_encoded(source, codings, kept))
     return finish(moments, source, full)
+
+
+def unit_partial(decoder, names, table, start):
+    """On a Dask worker: the :class:`LevelPartial` of a unit of a file (``table``, its first row ``start``), its
+    cells only (no dense moments travel: :func:`learned_statistics` forms them from the merged cells).
+
+    A bad value (a NaN or infinite one, a negative weight) gives up the cells
+    (``cells_lost``): the fit's own statistics compute then names it, with its
+    row, as it always did.
+    """
+    import pyarrow as pa
+
+    from ..errors import DataError
+
+    numeric = [coding.name for coding in decoder.encoder.columns if not coding.categorical]
+    try:
+        part = level_part(decoder, table, start)
+        cells = part_cells(part, PartNames(names, numeric))
+    except (DataError, pa.ArrowException):  # a value the fit's own pass names (a text in a number column too)
+        categorical = sum(coding.categorical for coding in decoder.encoder.columns)
+        return LevelPartial(None, [[] for _ in range(categorical)], None, table.num_rows, None, dense=False,
+                            cells_lost=True)
+    return LevelPartial(None, [list(levels) for levels in part.levels], part.counts, part.rows, None, dense=False,
+                        cells=cells)
+
+
+def merge_cell_partials(a, b):
+    """``b`` (later rows) merged into ``a``: their levels' union and their cells (:func:`unit_partial`'s)."""
+    to_union, sizes = _union_levels(a, b)
+    _merge_cells(a, b, to_union, sizes)
+    a.rows += b.rows
+    return a
+
+
+def learned_statistics(source, partial):
+    """The statistics of a file whose levels ``source`` has learned (``learned_in_pass``), from the merged cells.
+
+    The :class:`~gradfit.engines.categorical.BlockStatistics` of the column
+    kept as codes (``source.block_candidate``), else the
+    :class:`~gradfit.engines.statistics.Statistics` of the dense features
+    (the full one-hot design's moments from the cells,
+    :func:`~gradfit.engines.level_cells.cell_moments`, restricted to the
+    learned encoding's features); ``None`` where the cells were given up.
+    """
+    if partial is None or partial.cells is None or partial.cells_lost:
+        return None
+    codings = source.encoder.columns
+    categorical = [coding for coding in codings if coding.categorical]
+    if source.block_candidate is not None:
+        return cell_blocks(source, partial.cells, [_sorted_places(coding, found)
+                                                   for coding, found in zip(categorical, partial.levels)],
+                           source.block_candidate)
+    moments = cell_moments(partial.cells, codings, partial.levels, source.n_outputs, True)
+    places = _final_places(codings, partial.levels, source.n_outputs)
+    moments = Moments(moments.count, moments.total, moments.mean[places],
+                      moments.scatter[np.ix_(places, places)], moments.diagonal[places], moments.residual[places])
+    return finish(moments, source, True)
 
 
 def _sorted_places(coding, found):

@@ -52,11 +52,16 @@ class Learned:
         of each Parquet row group in file order, or of each CSV partition.
     frame : dask DataFrame or None
         The CSV partitions the units were (reused as blocks where they suit).
+    statistics : Statistics, BlockStatistics or None
+        The file's statistics from the same compute
+        (:func:`~gradfit.engines.levels.learned_statistics`: the units' cells merged on the cluster), or
+        ``None`` where the cells were given up (a bad value, or too many of them).
     """
 
     rows: np.ndarray
     kept: np.ndarray
     frame: object = None
+    statistics: object = None
 
 
 def learn_levels(file, block_rows, run):
@@ -76,9 +81,11 @@ def learn_levels(file, block_rows, run):
     -------
     Learned
     """
+    from ...engines.levels import learned_statistics, merge_cell_partials  # (SciPy: only where a fit learns)
+
     dask = require("dask")
     kinds = {c.name: c.kind for c in file._encoder.columns if c.categorical and not c.levels}
-    summarize = dask.delayed(_summarize, nout=2, pure=True)
+    summarize = dask.delayed(_summarize, nout=3, pure=True)
     frame = None
     if file.format == "parquet":
         decoder = _learning_decoder(file, parquet_names(file, file.raw_feature_names))
@@ -98,8 +105,9 @@ def learn_levels(file, block_rows, run):
     if not units:  # Parquet files without row groups: no rows, as the file source finds them
         file.learned_in_pass({name: set() for name in kinds}, dict.fromkeys(file.columns, 0), 0, 0)
         return Learned(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), frame)
-    merged, *per_unit = run(merge_tree([summary for summary, _ in units], _merge_summaries),
-                            *[counted for _, counted in units])
+    merged, cells, *per_unit = run(merge_tree([summary for summary, _, _ in units], _merge_summaries),
+                                   merge_tree([partial for _, _, partial in units], merge_cell_partials),
+                                   *[counted for _, counted, _ in units])
     rows = [unit[0] for unit in per_unit]
     starts = [offset for _, _, offset, _ in runs] if frame is None else \
         np.concatenate([[0], np.cumsum([part.sum() for part in rows])])[:-1]
@@ -109,8 +117,10 @@ def learn_levels(file, block_rows, run):
     total, kept, counts, levels = merged
     file.learned_in_pass({name: values for name, (values, _) in levels.items()},
                          dict(zip(file.columns, (int(n) for n in counts))), int(total), int(kept))
+    with np.errstate(over="ignore", invalid="ignore"):  # a sum that overflows is named by finish
+        statistics = learned_statistics(file, cells)
     return Learned(np.concatenate(rows).astype(np.int64),
-                   np.concatenate([unit[1] for unit in per_unit]).astype(np.int64), frame)
+                   np.concatenate([unit[1] for unit in per_unit]).astype(np.int64), frame, statistics)
 
 
 def _learning_decoder(file, names):
@@ -119,7 +129,7 @@ def _learning_decoder(file, names):
 
 
 def _summarize(table, shared, start, group_rows):
-    """On a worker: ``(summary, (rows, kept, first missing))`` of a unit whose first row is ``start``.
+    """On a worker: ``(summary, (rows, kept, first missing), partial)`` of a unit whose first row is ``start``.
 
     ``summary`` is a dataframe partition's
     (:func:`~gradfit.sources.dask.frame_blocks._summarize`): rows, rows kept,
@@ -128,13 +138,20 @@ def _summarize(table, shared, start, group_rows):
     the rows and rows kept of each of the unit's Parquet row groups
     (``group_rows``: their rows), or of the whole CSV partition; ``first
     missing`` (``missing="error"``) the unit's first missing value, ``(row in
-    the unit, column)``, or ``None``.
+    the unit, column)``, or ``None``; ``partial`` the unit's statistics keyed
+    by its rows' levels (:func:`~gradfit.engines.levels.unit_partial`), merged
+    on the cluster (:func:`~gradfit.engines.levels.merge_cell_partials`) in the same compute.
     """
     decoder, kinds = shared
     group_rows = np.array([table.num_rows] if group_rows is None else group_rows, dtype=np.int64)
     first = decoder.first_missing(table) if decoder.missing == "error" else None
     if first is not None:  # the fit stops there: no levels to learn
-        return (table.num_rows, 0, np.zeros(len(decoder.columns), dtype=np.int64), {}), (group_rows, group_rows, first)
+        return ((table.num_rows, 0, np.zeros(len(decoder.columns), dtype=np.int64), {}),
+                (group_rows, group_rows, first), None)
+    # the unit's statistics keyed by its rows' levels (gradfit.engines.levels): the fit needs no second read
+    from ...engines.levels import unit_partial
+
+    partial = unit_partial(decoder, decoder.names, table, start)
     batch, positions, counts = decoder.present_rows(table, start)
     if counts is None:
         counts = np.zeros(len(decoder.columns), dtype=np.int64)
@@ -144,4 +161,4 @@ def _summarize(table, shared, start, group_rows):
     else:  # the rows kept of each row group: their file rows counted between the groups' first rows
         bounds = start + np.concatenate([[0], np.cumsum(group_rows)])
         kept = np.diff(np.searchsorted(positions, bounds)).astype(np.int64)
-    return (table.num_rows, batch.num_rows, counts, levels), (group_rows, kept, None)
+    return (table.num_rows, batch.num_rows, counts, levels), (group_rows, kept, None), partial

@@ -248,6 +248,9 @@ class DaskSource(NamedBy, Source):
             # the raw columns: the encoded width is known only after
             raw_rows = int(block_rows or max(1024, BLOCK_BYTES // (8 * (len(file.columns) + 1))))
             learned = learn_levels(file, raw_rows, self._compute)
+            if learned.statistics is not None:
+                # the statistics (a column of many levels: its blocks) from the same compute: the fit reads no more
+                self.learned_statistics = learned.statistics
         self.encoder, self.notes = file.encoder, file.notes
         self.block_candidate = file.block_candidate  # its blocks carry the codes (file_blocks._decoder)
         self.missing_counts, self.rows_dropped = file.missing_counts, file.rows_dropped
