@@ -19,19 +19,19 @@ import pytest
 
 pytest.importorskip("distributed")
 
-from gradfit import GDRegressor  # noqa: E402
-from gradfit.engines.categorical import BlockStatistics  # noqa: E402
-from gradfit.engines.statistics import Statistics  # noqa: E402
-from gradfit.sources import DaskSource, FileSource  # noqa: E402
+from gradfit import GDRegressor
+from gradfit.engines.categorical import BlockStatistics
+from gradfit.engines.statistics import Statistics
+from gradfit.sources import DaskSource, FileSource
 
-from . import test_dask  # noqa: E402
-from .test_dask_file_levels import forbid_client_reads  # noqa: E402
-from .test_onepass import write  # noqa: E402
-from .test_onepass_blocks import dense_solve, table  # noqa: E402
+from . import test_dask
+from .test_dask_file_levels import forbid_client_reads
+from .test_onepass import write
+from .test_onepass_blocks import dense_solve, table
 
 # test_dask's real cluster, and its check that nothing is gathered to the client (autouse)
 client, no_gathering = test_dask.client, test_dask.no_gathering
-OPTIONS = dict(target="y", sample_weight="w", missing="drop")
+OPTIONS = {"target": "y", "sample_weight": "w", "missing": "drop"}
 
 
 @pytest.fixture

@@ -43,10 +43,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..sources import encoding
+from ..sources import encoding, level_parts
 from ..sources.base import Chunk
 from ..sources.level_parts import TooManyLevels, level_part
-from .level_cells import cell_blocks, cell_moments, merge_cells, part_cells, part_moments
+from .level_cells import (
+    cell_blocks,
+    cell_moments,
+    merge_cells,
+    part_cells,
+    part_moments,
+)
 from .moments import Moments, merge
 from .statistics import finish
 
@@ -346,6 +352,10 @@ def learned_statistics(source, partial):
     moments = Moments(moments.count, moments.total, moments.mean[places],
                       moments.scatter[np.ix_(places, places)], moments.diagonal[places], moments.residual[places])
     return finish(moments, source, True)
+
+
+# Dask's workers make and merge these where they learn a file's levels (gradfit.sources.dask.file_levels)
+level_parts.UNIT_STATISTICS = (unit_partial, merge_cell_partials, learned_statistics)
 
 
 def _sorted_places(coding, found):

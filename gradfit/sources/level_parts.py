@@ -25,6 +25,13 @@ import pyarrow.compute as pc
 
 from . import encoding
 
+#: How each unit of a file read by Dask's workers gets its statistics keyed by level, made and merged on the
+#: workers and finished on the client in the compute that learns the levels
+#: (:mod:`gradfit.sources.dask.file_levels`): ``(unit_partial, merge, finish)``, registered by
+#: :mod:`gradfit.engines.levels` (the statistics are an engine's, and sources import no engine); ``None``:
+#: the levels alone are learned there, and the fit computes its statistics.
+UNIT_STATISTICS = None
+
 
 class TooManyLevels(Exception):
     """A categorical column has more levels than a dense one-hot should hold (:data:`~gradfit.sources.encoding.BLOCK_LEVELS`),

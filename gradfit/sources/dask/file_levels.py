@@ -33,7 +33,7 @@ import dataclasses
 
 import numpy as np
 
-from .. import encoding
+from .. import encoding, level_parts
 from .file_blocks import csv_frame, parquet_names, partition_table, row_group_runs, row_groups_table
 from .frame_blocks import _merge_summaries
 from .names import SourceNames
@@ -81,15 +81,15 @@ def learn_levels(file, block_rows, run):
     -------
     Learned
     """
-    from ...engines.levels import learned_statistics, merge_cell_partials  # (SciPy: only where a fit learns)
-
     dask = require("dask")
     kinds = {c.name: c.kind for c in file._encoder.columns if c.categorical and not c.levels}
     summarize = dask.delayed(_summarize, nout=3, pure=True)
+    unit_statistics = level_parts.UNIT_STATISTICS  # (None: the levels alone; the fit computes its statistics)
     frame = None
     if file.format == "parquet":
         decoder = _learning_decoder(file, parquet_names(file, file.raw_feature_names))
-        shared = dask.delayed((decoder, kinds), pure=True)  # one key in the graph, not a copy in every task
+        # one key in the graph, not a copy in every task
+        shared = dask.delayed((decoder, kinds, unit_statistics), pure=True)
         read = dask.delayed(row_groups_table, pure=True)
         runs = row_group_runs(file, block_rows)
         units = [summarize(read(path, groups, list(decoder.columns)), shared, offset, rows)
@@ -99,14 +99,14 @@ def learn_levels(file, block_rows, run):
         # counted from 0 here, and a missing value is placed by the client (below)
         frame = csv_frame(file, block_rows)
         names = SourceNames("csv", file.describe(), file.raw_feature_names, file.target_names, file.weight_name)
-        shared = dask.delayed((_learning_decoder(file, names), kinds), pure=True)
+        shared = dask.delayed((_learning_decoder(file, names), kinds, unit_statistics), pure=True)
         read = dask.delayed(partition_table, pure=True)
         units = [summarize(read(part), shared, 0, None) for part in frame.to_delayed()]
     if not units:  # Parquet files without row groups: no rows, as the file source finds them
         file.learned_in_pass({name: set() for name in kinds}, dict.fromkeys(file.columns, 0), 0, 0)
         return Learned(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), frame)
-    merged, cells, *per_unit = run(merge_tree([summary for summary, _, _ in units], _merge_summaries),
-                                   merge_tree([partial for _, _, partial in units], merge_cell_partials),
+    cells = None if unit_statistics is None else merge_tree([partial for _, _, partial in units], unit_statistics[1])
+    merged, cells, *per_unit = run(merge_tree([summary for summary, _, _ in units], _merge_summaries), cells,
                                    *[counted for _, counted, _ in units])
     rows = [unit[0] for unit in per_unit]
     starts = [offset for _, _, offset, _ in runs] if frame is None else \
@@ -117,8 +117,10 @@ def learn_levels(file, block_rows, run):
     total, kept, counts, levels = merged
     file.learned_in_pass({name: values for name, (values, _) in levels.items()},
                          dict(zip(file.columns, (int(n) for n in counts))), int(total), int(kept))
-    with np.errstate(over="ignore", invalid="ignore"):  # a sum that overflows is named by finish
-        statistics = learned_statistics(file, cells)
+    statistics = None
+    if unit_statistics is not None:
+        with np.errstate(over="ignore", invalid="ignore"):  # a sum that overflows is named by finish
+            statistics = unit_statistics[2](file, cells)
     return Learned(np.concatenate(rows).astype(np.int64),
                    np.concatenate([unit[1] for unit in per_unit]).astype(np.int64), frame, statistics)
 
@@ -142,16 +144,14 @@ def _summarize(table, shared, start, group_rows):
     by its rows' levels (:func:`~gradfit.engines.levels.unit_partial`), merged
     on the cluster (:func:`~gradfit.engines.levels.merge_cell_partials`) in the same compute.
     """
-    decoder, kinds = shared
+    decoder, kinds, unit_statistics = shared
     group_rows = np.array([table.num_rows] if group_rows is None else group_rows, dtype=np.int64)
     first = decoder.first_missing(table) if decoder.missing == "error" else None
     if first is not None:  # the fit stops there: no levels to learn
         return ((table.num_rows, 0, np.zeros(len(decoder.columns), dtype=np.int64), {}),
                 (group_rows, group_rows, first), None)
     # the unit's statistics keyed by its rows' levels (gradfit.engines.levels): the fit needs no second read
-    from ...engines.levels import unit_partial
-
-    partial = unit_partial(decoder, decoder.names, table, start)
+    partial = None if unit_statistics is None else unit_statistics[0](decoder, decoder.names, table, start)
     batch, positions, counts = decoder.present_rows(table, start)
     if counts is None:
         counts = np.zeros(len(decoder.columns), dtype=np.int64)
