@@ -20,7 +20,15 @@ learns them here instead of a pass on the client (:meth:`FileSource.settle`):
    level sets and counts, and each unit's rows and rows kept, reach the client,
    which finishes the levels as :class:`FileSource` does
    (:meth:`FileSource.learned_in_pass`: sorted, the reference placed, limits,
-   a column of many levels chosen to be kept as codes).
+   a column of many levels chosen to be kept as codes);
+3. in the same compute, each unit's statistics keyed by the combination of
+   levels of its rows (:func:`gradfit.engines.levels.unit_partial`, its
+   *cells*: :mod:`gradfit.engines.level_cells`) are merged in a tree on the
+   workers too; from them the client forms the file's statistics
+   (:func:`gradfit.engines.levels.learned_statistics`: a column of many
+   levels' blocks, else the dense features' moments), which the fit uses
+   without another compute (the source's ``learned_statistics``). A unit
+   with a bad value gives them up, and the fit's own compute names it.
 
 Units are sized by the raw columns (one value a column a row), since the
 encoded width is known only once the levels are; the blocks the fit reads are

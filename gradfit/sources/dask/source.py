@@ -229,7 +229,10 @@ class DaskSource(NamedBy, Source):
         :class:`FileSource`'s: the workers learn the categories' levels (and
         count missing values) in one pass, merged on the cluster
         (:mod:`~gradfit.sources.dask.file_levels`; the client never reads the
-        data rows), and encode their blocks with them. A CSV file's partitions
+        data rows), and encode their blocks with them; the same compute
+        gives the statistics (``learned_statistics``: a column of many
+        levels' blocks, or the dense ones), so that a fit on them computes
+        no more. A CSV file's partitions
         of that pass are counted by it, and are the blocks unless dummies
         widen the rows much (then they are cut again and counted by one more
         pass). With ``missing="drop"``, rows keep their place in the file for
