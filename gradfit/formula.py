@@ -17,6 +17,15 @@ Transforms with a state of their own (``center(x)``, ``scale(x)``,
 data predicted on: they are refused. Stateless ones (``np.log``,
 ``np.sqrt``, ``I(x**2)``, interactions) stream without limit.
 
+A factor of many levels, a main effect in no interaction (``C(firm)`` with
+10,000 firms), is not encoded by formulaic: it is kept as level codes
+(:meth:`FormulaDesign.choose_block`, :meth:`FormulaDesign.transform_codes`),
+as a table's categorical column of many levels is
+(:mod:`gradfit.sources.encoding`), and formulaic encodes the rest of the
+formula. Its levels are learned with the others, in the learning pass
+(formulaic's state of each chunk read from a *sparse* design, so that no
+dense one-hot block is made there either).
+
 formulaic's intercept column is the estimator's intercept: a formula with
 ``- 1`` or ``+ 0`` needs ``fit_intercept=False`` (``--no-intercept``), and
 the other way round.
@@ -254,7 +263,7 @@ class FormulaDesign:
         str or None
             The factor (``"C(city)"``), also set as :attr:`block`; its column is :attr:`block_column`.
         """
-        from .sources.encoding import BLOCK_LEVELS, MAX_LEVELS
+        from .sources.encoding import BLOCK_LEVELS, MAX_BLOCK_LEVELS, MAX_LEVELS
 
         formulaic = _formulaic()
         categories = self.categories or {}
@@ -272,6 +281,9 @@ class FormulaDesign:
                     continue
                 if best is None or len(levels) > len(categories[best[0]]):
                     best = (text, column)
+        if best is not None and len(categories[best[0]]) > MAX_BLOCK_LEVELS:
+            raise DataError(f"formula {self.formula!r}: factor {best[0]} has {len(categories[best[0]])} levels, "
+                            f"more than the {MAX_BLOCK_LEVELS} gradfit encodes; is it an identifier? leave it out")
         if best is not None:
             rest = [str(term) for term in formulaic.Formula(f"{self.formula} - {best[0]}").rhs]
             if rest == [text for text in texts if text != best[0]]:  # formulaic kept every other term as it was

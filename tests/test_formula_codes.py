@@ -57,12 +57,13 @@ def ols(table):
         return smf.ols(FORMULA, table).fit()
 
 
-def sparse_oracle(formula, frame):
-    """The least-squares coefficients by name: formulaic's sparse design, normal equations, sparse LU."""
+def sparse_oracle(formula, frame, weight=None):
+    """The (weighted) least-squares coefficients by name: formulaic's sparse design, normal equations, sparse LU."""
     matrix = formulaic.model_matrix(formula, frame, output="sparse")
     X = matrix.rhs.tocsc()
     y = np.asarray(matrix.lhs.todense()).ravel() if hasattr(matrix.lhs, "todense") else np.asarray(matrix.lhs).ravel()
-    solution = scipy_sparse_linalg.splu((X.T @ X).tocsc()).solve(X.T @ y)
+    weighted = X.T if weight is None else X.T.multiply(weight).tocsr()
+    solution = scipy_sparse_linalg.splu((weighted @ X).tocsc()).solve(weighted @ y)
     return pd.Series(solution, index=list(matrix.rhs.model_spec.column_names))
 
 
@@ -125,6 +126,17 @@ def test_the_fit_never_builds_a_dense_block_of_the_factor():
     assert_coefficients(model, sparse_oracle(FORMULA, table))
 
 
+def test_weights_and_rows_dropped_for_missing_values(table):
+    data = table.copy()
+    data.loc[[5, 70], "x"] = np.nan
+    data.loc[[9], "firm"] = None
+    weight = np.random.default_rng(4).uniform(0.5, 2.0, len(data))
+    model = GDRegressor(formula=FORMULA, missing="drop", tol=1e-10).fit(data, sample_weight=weight)
+    assert model.fit_report_["missing"] == {"strategy": "drop", "rows_dropped": 3, "by_column": {"x": 2, "firm": 1}}
+    kept = data.notna().all(axis=1).to_numpy()
+    assert_coefficients(model, sparse_oracle(FORMULA, data[kept], weight[kept]))
+
+
 def test_dense_dummies_where_a_fit_asks_equal_formulaic_and_respect_max_levels(table, monkeypatch):
     source = FormulaSource(table, FORMULA, batch_rows=1000)
     source.use_blocks(False)
@@ -184,8 +196,9 @@ def test_which_factor_is_kept_as_codes(table, monkeypatch):
     layout = source.use_blocks() or source.block_layout
     assert source.design.block == "C(firm)" and layout["n_dense"] == 1 + 1049
     chunk = next(iter(source.chunks()))
-    dense = np.asarray(formulaic.model_matrix(formula, frame).rhs)[:, 1:]
-    assert source.feature_names == [c for c in formulaic.model_matrix(formula, frame).rhs.columns][1:]
+    expected = formulaic.model_matrix(formula, frame).rhs
+    dense = np.asarray(expected)[:, 1:]
+    assert source.feature_names == list(expected.columns[1:])
     np.testing.assert_array_equal(chunk.X, dense[:, layout["dense_index"]])
     rows = np.flatnonzero(chunk.codes > 0)
     np.testing.assert_array_equal(dense[:, layout["level_index"]][rows, chunk.codes[rows] - 1], 1.0)

@@ -5,6 +5,13 @@ is made (with the missing values counted, for ``missing="drop"``); every
 later pass encodes each chunk with them. A Dask dataframe goes through
 :func:`dask_formula_source` (levels merged from the partitions, encoded on
 the workers).
+
+A factor of many levels that the design keeps as level codes
+(:meth:`~gradfit.formula.FormulaDesign.choose_block`) is offered as the
+source's ``block_candidate``: after ``use_blocks(True)`` the chunks carry its
+``codes`` and the rest of the formula's features, never its dummies (made
+from the codes, within ``MAX_LEVELS``, for fits that ask for them). Its
+levels are learned in the same learning pass as the other factors'.
 """
 
 from __future__ import annotations
