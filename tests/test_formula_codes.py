@@ -202,6 +202,10 @@ def test_which_factor_is_kept_as_codes(table, monkeypatch):
     np.testing.assert_array_equal(chunk.X, dense[:, layout["dense_index"]])
     rows = np.flatnonzero(chunk.codes > 0)
     np.testing.assert_array_equal(dense[:, layout["level_index"]][rows, chunk.codes[rows] - 1], 1.0)
+    # the factor alone: each firm's mean
+    alone = GDRegressor(formula="y ~ C(firm)", tol=1e-10).fit(table)
+    means = table.groupby("firm").y.mean()
+    np.testing.assert_allclose(alone.predict(table), means[table.firm].to_numpy(), rtol=1e-10, atol=1e-10)
     # a factor in an interaction, or in a formula without an intercept, stays dense
     assert FormulaSource(frame, "y ~ x + x:C(firm)").design.block is None
     assert FormulaSource(frame, "y ~ x + C(firm) - 1").design.block is None
