@@ -294,7 +294,8 @@ class FormulaDesign:
                 raise DataError(
                     f"formula {self.formula!r}: factor {factor} has {len(levels)} levels, more than the {MAX_LEVELS} "
                     f"gradfit encodes as dense features; only one factor of many levels{kept}, a main effect "
-                    "C(column) in no interaction, is kept as level codes: leave the other out")
+                    "C(column) in no interaction of a formula with an intercept, is kept as level codes: "
+                    "leave the other out")
         return self.block
 
     def block_layout(self, frame):

@@ -107,7 +107,8 @@ def test_frame_csv_and_parquet_fits_on_codes_equal_statsmodels(tmp_path, table, 
     # the command line on the Parquet file, the model file read back
     model_path = str(tmp_path / "m.json")
     assert main(["train", path, "--formula", FORMULA, "--tol", "1e-10", "-q", "-o", model_path]) == 0
-    document = json.loads(open(model_path).read())
+    with open(model_path) as handle:
+        document = json.load(handle)
     levels = {item["factor"]: item["levels"] for item in document["formula"]["categories"]}
     assert len(levels["C(firm)"]) == N_LEVELS and levels["C(g)"] == ["a", "b", "c"]
     assert_coefficients(load(model_path), ols.params)
