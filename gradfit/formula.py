@@ -22,9 +22,9 @@ A factor of many levels, a main effect in no interaction (``C(firm)`` with
 (:meth:`FormulaDesign.choose_block`, :meth:`FormulaDesign.transform_codes`),
 as a table's categorical column of many levels is
 (:mod:`gradfit.sources.encoding`), and formulaic encodes the rest of the
-formula. Its levels are learned with the others, in the learning pass
-(formulaic's state of each chunk read from a *sparse* design, so that no
-dense one-hot block is made there either).
+formula. Its levels are learned with the others, in the learning pass,
+from its column directly (:meth:`FormulaDesign._learn_main_effects`, as
+formulaic finds them), so that no dense one-hot block is made there either.
 
 formulaic's intercept column is the estimator's intercept: a formula with
 ``- 1`` or ``+ 0`` needs ``fit_intercept=False`` (``--no-intercept``), and
@@ -117,6 +117,7 @@ class FormulaDesign:
         for factor, (kind, state) in rhs.encoder_state.items():
             if getattr(kind, "value", kind) == "categorical":
                 self._found.setdefault(factor, set()).update(_plain(v) for v in state["categories"])
+        self._learn_main_effects(frame)
 
     def finish(self):
         """Fix the merged levels (sorted): every chunk is encoded with them from now on."""
@@ -129,8 +130,7 @@ class FormulaDesign:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
-                # sparse: only the state is read, and a factor of many levels must not make a dense block
-                return formulaic.model_matrix(self.formula, frame, na_action="ignore", output="sparse")
+                return formulaic.model_matrix(self._learning_formula(), frame, na_action="ignore")
             except Exception as exc:
                 stateful = re.search(r"\b(center|scale|standardize|poly|bs|cs|cc|te|lag)\s*\(", self.formula)
                 if stateful:  # formulaic does not list their variables: they were not read
@@ -265,29 +265,19 @@ class FormulaDesign:
         """
         from .sources.encoding import BLOCK_LEVELS, MAX_BLOCK_LEVELS, MAX_LEVELS
 
-        formulaic = _formulaic()
         categories = self.categories or {}
-        terms = list(formulaic.Formula(self.formula).rhs)
-        texts = [str(term) for term in terms]
-        factors = [[str(factor.expr) for factor in term.factors] for term in terms]
         self.block = self.block_column = self._layout = None
         best = None
-        if "1" in texts:
-            for text, parts in zip(texts, factors):
-                levels = categories.get(text)
-                column = _factor_column(text, self.feature_variables)
-                if (len(parts) != 1 or levels is None or len(levels) <= BLOCK_LEVELS or column is None
-                        or sum(text in others for others in factors) != 1):
-                    continue
-                if best is None or len(levels) > len(categories[best[0]]):
-                    best = (text, column)
+        for factor, column in self._main_effects():
+            levels = categories.get(factor)
+            if levels is not None and len(levels) > BLOCK_LEVELS and (
+                    best is None or len(levels) > len(categories[best[0]])):
+                best = (factor, column)
         if best is not None and len(categories[best[0]]) > MAX_BLOCK_LEVELS:
             raise DataError(f"formula {self.formula!r}: factor {best[0]} has {len(categories[best[0]])} levels, "
                             f"more than the {MAX_BLOCK_LEVELS} gradfit encodes; is it an identifier? leave it out")
         if best is not None:
-            rest = [str(term) for term in formulaic.Formula(f"{self.formula} - {best[0]}").rhs]
-            if rest == [text for text in texts if text != best[0]]:  # formulaic kept every other term as it was
-                self.block, self.block_column = best
+            self.block, self.block_column = best
         for factor, levels in categories.items():
             if factor != self.block and len(levels) > MAX_LEVELS:
                 kept = f" (here {self.block})" if self.block else ""
@@ -297,6 +287,61 @@ class FormulaDesign:
                     "C(column) in no interaction of a formula with an intercept, is kept as level codes: "
                     "leave the other out")
         return self.block
+
+    def _main_effects(self):
+        """``[(factor, column)]``: the terms that are one column as categories, in no interaction (made once).
+
+        ``C(city)``, or ``city`` named bare, in a formula with an intercept,
+        where formulaic keeps every other term as it was when the term is
+        removed; the candidates for :attr:`block`, whose levels are learned
+        from their column directly (:meth:`_learn_main_effects`).
+        """
+        if getattr(self, "_effects", None) is None:
+            formulaic = _formulaic()
+            terms = list(formulaic.Formula(self.formula).rhs)
+            texts = [str(term) for term in terms]
+            factors = [[str(factor.expr) for factor in term.factors] for term in terms]
+            effects = []
+            if "1" in texts:
+                effects = [(text, _factor_column(text, self.feature_variables)) for text, parts in zip(texts, factors)
+                           if len(parts) == 1 and sum(text in others for others in factors) == 1]
+                effects = [(text, column) for text, column in effects if column is not None]
+            if effects:
+                rest = [str(term) for term in formulaic.Formula(self._without(effects)).rhs]
+                if rest != [text for text in texts if text not in dict(effects)]:
+                    effects = []  # formulaic would code another term otherwise: learn and encode them all as before
+            self._effects = effects
+        return self._effects
+
+    def _without(self, effects):
+        """The formula with the terms ``effects`` (``[(factor, column)]``) removed."""
+        return " - ".join([self.formula] + [factor for factor, _ in effects])
+
+    def _learning_formula(self):
+        """The formula formulaic learns from: without the main effects learned apart (:meth:`_learn_main_effects`).
+
+        So that a factor of many levels is never made a dense one-hot block by
+        formulaic while its levels are learned.
+        """
+        return self._without(self._main_effects())
+
+    def _learn_main_effects(self, frame):
+        """The levels of :meth:`_main_effects`, found in their columns as formulaic would find them.
+
+        ``C(column)``: the column's distinct values, missing ones left out (a
+        pandas ``category`` column: its categories); a column named bare: the
+        same where formulaic takes it as categorical (``object``, ``str`` or
+        ``category`` dtype), else it is a number and has none.
+        """
+        import pandas as pd
+
+        for factor, column in self._main_effects():
+            values = frame[column]
+            categorical = isinstance(values.dtype, pd.CategoricalDtype)
+            if factor == column and not (categorical or values.dtype in ("object", "str")):
+                continue
+            levels = values.cat.categories if categorical else pd.unique(values.dropna())
+            self._found.setdefault(factor, set()).update(_plain(v) for v in levels)
 
     def block_layout(self, frame):
         """Where the :attr:`block` factor's dummies sit among the formula's features, as for tables.
