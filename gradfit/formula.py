@@ -92,6 +92,7 @@ class FormulaDesign:
         self._chunks_learned = 0
         #: the factor kept as level codes (:meth:`choose_block`), its column, and its layout once built
         self.block = self.block_column = self._layout = None
+        self._effects = self._level_index = self._rest_spec = None  # made when first needed
         if self.categories is not None:
             self.choose_block()
 
@@ -266,7 +267,7 @@ class FormulaDesign:
         from .sources.encoding import BLOCK_LEVELS, MAX_BLOCK_LEVELS, MAX_LEVELS
 
         categories = self.categories or {}
-        self.block = self.block_column = self._layout = None
+        self.block = self.block_column = self._layout = self._level_index = None
         best = None
         for factor, column in self._main_effects():
             levels = categories.get(factor)
@@ -296,7 +297,7 @@ class FormulaDesign:
         removed; the candidates for :attr:`block`, whose levels are learned
         from their column directly (:meth:`_learn_main_effects`).
         """
-        if getattr(self, "_effects", None) is None:
+        if self._effects is None:
             formulaic = _formulaic()
             terms = list(formulaic.Formula(self.formula).rhs)
             texts = [str(term) for term in terms]
@@ -359,7 +360,7 @@ class FormulaDesign:
         if self._layout is not None:
             return self._layout
         formulaic = _formulaic()
-        spec = self._learned_spec(formulaic.Formula(f"{self.formula} - {self.block}").rhs, frame)
+        spec = self._learned_spec(formulaic.Formula(self._without([(self.block, self.block_column)])).rhs, frame)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             built = spec.get_model_matrix(frame.iloc[:1], na_action="ignore").model_spec
@@ -404,7 +405,7 @@ class FormulaDesign:
         """The :attr:`block` factor's level index of each row: -1 unseen, -2 missing."""
         import pandas as pd
 
-        if getattr(self, "_level_index", None) is None:  # made once: a hash table of the levels
+        if self._level_index is None:  # made once: a hash table of the levels
             self._level_index = pd.Index(self.categories[self.block])
         values = frame[self.block_column]
         codes = np.asarray(self._level_index.get_indexer(values), dtype=np.int64)
