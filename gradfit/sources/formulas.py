@@ -148,7 +148,7 @@ class FormulaSource(Source):
         return lambda row, column: self._where(int(probe.index[row]), column)
 
     def chunks(self):
-        """The rows through the formula; the :attr:`block_candidate` factor as ``Chunk.codes`` after :meth:`use_blocks`."""
+        """The rows through the formula; the :attr:`block_candidate` factor as ``Chunk.codes`` after ``use_blocks``."""
         self.check_dense_levels()
         step = self.rows_per_chunk()
         position = 0
