@@ -246,7 +246,7 @@ def dask_formula_source(frame, formula, missing="error", handle_unknown="error",
     raw = [int(n) for n in compute(frame.map_partitions(len))[0]]
     starts = np.concatenate([[0], np.cumsum(raw)])
     if design.block is not None:  # a factor of many levels: level codes made on the workers
-        source = _dask_block_source(frame, design, variables, missing, lengths, starts)
+        source = _dask_block_source(frame, head, design, variables, missing, lengths, starts)
     else:
         encode = dask.delayed(_encode_partition, pure=True, nout=2)
         Xs, ys = [], []
@@ -268,7 +268,7 @@ def dask_formula_source(frame, formula, missing="error", handle_unknown="error",
     return source
 
 
-def _dask_block_source(frame, design, variables, missing, lengths, starts):
+def _dask_block_source(frame, head, design, variables, missing, lengths, starts):
     """A :class:`~gradfit.sources.DaskSource` whose blocks are chunks made on the workers (:func:`_codes_partition`).
 
     The design's :attr:`~gradfit.formula.FormulaDesign.block` factor comes as
@@ -287,7 +287,7 @@ def _dask_block_source(frame, design, variables, missing, lengths, starts):
     source.y_ndim = 1 if source.n_outputs == 1 else 2
     source.dtype, source.has_weights, source.frame_feature_names = np.dtype(np.float64), False, None
     source.names = SourceNames("frame", "the Dask input", source.feature_names, source.target_names)
-    source.block_candidate = design.block_layout(frame.head(1))
+    source.block_candidate = design.block_layout(head)  # ``head``: the frame's first row (pandas)
     read = dask.delayed(_codes_partition, pure=True)
     shared = dask.delayed(design, pure=True)  # one key in the graph, not a copy in every task
     source._set_blocks([read(part, shared, variables, int(start), missing)
