@@ -554,6 +554,10 @@ class FormulaDesign:
                             "handle_unknown='ignore' (--handle-unknown ignore)")
         return codes
 
+    def missing_features(self, frame, missing, where):
+        """:func:`frame_missing` over the formula's feature columns: ``(frame kept, counts, rows dropped)``."""
+        return frame_missing(frame, self.feature_variables, missing, where)
+
     def check_intercept(self, fit_intercept):
         """Refuse a formula whose intercept (or its absence) differs from ``fit_intercept``."""
         has = getattr(self, "has_intercept", True)

@@ -146,16 +146,14 @@ def _predict_formula_partition(frame, reading, start):
     A row with a missing value is an error (``missing="error"``), or, for a
     model fitted with ``missing="drop"``, predicted NaN.
     """
-    from ...formula import frame_missing
-
-    design = reading.design
+    design = reading.design  # its own methods: this package imports nothing of gradfit.formula (no import cycle)
     if len(frame) == 0:
         return np.empty((0, reading.coef.shape[0]))
     frame = frame.copy()
     frame.index = np.arange(start, start + len(frame))
     where = lambda row, column: f"the Dask input, row {int(frame.index[row]) + 1}, column {column!r}"  # noqa: E731
     if reading.missing != "drop":
-        frame_missing(frame, design.feature_variables, "error", where)
+        design.missing_features(frame, "error", where)
     gaps = frame[design.feature_variables].isna().any(axis=1).to_numpy()
     if design.block is not None:
         X, codes, _, _ = design.transform_codes(frame, where, targets=False)
