@@ -8,6 +8,14 @@ asking for the features before that learns them by a pass of their own
 (:meth:`FormulaSource.settle`). Every later pass encodes each chunk with them.
 A Dask dataframe goes through :func:`dask_formula_source` (levels and
 statistics merged from the partitions in one compute, encoded on the workers).
+
+A factor of many levels that the design keeps as level codes
+(:meth:`~gradfit.formula.FormulaDesign.choose_block`) is offered as the
+source's ``block_candidate``: after ``use_blocks(True)`` the chunks carry its
+``codes`` and the rest of the formula's features, never its dummies (made
+from the codes, within ``MAX_LEVELS``, for fits that ask for them). Its
+levels are learned by a pass of their own (:meth:`FormulaSource.settle`): more than
+:data:`~gradfit.sources.encoding.BLOCK_LEVELS` levels end the statistics pass that learns the others.
 """
 
 from __future__ import annotations
@@ -211,7 +219,10 @@ class FormulaSource(Source):
         if probe is None:
             raise DataError(f"{self.label} has no data rows" + (" left after dropping missing values"
                                                                  if rows else ""))
-        X, y, self.feature_names, target_names = self.design.transform(probe, targets=self.targets)
+        if self.design.block is not None:  # a factor of many levels: offered as level codes (use_blocks)
+            self.block_candidate = self.design.block_layout(probe)
+        X, y, self.feature_names, target_names = self.design.transform(probe, targets=self.targets,
+                                                                       where=self._probe_where(probe))
         self.target_names = target_names if self.targets else []
         self.n_features, self.n_outputs = len(self.feature_names), len(self.target_names)
         self.dtype = np.dtype(np.float64)
@@ -278,7 +289,12 @@ class FormulaSource(Source):
             result = partial if result is None else combine(result, partial)
         return result
 
+    def _probe_where(self, probe):
+        return lambda row, column: self._where(int(probe.index[row]), column)
+
     def chunks(self):
+        """The rows through the formula; the :attr:`block_candidate` factor as ``Chunk.codes`` after ``use_blocks``."""
+        self.check_dense_levels()
         step = self.rows_per_chunk()
         position = 0
         for frame, _ in self._frames():
@@ -286,7 +302,11 @@ class FormulaSource(Source):
             for offset in range(0, len(frame), step):
                 part = frame.iloc[offset:offset + step]
                 where = lambda row, column, part=part: self._where(int(part.index[row]), column)  # noqa: E731
-                X, y, _, _ = self.design.transform(part, where=where, targets=self.targets)
+                codes = None
+                if self.block_layout is not None:  # never a dense one-hot block of the factor
+                    X, codes, y, _ = self.design.transform_codes(part, where=where, targets=self.targets)
+                else:
+                    X, y, _, _ = self.design.transform(part, where=where, targets=self.targets)
                 if self.missing == "keep":
                     gaps = part[self.design.feature_variables].isna().any(axis=1).to_numpy()
                     X[gaps] = np.nan
@@ -297,7 +317,7 @@ class FormulaSource(Source):
                     column = self.weight_name if self._weight_values is None else "__weight__"
                     weight = part[column].to_numpy(dtype=np.float64)
                 # rows keep their numbers in the table in messages, dropped rows or not
-                yield Chunk(X, y, weight, position, part.index.to_numpy())
+                yield Chunk(X, y, weight, position, part.index.to_numpy(), codes)
                 position += len(part)
 
     def reduce(self, function, combine):
@@ -460,14 +480,17 @@ def dask_formula_source(frame, formula, missing="error", handle_unknown="error",
         head = frame.head(1)
     X, y, design.feature_names_, design.target_names_ = design.transform(head)
     starts = np.concatenate([[0], np.cumsum(raw)])
-    encode = dask.delayed(_encode_partition, pure=True, nout=2)
-    Xs, ys = [], []
-    for part, n, start in zip(parts, lengths, starts):
-        block_X, block_y = encode(part, design, variables, int(start), missing)
-        Xs.append(da.from_delayed(block_X, shape=(n, len(design.feature_names_)), dtype=np.float64))
-        ys.append(da.from_delayed(block_y, shape=(n, len(design.target_names_)), dtype=np.float64))
-    source = DaskSource(da.concatenate(Xs), da.concatenate(ys), feature_names=design.feature_names_,
-                        target_names=design.target_names_, categorical=None)
+    if design.block is not None:  # a factor of many levels: level codes made on the workers
+        source = _dask_block_source(frame, head, design, variables, missing, lengths, starts)
+    else:
+        encode = dask.delayed(_encode_partition, pure=True, nout=2)
+        Xs, ys = [], []
+        for part, n, start in zip(parts, lengths, starts):
+            block_X, block_y = encode(part, design, variables, int(start), missing)
+            Xs.append(da.from_delayed(block_X, shape=(n, len(design.feature_names_)), dtype=np.float64))
+            ys.append(da.from_delayed(block_y, shape=(n, len(design.target_names_)), dtype=np.float64))
+        source = DaskSource(da.concatenate(Xs), da.concatenate(ys), feature_names=design.feature_names_,
+                            target_names=design.target_names_, categorical=None)
     source.design = design
     source.missing_counts = None
     source.rows_dropped = int(sum(raw) - sum(lengths))
@@ -488,3 +511,49 @@ def dask_formula_source(frame, formula, missing="error", handle_unknown="error",
             shown = ", ".join(f"{name!r}: {n}" for name, n in source.missing_counts.items())
             source.notes.append(f"missing values: {source.rows_dropped} of {sum(raw)} rows left out ({shown})")
     return source
+
+
+def _dask_block_source(frame, head, design, variables, missing, lengths, starts):
+    """A :class:`~gradfit.sources.DaskSource` whose blocks are chunks made on the workers (:func:`_codes_partition`).
+
+    The design's :attr:`~gradfit.formula.FormulaDesign.block` factor comes as
+    level codes (``block_candidate``); a fit that needs dense dummies gets
+    them made on the workers, within ``MAX_LEVELS`` (as for a Dask
+    dataframe's categorical column, :mod:`gradfit.sources.dask.frame_blocks`).
+    """
+    from .dask import DaskSource, require
+    from .dask.names import SourceNames
+
+    dask = require("dask")
+    source = DaskSource.__new__(DaskSource)
+    source._file, source.encoder, source.notes = None, None, []
+    source.feature_names, source.target_names = list(design.feature_names_), list(design.target_names_)
+    source.n_features, source.n_outputs = len(source.feature_names), len(source.target_names)
+    source.y_ndim = 1 if source.n_outputs == 1 else 2
+    source.dtype, source.has_weights, source.frame_feature_names = np.dtype(np.float64), False, None
+    source.names = SourceNames("frame", "the Dask input", source.feature_names, source.target_names)
+    source.block_candidate = design.block_layout(head)  # ``head``: the frame's first row (pandas)
+    read = dask.delayed(_codes_partition, pure=True)
+    shared = dask.delayed(design, pure=True)  # one key in the graph, not a copy in every task
+    source._set_blocks([read(part, shared, variables, int(start), missing)
+                        for part, start in zip(frame.to_delayed(), starts)], lengths)
+    source._collections = (frame,)
+    return source
+
+
+def _codes_partition(frame, design, variables, start, missing):
+    """On a worker: a partition as a :class:`Chunk`: the rest of the formula's features, the factor's codes.
+
+    Rows keep their numbers in the input (``positions``) where rows with a
+    missing value were left out.
+    """
+    frame = frame.copy()
+    frame.index = np.arange(start, start + len(frame))
+    where = lambda row, column: f"the Dask input, row {row + 1}, column {column!r}"  # noqa: E731
+    frame, _, _ = frame_missing(frame, variables, missing, lambda row, column: where(int(frame.index[row]), column))
+    layout = design._layout
+    if len(frame) == 0:
+        return Chunk(np.empty((0, layout["n_dense"])), np.empty((0, len(design.target_names_))), None, start,
+                     np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64))
+    X, codes, y, _ = design.transform_codes(frame, where=lambda row, column: where(int(frame.index[row]), column))
+    return Chunk(X, y, None, start, frame.index.to_numpy(), codes)
