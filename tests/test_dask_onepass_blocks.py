@@ -19,7 +19,7 @@ import pytest
 
 pytest.importorskip("distributed")
 
-from gradfit import GDRegressor
+from gradfit import DataError, GDRegressor
 from gradfit.engines.categorical import BlockStatistics
 from gradfit.engines.statistics import Statistics
 from gradfit.sources import DaskSource, FileSource
@@ -85,3 +85,13 @@ def test_a_table_of_few_levels_gets_its_dense_statistics_from_the_same_compute(c
     assert model.feature_names_ == on_one_machine.feature_names_
     np.testing.assert_allclose(model.coef_, on_one_machine.coef_, rtol=1e-10)
     np.testing.assert_allclose(model.summary_["std_error"], on_one_machine.summary_["std_error"], rtol=1e-10)
+
+
+def test_a_bad_value_gives_the_cells_up_and_the_fits_own_compute_names_it(client, tmp_path):
+    df = table()
+    df.loc[4500, "x1"] = np.inf
+    path = write(df, tmp_path / "bad.parquet")
+    source = DaskSource.from_file(path, block_rows=700, **OPTIONS)
+    assert getattr(source, "learned_statistics", None) is None
+    with pytest.raises(DataError, match=r"infinite value .*bad.parquet.* row 4501, column 'x1'"):
+        GDRegressor().fit(source)
