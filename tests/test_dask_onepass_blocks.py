@@ -8,7 +8,8 @@ are merged on the cluster in the one compute that learns the levels, the fit
 computes nothing more (every compute counted), the client reads no data row,
 and the coefficients equal the dense sparse solve to 1e-8 and the fit of the
 same file on one machine; a table of few levels gets its dense statistics
-the same way.
+the same way; a bad value gives the cells up, and the fit's own compute
+names it by file, row and column.
 """
 
 from __future__ import annotations
