@@ -34,6 +34,12 @@ scatter. A sum of positive semi-definite terms, each of differences of
 nearby numbers: nothing cancels, and the result is
 :func:`~gradfit.engines.categorical.accumulate_blocks`'s up to rounding.
 
+The dense moments of the full one-hot design (every column's dummies, while
+no column has too many levels) come from the cells the same way
+(:func:`cell_moments`: ``S = [S_c on z, 0] + Σ_c W_c (u_c − μ)(u_c − μ)ᵀ``),
+for each part (:func:`part_moments`) and, on Dask, for the merged cells: the
+rows are summed once, into ``q_z × q_z``, and the one-hot never made.
+
 The cells are at most the rows, and as many as the column kept as codes has
 levels when the other categorical columns follow it (a firm's sector) or are
 few. Beyond :data:`CELL_BYTES` they are given up
