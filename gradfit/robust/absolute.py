@@ -226,7 +226,7 @@ def restricted(near, outside, box=DUAL_BOX, coding=None, dual=True):
     unit = float(np.max(np.abs(cost), initial=0.0)) or 1.0
     # HiGHS's presolve spent 100 s on a sparse program that its simplex solves in 0.4 s (1,500 levels, 15,000
     # rows): off for the sparse rows, whose program has nothing for it to remove but the levels' structure
-    options = None if coding is None else {"presolve": False}
+    options = None if coding is None else {"presolve": False, "dual_feasibility_tolerance": 1e-10}
     result = scipy.optimize.linprog(cost / unit, A_eq=A, b_eq=rhs, bounds=box, method="highs", options=options)
     if result.status == 0:
         multipliers = unit * np.asarray(result.eqlin.marginals, dtype=float)
