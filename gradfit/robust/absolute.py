@@ -57,6 +57,19 @@ again (the signs of far rows settle, as in Portnoy and Koenker's
 "globbing"), up to :data:`EXACT_ROUNDS` rounds a stage. The point returned
 is the best one evaluated (smallest ``P``), never a worse last one.
 
+**A categorical column kept as level codes** (the source's ``block_layout``).
+The passes read the codes (:class:`~gradfit.robust.sums.CodedBlock`: a
+gather and a ``bincount``), a kept row is its dense columns and its level,
+the projections ``G⁺`` solve through the level blocks
+(:class:`~gradfit.robust.linalg.BlockGram`) and the Huber stages step by them
+(:mod:`gradfit.robust.level_newton`). The restricted program's equations are
+written for the rows ``u = [z_dense, e_code, 1]`` (:func:`_constraints`, the
+coordinates ``φ = Mθ`` of :meth:`~gradfit.robust.sums.CodedColumns.rows`):
+a SciPy sparse matrix with at most ``n_dense + 2`` entries a row, which HiGHS
+takes as it is, where ``Z``'s centred dummies would fill every row. The
+certificate is the same number as on the dense dummies: no dense
+``n × L`` or ``L × L`` array is ever formed.
+
 ``B = [c − 1, c + 1] = 2·[−τ, 1 − τ]``: with scikit-learn's residual ``y − ŷ``
 (``u → −u``) and its unscaled ``ρ_τ`` this is the classic ``[τ − 1, τ]`` of
 quantile regression's dual.
