@@ -109,8 +109,8 @@ def unique_optimum(design, y, theta, duals, quantile, weight):
 
 
 def settings(quantile, **more):
-    loss = dict(loss="absolute_error") if quantile == 0.5 else dict(loss="quantile", quantile=quantile)
-    return dict(loss, tol=1e-9, **more)
+    loss = {"loss": "absolute_error"} if quantile == 0.5 else {"loss": "quantile", "quantile": quantile}
+    return {**loss, "tol": 1e-9, **more}
 
 
 def assert_certified_optimum(model, design, y, quantile, weight, fit_intercept=True):

@@ -82,7 +82,14 @@ import scipy.optimize
 import scipy.sparse
 
 from .huber import HuberProblem, newton
-from .sums import CodedColumns, absolute_dual_sums, absolute_sums, add_sums, merge_nearest, near_rows
+from .sums import (
+    CodedColumns,
+    absolute_dual_sums,
+    absolute_sums,
+    add_sums,
+    merge_nearest,
+    near_rows,
+)
 
 #: the box of the dual variables of the absolute error (the pinball loss's: shifted by c = 1 − 2τ)
 DUAL_BOX = (-1.0, 1.0)
