@@ -205,3 +205,20 @@ def test_more_levels_than_dense_allows_fit_and_certify_without_a_dense_block():
     assert peak < dense_bytes / 10, (peak, dense_bytes)
     assert model.coef_.shape == (levels + 1,)
     assert_certified_optimum(model, sparse_design(frame), y, 0.8, None)
+
+
+def test_dask_dataframe_fit_is_certified_at_the_optimum(monkeypatch):
+    """On a Dask dataframe the sums read the codes on the workers; the kept rows and the program on the client."""
+    distributed = pytest.importorskip("distributed")
+    dd = pytest.importorskip("dask.dataframe")
+    monkeypatch.setattr(encoding, "BLOCK_LEVELS", 40)  # a smaller table: 60 levels, beyond a dense limit of 50
+    monkeypatch.setattr(encoding, "MAX_LEVELS", 50)
+    frame, y = rows_a_level(60, rows=25, seed=22)
+    cluster = distributed.LocalCluster(n_workers=2, processes=False, threads_per_worker=1, dashboard_address=None,
+                                       silence_logs=50)
+    try:
+        with distributed.Client(cluster) as client:
+            on_dask = GDRegressor(**settings(0.8)).fit(client.persist(dd.from_pandas(frame, npartitions=4)), y)
+    finally:
+        cluster.close()
+    assert_certified_optimum(on_dask, sparse_design(frame), y, 0.8, None)
