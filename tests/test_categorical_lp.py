@@ -19,6 +19,7 @@ dummies, so the 1500-level fits here can only have read the codes.
 
 from __future__ import annotations
 
+import json
 import tracemalloc
 
 import numpy as np
@@ -28,6 +29,7 @@ import scipy.optimize
 import scipy.sparse
 
 from gradfit import GDRegressor
+from gradfit.cli import main
 from gradfit.sources import FileSource, encoding
 
 from .conftest import write_table
@@ -154,7 +156,7 @@ def test_newton_by_name_keeps_the_codes_beyond_the_dense_limit(table, many_level
     np.testing.assert_array_equal(by_name.coef_, auto.coef_)
 
 
-def test_parquet_file_fit_equals_in_memory(table, weights, many_levels, tmp_path):
+def test_parquet_file_fit_equals_in_memory(table, weights, many_levels, tmp_path, capsys):
     frame, y = table
     path = write_table(frame.assign(y=y, w=weights), tmp_path / "data.parquet")
     source = FileSource(path, "y", sample_weight="w", batch_rows=1000)
@@ -163,6 +165,13 @@ def test_parquet_file_fit_equals_in_memory(table, weights, many_levels, tmp_path
     assert_certified_optimum(on_file, sparse_design(frame), y, 0.8, weights)
     in_memory = GDRegressor(**settings(0.8)).fit(frame, y, sample_weight=weights)
     np.testing.assert_allclose(on_file.final_cost_, in_memory.final_cost_, rtol=1e-12)
+    # the command line: the same fit, the same certificate's words
+    assert main(["train", path, "--target", "y", "--sample-weight", "w", "--loss", "quantile", "--quantile", "0.8",
+                 "--tol", "1e-9", "-o", str(tmp_path / "model.json")]) == 0
+    summary = capsys.readouterr()
+    assert "not converged" not in summary.out + summary.err and "lp duality gap" in summary.out + summary.err
+    coef = json.loads((tmp_path / "model.json").read_text())["coef"]
+    np.testing.assert_allclose(np.ravel(coef), on_file.coef_, rtol=0, atol=1e-9 * np.abs(on_file.coef_).max())
 
 
 def test_codes_equal_the_dense_dummies(monkeypatch):
