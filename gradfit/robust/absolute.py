@@ -77,9 +77,12 @@ quantile regression's dual.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import scipy.optimize
 import scipy.sparse
+import scipy.sparse.linalg
 
 from .huber import HuberProblem, newton
 from .sums import (
@@ -246,16 +249,51 @@ def restricted(near, outside, box=DUAL_BOX, coding=None, dual=True):
     unit = float(np.max(np.abs(cost), initial=0.0)) or 1.0
     # HiGHS's presolve spent 100 s on a sparse program that its simplex solves in 0.4 s (1,500 levels, 15,000
     # rows): off for the sparse rows, whose program has nothing for it to remove but the levels' structure
-    options = None if coding is None else {"presolve": False, "dual_feasibility_tolerance": 1e-10}
+    options = None if coding is None else {"presolve": False}
     result = scipy.optimize.linprog(cost / unit, A_eq=A, b_eq=rhs, bounds=box, method="highs", options=options)
     if result.status == 0:
         multipliers = unit * np.asarray(result.eqlin.marginals, dtype=float)
-        return np.clip(result.x, *box), multipliers if coding is None else coding.to_theta(multipliers)
+        if coding is None:
+            return np.clip(result.x, *box), multipliers
+        return _refine(A, rhs, np.clip(result.x, *box), box), coding.to_theta(multipliers)
     if not dual:
         return None, None
     if coding is not None:
         return np.clip(np.sign(near["r"]) + box[0] + 1.0, *box), None  # c = box[0] + 1
     return scipy.optimize.lsq_linear(A, rhs, bounds=box).x, None
+
+
+def _refine(A, rhs, dual, box):
+    """``u_C`` with its equations' residual ``A u_C − b`` removed on the basis rows: one step of iterative refinement.
+
+    The simplex's basic solution carries the rounding of its factorization
+    (``‖A u − b‖ ≈ 1e-14 W`` at 5,200 levels); the certificate's projection
+    spreads such a residual over every row, ``W/W_l`` times larger on a
+    level's few rows, and the shrink into the box then costs the bound about
+    ``L`` times the residual (1.7e-10 relative at 5,200 levels). On the rows
+    strictly inside the box (the basis: ``p`` of them where the program is
+    nondegenerate) the sparse square system ``A_B δ = b − A u`` is solved
+    exactly (SuperLU); the step is kept where it stays in the box and lowers
+    the residual, else ``u_C`` is returned as it was (the projection corrects it).
+    """
+    low, high = box
+    margin = 1e-9 * (high - low)
+    basis = np.flatnonzero((dual > low + margin) & (dual < high - margin))
+    if basis.size != A.shape[0]:
+        return dual
+    residual = rhs - A @ dual
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", scipy.sparse.linalg.MatrixRankWarning)
+        try:
+            step = scipy.sparse.linalg.spsolve(A[:, basis].tocsc(), residual)
+        except RuntimeError:  # a singular basis
+            return dual
+    refined = dual.copy()
+    refined[basis] += step
+    if (not np.all(np.isfinite(step)) or np.any(refined[basis] < low) or np.any(refined[basis] > high)
+            or np.max(np.abs(rhs - A @ refined)) >= np.max(np.abs(residual))):
+        return dual
+    return refined
 
 
 def certificate(problem, gram, collected):
