@@ -102,10 +102,11 @@ class CodedColumns:
         return matrix
 
     def to_phi_dual(self, vector):
-        """``M⁻ᵀ g`` for ``g`` of shape (p,): a sum ``Σ c_i z_i`` as the same sum of the rows ``u`` (:meth:`rows`).
+        """``M⁻ᵀ g`` for ``g`` of shape (p,): a sum ``g = Σ a_i z_i`` as the same sum of the rows ``u`` (:meth:`rows`).
 
-        ``z = Mᵀu`` gives ``(Σ c z)_l = ((Σ c u)_l − c_l (Σ c u)_b)/s_l`` on a
-        level and the rest unchanged, so ``(Σ c u)_l = s_l g_l + c_l g_b``.
+        ``z = Mᵀu`` gives ``g_l = ((Σ a u)_l − c_l (Σ a u)_b)/s_l`` on a level
+        (``c_l``, ``s_l`` the dummy's centre and scale) and the rest unchanged,
+        so ``(Σ a u)_l = s_l g_l + c_l g_b``. Also a gradient's map, ``∇_φ = M⁻ᵀ∇_θ``.
         """
         out = np.array(vector, dtype=float)
         if self.fit_intercept:
