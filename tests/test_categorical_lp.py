@@ -105,8 +105,8 @@ def unique_optimum(design, y, theta, duals, quantile, weight):
     v = np.ones(len(y)) if weight is None else weight
     r = design @ theta - y
     exact = np.abs(r) <= 1e-9 * np.abs(y).max()
-    u = duals / (v / v.sum())  # the dual of the row's equation, per unit weight: in [−2τ, 2 − 2τ]
-    inside = (u[exact] > -2 * quantile + 1e-7) & (u[exact] < 2 - 2 * quantile - 1e-7)
+    u = duals / (v / v.sum())  # the dual of the row's equation, per unit weight: in [−(2 − 2τ), 2τ]
+    inside = (u[exact] > -(2 - 2 * quantile) + 1e-7) & (u[exact] < 2 * quantile - 1e-7)
     return exact.sum() == design.shape[1] and bool(inside.all())
 
 
@@ -115,7 +115,8 @@ def settings(quantile, **more):
     return {**loss, "tol": 1e-10, **more}
 
 
-def assert_certified_optimum(model, design, y, quantile, weight, fit_intercept=True):
+def assert_certified_optimum(model, design, y, quantile, weight, fit_intercept=True, unique=True):
+    """Certified, the optimum's cost to 1e-8; with ``unique`` (the oracle checks it) its coefficients to 1e-6."""
     assert model.converged_ and model.fit_report_["optimizer"] == "newton", model.fit_report_["message"]
     assert model.engine_ == "pass"  # passes that read the codes: no dense dummies
     certificate = model.fit_report_["certificate"]
@@ -125,7 +126,8 @@ def assert_certified_optimum(model, design, y, quantile, weight, fit_intercept=T
     reached = pinball(design, model.coef_, intercept, y, quantile, weight)
     assert abs(reached - optimum) <= 1e-8 * optimum, (reached, optimum)
     assert abs(model.final_cost_ - optimum) <= 1e-8 * optimum, (model.final_cost_, optimum)
-    if unique_optimum(design, y, theta, duals, quantile, weight):
+    if unique:
+        assert unique_optimum(design, y, theta, duals, quantile, weight)  # else no coefficients to compare with
         scale = np.abs(theta).max()
         np.testing.assert_allclose(model.coef_, theta[: model.coef_.size], rtol=0, atol=1e-6 * scale)
         if fit_intercept:
@@ -230,4 +232,4 @@ def test_dask_dataframe_fit_is_certified_at_the_optimum(monkeypatch):
             on_dask = GDRegressor(**settings(0.8)).fit(client.persist(dd.from_pandas(frame, npartitions=4)), y)
     finally:
         cluster.close()
-    assert_certified_optimum(on_dask, sparse_design(frame), y, 0.8, None)
+    assert_certified_optimum(on_dask, sparse_design(frame), y, 0.8, None, unique=False)  # an optimal face (unique_optimum says no)
