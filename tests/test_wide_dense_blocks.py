@@ -26,7 +26,7 @@ import scipy.sparse
 import scipy.sparse.linalg
 
 from gradfit import GDRegressor
-from gradfit.engines import categorical, statistics
+from gradfit.engines import categorical, level_cells, statistics
 from gradfit.engines.categorical import (
     LevelBlocks,
     chunk_level_moments,
@@ -253,19 +253,26 @@ def test_block_levels_apply_as_the_layout_says(monkeypatch):
     assert frame_source(frame, y, None).block_candidate is None
 
 
-def test_a_folder_of_parquet_files_streams_the_counts_as_the_frame_does(monkeypatch, tmp_path):
-    # a file's chunks: the encoder's dummies of b, its codes of a; the sparse moments merged across files
+@pytest.mark.parametrize("own_scan", [False, True])
+def test_a_folder_of_parquet_files_reads_the_counts_as_the_frame_does(monkeypatch, tmp_path, own_scan):
+    # a file's blocks from the cells of the levels' pass (engines/level_cells.py), or (own_scan) from a pass of
+    # their own after the levels' scan: either way b's dummies from counts and read sparse by LevelBlocks
     monkeypatch.setattr(encoding, "BLOCK_LEVELS", 100)
-    monkeypatch.setattr("gradfit.engines.levels.BLOCK_LEVELS", 100)  # the levels' own scan, then the blocks' pass
-    merges = []
-    monkeypatch.setattr(categorical, "merge_one_hot", lambda a, b: merges.append(1) or merge_one_hot(a, b))
+    if own_scan:
+        monkeypatch.setattr(level_cells, "CELL_BYTES", 0)  # the cells given up: accumulate_blocks' pass
     frame, y = make_table(3_000, 200, 120, seed=12)
     path = write_table(frame.assign(y=y), tmp_path / "folder", parts=3)
     source = FileSource(path, "y")
     assert source.block_candidate["one_hot"] == [(2, 2 + 119)]
+    counted, sparse = [], []
+    monkeypatch.setattr(categorical, "chunk_one_hot_moments",
+                        lambda *args: counted.append(1) or chunk_one_hot_moments(*args))
+    level_means = categorical.LevelBlocks._level_means
+    monkeypatch.setattr(categorical.LevelBlocks, "_level_means",
+                        lambda self, one_hot: sparse.append(one_hot is not None) or level_means(self, one_hot))
     model = GDRegressor(tol=1e-10, optimizer="cg").fit(source)
     assert_fit_equals_oracle(model, frame, y, None)
-    assert merges  # the counts' path served the fit
+    assert counted and sparse and all(sparse)
 
 
 @pytest.mark.parametrize("weighted", [False, True])
@@ -296,14 +303,3 @@ def test_a_dense_fit_with_two_small_categorical_columns_reads_their_dummies_as_c
     assert counted and model.engine_ == "statistics"
     assert_fit_equals_oracle(model, frame, y, weight)
 
-
-def test_the_levels_pass_of_a_file_reads_the_dummies_as_counts(monkeypatch, tmp_path):
-    # levels learned in the statistics pass (engines/levels.py): each part's dummies, one per level it holds
-    frame, y = make_table(3_000, 50, 30, seed=15)
-    path = write_table(frame.assign(y=y), tmp_path / "data.parquet")
-    counted = []
-    monkeypatch.setattr(statistics, "_one_hot_moments",
-                        lambda *args: counted.append(1) or one_hot_moments(*args))
-    model = GDRegressor(tol=1e-10).fit(FileSource(path, "y"))
-    assert counted and model.engine_ == "statistics"
-    assert_fit_equals_oracle(model, frame, y, None)
