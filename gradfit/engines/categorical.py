@@ -530,10 +530,21 @@ def accumulate_blocks(source):
         return chunk_level_moments(chunk.codes, chunk.X, chunk.y, chunk.sample_weight, n_levels)
 
     moments = source.reduce(per_chunk, merge_levels)
+    return block_statistics(moments, layout, source.describe())
+
+
+def block_statistics(moments, layout, what):
+    """The :class:`BlockStatistics` of merged :class:`LevelMoments` of some rows (``what`` names them).
+
+    Raises
+    ------
+    DataError
+        No rows, or weights summing to zero.
+    """
     if moments is None or moments.count == 0:
-        raise DataError(f"{source.describe()} has no data rows")
+        raise DataError(f"{what} has no data rows")
     if moments.total == 0:
-        raise DataError(f"the sample weights in {source.describe()} sum to zero")
+        raise DataError(f"the sample weights in {what} sum to zero")
     blocks = LevelBlocks(moments, layout["n_dense"], layout["dense_index"], layout["level_index"],
                          layout["reference"], layout["dense_names"], [f"{layout['name']}={level}"
                                                                        for level in layout["levels"]])
