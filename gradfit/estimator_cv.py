@@ -68,7 +68,10 @@ class GDRegressorCV(GDRegressor):
     warm-started along the decreasing grid, each point to a duality gap of
     ``1e-12 · var(y)`` (:data:`gradfit.alpha_path.PATH_TOL`). The chosen model is
     then fitted on all the rows by :class:`~gradfit.GDRegressor`'s own fit,
-    started from the path's solution, from the same statistics.
+    started from the path's solution, from the same statistics. A
+    categorical column of many levels kept as level codes stays codes: the
+    fold statistics are level blocks and the paths and validation errors are
+    solved on them (:mod:`gradfit.block_path`), never on a dense one-hot block.
 
     For ``loss="huber"`` the paths are solved by passes over the data, each of
     which serves every fold, every l1 ratio and the all-rows problem at once
