@@ -136,9 +136,8 @@ def _merge_level_folds(a, b):
     return [merge_levels(x, y) for x, y in zip(a, b)]
 
 
-def _split_level_moments(chunk, labels, n_folds, source):
+def _split_level_moments(chunk, labels, n_folds, source, layout):
     """Per-fold :class:`~gradfit.engines.categorical.LevelMoments` of one chunk carrying level codes."""
-    layout = source.block_layout
     _check_chunk(source, layout, chunk)  # names a bad value by its row in the source
     order = np.argsort(labels, kind="stable")
     counts = np.bincount(labels, minlength=n_folds)
@@ -155,10 +154,14 @@ def _split_level_moments(chunk, labels, n_folds, source):
     return parts
 
 
-def _split_moments(chunk, labels, n_folds, source):
-    """Per-fold :class:`Moments` of one chunk, the rows grouped by ``labels`` (shape (n_rows,))."""
-    if source.block_layout is not None:
-        return _split_level_moments(chunk, labels, n_folds, source)
+def _split_moments(chunk, labels, n_folds, source, layout=None):
+    """Per-fold :class:`Moments` of one chunk, the rows grouped by ``labels`` (shape (n_rows,)).
+
+    ``layout``: the source's ``block_layout``, read where the pass starts (a
+    Dask worker's copy of the source is a stand-in without it).
+    """
+    if layout is not None:
+        return _split_level_moments(chunk, labels, n_folds, source, layout)
     order = np.argsort(labels, kind="stable")
     counts = np.bincount(labels, minlength=n_folds)
     X, y = _rows(chunk.X, order), _rows(chunk.y, order)
@@ -189,13 +192,13 @@ def _rows(values, order):
     return np.take(values, order, axis=0)
 
 
-def _hashed_fold_moments(chunk, n_folds, seed, source):
+def _hashed_fold_moments(chunk, n_folds, seed, source, layout=None):
     labels = fold_of(np.arange(chunk.start, chunk.start + chunk.n_rows), n_folds, seed)
-    return _split_moments(chunk, labels, n_folds, source)
+    return _split_moments(chunk, labels, n_folds, source, layout)
 
 
-def _labelled_fold_moments(chunk, labels, n_folds, source):
-    return _split_moments(chunk, labels[chunk.start : chunk.start + chunk.n_rows], n_folds, source)
+def _labelled_fold_moments(chunk, labels, n_folds, source, layout=None):
+    return _split_moments(chunk, labels[chunk.start : chunk.start + chunk.n_rows], n_folds, source, layout)
 
 
 def _combine(moments_list, source, what):
@@ -235,7 +238,9 @@ def fold_statistics(source, n_folds, seed=0):
     only the chunk's rows and their positions.
     """
     with np.errstate(over="ignore", invalid="ignore"):  # overflows are named by chunk_moments and finish
-        parts = source.reduce(lambda chunk: _hashed_fold_moments(chunk, n_folds, seed, source), _merger(source))
+        layout = source.block_layout
+        parts = source.reduce(lambda chunk: _hashed_fold_moments(chunk, n_folds, seed, source, layout),
+                              _merger(source))
     if parts is None:
         raise DataError(f"{source.describe()} has no data rows")
     return _from_fold_moments(parts, source, "fold")
@@ -254,7 +259,8 @@ def split_statistics(source, splits):
     labels = partition_labels(splits, n)
     if labels is not None:
         with np.errstate(over="ignore", invalid="ignore"):
-            parts = source.reduce(lambda chunk: _labelled_fold_moments(chunk, labels, len(splits), source),
+            layout = source.block_layout
+            parts = source.reduce(lambda chunk: _labelled_fold_moments(chunk, labels, len(splits), source, layout),
                                   _merger(source))
         return _from_fold_moments(parts, source, "split")
     # first: a bad value is named by its row in the input
