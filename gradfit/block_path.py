@@ -46,7 +46,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .alpha_path import MAX_SWEEPS, PATH_TOL, Path, Quadratic, solve_path, validation_mse
+from .alpha_path import (
+    MAX_SWEEPS,
+    PATH_TOL,
+    Path,
+    Quadratic,
+    solve_path,
+    validation_mse,
+)
 from .jit import lazily_compiled
 
 
@@ -362,9 +369,7 @@ def _block_coordinate_descent(slot, diagonal, share, offset, within, between, of
         l1_norm = 0.0
         squared_norm = 0.0
         for j in range(d):
-            value = abs(cross[j] - product[j] - a2 * coef[j])
-            if value > dual_norm:
-                dual_norm = value
+            dual_norm = max(dual_norm, abs(cross[j] - product[j] - a2 * coef[j]))
             cross_dot += cross[j] * coef[j]
             quadratic += coef[j] * product[j]
             l1_norm += abs(coef[j])

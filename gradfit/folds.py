@@ -30,7 +30,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .engines.categorical import _check_chunk, accumulate_blocks, block_statistics, chunk_level_moments, merge_levels
+from .engines.categorical import (
+    _check_chunk,
+    accumulate_blocks,
+    block_statistics,
+    chunk_level_moments,
+    merge_levels,
+)
 from .engines.statistics import Statistics, accumulate, chunk_moments, finish, merge
 from .errors import DataError
 from .sources import ArraySource, check_finite

@@ -131,7 +131,7 @@ def test_a_parquet_file_in_bounded_memory_and_the_refit(table, tmp_path):
     frame, y, _, X = table
     path = tmp_path / "table.parquet"
     frame.assign(y=y).to_parquet(path, index=False)
-    settings = dict(penalty="l1", alphas=6, eps=1e-2, cv=3, random_state=1)
+    settings = {"penalty": "l1", "alphas": 6, "eps": 1e-2, "cv": 3, "random_state": 1}
     tracemalloc.start()
     try:
         model = GDRegressorCV(**settings).fit(str(path), "y")

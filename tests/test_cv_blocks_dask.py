@@ -13,10 +13,10 @@ import pytest
 dd = pytest.importorskip("dask.dataframe")
 pytest.importorskip("distributed")
 
-from gradfit import GDRegressorCV  # noqa: E402
+from gradfit import GDRegressorCV
 
-from . import test_dask  # noqa: E402
-from .test_cv_blocks import make_table  # noqa: E402
+from . import test_dask
+from .test_cv_blocks import make_table
 
 # test_dask's real cluster, and its check that nothing is gathered to the client (autouse)
 client, no_gathering = test_dask.client, test_dask.no_gathering
@@ -24,7 +24,7 @@ client, no_gathering = test_dask.client, test_dask.no_gathering
 
 def test_the_folds_level_blocks_are_merged_on_the_workers(client):
     frame, y = make_table(n=4000)
-    settings = dict(penalty="elasticnet", l1_ratio=0.5, alphas=4, eps=1e-2, cv=3, random_state=4)
+    settings = {"penalty": "elasticnet", "l1_ratio": 0.5, "alphas": 4, "eps": 1e-2, "cv": 3, "random_state": 4}
     in_memory = GDRegressorCV(**settings).fit(frame, y)
     table = client.persist(dd.from_pandas(frame.assign(y=y), npartitions=3))
     model = GDRegressorCV(**settings).fit(table[list(frame.columns)], table["y"])
