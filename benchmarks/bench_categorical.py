@@ -35,6 +35,11 @@ L1 by accelerated proximal gradient on the blocks' products); ``--alpha cv``
 chooses it by cross-validation in both runs (``GDRegressorCV``: on the blocks,
 each fold's path solved from its level blocks, :mod:`gradfit.block_path`).
 
+``--formula`` runs the categorical fit as ``gradfit train FILE --formula
+"y ~ x0 + ... + C(g)"``: formulaic encodes the numeric terms and ``C(g)``, a
+main effect of many levels, is kept as level codes
+(:meth:`gradfit.formula.FormulaDesign.choose_block`), never a dense block.
+
 ``--lstsq`` (small sizes only: it forms the dense design) also compares the
 model file's coefficients with ``numpy.linalg.lstsq`` on the dense
 treatment-coded design (with ``--penalty l2``: ``numpy.linalg.solve`` of the
@@ -48,6 +53,7 @@ Usage::
     python benchmarks/bench_categorical.py --rows 200000 --levels 10000 --loss huber --optimizer gd --epochs 50 --tol none
     python benchmarks/bench_categorical.py --rows 200000 --levels 10000 --penalty l2 --alpha 1e-4
     python benchmarks/bench_categorical.py --rows 200000 --levels 10000 --loss huber --outliers 0.05
+    python benchmarks/bench_categorical.py --rows 200000 --levels 10000 --formula
 """
 
 from __future__ import annotations
@@ -126,6 +132,8 @@ def main():
     parser.add_argument("--penalty", choices=["l1", "l2", "elasticnet"], help="fit both with this penalty")
     parser.add_argument("--alpha", type=_alpha, default=1e-4,
                         help="the penalty's alpha (with --penalty), or cv: chosen by cross-validation (train --alpha cv)")
+    parser.add_argument("--formula", action="store_true",
+                        help="the categorical fit through a formula, y ~ x0 + ... + C(g)")
     parser.add_argument("--outliers", type=float, default=0.0,
                         help="fraction of rows given a gross (Cauchy) error, for the robust losses")
     args = parser.parse_args()
@@ -143,6 +151,9 @@ def main():
     try:
         command = [sys.executable, "-m", "gradfit", "train", path, "--target", "y", "-q"] + options
         numeric = run_measured(command + ["--exclude", "g"])
+        if args.formula:  # the same columns through formulaic, C(g) kept as level codes
+            formula = "y ~ " + " + ".join([f"x{j}" for j in range(args.numeric)] + ["C(g)"])
+            command = [sys.executable, "-m", "gradfit", "train", path, "--formula", formula, "-q"] + options
         categorical = run_measured(command + ([] if args.tol is not None else ["--tol", "1e-10"]) + ["-o", model_path])
         difference = None
         if args.lstsq:
@@ -155,6 +166,7 @@ def main():
             if os.path.exists(name):
                 os.unlink(name)
     print(f"{args.rows} rows, {args.numeric} numeric features, one column of {args.levels} levels"
+          f"{' (through a formula, C(g))' if args.formula else ''}"
           f"{f', {args.outliers:g} of the rows outliers' if args.outliers else ''}"
           f"{'; ' + ' '.join(options) if options else ''}; {machine()}")
     print("| fit | wall s | CPU s | peak RSS (MiB) |")

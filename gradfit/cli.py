@@ -489,9 +489,12 @@ def _feature_source(model, path, target=(), sample_weight=None, missing=None, ha
     if getattr(model, "design_", None) is not None:
         from .sources.formulas import FormulaSource
 
-        return FormulaSource(path, design=model.design_, sample_weight=sample_weight,
-                             missing=missing or model.missing, handle_unknown=handle_unknown or model.handle_unknown,
-                             targets=bool(target))
+        source = FormulaSource(path, design=model.design_, sample_weight=sample_weight,
+                               missing=missing or model.missing,
+                               handle_unknown=handle_unknown or model.handle_unknown, targets=bool(target))
+        if source.block_candidate is not None:
+            source.use_blocks()  # a factor of many levels as level codes: its coefficients gathered
+        return source
     encoder = getattr(model, "encoder_", None)
     features = model.feature_names_ if encoder is None else encoder.raw_names
     missing = missing or model.missing

@@ -563,8 +563,13 @@ class GDRegressor(RegressorMixin, BaseEstimator):
             missing = "keep" if self.missing == "drop" else "error"
             source = FormulaSource(X, design=design, missing=missing, handle_unknown=self.handle_unknown,
                                    targets=False)
-            X = np.vstack([chunk.X for chunk in source.chunks()]) if source.n_samples else \
-                np.empty((0, source.n_features))
+            if source.block_candidate is not None:
+                source.use_blocks()  # a factor of many levels as level codes: its coefficients gathered
+            chunks, layout = list(source.chunks()), source.block_layout
+            width = source.n_features if layout is None else layout["n_dense"]
+            X = np.vstack([chunk.X for chunk in chunks]) if chunks else np.empty((0, width))
+            if layout is not None:
+                codes = np.concatenate([chunk.codes for chunk in chunks]) if chunks else np.empty(0, np.int64)
         elif encoder is not None or (frames.is_frame(X) and self.missing == "drop"):
             # rows with a missing value (missing="drop") are predicted NaN: one prediction per row
             encoder = encoder or self._numeric_encoder()

@@ -21,6 +21,7 @@ from .certify import MAX_FEATURES as MAX_CERTIFIED_FEATURES
 from .certify import BlockReference, QuadraticReference, certify
 from .engines import accumulate, choose_engine
 from .engines.categorical import accumulate_blocks
+from .engines.formula_levels import accumulate_formula
 from .engines.levels import accumulate_learning
 from .certificate import Certificate
 from .diagnostics import advice
@@ -221,7 +222,12 @@ def prepare(source, settings, scaling=None, statistics=None):
     check_combination(settings, loss, penalty)
     if statistics is None and getattr(source, "levels_pending", False):
         # a file's categories learned in the statistics pass itself: the file is read once (None: too many levels)
-        statistics = accumulate_learning(source, full=learns_scatter(settings, loss, penalty))
+        # (a formula's model spec likewise: gradfit.engines.formula_levels)
+        learning = accumulate_formula if getattr(source, "design", None) is not None else accumulate_learning
+        statistics = learning(source, full=learns_scatter(settings, loss, penalty))
+    if statistics is None:
+        # a Dask formula's: merged on the cluster in the compute that learned its levels (dask_formula_source)
+        statistics = getattr(source, "learned_statistics", None)
     engine_name = choose_engine(
         settings["engine"], loss, settings["batch_size"], source.n_features, settings["epochs"],
         # A CSV's rows are known after the first pass; until then its size says about how many there are

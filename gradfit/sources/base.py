@@ -161,6 +161,24 @@ class Source:
         return self.target_names[column - self.n_features]
 
 
+def pending_property(name):
+    """A property ``name`` of a source whose levels are learned in the statistics pass (``levels_pending``).
+
+    Read before that pass, it learns them by a pass of their own (the
+    source's ``settle()``); its value is kept as ``_name``.
+    """
+
+    def get(self):
+        if self.__dict__.get("levels_pending"):
+            self.settle()
+        return self.__dict__.get("_" + name, getattr(Source, name, None))
+
+    def put(self, value):
+        self.__dict__["_" + name] = value
+
+    return property(get, put, doc=f"``{name}``, once the levels are known (``settle()``).")
+
+
 class NamedBy:
     """Messages told by ``self.names`` (a :class:`Source`): for what reads rows on its behalf.
 

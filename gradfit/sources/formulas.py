@@ -1,21 +1,71 @@
 """Rows of a table through a formula (:mod:`gradfit.formula`): a DataFrame, or a file streamed.
 
-The design's levels are learned in one pass over the chunks when the source
-is made (with the missing values counted, for ``missing="drop"``); every
-later pass encodes each chunk with them. A Dask dataframe goes through
-:func:`dask_formula_source` (levels merged from the partitions, encoded on
-the workers).
+The design's levels are learned in the statistics pass
+(:mod:`gradfit.engines.formula_levels`, from :meth:`FormulaSource.level_parts`),
+with the missing values counted (``missing="drop"``): the table is read once
+for the statistics engine. Until then they are :attr:`~FormulaSource.levels_pending`;
+asking for the features before that learns them by a pass of their own
+(:meth:`FormulaSource.settle`). Every later pass encodes each chunk with them.
+A Dask dataframe goes through :func:`dask_formula_source` (levels and
+statistics merged from the partitions in one compute, encoded on the workers).
+
+A factor of many levels that the design keeps as level codes
+(:meth:`~gradfit.formula.FormulaDesign.choose_block`) is offered as the
+source's ``block_candidate``: after ``use_blocks(True)`` the chunks carry its
+``codes`` and the rest of the formula's features, never its dummies (made
+from the codes, within ``MAX_LEVELS``, for fits that ask for them). Its
+levels are learned by a pass of their own (:meth:`FormulaSource.settle`): more than
+:data:`~gradfit.sources.encoding.BLOCK_LEVELS` levels end the statistics pass that learns the others.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 import numpy as np
 
 from ..errors import DataError
 from ..formula import FormulaDesign, frame_missing
-from .base import Chunk, Source, fold_in_threads, worker_threads
+from .base import Chunk, Source, fold_in_threads, pending_property, worker_threads
+
+
+@dataclass
+class FormulaPart:
+    """Rows of the table encoded against their own levels, for the pass that learns them.
+
+    Attributes
+    ----------
+    X : ndarray of shape (n, p) or None
+        :meth:`~gradfit.formula.FormulaDesign.learn_encoding`'s columns
+        ``names`` (``None``: no row of the batch kept).
+    y : ndarray of shape (n, k)
+    sample_weight : ndarray of shape (n,) or None
+    start : int
+        The part's first row among the rows kept.
+    positions : ndarray of shape (n,)
+        The rows' numbers in the table, for messages.
+    names : list of str
+    found : dict
+        ``{factor: levels of the part}``.
+    counts : dict
+        Missing values by column (the first part of a batch holds its batch's).
+    rows : int
+        Rows of the table read (the first part of a batch: its batch's).
+    probe : pandas.DataFrame or None
+        The part's first row.
+    """
+
+    X: np.ndarray | None
+    y: np.ndarray | None
+    sample_weight: np.ndarray | None
+    start: int
+    positions: np.ndarray | None
+    names: list
+    found: dict
+    counts: dict
+    rows: int
+    probe: object = None
 
 
 class FormulaSource(Source):
@@ -72,7 +122,41 @@ class FormulaSource(Source):
         self.weight_name = weight_column or ("sample_weight" if self._weight_values is not None else None)
         self.has_weights = self.weight_name is not None
         self._columns = variables + ([weight_column] if weight_column else [])
-        self._scan(learning)
+        if learning:
+            # learned in the statistics pass (gradfit.engines.formula_levels): the table is read once;
+            # asking for the features before that scans it (settle)
+            self._pending_targets()
+            return
+        self._scan(False)
+
+    #: the model spec (and missing counts) are still to be learned: in the statistics pass, or by :meth:`settle`
+    levels_pending = False
+
+    feature_names = pending_property("feature_names")
+    n_features = pending_property("n_features")
+    missing_counts = pending_property("missing_counts")
+    rows_dropped = pending_property("rows_dropped")
+    block_candidate = pending_property("block_candidate")
+
+    def _pending_targets(self):
+        """What is known before a row is read: the targets' names (the left-hand side on no rows)."""
+        empty = self.frame.iloc[:0] if self.file is None else \
+            self.file.schema.empty_table().select(list(dict.fromkeys(self._columns))).to_pandas()
+        try:
+            self.target_names = self.design.target_names(empty) if self.targets else []
+        except DataError:  # the left-hand side needs rows: learn the spec now, by a pass of its own
+            self._scan(True)
+            return
+        self.n_outputs = len(self.target_names)
+        self.dtype = np.dtype(np.float64)
+        self.n_samples = None  # known after the pass (rows kept)
+        self.levels_pending = True
+
+    def settle(self):
+        """Learn the model spec (and count the missing values) now, by a pass of its own, if still pending."""
+        if self.__dict__.get("levels_pending"):
+            self.levels_pending = False
+            self._scan(True)
 
     # -- reading --------------------------------------------------------------------
 
@@ -117,12 +201,28 @@ class FormulaSource(Source):
                 probe = frame.iloc[:1]
             if learning:
                 self.design.learn(frame)
+        if learning and probe is not None:
+            self.design.finish()
+        self._known(probe, counts, rows, kept)
+
+    def learned_in_pass(self, found, counts, rows, kept, probe):
+        """The statistics pass learned the spec: ``found`` levels by factor, missing ``counts`` by column,
+        ``rows`` read, ``kept`` of them, ``probe`` the first row kept (``None``: none)."""
+        self.levels_pending = False
+        if probe is not None:
+            self.design._found = {factor: set(levels) for factor, levels in found.items()}
+            self.design.finish()
+        self._known(probe, counts, rows, kept)
+
+    def _known(self, probe, counts, rows, kept):
+        """The features' names from the learned spec (read from one row), the rows kept and the missing counts."""
         if probe is None:
             raise DataError(f"{self.label} has no data rows" + (" left after dropping missing values"
                                                                  if rows else ""))
-        if learning:
-            self.design.finish()
-        X, y, self.feature_names, target_names = self.design.transform(probe, targets=self.targets)
+        if self.design.block is not None:  # a factor of many levels: offered as level codes (use_blocks)
+            self.block_candidate = self.design.block_layout(probe)
+        X, y, self.feature_names, target_names = self.design.transform(probe, targets=self.targets,
+                                                                       where=self._probe_where(probe))
         self.target_names = target_names if self.targets else []
         self.n_features, self.n_outputs = len(self.feature_names), len(self.target_names)
         self.dtype = np.dtype(np.float64)
@@ -134,7 +234,67 @@ class FormulaSource(Source):
                 shown = ", ".join(f"{name!r}: {n}" for name, n in self.missing_counts.items())
                 self.notes.append(f"missing values: {self.rows_dropped} of {rows} rows left out ({shown})")
 
+    def level_parts(self):
+        """The table's rows as :class:`FormulaPart`\\ s, each encoded against its own levels, in order.
+
+        Rows with a missing value are dropped (and counted) or named as
+        :meth:`chunks` does. A part holds about :attr:`chunk_bytes` of its
+        encoded columns (its width is known once encoded: the first part is
+        of 4096 rows, and the last part's width sizes the next). Raises
+        :class:`~gradfit.sources.level_parts.TooManyLevels` as soon as a
+        factor has more than :data:`~gradfit.sources.encoding.BLOCK_LEVELS` levels.
+        """
+        from .encoding import BLOCK_LEVELS
+        from .level_parts import TooManyLevels
+
+        known = {}  # {factor: {level: None}} of the parts so far, first seen first: each part is tried on them
+        width = None  # the encoded width: known once a part is encoded (dummies may make it wide)
+        position = 0
+        for frame, _ in self._frames():
+            rows = len(frame)
+            frame, counts, _ = self._clean(frame)
+            if len(frame) == 0:
+                yield FormulaPart(None, None, None, position, None, [], {}, counts, rows)
+                continue
+            offset = 0
+            while offset < len(frame):
+                step = 4096 if width is None else int(max(4096, min(1 << 20, self.chunk_bytes // (8 * width))))
+                part = frame.iloc[offset:offset + step]
+                X, y, names, _, found = self.design.learn_encoding(part, known)
+                for factor, levels in found.items():
+                    union = known.setdefault(factor, {})
+                    union.update(dict.fromkeys(levels))
+                    if len(union) > BLOCK_LEVELS:
+                        raise TooManyLevels(factor)
+                if not self.targets:
+                    y = np.empty((len(part), 0))
+                weight = None
+                if self.has_weights:
+                    weight = part[self.weight_name if self._weight_values is None else "__weight__"].to_numpy(
+                        dtype=np.float64)
+                yield FormulaPart(X, y, weight, position, part.index.to_numpy(), names, found,
+                                  counts if offset == 0 else {}, rows if offset == 0 else 0, part.iloc[:1])
+                width = X.shape[1] + y.shape[1] + 1
+                position += len(part)
+                offset += len(part)
+
+    def reduce_levels(self, function, combine):
+        """The fold of ``function(part)`` over :meth:`level_parts`, on threads as :meth:`reduce`."""
+        threads = worker_threads()
+        if threads >= 2:
+            return fold_in_threads(function, combine, self.level_parts(), threads)
+        result = None
+        for part in self.level_parts():
+            partial = function(part)
+            result = partial if result is None else combine(result, partial)
+        return result
+
+    def _probe_where(self, probe):
+        return lambda row, column: self._where(int(probe.index[row]), column)
+
     def chunks(self):
+        """The rows through the formula; the :attr:`block_candidate` factor as ``Chunk.codes`` after ``use_blocks``."""
+        self.check_dense_levels()
         step = self.rows_per_chunk()
         position = 0
         for frame, _ in self._frames():
@@ -142,7 +302,11 @@ class FormulaSource(Source):
             for offset in range(0, len(frame), step):
                 part = frame.iloc[offset:offset + step]
                 where = lambda row, column, part=part: self._where(int(part.index[row]), column)  # noqa: E731
-                X, y, _, _ = self.design.transform(part, where=where, targets=self.targets)
+                codes = None
+                if self.block_layout is not None:  # never a dense one-hot block of the factor
+                    X, codes, y, _ = self.design.transform_codes(part, where=where, targets=self.targets)
+                else:
+                    X, y, _, _ = self.design.transform(part, where=where, targets=self.targets)
                 if self.missing == "keep":
                     gaps = part[self.design.feature_variables].isna().any(axis=1).to_numpy()
                     X[gaps] = np.nan
@@ -153,7 +317,7 @@ class FormulaSource(Source):
                     column = self.weight_name if self._weight_values is None else "__weight__"
                     weight = part[column].to_numpy(dtype=np.float64)
                 # rows keep their numbers in the table in messages, dropped rows or not
-                yield Chunk(X, y, weight, position, part.index.to_numpy())
+                yield Chunk(X, y, weight, position, part.index.to_numpy(), codes)
                 position += len(part)
 
     def reduce(self, function, combine):
@@ -173,12 +337,80 @@ class FormulaSource(Source):
 
 
 def _learn_partition(frame, design):
-    """A partition's levels (formulaic's state), for merging on the client."""
+    """A partition's levels (formulaic's state), for merging on the client (where the statistics pass cannot)."""
     design = FormulaDesign(design.formula)
     frame = frame.dropna()
     if len(frame):
         design.learn(frame)
     return design._found, design._chunks_learned
+
+
+def _partition_part(frame, design, variables, missing, start):
+    """A partition's :class:`~gradfit.engines.formula_levels.FormulaPartial` (levels, missing counts and the
+    whole scatter of its rows encoded against its own levels), its rows numbered from ``start`` in messages."""
+    from ..engines.formula_levels import FormulaPartial, part_partial
+    from .dask.names import SourceNames
+
+    rows = len(frame)
+    frame = frame.copy()
+    frame.index = np.arange(start, start + rows)
+    where = lambda row, column: f"the Dask input, row {row + 1}, column {column!r}"  # noqa: E731
+    frame, counts, _ = frame_missing(frame, variables, missing, where)
+    if len(frame) == 0:
+        return FormulaPartial(None, [], {}, counts, rows, 0)
+    X, y, names, target_names, found = FormulaDesign(design.formula).learn_encoding(frame)
+    part = FormulaPart(X, y, None, start, frame.index.to_numpy(), names, found, counts, rows, frame.iloc[:1])
+    return part_partial(part, True, lambda part: SourceNames("frame", "the Dask input", names, target_names))
+
+
+def _partition_partial(frame, design, variables, missing):
+    """On a worker: ``(partial, (rows, kept, failed))`` of one partition (:func:`_partition_part`).
+
+    A bad value (a gap with ``missing="error"``, a NaN a transform made) is
+    not raised here, where the partition's first row is not known:
+    ``failed`` says so, and the client reads that partition again to name
+    it (:func:`_raise_placed`).
+    """
+    try:
+        partial = _partition_part(frame, design, variables, missing, 0)
+    except DataError:
+        return None, (len(frame), 0, True)
+    return partial, (len(frame), partial.kept, False)
+
+
+def _raise_placed(frame, design, variables, start, missing):
+    """Name the bad value of a partition whose first row is ``start``, as a table read on one machine names it."""
+    _partition_part(frame, design, variables, missing, start)
+    raise DataError("the Dask input: a value the formula cannot use (a missing value, or a transform's NaN or "
+                    "infinity)")
+
+
+def _learn_in_one_compute(parts, design, variables, missing, n_outputs, run):
+    """The partitions' levels, missing counts and moments, merged on the cluster in a tree: one compute.
+
+    Returns ``(partial, rows, kept)``: the merged partial, each partition's
+    rows and rows kept; ``partial`` is ``None`` where the levels are to be
+    learned apart (a coding other than treatment, a factor of many levels).
+    """
+    from ..engines.formula_levels import merge_partials
+    from ..formula import NotStreamable
+    from .dask import require
+    from .dask.tasks import merge_tree
+    from .level_parts import TooManyLevels
+
+    dask = require("dask")
+    learn = dask.delayed(_partition_partial, nout=2, pure=True)
+    units = [learn(part, design, variables, missing) for part in parts]
+    try:
+        merged, *counted = run(merge_tree([partial for partial, _ in units], merge_partials(n_outputs)),
+                               *[count for _, count in units])
+    except (TooManyLevels, NotStreamable):
+        return None, None, None
+    rows = [int(count[0]) for count in counted]
+    for i, (_, _, failed) in enumerate(counted):
+        if failed:  # read that partition again, knowing its first row, to name the value
+            run(dask.delayed(_raise_placed)(parts[i], design, variables, int(sum(rows[:i])), missing))
+    return merged, rows, [int(count[1]) for count in counted]
 
 
 def _encode_partition(frame, design, variables, start, missing):
@@ -199,8 +431,14 @@ def _kept_rows(frame, variables, missing):
 def dask_formula_source(frame, formula, missing="error", handle_unknown="error", design=None):
     """A :class:`~gradfit.sources.DaskSource` of a Dask dataframe through a formula.
 
-    The levels of each partition are found on the workers and merged; the
-    encoded blocks are made on the workers too.
+    Training (no ``design``): one compute learns the model spec where the
+    partitions are, as :class:`FormulaSource` does in its statistics pass:
+    each partition's levels, missing values and moments (its rows encoded
+    against its own levels, :func:`_partition_partial`), merged in a tree on
+    the workers (:func:`~gradfit.engines.formula_levels.merge_partials`). Its
+    statistics are the source's ``learned_statistics``, which the statistics
+    engine uses without another compute (:func:`gradfit.fitting.prepare`).
+    The encoded blocks every later pass reads are made on the workers too.
     """
     from .dask import DaskSource, compute, require
 
@@ -215,32 +453,107 @@ def dask_formula_source(frame, formula, missing="error", handle_unknown="error",
         raise DataError(f"the Dask input has no column {absent[0]!r} (the formula names it)")
     frame = frame[variables]
     parts = frame.to_delayed()
+    partial = raw = lengths = None
     if learning:
-        learned = compute(*[dask.delayed(_learn_partition)(part, design) for part in parts])
-        for found, chunks in learned:
-            for factor, levels in found.items():
-                design._found.setdefault(factor, set()).update(levels)
-        design.finish()
-    head = frame.head(1)
+        try:
+            n_outputs = len(design.target_names(frame._meta))  # the left-hand side on no rows (Dask's meta)
+        except DataError:  # it needs rows: the levels learned apart
+            n_outputs = None
+        if n_outputs is not None:
+            partial, raw, lengths = _learn_in_one_compute(parts, design, variables, missing, n_outputs, compute)
+        if partial is not None:
+            if partial.probe is None:
+                raise DataError("the Dask input has no data rows" + (" left after dropping missing values"
+                                                                     if sum(raw) else ""))
+            design._found = {factor: set(levels) for factor, levels in partial.found.items()}
+            design.finish()
+            head = partial.probe
+        else:  # the levels learned apart (a coding other than treatment, a factor of many levels)
+            learned = compute(*[dask.delayed(_learn_partition)(part, design) for part in parts])
+            for found, chunks in learned:
+                for factor, levels in found.items():
+                    design._found.setdefault(factor, set()).update(levels)
+            design.finish()
+    if partial is None:
+        lengths = [int(n) for n in compute(*[dask.delayed(_kept_rows)(p, variables, missing) for p in parts])]
+        raw = [int(n) for n in compute(frame.map_partitions(len))[0]]
+        head = frame.head(1)
     X, y, design.feature_names_, design.target_names_ = design.transform(head)
-    lengths = [int(n) for n in compute(*[dask.delayed(_kept_rows)(p, variables, missing) for p in parts])]
-    raw = [int(n) for n in compute(frame.map_partitions(len))[0]]
     starts = np.concatenate([[0], np.cumsum(raw)])
-    encode = dask.delayed(_encode_partition, pure=True, nout=2)
-    Xs, ys = [], []
-    for part, n, start in zip(parts, lengths, starts):
-        block_X, block_y = encode(part, design, variables, int(start), missing)
-        Xs.append(da.from_delayed(block_X, shape=(n, len(design.feature_names_)), dtype=np.float64))
-        ys.append(da.from_delayed(block_y, shape=(n, len(design.target_names_)), dtype=np.float64))
-    source = DaskSource(da.concatenate(Xs), da.concatenate(ys), feature_names=design.feature_names_,
-                        target_names=design.target_names_, categorical=None)
+    if design.block is not None:  # a factor of many levels: level codes made on the workers
+        source = _dask_block_source(frame, head, design, variables, missing, lengths, starts)
+    else:
+        encode = dask.delayed(_encode_partition, pure=True, nout=2)
+        Xs, ys = [], []
+        for part, n, start in zip(parts, lengths, starts):
+            block_X, block_y = encode(part, design, variables, int(start), missing)
+            Xs.append(da.from_delayed(block_X, shape=(n, len(design.feature_names_)), dtype=np.float64))
+            ys.append(da.from_delayed(block_y, shape=(n, len(design.target_names_)), dtype=np.float64))
+        source = DaskSource(da.concatenate(Xs), da.concatenate(ys), feature_names=design.feature_names_,
+                            target_names=design.target_names_, categorical=None)
     source.design = design
     source.missing_counts = None
     source.rows_dropped = int(sum(raw) - sum(lengths))
+    if partial is not None:
+        from ..engines.formula_levels import restrict
+        from ..engines.statistics import finish
+
+        moments = restrict(partial.moments, partial, design.feature_names_, len(design.target_names_))
+        if moments is not None:
+            source.learned_statistics = finish(moments, source, True)
     if missing == "drop":
-        gaps = compute(frame.isna().sum())[0]
+        if partial is not None:
+            gaps = partial.counts
+        else:
+            gaps = compute(frame.isna().sum())[0]
         source.missing_counts = {str(c): int(n) for c, n in gaps.items() if n}
         if source.rows_dropped:
             shown = ", ".join(f"{name!r}: {n}" for name, n in source.missing_counts.items())
             source.notes.append(f"missing values: {source.rows_dropped} of {sum(raw)} rows left out ({shown})")
     return source
+
+
+def _dask_block_source(frame, head, design, variables, missing, lengths, starts):
+    """A :class:`~gradfit.sources.DaskSource` whose blocks are chunks made on the workers (:func:`_codes_partition`).
+
+    The design's :attr:`~gradfit.formula.FormulaDesign.block` factor comes as
+    level codes (``block_candidate``); a fit that needs dense dummies gets
+    them made on the workers, within ``MAX_LEVELS`` (as for a Dask
+    dataframe's categorical column, :mod:`gradfit.sources.dask.frame_blocks`).
+    """
+    from .dask import DaskSource, require
+    from .dask.names import SourceNames
+
+    dask = require("dask")
+    source = DaskSource.__new__(DaskSource)
+    source._file, source.encoder, source.notes = None, None, []
+    source.feature_names, source.target_names = list(design.feature_names_), list(design.target_names_)
+    source.n_features, source.n_outputs = len(source.feature_names), len(source.target_names)
+    source.y_ndim = 1 if source.n_outputs == 1 else 2
+    source.dtype, source.has_weights, source.frame_feature_names = np.dtype(np.float64), False, None
+    source.names = SourceNames("frame", "the Dask input", source.feature_names, source.target_names)
+    source.block_candidate = design.block_layout(head)  # ``head``: the frame's first row (pandas)
+    read = dask.delayed(_codes_partition, pure=True)
+    shared = dask.delayed(design, pure=True)  # one key in the graph, not a copy in every task
+    source._set_blocks([read(part, shared, variables, int(start), missing)
+                        for part, start in zip(frame.to_delayed(), starts)], lengths)
+    source._collections = (frame,)
+    return source
+
+
+def _codes_partition(frame, design, variables, start, missing):
+    """On a worker: a partition as a :class:`Chunk`: the rest of the formula's features, the factor's codes.
+
+    Rows keep their numbers in the input (``positions``) where rows with a
+    missing value were left out.
+    """
+    frame = frame.copy()
+    frame.index = np.arange(start, start + len(frame))
+    where = lambda row, column: f"the Dask input, row {row + 1}, column {column!r}"  # noqa: E731
+    frame, _, _ = frame_missing(frame, variables, missing, lambda row, column: where(int(frame.index[row]), column))
+    layout = design._layout
+    if len(frame) == 0:
+        return Chunk(np.empty((0, layout["n_dense"])), np.empty((0, len(design.target_names_))), None, start,
+                     np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64))
+    X, codes, y, _ = design.transform_codes(frame, where=lambda row, column: where(int(frame.index[row]), column))
+    return Chunk(X, y, None, start, frame.index.to_numpy(), codes)

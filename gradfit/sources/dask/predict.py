@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 
 import numpy as np
@@ -31,6 +32,9 @@ def predict_dask(model, X, predict):
     """
     coef = np.atleast_2d(model.coef_).astype(np.float64)
     intercept = np.atleast_1d(model.intercept_).astype(np.float64)
+    if getattr(model, "design_", None) is not None:
+        out = _predict_formula(X, model, coef, intercept, predict)
+        return out[:, 0] if model._y_ndim == 1 else out
     encoder = _encoder(model)
     if hasattr(X, "columns") and encoder is not None:
         out = _predict_frame(X, encoder, model.missing, coef, intercept, predict)
@@ -102,3 +106,60 @@ def _predict_partition(frame, reading, start):
         return reading.predict(reading.encoder.encode(arrays, np.float64, where), reading.coef, reading.intercept)
     other, codes = reading.encoder.encode_blocks(arrays, np.float64, where)
     return reading.predict(other, reading.coef, reading.intercept, codes, reading.layout)
+
+
+def _predict_formula(X, model, coef, intercept, predict):
+    """A formula model's predictions on a Dask dataframe, each partition through the formula on its worker.
+
+    A factor kept as level codes (the design's ``block``) has its
+    coefficients gathered by code (:func:`gradfit.model.predict`), never a
+    dense one-hot block.
+    """
+    dask, da = require("dask"), require("dask.array")
+    design = copy.copy(model.design_)
+    design.handle_unknown = model.handle_unknown  # the estimator's setting at predict time
+    absent = [v for v in design.feature_variables if v not in X.columns]
+    if absent:
+        raise DataError(f"the Dask input has no column {absent[0]!r} (the formula names it)")
+    X = X[design.feature_variables]
+    lengths = [int(n) for n in compute(X.map_partitions(len))[0]]
+    starts = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    reading = dask.delayed(_FormulaReading(design, model.missing, coef, intercept, predict), pure=True)
+    run = dask.delayed(_predict_formula_partition, pure=True)
+    blocks = [da.from_delayed(run(part, reading, int(start)), shape=(n, coef.shape[0]), dtype=np.float64)
+              for part, n, start in zip(X.to_delayed(), lengths, starts)]
+    return da.concatenate(blocks, axis=0)
+
+
+@dataclasses.dataclass
+class _FormulaReading:
+    design: object
+    missing: str
+    coef: np.ndarray
+    intercept: np.ndarray
+    predict: object
+
+
+def _predict_formula_partition(frame, reading, start):
+    """On a worker: a partition's predictions through the formula, shape (n, n_outputs); rows named from 1.
+
+    A row with a missing value is an error (``missing="error"``), or, for a
+    model fitted with ``missing="drop"``, predicted NaN.
+    """
+    design = reading.design  # its own methods: this package imports nothing of gradfit.formula (no import cycle)
+    if len(frame) == 0:
+        return np.empty((0, reading.coef.shape[0]))
+    frame = frame.copy()
+    frame.index = np.arange(start, start + len(frame))
+    where = lambda row, column: f"the Dask input, row {int(frame.index[row]) + 1}, column {column!r}"  # noqa: E731
+    if reading.missing != "drop":
+        design.missing_features(frame, "error", where)
+    gaps = frame[design.feature_variables].isna().any(axis=1).to_numpy()
+    if design.block is not None:
+        X, codes, _, _ = design.transform_codes(frame, where, targets=False)
+        out = reading.predict(X, reading.coef, reading.intercept, codes, design.block_layout(frame))
+    else:
+        X, _, _, _ = design.transform(frame, where, targets=False)
+        out = reading.predict(X, reading.coef, reading.intercept)
+    out[gaps] = np.nan
+    return out
