@@ -189,3 +189,18 @@ def test_the_command_line_cross_validates_on_the_blocks(table, tmp_path, capsys)
     saved = load(model_path)
     assert saved.alpha == pytest.approx(estimator.alpha_, rel=1e-12)
     np.testing.assert_allclose(saved.coef_, estimator.coef_, rtol=1e-9, atol=1e-12)
+
+
+def test_a_formulas_factor_of_many_levels_is_cross_validated_on_the_blocks_too(table):
+    frame, y, _, _ = table
+    settings = {"penalty": "elasticnet", "l1_ratio": 0.5, "alphas": 4, "eps": 1e-2, "cv": 3}
+    columns = GDRegressorCV(**settings).fit(frame, y)
+    tracemalloc.start()
+    try:
+        formula = GDRegressorCV(**settings, formula="y ~ x0 + x1 + x2 + C(g)").fit(frame.assign(y=y))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < len(frame) * (N_LEVELS - 1) * 8 / 8, f"peak {peak / 1e6:.1f} MB"
+    np.testing.assert_allclose(formula.mse_path_, columns.mse_path_, rtol=1e-10)
+    np.testing.assert_allclose(formula.coef_, columns.coef_, rtol=1e-8, atol=1e-10)
