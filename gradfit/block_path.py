@@ -191,8 +191,12 @@ def block_ridge_path(quadratic, alphas):
     d, k = quadratic.cross.shape
     total = blocks.total
     coefs = np.empty((len(alphas), k, d))
+    # alpha = 0 (given by the user): a level without rows in these rows is not determined by them; as the
+    # dense path leaves such directions at zero, its dummy alone gets a unit ridge (its right-hand side is 0)
+    free = np.zeros(d)
+    free[blocks.level_index] = blocks.level_total[blocks.others] <= 0
     for i, alpha in enumerate(alphas):
-        ridge = 0.5 * float(alpha) * total
+        ridge = 0.5 * float(alpha) * total if alpha > 0 else free
         if quadratic.fit_intercept:
             rhs = np.vstack([total * quadratic.cross, total * quadratic.mean_y[None, :]])
             coefs[i] = blocks.solve_ridge(rhs, ridge, origin=quadratic.mean_x)[:d].T

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse
+import scipy.sparse.linalg
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import ElasticNet, Ridge
 from sklearn.model_selection import KFold, ShuffleSplit
@@ -204,3 +205,20 @@ def test_a_formulas_factor_of_many_levels_is_cross_validated_on_the_blocks_too(t
     assert peak < len(frame) * (N_LEVELS - 1) * 8 / 8, f"peak {peak / 1e6:.1f} MB"
     np.testing.assert_allclose(formula.mse_path_, columns.mse_path_, rtol=1e-10)
     np.testing.assert_allclose(formula.coef_, columns.coef_, rtol=1e-8, atol=1e-10)
+
+
+def test_alpha_zero_leaves_a_level_without_training_rows_at_zero(table):
+    # with few rows a level, some levels have no row in some fold's training rows: at alpha = 0 the data do
+    # not determine their dummies, which the path leaves at zero as the dense path (and lstsq's minimum norm) do
+    frame, y = make_table(n=3200, seed=6)
+    model = GDRegressorCV(penalty="l2", alphas=[1e-3, 0.0], cv=3).fit(frame, y)
+    X = scipy.sparse.hstack([one_hot(frame), np.ones((len(frame), 1))]).tocsc()
+    expected, left_out = [], 0
+    for train, test in split(len(frame), 3, seed=0):
+        used = np.flatnonzero(X[train].getnnz(axis=0) > 0)  # the dummies of the levels the training rows hold
+        left_out += X.shape[1] - len(used)
+        design = X[train][:, used]
+        coef = scipy.sparse.linalg.spsolve((design.T @ design).tocsc(), design.T @ y[train])  # normal equations
+        expected.append(np.mean((X[test][:, used] @ coef - y[test]) ** 2))
+    assert left_out > 0  # the case happens
+    np.testing.assert_allclose(model.mse_path_[1], expected, rtol=RTOL)
