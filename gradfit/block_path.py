@@ -182,8 +182,8 @@ def block_ridge_path(quadratic, alphas):
     ``(2G + alpha I) c = 2h`` times ``W/2`` is ``(S + Λ) c = W h`` with
     ``Λ = (alpha W/2) I``, ``S = W G``. With an intercept ``S`` is the scatter
     about the means: the normal matrix of ``[x − μₓ, 1]`` is ``[[S, 0], [0, W]]``,
-    so ``solve_ridge`` of ``[W h; W μ_y]`` about ``origin = μₓ`` gives ``c``
-    (and ``μ_y``). Without, ``S`` is the leading block of the normal matrix
+    so ``solve_ridge`` of ``[W h; 0]`` (the target centred) about ``origin = μₓ``
+    gives ``c`` (and 0). Without, ``S`` is the leading block of the normal matrix
     ``N`` of ``[x, 1]`` about zero: ``c = t − u·(s/σ)`` with ``[t; s] = (N + Λ)⁻¹ [W h; 0]``
     and ``[u; σ] = (N + Λ)⁻¹ [0; 1]`` (the Schur complement of the intercept's entry).
     """
@@ -198,7 +198,9 @@ def block_ridge_path(quadratic, alphas):
     for i, alpha in enumerate(alphas):
         ridge = 0.5 * float(alpha) * total if alpha > 0 else free
         if quadratic.fit_intercept:
-            rhs = np.vstack([total * quadratic.cross, total * quadratic.mean_y[None, :]])
+            # the target centred too: its mean (the intercept's entry, ``W μ_y``) would only be moved to the
+            # stored shift and back inside the solve, costing the digits of ``μ_y / spread`` (3e6: 5 digits)
+            rhs = np.vstack([total * quadratic.cross, np.zeros((1, k))])
             coefs[i] = blocks.solve_ridge(rhs, ridge, origin=quadratic.mean_x)[:d].T
         else:
             rhs = np.zeros((d + 1, k + 1))

@@ -222,3 +222,35 @@ def test_alpha_zero_leaves_a_level_without_training_rows_at_zero(table):
         expected.append(np.mean((X[test][:, used] @ coef - y[test]) ** 2))
     assert left_out > 0  # the case happens
     np.testing.assert_allclose(model.mse_path_[1], expected, rtol=RTOL)
+
+
+def test_features_and_target_far_from_zero_keep_their_digits():
+    # a feature at 1e6 and a target at 3e6 (spread ~1): the blocks keep the level means about a shift, the path
+    # solves with the target centred; the oracle centres the dense features and the target before its normal
+    # equations (the dummies' centred Gram DᵀD − W ππᵀ has no large numbers to cancel)
+    frame, y = make_table(n=4500, seed=7)
+    frame["x2"] += 1e6
+    y = y + 3e6
+    alphas = [1e-2, 1e-3]
+    model = GDRegressorCV(penalty="l2", alphas=alphas, cv=3).fit(frame, y)
+    X = one_hot(frame)
+    expected = np.empty((2, 3))
+    for f, (train, test) in enumerate(split(len(frame), 3, seed=0)):
+        design, target = X[train], y[train]
+        mean, target_mean = np.asarray(design.mean(axis=0)).ravel(), target.mean()
+        dense = design[:, :3].toarray() - mean[:3]
+        dummies = design[:, 3:]
+        share = mean[3:]
+        gram = np.empty((X.shape[1], X.shape[1]))
+        gram[:3, :3] = dense.T @ dense
+        gram[:3, 3:] = dummies.T.dot(dense).T  # Σ (x − μ)(d − π) = Σ (x − μ) d
+        gram[3:, :3] = gram[:3, 3:].T
+        gram[3:, 3:] = (dummies.T @ dummies).toarray() - len(train) * np.outer(share, share)
+        centred = target - target_mean
+        cross = np.concatenate([dense.T @ centred, dummies.T @ centred])
+        for i, alpha in enumerate(alphas):
+            coef = np.linalg.solve(gram + 0.5 * alpha * len(train) * np.eye(len(cross)), cross)
+            held = X[test]
+            prediction = (held[:, :3].toarray() - mean[:3]) @ coef[:3] + held[:, 3:] @ coef[3:] - share @ coef[3:]
+            expected[i, f] = np.mean((prediction + target_mean - y[test]) ** 2)
+    np.testing.assert_allclose(model.mse_path_, expected, rtol=RTOL)
