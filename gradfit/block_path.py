@@ -54,12 +54,8 @@ from .alpha_path import (
     solve_path,
     validation_mse,
 )
+from .fitting import on_codes
 from .jit import lazily_compiled
-
-
-def on_codes(statistics):
-    """Whether ``statistics`` are a categorical column's blocks (:class:`~gradfit.engines.categorical.BlockStatistics`)."""
-    return getattr(statistics, "blocks", None) is not None
 
 
 @dataclass

@@ -32,10 +32,10 @@ from sklearn.utils.metaestimators import available_if
 from . import progress, registry
 from .errors import OptionError
 from .estimator import GDRegressor
-from .fitting import check_combination, fit_source, prepare
+from .fitting import check_combination, fit_source, on_codes, prepare
 from .folds import fold_seed, fold_statistics, split_statistics
 from .alpha_path import MAX_SWEEPS, alpha_grid, compiled_kernel
-from .block_path import compiled_block_kernel, on_codes, path_of, quadratic_of, validation_of
+from .block_path import compiled_block_kernel, path_of, quadratic_of, validation_of
 from .cv_huber import fold_labels, huber_path
 from .robust.huber_cv import PATH_TOL as HUBER_PATH_TOL
 from .sources import ArraySource
