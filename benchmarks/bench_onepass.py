@@ -13,9 +13,20 @@ the median of ``--repeats`` fits each, after a warm-up fit (imports, Numba).
 (:class:`~gradfit.sources.formulas.FormulaSource`: its model spec learned in
 the statistics pass, :mod:`gradfit.engines.formula_levels`, against
 :meth:`~gradfit.sources.formulas.FormulaSource.settle` first).
+``--levels L`` gives the first text column ``L`` levels: above 1000
+(``BLOCK_LEVELS``) it is kept as level codes, and its blocks come from the
+same pass (:mod:`gradfit.engines.level_cells`), against a scan first and then
+the blocks' pass (:func:`gradfit.engines.categorical.accumulate_blocks`).
 
     python benchmarks/bench_onepass.py --rows 1000000
     python benchmarks/bench_onepass.py --rows 300000 --formula "y ~ x + C(g) + C(h):x"
+    python benchmarks/bench_onepass.py --rows 300000 --levels 5000
+    python benchmarks/bench_onepass.py --rows 300000 --levels 5000 --dask
+
+``--dask``: the file read by Dask's workers (``DaskSource.from_file``, a local
+cluster of two worker processes), the statistics from the compute that
+learns the levels (:mod:`gradfit.sources.dask.file_levels`) against a
+compute of their own after it ("scan first": what every Dask file fit did before).
 """
 
 from __future__ import annotations
@@ -33,17 +44,26 @@ from gradfit import GDRegressor
 from gradfit.sources import FileSource
 
 
-def write(path, n, seed=0):
+def write(path, n, levels=4, seed=0):
     rng = np.random.default_rng(seed)
-    g = rng.choice(["a", "b", "c", "d"], n)
+    names = np.array(["a", "b", "c", "d"] if levels == 4 else [f"g{i:06d}" for i in range(levels)])
+    code = rng.integers(0, levels, n)
+    g = names[code]
     h = rng.choice(["u", "v", "w"], n)
     x = rng.normal(size=n)
-    y = 1 + 2 * x + 1.5 * (g == "b") - (h == "w") + rng.normal(size=n)
+    y = 1 + 2 * x + 1.5 * (code == 1) + rng.normal(size=levels)[code] * (levels > 4) - (h == "w") + rng.normal(size=n)
     pd.DataFrame({"x": x, "g": g, "h": h, "y": y}).to_csv(path, index=False)
 
 
-def timed(path, scan_first, formula=None):
+def timed(path, scan_first, formula=None, dask=False):
     start = time.perf_counter()
+    if dask:  # the workers learn the levels and, in the same compute, the statistics
+        from gradfit.sources import DaskSource
+
+        source = DaskSource.from_file(path, "y")
+        if scan_first:  # as before: the levels' compute, then the statistics' own
+            source.__dict__.pop("learned_statistics", None)
+        return _fit_time(source, start)
     if formula is None:
         source = FileSource(path, "y")
     else:
@@ -52,6 +72,10 @@ def timed(path, scan_first, formula=None):
         source = FormulaSource(path, formula)
     if scan_first:
         source.settle()
+    return _fit_time(source, start)
+
+
+def _fit_time(source, start):
     model = GDRegressor().fit(source)
     return time.perf_counter() - start, model
 
@@ -61,20 +85,34 @@ def main():
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--formula", default=None, help='e.g. "y ~ x + C(g) + C(h):x"')
+    parser.add_argument("--levels", type=int, default=4, help="levels of the text column g")
+    parser.add_argument("--dask", action="store_true",
+                        help="DaskSource.from_file on a local cluster (2 worker processes): the statistics from the "
+                             "compute that learns the levels, against a compute of their own after it")
     args = parser.parse_args()
+    cluster = None
+    if args.dask:
+        import distributed
+
+        cluster = distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
+                                           dashboard_address="127.0.0.1:0", silence_logs=50)
+        client = distributed.Client(cluster)
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, "big.csv")
-        write(path, args.rows)
-        print(f"{args.rows} rows, {os.path.getsize(path) / 1e6:.1f} MB of CSV")
-        timed(path, False, args.formula)  # warm-up
+        write(path, args.rows, args.levels)
+        print(f"{args.rows} rows, g of {args.levels} levels, {os.path.getsize(path) / 1e6:.1f} MB of CSV")
+        timed(path, False, args.formula, args.dask)  # warm-up
         times = {"one pass": [], "scan first": []}
         for _ in range(args.repeats):  # interleaved, so that a change of load hits both
             for name, values in times.items():
-                values.append(timed(path, name == "scan first", args.formula)[0])
+                values.append(timed(path, name == "scan first", args.formula, args.dask)[0])
         one, two = (statistics.median(times[name]) for name in times)
         for name, values in times.items():
             print(f"{name:>10}: median {statistics.median(values):.3f} s  ({', '.join(f'{v:.3f}' for v in values)})")
         print(f"one pass / scan first: {one / two:.2f}x")
+    if cluster is not None:
+        client.close()
+        cluster.close()
 
 
 if __name__ == "__main__":

@@ -165,11 +165,10 @@ def keeps_codes(settings, loss, penalty, engine_name, n_levels):
     (beyond, they take the codes too: first-order optimizers, whose
     certificate may then be none):
 
-    * ``optimizer="auto"`` on the absolute error or the pinball loss, which
-      runs the robust losses' Newton method (:func:`robust_default`; its
-      linear program reads dense rows; ``"newton"`` by name always needs the
-      dense Gram); on Huber that method solves by the level blocks and keeps
-      the codes (:mod:`gradfit.robust.level_newton`);
+    * ``optimizer="newton"`` by name on Huber's loss (``"auto"`` runs the same
+      method on the level blocks, :mod:`gradfit.robust.level_newton`; the
+      absolute error and the pinball loss keep the codes either way: their
+      linear programs' rows are sparse, :func:`gradfit.robust.absolute.restricted`);
     * a fit of the dense statistics engine that :func:`serves_blocks` does
       not admit (its exact solve, :func:`lasso_start`'s coordinate descent and
       its certificate read the dense scatter); ``engine="statistics"`` by
@@ -181,6 +180,9 @@ def keeps_codes(settings, loss, penalty, engine_name, n_levels):
 
     if serves_blocks(settings, loss, penalty):
         return True
+    if robust.piecewise_linear(loss) and (settings["optimizer"] == robust.NAME
+                                          or robust_default(settings, loss, penalty)):
+        return True  # the linear programs' rows from the codes, sparse (robust.absolute)
     if settings["optimizer"] == robust.NAME or registry.part("engine", settings["engine"]).knows_optimum:
         return False
     if loss.huberized and robust_default(settings, loss, penalty):
@@ -220,14 +222,16 @@ def prepare(source, settings, scaling=None, statistics=None):
     registry.part("schedule", settings["schedule"])
     check_meaningful(settings)
     check_combination(settings, loss, penalty)
+    learned = None
     if statistics is None and getattr(source, "levels_pending", False):
-        # a file's categories learned in the statistics pass itself: the file is read once (None: too many levels)
+        # a file's categories learned in the statistics pass itself: the file is read once (None: the levels
+        # were learned apart); a column of many levels comes with its blocks (BlockStatistics)
         # (a formula's model spec likewise: gradfit.engines.formula_levels)
         learning = accumulate_formula if getattr(source, "design", None) is not None else accumulate_learning
-        statistics = learning(source, full=learns_scatter(settings, loss, penalty))
+        statistics = learned = learning(source, full=learns_scatter(settings, loss, penalty))
     if statistics is None:
         # a Dask formula's: merged on the cluster in the compute that learned its levels (dask_formula_source)
-        statistics = getattr(source, "learned_statistics", None)
+        statistics = learned = getattr(source, "learned_statistics", None)
     engine_name = choose_engine(
         settings["engine"], loss, settings["batch_size"], source.n_features, settings["epochs"],
         # A CSV's rows are known after the first pass; until then its size says about how many there are
@@ -235,6 +239,9 @@ def prepare(source, settings, scaling=None, statistics=None):
     )
     if getattr(source, "block_candidate", None) is not None:
         # a categorical column of many levels: its statistics as blocks, never a dense one-hot
+        if learned is not None and on_codes(learned) and not keeps_codes(
+                settings, loss, penalty, engine_name, source.block_candidate["n_levels"]):
+            statistics = None  # this fit reads the column as dense dummies: the learned blocks serve it not
         given = statistics
         source.use_blocks(on_codes(statistics) if statistics is not None else keeps_codes(
             settings, loss, penalty, engine_name, source.block_candidate["n_levels"]))
@@ -420,8 +427,8 @@ def fit_source(source, settings, *, params=None, opt_state=None, loss_curve=None
     problem = problem or prepare(source, settings)
     # -- robust losses (gradfit.robust): Newton's fit, best iterates, certificates ---------
     if robust_default(settings, problem.loss, problem.objective.penalty, epochs is None and checkpoint is None
-                      and resume is None) and (problem.loss.huberized or not on_codes(problem.statistics)):
-        # (on level codes Huber's Newton method solves by the level blocks; the linear programs need dense rows)
+                      and resume is None):
+        # (on level codes too: Huber's steps solve by the level blocks, the linear programs' rows are sparse)
         settings = dict(settings, optimizer=robust.NAME)  # "auto": what reaches the certified optimum
     if settings["optimizer"] == robust.NAME:
         if checkpoint is not None or resume is not None:

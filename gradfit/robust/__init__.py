@@ -120,11 +120,6 @@ ABSOLUTE_DETAIL = ("relative objective gap bounded by a dual-feasible point of t
                    "built from the residual signs")
 
 
-#: why a robust fit on a categorical column kept as level codes has no certificate
-CODES_DETAIL = ("loss={loss!r} on a categorical column kept as level codes: its linear program's certificate reads "
-                "dense rows of the column's dummies (the basis), which are never formed; no claim is made")
-
-
 def _lp_problem(loss, source, column, problem, fit_intercept, statistics):
     """The :class:`~gradfit.robust.absolute.AbsoluteProblem` of one output of a piecewise-linear loss."""
     return absolute.AbsoluteProblem(source, column, problem.scaling, fit_intercept, statistics, loss.quantile)
@@ -138,10 +133,9 @@ def robust_certificate(problem, params, tol):
     :func:`gradfit.robust.absolute.certificate`; with a penalty, kind
     ``"none"`` (no claim). Costs two or three passes (one more to read the
     full scatter when the fit did not keep it). On a categorical column kept
-    as level codes, Huber's projection solves by the level blocks
-    (:class:`~gradfit.robust.linalg.BlockGram`) and its sums read the codes;
-    the linear program's certificate reads dense rows of the dummies: kind
-    ``"none"`` there, saying so.
+    as level codes, the projections solve by the level blocks
+    (:class:`~gradfit.robust.linalg.BlockGram`), the sums read the codes and
+    the linear program's rows are sparse (:func:`gradfit.robust.absolute.restricted`).
     """
     loss, penalty = problem.loss, problem.objective.penalty
     source = _source(problem)
@@ -153,14 +147,13 @@ def robust_certificate(problem, params, tol):
     if not serves(loss):
         raise ValueError(f"robust_certificate serves loss={_served_names()}, not {loss.name!r}")
     if getattr(problem.statistics, "blocks", None) is not None:  # a categorical column kept as level codes
-        if not loss.huberized:
-            return Certificate("none", None, tol, CODES_DETAIL.format(loss=loss.name))
         statistics, gram = problem.statistics, None  # a penalty's dual point needs no projection
         if penalty is None:
             try:
                 gram = BlockGram(statistics, problem.scaling, fit_intercept)
             except DataError as exc:  # the projection's least-squares problem is singular
-                return Certificate("none", None, tol, f"no projection for Huber's dual point: {exc}")
+                kind = "Huber's dual point" if loss.huberized else "the linear program's dual point"
+                return Certificate("none", None, tol, f"no projection for {kind}: {exc}")
     else:
         gram, statistics = _gram(problem, source)
     bounds = []

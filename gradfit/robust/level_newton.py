@@ -109,12 +109,8 @@ class LevelHessian:
     def _step(self, gradient, damping):
         coding, d = self.coding, self.n_features
         half = 0.5 * self.sum_weights
-        levels, c, s = coding.level_index, coding.level_center, coding.level_scale
-        g_bias = gradient[d] if self.fit_intercept else 0.0
         rhs = np.zeros((d + 1, 1 if self.fit_intercept else 2))
-        rhs[:d, 0] = gradient[:d]
-        rhs[levels, 0] = s * gradient[levels] + c * g_bias  # ∇_φ = M⁻ᵀ ∇_θ
-        rhs[d, 0] = g_bias
+        rhs[: d + self.fit_intercept, 0] = coding.to_phi_dual(gradient)  # ∇_φ = M⁻ᵀ ∇_θ
         rhs[:, 0] *= half
         if not self.fit_intercept:
             rhs[d, 1] = 1.0  # the intercept's unit vector: the leading block's inverse by a Schur complement
@@ -124,8 +120,4 @@ class LevelHessian:
             phi = -solved[:, 0]
         else:
             phi = -(solved[:d, 0] - solved[:d, 1] * (solved[d, 0] / solved[d, 1]))
-        step = np.array(phi[: d + self.fit_intercept])
-        step[levels] = s * phi[levels]  # Δθ = M⁻¹ Δφ
-        if self.fit_intercept:
-            step[d] = phi[d] + c @ phi[levels]
-        return step
+        return coding.to_theta(phi[: d + self.fit_intercept])  # Δθ = M⁻¹ Δφ

@@ -16,6 +16,7 @@ sums are raw (not divided by ``W = Σ v``); the drivers divide.
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse
 
 from ..engines.blocks import PASS_BLOCK_BYTES, PASS_MIN_ROWS, block_rows, scratch
 from ..engines.categorical import chunk_level_moments, merge_levels
@@ -69,6 +70,62 @@ class CodedColumns:
         self.dense_scaling = Scaling(scaling.center[self.dense_index], scaling.scale[self.dense_index])
         self.level_center = scaling.center[self.level_index]
         self.level_scale = scaling.scale[self.level_index]
+        self.fit_intercept = fit_intercept
+        # each level's column in the sparse rows (the reference's: none, -1)
+        self._level_column = np.full(self.n_levels, -1, dtype=np.intp)
+        self._level_column[self.others] = self.level_index
+
+    def rows(self, dense, codes):
+        """The rows ``u = [z_dense, e_code, 1]`` of shape (n, p) as a CSR matrix: at most ``n_dense + 2`` entries a row.
+
+        ``dense`` (n, n_dense + fit_intercept) holds a :class:`CodedBlock`'s dense
+        columns (:attr:`block_columns`' order). In the coordinates ``φ = Mθ``
+        (:meth:`to_theta`) the rows of ``Z`` are ``z = Mᵀu``: the dummies
+        neither centred nor scaled, one entry a row, so that a linear program
+        over many rows stays sparse (``Z``'s centred dummies fill every row).
+        """
+        n, width = dense.shape
+        level_column = self._level_column[codes]
+        has_level = level_column >= 0
+        row_nnz = width + has_level
+        indptr = np.concatenate([[0], np.cumsum(row_nnz)])
+        indices = np.empty(indptr[-1], dtype=np.intp)
+        data = np.empty(indptr[-1])
+        first = indptr[:-1]
+        positions = first[:, None] + np.arange(width)
+        indices[positions] = self.block_columns
+        data[positions] = dense
+        indices[first[has_level] + width] = level_column[has_level]
+        data[first[has_level] + width] = 1.0
+        matrix = scipy.sparse.csr_matrix((data, indices, indptr), shape=(n, self.n_params))
+        matrix.sort_indices()
+        return matrix
+
+    def to_phi_dual(self, vector):
+        """``M⁻ᵀ g`` for ``g`` of shape (p,): a sum ``g = Σ a_i z_i`` as the same sum of the rows ``u`` (:meth:`rows`).
+
+        ``z = Mᵀu`` gives ``g_l = ((Σ a u)_l − c_l (Σ a u)_b)/s_l`` on a level
+        (``c_l``, ``s_l`` the dummy's centre and scale) and the rest unchanged,
+        so ``(Σ a u)_l = s_l g_l + c_l g_b``. Also a gradient's map, ``∇_φ = M⁻ᵀ∇_θ``.
+        """
+        out = np.array(vector, dtype=float)
+        if self.fit_intercept:
+            out[self.level_index] = self.level_scale * out[self.level_index] + self.level_center * out[-1]
+        else:
+            out[self.level_index] *= self.level_scale
+        return out
+
+    def to_theta(self, phi):
+        """``θ = M⁻¹φ`` for ``φ`` of shape (p,): ``θ_l = s_l φ_l``, ``θ_b = φ_b + Σ_l c_l φ_l``, the rest ``φ``.
+
+        ``φ`` are the coefficients of the rows ``u`` (:meth:`rows`): ``φ_l``
+        a level's raw coefficient, ``φ_b`` the reference level's intercept.
+        """
+        theta = np.array(phi, dtype=float)
+        theta[self.level_index] = self.level_scale * phi[self.level_index]
+        if self.fit_intercept:
+            theta[-1] = phi[-1] + self.level_center @ phi[self.level_index]
+        return theta
 
 
 class CodedBlock:
@@ -288,7 +345,7 @@ def huber_dual_sums(theta, column, epsilon, correction, shift, scaling, fit_inte
     return partial
 
 
-def absolute_sums(theta, column, keep, scaling, fit_intercept, tilt=0.0):
+def absolute_sums(theta, column, keep, scaling, fit_intercept, tilt=0.0, layout=None):
     """Per chunk: ``Σ v(|r| + c·r)``, ``Zᵀ(v·(sign r + c))``, and the ``keep`` rows of smallest ``|r|``.
 
     ``c = tilt``: 0 for the absolute error, ``1 − 2τ`` for the pinball loss of
@@ -300,6 +357,10 @@ def absolute_sums(theta, column, keep, scaling, fit_intercept, tilt=0.0):
     (:mod:`gradfit.robust.absolute`); :func:`merge_nearest` keeps the ``keep``
     smallest over all chunks. Rows of zero weight are never kept (they carry
     nothing; their dual value is free).
+
+    ``layout``: the source's ``block_layout`` (a column kept as level codes).
+    A kept row's ``z`` is then its dense columns (:class:`CodedBlock`'s) and
+    ``codes`` its level: :func:`near_rows` reads them as rows of ``Z``.
     """
     p = theta.shape[0]
 
@@ -308,7 +369,7 @@ def absolute_sums(theta, column, keep, scaling, fit_intercept, tilt=0.0):
             return None
         y = chunk.y[:, column]
         out = {"value": 0.0, "sign_features": np.zeros(p), "weight": 0.0, "near": None}
-        for start, Z, weight in _blocks(chunk, scaling, fit_intercept):
+        for start, Z, weight in _blocks(chunk, scaling, fit_intercept, layout):
             n = Z.shape[0]
             y_b = y[start:start + n]
             r = Z @ theta
@@ -322,13 +383,23 @@ def absolute_sums(theta, column, keep, scaling, fit_intercept, tilt=0.0):
             if candidates.size > keep:
                 candidates = candidates[np.argpartition(np.abs(r[candidates]), keep - 1)[:keep]]
             near = {
-                "index": chunk.start + start + candidates, "z": Z[candidates].copy(), "y": y_b[candidates].copy(),
-                "v": v[candidates], "r": r[candidates],
+                "index": chunk.start + start + candidates, "y": y_b[candidates].copy(), "v": v[candidates],
+                "r": r[candidates],
             }
+            if chunk.codes is None:
+                near["z"] = Z[candidates].copy()
+            else:  # fancy indexing copies: the block is scratch
+                near["z"], near["codes"] = Z.dense[candidates], Z.codes[candidates]
             out["near"] = near if out["near"] is None else _nearest(out["near"], near, keep)
         return out
 
     return partial
+
+
+def near_rows(near, coding=None):
+    """The kept rows of :func:`absolute_sums` as rows of ``Z``: an array (m, p), or a :class:`CodedBlock`
+    (``coding``: the :class:`CodedColumns` of a column kept as level codes); both serve ``@`` and ``.T @``."""
+    return near["z"] if coding is None else CodedBlock(coding, near["z"], near["codes"])
 
 
 def _nearest(a, b, keep):
@@ -354,7 +425,8 @@ def merge_nearest(keep):
     return combine
 
 
-def absolute_dual_sums(theta, column, basis_index, basis_dual, correction, scaling, fit_intercept, tilt=0.0):
+def absolute_dual_sums(theta, column, basis_index, basis_dual, correction, scaling, fit_intercept, tilt=0.0,
+                       layout=None):
     """Per chunk, at ``ũ = u − Z·correction``: ``Σ v ũ y``, ``Σ v ũ z``, ``max ũ`` and ``min ũ``.
 
     ``max ũ`` and ``min ũ`` over rows of positive weight (the others' dual
@@ -363,7 +435,8 @@ def absolute_dual_sums(theta, column, basis_index, basis_dual, correction, scali
 
     ``u_i = sign(r_i) + tilt``, except on the rows ``basis_index`` (sorted source
     indices) where ``u`` is ``basis_dual``: the dual point of the linear
-    program (:func:`gradfit.robust.absolute.certificate`).
+    program (:func:`gradfit.robust.absolute.certificate`). ``layout``: the
+    source's ``block_layout`` (a column kept as level codes).
     """
     p = theta.shape[0]
 
@@ -372,7 +445,7 @@ def absolute_dual_sums(theta, column, basis_index, basis_dual, correction, scali
             return None
         y = chunk.y[:, column]
         out = {"u_target": 0.0, "u_features": np.zeros(p), "max_u": 0.0, "min_u": 0.0}
-        for start, Z, weight in _blocks(chunk, scaling, fit_intercept):
+        for start, Z, weight in _blocks(chunk, scaling, fit_intercept, layout):
             n = Z.shape[0]
             first = chunk.start + start
             r = Z @ theta

@@ -28,7 +28,6 @@ from .columns import ColumnStore, memory_budget, row_bytes
 from .base import Source, file_row_position, fold_in_threads, worker_threads
 from .decode import ChunkDecoder
 from .file_checks import Stamps, estimate_rows, sniff_csv
-from .level_parts import TooManyLevels
 
 CSV_SUFFIXES = (".csv", ".tsv", ".txt", ".csv.gz", ".tsv.gz")
 PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
@@ -154,8 +153,9 @@ class FileSource(Source):
         their levels are learned in the fit's statistics pass
         (:mod:`gradfit.engines.levels`; :attr:`levels_pending` until then),
         or by a pass of their own over those columns (:meth:`settle`) where
-        the features are asked for first, or a column has more than
-        :data:`~gradfit.sources.encoding.BLOCK_LEVELS` levels.
+        the features are asked for first (a column of more than
+        :data:`~gradfit.sources.encoding.BLOCK_LEVELS` levels is learned in
+        the statistics pass too, its blocks with it: :mod:`gradfit.engines.level_cells`).
     missing : {"error", "drop", "keep"}, default="error"
         ``"drop"`` leaves out rows with a missing value in a used column
         (counted in ``missing_counts``, ``rows_dropped``, in the same pass as the levels);
@@ -414,10 +414,10 @@ class FileSource(Source):
         """``(batch, first row)`` of every needed column, for the pass that learns the levels.
 
         Batches are cut so that a part's dense one-hot of its own levels stays
-        about :attr:`chunk_bytes`; a batch with more than
-        :data:`~gradfit.sources.encoding.BLOCK_LEVELS` levels in a column ends
-        the pass (:class:`~gradfit.sources.level_parts.TooManyLevels`): such a
-        column is learned by :meth:`settle` and may be kept as codes.
+        about :attr:`chunk_bytes`; a column with more than
+        :data:`~gradfit.sources.encoding.BLOCK_LEVELS` levels in a batch has
+        no one-hot (its levels are kept by :mod:`gradfit.engines.level_cells`).
+        The cut depends on the batch alone, so the pass's sums do too.
         """
         learn = [c.name for c in self._encoder.columns if c.categorical]
         start = 0
@@ -426,9 +426,7 @@ class FileSource(Source):
                 width = len(self.columns) + 1
                 for name in learn:
                     levels = pc.count_distinct(encoding.plain_array(batch.column(name))).as_py()
-                    if levels > encoding.BLOCK_LEVELS:
-                        raise TooManyLevels(name)
-                    width += levels
+                    width += levels if levels <= encoding.BLOCK_LEVELS else 0
                 rows = int(max(4096, min(1 << 20, self.chunk_bytes // (8 * width))))
                 step = min(self.stream_batch_rows(), rows)
                 for offset in range(0, batch.num_rows, step):
@@ -764,7 +762,7 @@ class FileSource(Source):
         """:meth:`Source.use_blocks`; columns kept from a pass of the other kind are let go."""
         layout = self.block_candidate if codes else None
         if layout is not self.block_layout:
-            self._columns = None
+            self._columns = self._learned_chunks = None  # (the learning pass keeps dense dummies' chunks only)
             self._code_passes = 0
             if self._row_cache is not None:  # its records hold the other kind of row
                 self._row_cache.close()

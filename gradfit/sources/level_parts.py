@@ -1,16 +1,18 @@
 """A batch of a file as its own levels see it: the part the statistics pass learns the levels from.
 
 Before a file's levels are known, a batch cannot be encoded against them; it
-can be encoded against *its own* levels. A :class:`LevelPart` holds the
-batch's numeric features and, for each categorical column, the full one-hot
-of the levels that occur in the batch (the reference not dropped: which
-level that is, is known only at the end), in the raw columns' order:
+can be coded against *its own* levels. A :class:`LevelPart` holds the
+batch's numeric features and, for each categorical column, each row's place
+among the levels that occur in the batch (``codes``, the batch's own
+dictionary: ``pyarrow.compute.dictionary_encode``):
 
-    X = [ x_1 | 1{g = a}, 1{g = c} | x_2 | 1{h = u} ... ],     levels = [[a, c], [u, ...]]
+    numeric = [ x_1 | x_2 ... ],   codes = [[0, 1, 0, ...], [0, 0, ...]],   levels = [[a, c], [u, ...]]
 
-:mod:`gradfit.engines.levels` takes the moments of such parts, merges them in
-the union of their levels and, at the end, orders and drops the columns as
-the learned encoding says, so that the file is read once.
+:mod:`gradfit.engines.level_cells` takes its statistics keyed by the
+combination of levels of a row (its *cells*), and :mod:`gradfit.engines.levels`
+the moments of its full one-hot from them; they are merged in the union of
+the parts' levels and, at the end, ordered and dropped as the learned
+encoding says, so that the file is read once.
 """
 
 from __future__ import annotations
@@ -23,9 +25,18 @@ import pyarrow.compute as pc
 
 from . import encoding
 
+#: How each unit of a file read by Dask's workers gets its statistics keyed by level, made and merged on the
+#: workers and finished on the client in the compute that learns the levels
+#: (:mod:`gradfit.sources.dask.file_levels`): ``(unit_partial, merge, finish)``, registered by
+#: :mod:`gradfit.engines.levels` (the statistics are an engine's, and sources import no engine); ``None``:
+#: the levels alone are learned there, and the fit computes its statistics.
+UNIT_STATISTICS = None
+
 
 class TooManyLevels(Exception):
-    """A categorical column has more levels than a dense one-hot should hold (:data:`~gradfit.sources.encoding.BLOCK_LEVELS`).
+    """A categorical column has more levels than a dense one-hot should hold (:data:`~gradfit.sources.encoding.BLOCK_LEVELS`),
+    and the statistics keyed by level that would give its blocks have outgrown their memory
+    (:data:`~gradfit.engines.level_cells.CELL_BYTES`).
 
     Not an error of the data: the pass that learns levels stops, and the
     source learns them by a pass of their own (the column may be kept as codes).
@@ -34,35 +45,41 @@ class TooManyLevels(Exception):
 
 @dataclass
 class LevelPart:
-    """One batch's rows, encoded against the batch's own levels.
+    """One batch's rows, coded against the batch's own levels.
 
     Attributes
     ----------
-    X : ndarray of shape (n, p), the source's dtype, column-major
-        Numeric features and, per categorical column, one dummy per level of
-        ``levels`` (all of them), in the raw columns' order.
+    numeric : ndarray of shape (n, p_numeric), float64
+        The numeric feature columns, in the raw columns' order.
+    codes : list of ndarray of shape (n,), intp
+        Per categorical column (in the raw columns' order), each row's place in that column's ``levels``.
+    levels : list of list
+        The levels of each categorical column in this batch, in the order of their codes.
     y : ndarray of shape (n, k)
     sample_weight : ndarray of shape (n,) or None
     start : int
         The batch's first row in the file.
     positions : ndarray of shape (n,) or None
         The rows' places in the file where rows were left out.
-    levels : list of list
-        The levels of each categorical column in this batch, in the order of their dummies.
     counts : ndarray of shape (len(source.columns),) or None
         Missing values of each used column (``missing="drop"``).
     rows : int
         Rows of the batch read, those left out included.
     """
 
-    X: np.ndarray
+    numeric: np.ndarray
+    codes: list
+    levels: list
     y: np.ndarray
     sample_weight: np.ndarray | None
     start: int
     positions: np.ndarray | None
-    levels: list
     counts: np.ndarray | None
     rows: int
+
+    @property
+    def nbytes(self):
+        return self.numeric.nbytes + self.y.nbytes + sum(codes.nbytes for codes in self.codes)
 
 
 def level_part(decoder, batch, start):
@@ -76,33 +93,22 @@ def level_part(decoder, batch, start):
     batch, positions, counts = decoder.present_rows(batch, start)
     codings = decoder.encoder.columns
     n = batch.num_rows
-    local = []
+    numeric = np.empty((n, sum(not coding.categorical for coding in codings)), order="F")
+    codes, levels = [], []
+    j = 0
     for coding in codings:
         array = encoding.plain_array(batch.column(coding.name))
         if not coding.categorical:
-            local.append(None)
+            if not pa.types.is_floating(array.type):
+                array = pc.cast(array, pa.float64())  # integers, bool (0/1), decimals
+            numeric[:, j] = array.to_numpy(zero_copy_only=False)
+            j += 1
             continue
         values = pc.cast(array, pa.float64()) if coding.kind == "number" else array.cast(encoding.match_type(coding.kind))
         if not isinstance(values, pa.Array):
             values = encoding.plain_array(values)
         coded = pc.dictionary_encode(values)
-        local.append((coded.indices.to_numpy(zero_copy_only=False).astype(np.intp), coded.dictionary.to_pylist()))
-    width = sum(1 if item is None else len(item[1]) for item in local)
-    X = np.zeros((n, width), dtype=decoder.dtype, order="F")
-    flat = X.reshape(-1, order="F")  # a view: column c of row i at c·n + i
-    row = np.arange(n)
-    j = 0
-    for coding, item in zip(codings, local):
-        if item is None:
-            array = encoding.plain_array(batch.column(coding.name))
-            if not pa.types.is_floating(array.type):
-                array = pc.cast(array, pa.float64())  # integers, bool (0/1), decimals
-            X[:, j] = array.to_numpy(zero_copy_only=False)
-            j += 1
-        else:
-            codes, levels = item
-            flat[(j + codes) * n + row] = 1.0
-            j += len(levels)
+        codes.append(coded.indices.to_numpy(zero_copy_only=False).astype(np.intp))
+        levels.append(coded.dictionary.to_pylist())
     y, weight = decoder.targets_and_weight(batch)
-    levels = [item[1] for item in local if item is not None]
-    return LevelPart(X, y, weight, start, positions, levels, counts, rows)
+    return LevelPart(numeric, codes, levels, y, weight, start, positions, counts, rows)

@@ -229,7 +229,10 @@ class DaskSource(NamedBy, Source):
         :class:`FileSource`'s: the workers learn the categories' levels (and
         count missing values) in one pass, merged on the cluster
         (:mod:`~gradfit.sources.dask.file_levels`; the client never reads the
-        data rows), and encode their blocks with them. A CSV file's partitions
+        data rows), and encode their blocks with them; the same compute
+        gives the statistics (``learned_statistics``: a column of many
+        levels' blocks, or the dense ones), so that a fit on them computes
+        no more. A CSV file's partitions
         of that pass are counted by it, and are the blocks unless dummies
         widen the rows much (then they are cut again and counted by one more
         pass). With ``missing="drop"``, rows keep their place in the file for
@@ -248,6 +251,9 @@ class DaskSource(NamedBy, Source):
             # the raw columns: the encoded width is known only after
             raw_rows = int(block_rows or max(1024, BLOCK_BYTES // (8 * (len(file.columns) + 1))))
             learned = learn_levels(file, raw_rows, self._compute)
+            if learned.statistics is not None:
+                # the statistics (a column of many levels: its blocks) from the same compute: the fit reads no more
+                self.learned_statistics = learned.statistics
         self.encoder, self.notes = file.encoder, file.notes
         self.block_candidate = file.block_candidate  # its blocks carry the codes (file_blocks._decoder)
         self.missing_counts, self.rows_dropped = file.missing_counts, file.rows_dropped
