@@ -31,7 +31,9 @@ Gaussian noise the least-squares start is already Huber's optimum).
 
 ``--penalty {l1,l2,elasticnet} --alpha A`` runs both fits with that penalty
 (on the blocks too: L2 exactly by :meth:`gradfit.engines.categorical.LevelBlocks.solve_ridge`,
-L1 by accelerated proximal gradient on the blocks' products).
+L1 by accelerated proximal gradient on the blocks' products); ``--alpha cv``
+chooses it by cross-validation in both runs (``GDRegressorCV``: on the blocks,
+each fold's path solved from its level blocks, :mod:`gradfit.block_path`).
 
 ``--formula`` runs the categorical fit as ``gradfit train FILE --formula
 "y ~ x0 + ... + C(g)"``: formulaic encodes the numeric terms and ``C(g)``, a
@@ -113,6 +115,11 @@ def lstsq_difference(model_path, X, codes, y, levels, ridge=0.0):
     return float(np.max(np.abs(got - want)) / np.max(np.abs(want)))
 
 
+def _alpha(text):
+    """``--alpha``: a number, or ``cv``."""
+    return text if text == "cv" else float(text)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=200_000)
@@ -123,19 +130,21 @@ def main():
     for option in ("--loss", "--engine", "--optimizer", "--epochs", "--tol", "--batch-size"):
         parser.add_argument(option, help=f"gradfit train's {option}, for both runs")
     parser.add_argument("--penalty", choices=["l1", "l2", "elasticnet"], help="fit both with this penalty")
-    parser.add_argument("--alpha", type=float, default=1e-4, help="the penalty's alpha (with --penalty)")
+    parser.add_argument("--alpha", type=_alpha, default=1e-4,
+                        help="the penalty's alpha (with --penalty), or cv: chosen by cross-validation (train --alpha cv)")
     parser.add_argument("--formula", action="store_true",
                         help="the categorical fit through a formula, y ~ x0 + ... + C(g)")
     parser.add_argument("--outliers", type=float, default=0.0,
                         help="fraction of rows given a gross (Cauchy) error, for the robust losses")
     args = parser.parse_args()
-    if args.lstsq and (args.penalty not in (None, "l2") or args.loss not in (None, "squared_error")):
+    if args.lstsq and (args.penalty not in (None, "l2") or args.loss not in (None, "squared_error")
+                       or args.alpha == "cv"):
         parser.error("--lstsq compares with a closed-form optimum: the squared error, no penalty or --penalty l2")
     options = [text for option in ("loss", "engine", "optimizer", "epochs", "tol", "batch_size")
                if getattr(args, option) is not None
                for text in (f"--{option.replace('_', '-')}", getattr(args, option))]
     if args.penalty:
-        options += ["--penalty", args.penalty, "--alpha", repr(args.alpha)]
+        options += ["--penalty", args.penalty, "--alpha", args.alpha if args.alpha == "cv" else repr(args.alpha)]
     path = os.path.join(args.folder, f"gradfit-categorical-{args.rows}-{args.numeric}-{args.levels}.parquet")
     model_path = path + ".model.json"
     X, codes, y = generate(path, args.rows, args.numeric, args.levels, outliers=args.outliers)
@@ -146,8 +155,10 @@ def main():
             formula = "y ~ " + " + ".join([f"x{j}" for j in range(args.numeric)] + ["C(g)"])
             command = [sys.executable, "-m", "gradfit", "train", path, "--formula", formula, "-q"] + options
         categorical = run_measured(command + ([] if args.tol is not None else ["--tol", "1e-10"]) + ["-o", model_path])
-        ridge = 0.5 * args.rows * args.alpha if args.penalty else 0.0  # gradfit's alpha: W·alpha/2 (gradfit.penalties)
-        difference = lstsq_difference(model_path, X, codes, y, args.levels, ridge) if args.lstsq else None
+        difference = None
+        if args.lstsq:
+            ridge = 0.5 * args.rows * args.alpha if args.penalty else 0.0  # gradfit's alpha: W·alpha/2 (penalties)
+            difference = lstsq_difference(model_path, X, codes, y, args.levels, ridge)
         with open(model_path, encoding="utf-8") as handle:
             training = json.load(handle)["training"]  # the categorical fit's record: epochs and certificate
     finally:

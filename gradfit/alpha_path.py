@@ -78,6 +78,10 @@ class Quadratic:
             target = target + mean_y * mean_y
         return cls(np.ascontiguousarray(gram), np.ascontiguousarray(cross), target, mean_x, mean_y, fit_intercept)
 
+    def diagonal(self):
+        """The Gram's diagonal, shape (d,) (:class:`gradfit.block_path.BlockQuadratic` has one too)."""
+        return np.diagonal(self.gram)
+
     def intercepts(self, coefs):
         """Intercepts of ``coefs`` (..., k, d): shape (..., k)."""
         if not self.fit_intercept:
@@ -97,8 +101,8 @@ def alpha_max(quadratic, l1_ratio):
 
 def l2_scale(quadratic):
     """The mean eigenvalue of the data term's Hessian ``2G``: ``2 tr(G)/d``, the centre of the L2 grid."""
-    d = quadratic.gram.shape[0]
-    return 2.0 * float(np.trace(quadratic.gram)) / max(d, 1)
+    diagonal = quadratic.diagonal()
+    return 2.0 * float(np.sum(diagonal)) / max(diagonal.shape[0], 1)
 
 
 def alpha_grid(quadratic, l1_ratio, n_alphas, eps):

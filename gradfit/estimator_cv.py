@@ -6,6 +6,14 @@ validation errors are then solved from them (:mod:`gradfit.alpha_path`), and the
 final model is fitted on all the rows at the chosen alpha by the normal
 :class:`~gradfit.GDRegressor` fit, from the pooled statistics: the data are
 read once, whatever the number of folds, alphas and l1 ratios.
+
+A categorical column of many levels kept as level codes (a source's
+``block_candidate``) stays codes throughout for the squared error: each
+fold's statistics are level blocks (:mod:`gradfit.folds`), its path and its
+validation errors are solved on them (:mod:`gradfit.block_path`), and the
+final fit runs on the blocks as any :class:`~gradfit.GDRegressor` fit does.
+Huber's cross-validation takes the column as dense dummies (up to
+:data:`~gradfit.sources.encoding.MAX_LEVELS` levels).
 """
 
 from __future__ import annotations
@@ -24,9 +32,10 @@ from sklearn.utils.metaestimators import available_if
 from . import progress, registry
 from .errors import OptionError
 from .estimator import GDRegressor
-from .fitting import check_combination, fit_source, prepare
+from .fitting import check_combination, fit_source, on_codes, prepare
 from .folds import fold_seed, fold_statistics, split_statistics
-from .alpha_path import MAX_SWEEPS, Quadratic, alpha_grid, compiled_kernel, solve_path, validation_mse
+from .alpha_path import MAX_SWEEPS, alpha_grid, compiled_kernel
+from .block_path import compiled_block_kernel, path_of, quadratic_of, validation_of
 from .cv_huber import fold_labels, huber_path
 from .robust.huber_cv import PATH_TOL as HUBER_PATH_TOL
 from .sources import ArraySource
@@ -59,7 +68,10 @@ class GDRegressorCV(GDRegressor):
     warm-started along the decreasing grid, each point to a duality gap of
     ``1e-12 · var(y)`` (:data:`gradfit.alpha_path.PATH_TOL`). The chosen model is
     then fitted on all the rows by :class:`~gradfit.GDRegressor`'s own fit,
-    started from the path's solution, from the same statistics.
+    started from the path's solution, from the same statistics. A
+    categorical column of many levels kept as level codes stays codes: the
+    fold statistics are level blocks and the paths and validation errors are
+    solved on them (:mod:`gradfit.block_path`), never on a dense one-hot block.
 
     For ``loss="huber"`` the paths are solved by passes over the data, each of
     which serves every fold, every l1 ratio and the all-rows problem at once
@@ -224,6 +236,10 @@ engine, random_state, warm_start, verbose
         if self.warm_start and hasattr(self, "coef_"):
             start = (np.atleast_2d(self.coef_), np.atleast_1d(self.intercept_))
         source = self._source(X, y, sample_weight, reset=True)
+        if source.block_candidate is not None:
+            # the squared error's folds, paths and validation errors run on the level blocks; Huber's
+            # passes (robust.huber_cv) solve with the dense Gram: dummies, up to MAX_LEVELS levels
+            source.use_blocks(not huber)
         folds = self._folds(source)  # a count, or the splits (drawn once: a shuffling splitter draws anew)
         labels_of = None
         if huber:  # Huber's passes need each row's fold (refuses overlapping splits unread)
@@ -243,8 +259,7 @@ engine, random_state, warm_start, verbose
         if huber:  # the all-rows problems were solved along the path in the same passes
             path_coefs, path_intercepts = paths["coefs"][best_ratio], paths["intercepts"][best_ratio]
         else:  # the path on all the rows, from the statistics
-            full_path = solve_path(Quadratic.from_statistics(statistics.total, self.fit_intercept),
-                                   grids[best_ratio], ratio)
+            full_path = path_of(quadratic_of(statistics.total, self.fit_intercept), grids[best_ratio], ratio)
             path_coefs, path_intercepts = full_path.coefs, full_path.intercepts
 
         # the final fit starts from the path's point at the chosen alpha
@@ -295,10 +310,10 @@ engine, random_state, warm_start, verbose
 
     def _squared_path(self, statistics, l1_ratios, given):
         """The squared error's paths from the fold statistics: ``(grids, mse, gaps)`` (no pass)."""
-        total = Quadratic.from_statistics(statistics.total, self.fit_intercept)
+        total = quadratic_of(statistics.total, self.fit_intercept)
         grids = np.array([given if given is not None else alpha_grid(total, r, self.alphas, self.eps)
                           for r in l1_ratios])
-        folds = [Quadratic.from_statistics(s, self.fit_intercept) for s in statistics.train]
+        folds = [quadratic_of(s, self.fit_intercept) for s in statistics.train]
         n_l1, n_alphas, n_folds = len(l1_ratios), grids.shape[1], statistics.n_folds
         mse = np.empty((n_l1, n_alphas, n_folds))
         gaps = np.empty((n_l1, n_alphas, n_folds))
@@ -307,10 +322,13 @@ engine, random_state, warm_start, verbose
 
         def solve(job):
             i, f = job
-            path = solve_path(folds[f], grids[i], l1_ratios[i])
-            return validation_mse(statistics.test[f], path.coefs, path.intercepts), path
+            path = path_of(folds[f], grids[i], l1_ratios[i])
+            return validation_of(statistics.test[f], path.coefs, path.intercepts), path
 
-        for (i, f), (errors, path) in zip(jobs, _map(solve, jobs, any(r > 0 for r in l1_ratios))):
+        kernel = None
+        if any(r > 0 for r in l1_ratios):
+            kernel = compiled_block_kernel if on_codes(statistics.total) else compiled_kernel
+        for (i, f), (errors, path) in zip(jobs, _map(solve, jobs, kernel)):
             mse[i, :, f] = errors
             gaps[i, :, f] = path.dual_gaps.max(axis=1)
             unsettled += int(np.sum(~path.converged))
@@ -340,7 +358,9 @@ engine, random_state, warm_start, verbose
         if not isinstance(source, ArraySource):
             raise ValueError("a scikit-learn splitter or a list of (train, test) pairs needs data in memory; "
                              "for a file or a Dask collection give cv a number of folds")
-        return list(check_cv(cv).split(source.X, source.y[:, 0] if source.n_outputs == 1 else source.y))
+        # a column kept as codes: the splitter sees the other features (it needs the rows, not the dummies)
+        X = source.other_features if source.block_layout is not None else source.X
+        return list(check_cv(cv).split(X, source.y[:, 0] if source.n_outputs == 1 else source.y))
 
     def _fold_statistics(self, source, folds):
         """One pass: hashed folds for a count, or the given splits (:meth:`_folds`) for data in memory."""
@@ -352,18 +372,18 @@ engine, random_state, warm_start, verbose
     partial_fit = available_if(lambda self: False)(GDRegressor.partial_fit)
 
 
-def _map(function, jobs, compiled):
+def _map(function, jobs, kernel):
     """``map(function, jobs)``, on the source's threads when there are several.
 
-    The coordinate-descent kernel releases the GIL (and the L2 path is LAPACK),
-    so the (l1 ratio, fold) paths run side by side; the kernel is loaded first,
-    once, rather than by every thread.
+    The coordinate-descent kernels release the GIL (and the L2 path is LAPACK),
+    so the (l1 ratio, fold) paths run side by side; ``kernel`` (the loader of
+    the one the paths use, or ``None``) is loaded first, once, rather than by every thread.
     """
     threads = min(worker_threads(), len(jobs))
     if threads < 2:
         return map(function, jobs)
-    if compiled:
-        compiled_kernel()
+    if kernel is not None:
+        kernel()
     with single_threaded_blas(), ThreadPoolExecutor(threads, thread_name_prefix="gradfit-cv") as executor:
         return list(executor.map(function, jobs))
 

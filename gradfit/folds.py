@@ -14,6 +14,13 @@ blocks and Chan merges, per fold). Fold ``f``'s training statistics are the
 other folds' moments merged (``k − 1`` merges of centred moments: never a
 subtraction ``total − fold``, which would lose the digits the centring kept),
 and its validation statistics are its own.
+
+A source whose categorical column of many levels is kept as level codes
+(``source.block_layout``) gets the same per fold as
+:class:`~gradfit.engines.categorical.LevelMoments` (level counts, level means,
+within-level scatter, merged level by level): its statistics are then
+:class:`~gradfit.engines.categorical.BlockStatistics`, and no fold ever holds
+a dense one-hot block or its ``(L − 1 + p)²`` scatter.
 """
 
 from __future__ import annotations
@@ -23,6 +30,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .engines.categorical import (
+    _check_chunk,
+    accumulate_blocks,
+    block_statistics,
+    chunk_level_moments,
+    merge_levels,
+)
 from .engines.statistics import Statistics, accumulate, chunk_moments, finish, merge
 from .errors import DataError
 from .sources import ArraySource, check_finite
@@ -123,8 +137,37 @@ def _merge_folds(a, b):
     return [merge(x, y) for x, y in zip(a, b)]
 
 
-def _split_moments(chunk, labels, n_folds, source):
-    """Per-fold :class:`Moments` of one chunk, the rows grouped by ``labels`` (shape (n_rows,))."""
+def _merge_level_folds(a, b):
+    """Fold-wise :func:`~gradfit.engines.categorical.merge_levels` of two lists of level moments (``a`` reused)."""
+    return [merge_levels(x, y) for x, y in zip(a, b)]
+
+
+def _split_level_moments(chunk, labels, n_folds, source, layout):
+    """Per-fold :class:`~gradfit.engines.categorical.LevelMoments` of one chunk carrying level codes."""
+    _check_chunk(source, layout, chunk)  # names a bad value by its row in the source
+    order = np.argsort(labels, kind="stable")
+    counts = np.bincount(labels, minlength=n_folds)
+    X, y, codes = _rows(chunk.X, order), _rows(chunk.y, order), chunk.codes[order]
+    weight = None if chunk.sample_weight is None else chunk.sample_weight[order]
+    parts = [None] * n_folds
+    start = 0
+    for f in range(n_folds):
+        stop = start + int(counts[f])
+        if stop > start:
+            parts[f] = chunk_level_moments(codes[start:stop], X[start:stop], y[start:stop],
+                                           None if weight is None else weight[start:stop], layout["n_levels"])
+        start = stop
+    return parts
+
+
+def _split_moments(chunk, labels, n_folds, source, layout=None):
+    """Per-fold :class:`Moments` of one chunk, the rows grouped by ``labels`` (shape (n_rows,)).
+
+    ``layout``: the source's ``block_layout``, read where the pass starts (a
+    Dask worker's copy of the source is a stand-in without it).
+    """
+    if layout is not None:
+        return _split_level_moments(chunk, labels, n_folds, source, layout)
     order = np.argsort(labels, kind="stable")
     counts = np.bincount(labels, minlength=n_folds)
     X, y = _rows(chunk.X, order), _rows(chunk.y, order)
@@ -155,21 +198,27 @@ def _rows(values, order):
     return np.take(values, order, axis=0)
 
 
-def _hashed_fold_moments(chunk, n_folds, seed, source):
+def _hashed_fold_moments(chunk, n_folds, seed, source, layout=None):
     labels = fold_of(np.arange(chunk.start, chunk.start + chunk.n_rows), n_folds, seed)
-    return _split_moments(chunk, labels, n_folds, source)
+    return _split_moments(chunk, labels, n_folds, source, layout)
 
 
-def _labelled_fold_moments(chunk, labels, n_folds, source):
-    return _split_moments(chunk, labels[chunk.start : chunk.start + chunk.n_rows], n_folds, source)
+def _labelled_fold_moments(chunk, labels, n_folds, source, layout=None):
+    return _split_moments(chunk, labels[chunk.start : chunk.start + chunk.n_rows], n_folds, source, layout)
 
 
 def _combine(moments_list, source, what):
-    """Merge copies of ``moments_list`` (the inputs are left as they are) and finish them."""
+    """Merge copies of ``moments_list`` (the inputs are left as they are) and finish them.
+
+    Level moments (a column kept as codes) give :class:`~gradfit.engines.categorical.BlockStatistics`.
+    """
+    blocks = source.block_layout is not None
     merged = None
     for moments in moments_list:
-        if moments is not None:
-            merged = merge(merged, copy.deepcopy(moments))  # merge reuses its first argument
+        if moments is not None:  # (both merges reuse their first argument)
+            merged = (merge_levels if blocks else merge)(merged, copy.deepcopy(moments))
+    if blocks:
+        return block_statistics(merged, source.block_layout, what)
     return finish(merged, source, True, what=what)
 
 
@@ -195,7 +244,9 @@ def fold_statistics(source, n_folds, seed=0):
     only the chunk's rows and their positions.
     """
     with np.errstate(over="ignore", invalid="ignore"):  # overflows are named by chunk_moments and finish
-        parts = source.reduce(lambda chunk: _hashed_fold_moments(chunk, n_folds, seed, source), _merge_folds)
+        layout = source.block_layout
+        parts = source.reduce(lambda chunk: _hashed_fold_moments(chunk, n_folds, seed, source, layout),
+                              _merger(source))
     if parts is None:
         raise DataError(f"{source.describe()} has no data rows")
     return _from_fold_moments(parts, source, "fold")
@@ -214,10 +265,12 @@ def split_statistics(source, splits):
     labels = partition_labels(splits, n)
     if labels is not None:
         with np.errstate(over="ignore", invalid="ignore"):
-            parts = source.reduce(lambda chunk: _labelled_fold_moments(chunk, labels, len(splits), source),
-                                  _merge_folds)
+            layout = source.block_layout
+            parts = source.reduce(lambda chunk: _labelled_fold_moments(chunk, labels, len(splits), source, layout),
+                                  _merger(source))
         return _from_fold_moments(parts, source, "split")
-    total = accumulate(source)  # first: a bad value is named by its row in the input
+    # first: a bad value is named by its row in the input
+    total = accumulate_blocks(source) if source.block_layout is not None else accumulate(source)
     train, test = [], []
     for f, (train_rows, test_rows) in enumerate(splits):
         train.append(_rows_statistics(source, train_rows, f"the training rows of split {f + 1}"))
@@ -255,7 +308,17 @@ def partition_labels(splits, n):
     return None
 
 
+def _merger(source):
+    """The fold-wise merge of the per-chunk parts: of level moments for a column kept as codes."""
+    return _merge_level_folds if source.block_layout is not None else _merge_folds
+
+
 def _rows_statistics(source, rows, what):
+    if source.block_layout is not None:  # the other features and the codes, gathered (no dummies)
+        weight = None if source.sample_weight is None else source.sample_weight[rows]
+        moments = chunk_level_moments(source.codes[rows], source.other_features[rows], source.y[rows], weight,
+                                      source.block_layout["n_levels"])
+        return block_statistics(moments, source.block_layout, what)
     weight = None if source.sample_weight is None else source.sample_weight[rows]
     subset = ArraySource(source.X[rows], source.y[rows], weight, source.feature_names, source.target_names)
     with np.errstate(over="ignore", invalid="ignore"):

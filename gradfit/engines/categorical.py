@@ -987,10 +987,23 @@ def accumulate_blocks(source):
     if spans and moments is not None:
         one_hot = one_hot_means(moments)
         moments = finish_one_hot(moments, layout["n_dense"])
+    return block_statistics(moments, layout, source.describe(), one_hot=one_hot)
+
+
+def block_statistics(moments, layout, what, one_hot=None):
+    """The :class:`BlockStatistics` of merged :class:`LevelMoments` of some rows (``what`` names them).
+
+    ``one_hot``: :class:`LevelBlocks`' (other categorical columns' dummies read sparse), from :func:`one_hot_means`.
+
+    Raises
+    ------
+    DataError
+        No rows, or weights summing to zero.
+    """
     if moments is None or moments.count == 0:
-        raise DataError(f"{source.describe()} has no data rows")
+        raise DataError(f"{what} has no data rows")
     if moments.total == 0:
-        raise DataError(f"the sample weights in {source.describe()} sum to zero")
+        raise DataError(f"the sample weights in {what} sum to zero")
     blocks = LevelBlocks(moments, layout["n_dense"], layout["dense_index"], layout["level_index"],
                          layout["reference"], layout["dense_names"], [f"{layout['name']}={level}"
                                                                        for level in layout["levels"]],

@@ -92,7 +92,7 @@ class Source:
             raise DataError(
                 f"{self.describe()}, column {layout['name']!r}: {layout['n_levels']} categories, more than the "
                 f"{MAX_LEVELS} gradfit encodes as dense features, which fits that solve with their dense scatter "
-                "need (optimizer='newton', cross-validation); other fits keep the column as level codes")
+                "need (optimizer='newton', Huber's cross-validation); other fits keep the column as level codes")
 
     #: a chunk is the unit of work handed to a thread, and of the partial results
     #: merged: big enough that the hand-over and a chunk's first block cost
