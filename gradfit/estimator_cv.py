@@ -358,8 +358,8 @@ engine, random_state, warm_start, verbose
         if not isinstance(source, ArraySource):
             raise ValueError("a scikit-learn splitter or a list of (train, test) pairs needs data in memory; "
                              "for a file or a Dask collection give cv a number of folds")
-        # a column kept as codes: the splitter sees the other features (it needs the rows, not the dummies)
-        X = source.other_features if source.block_layout is not None else source.X
+        # a frame encoded chunk by chunk: the splitter sees its rows alone (it needs the rows, not the dummies)
+        X = np.empty((source.n_samples, 0)) if hasattr(source, "subset") else source.X
         return list(check_cv(cv).split(X, source.y[:, 0] if source.n_outputs == 1 else source.y))
 
     def _fold_statistics(self, source, folds):

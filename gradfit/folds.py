@@ -314,13 +314,16 @@ def _merger(source):
 
 
 def _rows_statistics(source, rows, what):
-    if source.block_layout is not None:  # the other features and the codes, gathered (no dummies)
+    if hasattr(source, "subset"):  # a frame: the rows as a source of their own, encoded chunk by chunk
+        subset = source.subset(rows)
+    else:
         weight = None if source.sample_weight is None else source.sample_weight[rows]
-        moments = chunk_level_moments(source.codes[rows], source.other_features[rows], source.y[rows], weight,
-                                      source.block_layout["n_levels"])
-        return block_statistics(moments, source.block_layout, what)
-    weight = None if source.sample_weight is None else source.sample_weight[rows]
-    subset = ArraySource(source.X[rows], source.y[rows], weight, source.feature_names, source.target_names)
+        subset = ArraySource(source.X[rows], source.y[rows], weight, source.feature_names, source.target_names)
+    if subset.block_layout is not None:  # the other features and the codes (no dummies)
+        n_levels = subset.block_layout["n_levels"]
+        moments = subset.reduce(lambda chunk: chunk_level_moments(
+            chunk.codes, chunk.X, chunk.y, chunk.sample_weight, n_levels), merge_levels)
+        return block_statistics(moments, subset.block_layout, what)
     with np.errstate(over="ignore", invalid="ignore"):
         moments = subset.reduce(lambda chunk: chunk_moments(chunk, True, subset), merge)
     return finish(moments, subset, True, what=what)

@@ -200,6 +200,28 @@ def finish_levels(coding, values, integral, references, describe, limit=MAX_LEVE
         coding.reference = texts.index(wanted)
 
 
+def numeric_values(array):
+    """A numeric column (an Arrow array, dictionaries decoded) as float64 values: integers, bool (0/1), decimals; null as NaN."""
+    if not pa.types.is_floating(array.type):
+        array = pc.cast(array, pa.float64())  # nulls stay null
+    return array.to_numpy(zero_copy_only=False)  # a null becomes NaN
+
+
+def put_dummies(X, start, n_levels, reference, codes):
+    """Write a categorical column's dummies into ``X[:, start : start + n_levels - 1]`` (zeros there), from its codes.
+
+    ``codes`` (n,), int: each row's level index (``-1``: unseen, every dummy
+    0; ``-2``: missing, every dummy NaN); the ``reference`` level has no
+    dummy, so level ``k`` sets column ``start + k - (k > reference)`` to 1.
+    """
+    rows = np.flatnonzero((codes >= 0) & (codes != reference))
+    column = codes[rows]
+    X[rows, start + column - (column > reference)] = 1.0
+    missing = codes == -2
+    if missing.any():
+        X[missing, start : start + n_levels - 1] = np.nan
+
+
 def missing_mask(array):
     """True where a column's value is present: not null, and not NaN in a float column."""
     array = plain_array(array)
@@ -335,23 +357,22 @@ class TableEncoder:
         for coding, array in zip(self.columns, arrays):
             array = plain_array(array)
             if not coding.categorical:
-                if not pa.types.is_floating(array.type):
-                    array = pc.cast(array, pa.float64())  # integers, bool (0/1), decimals; nulls stay null
-                X[:, j] = array.to_numpy(zero_copy_only=False)  # a null becomes NaN
+                X[:, j] = numeric_values(array)
                 j += 1
                 continue
-            width = len(coding.levels) - 1
-            codes = self._codes(coding, array, where)
-            present = codes >= 0
-            rows = np.flatnonzero(present & (codes != coding.reference))
-            column = codes[rows]
-            column = column - (column > coding.reference)
-            X[rows, j + column] = 1.0
-            missing = codes == -2
-            if missing.any():
-                X[missing, j : j + width] = np.nan
-            j += width
+            put_dummies(X, j, len(coding.levels), coding.reference, self._codes(coding, array, where))
+            j += len(coding.levels) - 1
         return X
+
+    def column_values(self, arrays, where=None):
+        """Each raw column as what its features are made of: float64 values (n,), or int64 level codes (n,).
+
+        The codes as :meth:`encode` reads them (``-1`` unseen, ``-2``
+        missing; an unseen level raises unless ``handle_unknown="ignore"``);
+        :func:`put_dummies` makes a categorical column's dummies from them.
+        """
+        return [numeric_values(plain_array(array)) if not coding.categorical else
+                self._codes(coding, plain_array(array), where) for coding, array in zip(self.columns, arrays)]
 
     def _codes(self, coding, array, where):
         """Level index of each row; -1 for an unseen level (ignored), -2 for a missing value."""

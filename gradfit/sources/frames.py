@@ -8,12 +8,14 @@ column, a column named categorical, or ``missing="drop"``.
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 
 from ..errors import DataError
 from . import encoding
 from .arrays import ArraySource
-from .base import Chunk
+from .base import Chunk, fold_in_threads, worker_threads
 
 
 def is_frame(X):
@@ -92,72 +94,129 @@ def frame_source(X, y, sample_weight, *, encoder=None, categorical="auto", missi
         encoder.choose_block("the input")
     elif encoder.raw_names != names:
         raise ValueError(f"X has columns {names}, but the model was fitted on {encoder.raw_names}")
-    if encoder.block is not None:
-        features, codes = encoder.encode_blocks(arrays, np.float64, _where)
-        source = BlockArraySource(features, codes, encoder.block_layout(), y, weight, encoder.feature_names,
-                                  target_names)
+    if encoder.categorical:
+        # the dummies are made per chunk, never for the whole frame at once (a column of many levels as codes)
+        source = FrameSource(encoder, encoder.column_values(arrays, _where), y, weight, target_names)
     else:
-        features = encoder.encode(arrays, np.float64, _where)
-        source = ArraySource(features, y, weight, encoder.feature_names, target_names)
+        source = ArraySource(encoder.encode(arrays, np.float64, _where), y, weight, encoder.feature_names,
+                             target_names)
     source.encoder, source.notes, source.missing_counts, source.rows_dropped = encoder, notes, counts, dropped
     source.raw_feature_names = names
     return source
 
 
-class BlockArraySource(ArraySource):
-    """An :class:`ArraySource` whose categorical column of many levels is held as level codes.
+class FrameSource(ArraySource):
+    """A frame's rows, its categorical columns' dummies made chunk by chunk: never a dense one-hot block of the frame.
 
-    ``other_features`` holds the other features (``layout["n_dense"]``
-    columns) and ``codes`` the column's levels; chunks carry both once a fit
-    asks for the codes (:meth:`~gradfit.sources.base.Source.use_blocks`).
-    Everything else (``X``, other fits' chunks, folds) sees the dense
-    dummies, made once, within :data:`~gradfit.sources.encoding.MAX_LEVELS`.
+    Holds each raw column as :meth:`~gradfit.sources.encoding.TableEncoder.column_values`
+    give it (float64 values, or int64 level codes: 8 bytes a row either
+    way), and makes a chunk's features when :meth:`chunks` or :meth:`take`
+    hands it out, equal to those rows of the whole frame's encoding
+    (:meth:`~gradfit.sources.encoding.TableEncoder.encode`): an ``(m, d)``
+    block, ``m`` bounded by :meth:`~gradfit.sources.base.Source.rows_per_chunk`.
+
+    The encoder's :attr:`~gradfit.sources.encoding.TableEncoder.block` column
+    (many levels) is the :attr:`block_candidate`: once a fit asks for codes
+    (:meth:`~gradfit.sources.base.Source.use_blocks`) chunks carry its codes
+    and the other features (``layout["n_dense"]`` columns), else its dummies
+    too (within :data:`~gradfit.sources.encoding.MAX_LEVELS`).
+
+    Parameters
+    ----------
+    encoder : TableEncoder
+    values : list of ndarray of shape (n_samples,)
+        One per raw column: float64 values, or int64 level codes.
+    y : ndarray of shape (n_samples, n_outputs)
+    sample_weight : ndarray of shape (n_samples,) or None
+    target_names : list of str, optional
     """
 
-    def __init__(self, other_features, codes, layout, y, sample_weight=None, feature_names=None, target_names=None):
-        super().__init__(other_features[:0], y, sample_weight, feature_names, target_names)
-        self.other_features = other_features
-        self.codes = codes
-        self.block_candidate = layout
-        self.n_samples, self.n_features = len(codes), len(self.feature_names)
-        self._dense = None
+    def __init__(self, encoder, values, y, sample_weight=None, target_names=None):
+        self.values = [np.asarray(v, dtype=np.float64) if not c.categorical else v
+                       for c, v in zip(encoder.columns, values)]
+        self.columns = encoder.columns
+        self.block_name = encoder.block
+        self.block_candidate = encoder.block_layout() if encoder.block is not None else None
+        self.codes = None if encoder.block is None else self.values[self.block_candidate["column"]]
+        self.y, self.sample_weight = y, sample_weight
+        self.n_samples, self.n_features, self.n_outputs = len(y), encoder.n_features, y.shape[1]
+        self.dtype = np.dtype(np.float64)
+        self.has_weights = sample_weight is not None
+        self.feature_names = encoder.feature_names
+        self.target_names = list(target_names) if target_names is not None else (
+            ["y"] if self.n_outputs == 1 else [f"y{j}" for j in range(self.n_outputs)])
+
+    def features(self, rows, codes=False):
+        """The features of ``rows`` (a slice or sorted indices), shape (m, d), column-major, as :meth:`encode` makes them.
+
+        ``codes``: leave out the :attr:`block_candidate` column (its codes go
+        on :class:`Chunk` ``codes``): shape (m, ``layout["n_dense"]``).
+        """
+        m = len(range(self.n_samples)[rows]) if isinstance(rows, slice) else len(rows)
+        width = self.block_candidate["n_dense"] if codes else self.n_features
+        X = np.zeros((m, width), dtype=np.float64, order="F")
+        j = 0
+        for coding, values in zip(self.columns, self.values):
+            if codes and coding.name == self.block_name:
+                continue
+            if not coding.categorical:
+                X[:, j] = values[rows]
+                j += 1
+                continue
+            encoding.put_dummies(X, j, len(coding.levels), coding.reference, values[rows])
+            j += len(coding.levels) - 1
+        return X
 
     @property
     def X(self):
-        """All features, the column's dummies among them (the dense encoding)."""
-        if self._dense is None:
-            self.check_dense_levels()
-            layout = self.block_candidate
-            dense = np.zeros((self.n_samples, self.n_features))
-            dense[:, layout["dense_index"]] = self.other_features
-            rows = np.flatnonzero((self.codes >= 0) & (self.codes != layout["reference"]))
-            column = self.codes[rows]
-            dense[rows, layout["level_index"][column - (column > layout["reference"])]] = 1.0
-            self._dense = dense
-        return self._dense
+        """All features of every row, dense (for what needs them at once; passes read :meth:`chunks`)."""
+        self.check_dense_levels()
+        return self.features(slice(None))
 
-    @X.setter
-    def X(self, value):  # ArraySource.__init__ sets it: the dense features are made when first read
-        pass
+    @property
+    def other_features(self):
+        """Every row's features but the :attr:`block_candidate` column's dummies, dense."""
+        return self.features(slice(None), codes=True)
+
+    def _chunk(self, rows, start):
+        weight = None if self.sample_weight is None else self.sample_weight[rows]
+        if self.block_layout is not None:
+            return Chunk(self.features(rows, codes=True), self.y[rows], weight, start, codes=self.codes[rows])
+        return Chunk(self.features(rows), self.y[rows], weight, start)
+
+    def _bounds(self):
+        if self.block_layout is None:
+            self.check_dense_levels()
+        step = self.rows_per_chunk()
+        return [(start, min(start + step, self.n_samples)) for start in range(0, self.n_samples, step)]
 
     def chunks(self):
-        if self.block_layout is None:
-            yield from super().chunks()
-            return
-        step = self.rows_per_chunk()
-        for start in range(0, self.n_samples, step):
-            stop = start + step
-            weight = None if self.sample_weight is None else self.sample_weight[start:stop]
-            yield Chunk(self.other_features[start:stop], self.y[start:stop], weight, start,
-                        codes=self.codes[start:stop])
+        for start, stop in self._bounds():
+            yield self._chunk(slice(start, stop), start)
+
+    def reduce(self, function, combine):
+        """The fold of :meth:`Source.reduce`; each chunk is encoded on the thread that works on it."""
+        bounds = self._bounds()
+        threads = worker_threads() if len(bounds) > 1 else 1
+        if threads < 2:
+            return super(ArraySource, self).reduce(function, combine)
+        return fold_in_threads(lambda b: function(self._chunk(slice(*b), b[0])), combine, bounds, threads)
 
     def take(self, rows):
-        """The chunk of the sorted ``rows`` (minibatches): the other features and the level codes, or the dummies."""
+        """The chunk of the sorted ``rows`` (minibatches), encoded."""
         if self.block_layout is None:
-            return super().take(rows)
-        weight = None if self.sample_weight is None else self.sample_weight[rows]
-        return Chunk(self.other_features[rows], self.y[rows], weight, int(rows[0]) if len(rows) else 0,
-                     codes=self.codes[rows])
+            self.check_dense_levels()
+        return self._chunk(rows, int(rows[0]) if len(rows) else 0)
+
+    def subset(self, rows):
+        """A :class:`FrameSource` of the given rows (a split's), encoded chunk by chunk as well."""
+        subset = copy.copy(self)
+        subset.values = [values[rows] for values in self.values]
+        subset.codes = None if self.codes is None else subset.values[self.block_candidate["column"]]
+        subset.y = self.y[rows]
+        subset.sample_weight = None if self.sample_weight is None else self.sample_weight[rows]
+        subset.n_samples = len(subset.y)
+        return subset
 
 
 def encode_frame(X, encoder, missing):
