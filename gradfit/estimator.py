@@ -575,8 +575,10 @@ class GDRegressor(RegressorMixin, BaseEstimator):
             encoder = encoder or self._numeric_encoder()
             encoder.handle_unknown = self.handle_unknown  # the estimator's setting at predict time
             # a column of many levels comes as level codes: its coefficients gathered, never dense dummies
-            X, codes = frames.encode_frame(X, encoder, self.missing)
-            layout = None if codes is None else encoder.block_layout()
+            layout = None if encoder.block is None else encoder.block_layout()
+            out = frames.predict_frame(X, encoder, self.missing, lambda X, codes: model_file.predict(
+                X, self.coef_, self.intercept_, codes, layout))  # a block of rows at a time: no whole-frame dummies
+            return out[:, 0] if self._y_ndim == 1 else out
         else:
             # missing="drop": a row with a NaN is predicted NaN (one prediction per row)
             X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32],

@@ -187,3 +187,32 @@ def test_fit_holds_far_less_than_the_dense_one_hot_block():
         tracemalloc.stop()
     assert len(model.coef_) == levels
     assert peak < dense_bytes / 4, (peak, dense_bytes)
+
+
+def test_predictions_equal_the_dense_design_and_name_an_unseen_levels_row(table):
+    frame, y, weight = table
+    model = GDRegressor(optimizer="cg", missing="drop").fit(frame, y, sample_weight=weight)
+    X, *_ = dense_design(frame, y, weight)
+    keep = frame.notna().all(axis=1).to_numpy() & ~np.isnan(y) & ~np.isnan(weight)
+    np.testing.assert_allclose(model.predict(frame[keep]), X @ model.coef_ + model.intercept_, rtol=1e-12, atol=1e-12)
+    n = 20_000  # more rows than one block of predictions (about 32 MB of features: 13,900 rows here)
+    big = pd.DataFrame({"x": np.zeros(n), "city": [f"c{k % 300:03d}" for k in range(n)]})
+    model = GDRegressor().fit(big, np.arange(n) % 7 + big["x"])
+    big.loc[17_001, "city"] = "elsewhere"
+    with pytest.raises(Exception, match=r"row 17001 \(0-based\), column 'city'.*'elsewhere'"):
+        model.predict(big)
+
+
+def test_predictions_hold_far_less_than_the_dense_one_hot_block():
+    n, levels = 200_000, 300
+    rng = np.random.default_rng(6)
+    frame = pd.DataFrame({"x": rng.normal(size=n), "city": pd.Series(rng.integers(0, levels, n)).map("c{:03d}".format)})
+    model = GDRegressor().fit(frame.iloc[:20_000], rng.normal(size=20_000))
+    tracemalloc.start()
+    try:
+        prediction = model.predict(frame)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert prediction.shape == (n,)
+    assert peak < n * levels * 8 / 4, peak

@@ -15,7 +15,7 @@ import numpy as np
 from ..errors import DataError
 from . import encoding
 from .arrays import ArraySource
-from .base import Chunk, fold_in_threads, worker_threads
+from .base import Chunk, Source, fold_in_threads, worker_threads
 
 
 def is_frame(X):
@@ -219,6 +219,25 @@ class FrameSource(ArraySource):
         return subset
 
 
+def _frame_arrays(X, encoder, missing):
+    """The frame's raw columns as Arrow arrays, checked against the encoder's columns and for missing values."""
+    names, arrays = _arrays(X)
+    if names != encoder.raw_names:
+        raise ValueError(f"X has columns {names}, but the model was fitted on {encoder.raw_names}")
+    if missing != "drop":
+        for name, array in zip(names, arrays):
+            mask = encoding.missing_mask(array)
+            if not mask.all():
+                raise DataError(f"missing value in {_where(int(np.argmax(~mask)), name)}")
+    return arrays
+
+
+def _encode_rows(arrays, encoder, where):
+    if encoder.block is not None:
+        return encoder.encode_blocks(arrays, np.float64, where)
+    return encoder.encode(arrays, np.float64, where), None
+
+
 def encode_frame(X, encoder, missing):
     """``(features, codes)`` of a frame for predictions; rows with a missing value are NaN when ``missing="drop"``.
 
@@ -228,17 +247,29 @@ def encode_frame(X, encoder, missing):
     shape (n, ``n_dense``) (:meth:`~gradfit.sources.encoding.TableEncoder.encode_blocks`):
     never a dense one-hot block of the column.
     """
-    names, arrays = _arrays(X)
-    if names != encoder.raw_names:
-        raise ValueError(f"X has columns {names}, but the model was fitted on {encoder.raw_names}")
-    if missing != "drop":
-        for name, array in zip(names, arrays):
-            mask = encoding.missing_mask(array)
-            if not mask.all():
-                raise DataError(f"missing value in {_where(int(np.argmax(~mask)), name)}")
-    if encoder.block is not None:
-        return encoder.encode_blocks(arrays, np.float64, _where)
-    return encoder.encode(arrays, np.float64, _where), None
+    return _encode_rows(_frame_arrays(X, encoder, missing), encoder, _where)
+
+
+def predict_frame(X, encoder, missing, predict):
+    """``predict(features, codes)`` over a frame's rows, encoded a block of rows at a time; shape (n, n_outputs).
+
+    As :func:`encode_frame` gives them, but for at most about
+    :attr:`~gradfit.sources.base.Source.chunk_bytes` of features at once:
+    the other categorical columns' dummies are never made for the whole frame.
+    """
+    arrays = _frame_arrays(X, encoder, missing)
+    n = len(X)
+    width = encoder.n_features + 1
+    step = int(max(4096, Source.chunk_bytes // (8 * width)))
+    parts = []
+    for start in range(0, n, step):
+        rows = [array.slice(start, step) for array in arrays]
+        features, codes = _encode_rows(rows, encoder, lambda row, name, start=start: _where(start + row, name))
+        parts.append(predict(features, codes))
+    if not parts:
+        features, codes = _encode_rows(arrays, encoder, _where)
+        return predict(features, codes)
+    return np.concatenate(parts)
 
 
 def array_source_dropping(X, y, weight, feature_names, target_names):
