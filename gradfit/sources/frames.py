@@ -1,9 +1,12 @@
-"""pandas DataFrames with categorical columns or missing values, as an :class:`ArraySource`.
+"""pandas DataFrames with categorical columns or missing values, as a :class:`FrameSource` or an :class:`ArraySource`.
 
 A frame of numbers alone goes through scikit-learn's validation as before;
 this module serves the frames that need the encoder of
 :mod:`gradfit.sources.encoding`: a string, ``category``, ``object`` or bool
-column, a column named categorical, or ``missing="drop"``.
+column, a column named categorical, or ``missing="drop"``. A frame with
+categorical columns keeps their level codes and makes a chunk's dummies when
+the chunk is read (:class:`FrameSource`), as files do: never the whole
+frame's one-hot block; one of numbers alone is encoded once (an :class:`ArraySource`).
 """
 
 from __future__ import annotations
@@ -147,7 +150,7 @@ class FrameSource(ArraySource):
             ["y"] if self.n_outputs == 1 else [f"y{j}" for j in range(self.n_outputs)])
 
     def features(self, rows, codes=False):
-        """The features of ``rows`` (a slice or sorted indices), shape (m, d), column-major, as :meth:`encode` makes them.
+        """The features of ``rows`` (a slice or sorted indices), shape (m, d), column-major, as ``TableEncoder.encode`` makes them.
 
         ``codes``: leave out the :attr:`block_candidate` column (its codes go
         on :class:`Chunk` ``codes``): shape (m, ``layout["n_dense"]``).
