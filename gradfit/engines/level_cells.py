@@ -330,9 +330,7 @@ def cell_blocks(source, cells, final_codes, layout):
     categorical = [coding for coding in codings if coding.categorical]
     kept = next(j for j, coding in enumerate(categorical) if coding.name == layout["name"])
     level = final_codes[kept][cells.keys[:, kept]]
-    n_levels = layout["n_levels"]
     n_numeric = sum(not coding.categorical for coding in codings)
-    n_dense = layout["n_dense"]
     # each cell's z about the cells' shift: u_c − shift in the dense features' order (the one-hots about 0)
     z_place = np.empty(n_numeric, dtype=np.intp)
     hot = []  # (column among the categorical ones, its first dense feature, its reference)
@@ -346,13 +344,27 @@ def cell_blocks(source, cells, final_codes, layout):
                 hot.append((c, j, coding.reference))
                 j += len(coding.levels) - 1
             c += 1
-    shift = np.zeros(n_dense + source.n_outputs)
+    return blocks_of_cells(moments, cells, final_codes, level, layout, z_place, hot, source.n_outputs)
+
+
+def blocks_of_cells(moments, cells, final_codes, level, layout, z_place, hot, n_outputs):
+    """The :class:`~gradfit.engines.categorical.BlockStatistics` of ``layout`` from ``cells`` (see :func:`cell_blocks`).
+
+    ``moments``: the cells' :class:`~gradfit.engines.categorical.LevelMoments`
+    of ``z`` (the dense features' numeric columns, then the targets);
+    ``level``: each cell's level of the column kept as codes; ``z_place``:
+    where each numeric column of ``z`` sits among the dense features;
+    ``hot``: ``(column, first dense feature, reference)`` of each other
+    categorical column, its dummies in level order from ``first``.
+    """
+    n_levels, n_dense, n_numeric = layout["n_levels"], layout["n_dense"], z_place.shape[0]
+    shift = np.zeros(n_dense + n_outputs)
     shift[z_place] = moments.shift[:n_numeric]
     shift[n_dense:] = moments.shift[n_numeric:]
     with single_threaded_blas():  # products of a few columns: BLAS's threads only spin (as in fold_in_threads)
         merged = _cell_rows_blocks(moments, cells, final_codes, level, n_levels, n_dense, z_place, hot, shift)
     within = np.zeros_like(merged.within)
-    places = np.concatenate([z_place, np.arange(n_dense, n_dense + source.n_outputs)])
+    places = np.concatenate([z_place, np.arange(n_dense, n_dense + n_outputs)])
     within[np.ix_(places, places)] = moments.within
     merged.within += within
     merged.count, merged.total = moments.count, moments.total

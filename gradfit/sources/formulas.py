@@ -54,6 +54,18 @@ class FormulaPart:
         Rows of the table read (the first part of a batch: its batch's).
     probe : pandas.DataFrame or None
         The part's first row.
+    effects : list of str or None
+        The categorical main effects kept as level codes in the pass
+        (:meth:`~gradfit.formula.FormulaDesign.effect_codes`; ``None``: none).
+    codes, levels : list
+        Per factor of ``effects``: each row's place in ``levels``, the part's own levels.
+    rest : ndarray of int or None
+        The columns of ``X`` that are not ``effects``' dummies (``None``: all).
+    dense : bool
+        ``X`` holds every term, ``effects``' dummies included (as
+        :meth:`~gradfit.formula.FormulaDesign.learn_encoding` with no
+        ``coded``): ``False`` once a factor of ``effects`` has more than
+        :data:`~gradfit.sources.encoding.BLOCK_LEVELS` levels.
     """
 
     X: np.ndarray | None
@@ -66,6 +78,11 @@ class FormulaPart:
     counts: dict
     rows: int
     probe: object = None
+    effects: list | None = None
+    codes: list | None = None
+    levels: list | None = None
+    rest: np.ndarray | None = None
+    dense: bool = True
 
 
 class FormulaSource(Source):
@@ -240,15 +257,25 @@ class FormulaSource(Source):
         Rows with a missing value are dropped (and counted) or named as
         :meth:`chunks` does. A part holds about :attr:`chunk_bytes` of its
         encoded columns (its width is known once encoded: the first part is
-        of 4096 rows, and the last part's width sizes the next). Raises
-        :class:`~gradfit.sources.level_parts.TooManyLevels` as soon as a
-        factor has more than :data:`~gradfit.sources.encoding.BLOCK_LEVELS` levels.
+        of 4096 rows, and the last part's width sizes the next).
+
+        The categorical main effects (:meth:`~gradfit.formula.FormulaDesign.effect_codes`,
+        the candidates to be kept as level codes) come as each row's level
+        too, so that the pass keeps statistics keyed by them
+        (:mod:`gradfit.engines.formula_levels`). Once one of them has more
+        than :data:`~gradfit.sources.encoding.BLOCK_LEVELS` levels (in a part,
+        or in the parts so far), the parts no longer encode their terms
+        (``dense`` False): never a dense one-hot of them. Any other factor
+        of as many levels raises :class:`~gradfit.sources.level_parts.TooManyLevels`.
         """
+        from ..formula import NotStreamable
         from .encoding import BLOCK_LEVELS
         from .level_parts import TooManyLevels
 
         known = {}  # {factor: {level: None}} of the parts so far, first seen first: each part is tried on them
         width = None  # the encoded width: known once a part is encoded (dummies may make it wide)
+        effects = None  # the categorical main effects, as the first part has them
+        crossed = False  # one of them has had too many levels for a dense one-hot
         position = 0
         for frame, _ in self._frames():
             rows = len(frame)
@@ -260,12 +287,27 @@ class FormulaSource(Source):
             while offset < len(frame):
                 step = 4096 if width is None else int(max(4096, min(1 << 20, self.chunk_bytes // (8 * width))))
                 part = frame.iloc[offset:offset + step]
-                X, y, names, _, found = self.design.learn_encoding(part, known)
+                coded = self.design.effect_codes(part) if self.design._main_effects() else {}
+                if effects is None:
+                    effects = list(coded)
+                elif list(coded) != effects:  # a column taken as categories in one part only
+                    raise NotStreamable(next(iter(set(coded) ^ set(effects))))
+                crossed = crossed or any(len(levels) > BLOCK_LEVELS for _, levels in coded.values())
+                rest = None
+                if crossed:  # the effects' terms left out: their levels come as codes alone
+                    X, y, names, _, found = self.design.learn_encoding(part, known, coded=effects)
+                else:
+                    X, y, names, _, found, terms = self.design.learn_encoding(part, known, terms=True)
+                    if effects:
+                        rest = np.flatnonzero([term not in coded for term in terms])
+                dense = not crossed
                 for factor, levels in found.items():
                     union = known.setdefault(factor, {})
                     union.update(dict.fromkeys(levels))
                     if len(union) > BLOCK_LEVELS:
-                        raise TooManyLevels(factor)
+                        if factor not in coded:
+                            raise TooManyLevels(factor)
+                        crossed = True  # the parts from the next on code it
                 if not self.targets:
                     y = np.empty((len(part), 0))
                 weight = None
@@ -273,7 +315,9 @@ class FormulaSource(Source):
                     weight = part[self.weight_name if self._weight_values is None else "__weight__"].to_numpy(
                         dtype=np.float64)
                 yield FormulaPart(X, y, weight, position, part.index.to_numpy(), names, found,
-                                  counts if offset == 0 else {}, rows if offset == 0 else 0, part.iloc[:1])
+                                  counts if offset == 0 else {}, rows if offset == 0 else 0, part.iloc[:1],
+                                  effects or None, [coded[factor][0] for factor in effects],
+                                  [coded[factor][1] for factor in effects], rest, dense)
                 width = X.shape[1] + y.shape[1] + 1
                 position += len(part)
                 offset += len(part)
