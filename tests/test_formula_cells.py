@@ -51,10 +51,15 @@ class CountingSource(FormulaSource):
         yield from super()._frames()
 
 
-def make_table(levels=N_LEVELS, per_level=3, seed=0):
-    """Firms in order of their number (the reference ``f0000`` last), gaps in ``x``, ``firm`` and ``y``, weights."""
+def make_table(levels=N_LEVELS, per_level=(8, 2), seed=0):
+    """Firms in order of their number (the reference ``f0000`` last), gaps in ``x``, ``firm`` and ``y``, weights.
+
+    The first third of the firms have ``per_level[0]`` rows each, the others
+    ``per_level[1]``: a frame's first part (4096 rows) holds fewer than
+    ``BLOCK_LEVELS`` firms, the parts after it the rest.
+    """
     rng = np.random.default_rng(seed)
-    codes = np.repeat(np.arange(levels), per_level)
+    codes = np.repeat(np.arange(levels), np.where(np.arange(levels) < levels // 3, *per_level))
     order = np.argsort(np.where(codes == 0, levels, codes) + rng.uniform(0, 3, codes.size), kind="stable")
     codes = codes[order]
     n = codes.size
@@ -111,7 +116,9 @@ def fit(source):
 @pytest.mark.parametrize("name", ["t.csv", "t.parquet", None])
 def test_read_once_equals_weighted_least_squares_and_the_separate_scan(tmp_path, table, kept, wls, name):
     data = table if name is None else write_table(table, tmp_path / name)
-    batches = {} if name is None else {"batch_rows": 300}  # the first batch: 100 firms, no reference
+    # a CSV of one batch and a frame: parts of 4096 rows (512 firms) then the rest; Parquet: batches of 300
+    # rows (38 firms), dense moments until the firms pass BLOCK_LEVELS, the rest of the formula alone after
+    batches = {"batch_rows": 300} if name == "t.parquet" else {}
     source = CountingSource(data, FORMULA, sample_weight="w", missing="drop", **batches)
     model = fit(source)
     assert source.passes == 1, "the statistics engine's fit reads the table once"
@@ -139,7 +146,7 @@ def test_read_once_equals_weighted_least_squares_and_the_separate_scan(tmp_path,
 def test_the_first_part_already_past_the_limit_never_encodes_the_factor_densely():
     """A frame's first part holds more than ``BLOCK_LEVELS`` firms: the factor is coded from the start, and the
     memory of the fit stays far below the factor's dense one-hot block."""
-    table = make_table(levels=1500, per_level=4, seed=3)
+    table = make_table(levels=1500, per_level=(4, 4), seed=3)
     dense_bytes = len(table) * 1500 * 8
     source = CountingSource(table, FORMULA, sample_weight="w", missing="drop")
     tracemalloc.start()
