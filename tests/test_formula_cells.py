@@ -170,3 +170,25 @@ def test_few_levels_keep_the_dense_moments(kept):
     assert source.passes == 1 and source.design.block is None
     oracle = sparse_oracle(small, small["w"].to_numpy())
     np.testing.assert_allclose(by_name(model)[oracle.index], oracle, rtol=1e-8, atol=1e-8)
+
+
+def test_dask_learns_the_blocks_in_the_compute_that_learns_the_levels(table, kept):
+    """Each partition's cells made where it is and merged in a tree: every partition loaded once."""
+    dask = pytest.importorskip("dask")
+    dd = pytest.importorskip("dask.dataframe")
+    loads = []
+
+    def load(rows):
+        loads.append(rows[0])
+        return table.iloc[rows].reset_index(drop=True)
+
+    pieces = np.array_split(np.arange(len(table)), 4)  # 150 to 600 firms each: the union crosses in the merge
+    frame = dd.from_delayed([dask.delayed(load, pure=False)(rows) for rows in pieces], meta=table.iloc[:0],
+                            verify_meta=False)
+    with dask.config.set(scheduler="sync"):
+        model = GDRegressor(formula=FORMULA, tol=1e-10, missing="drop").fit(frame)
+    assert len(loads) == 4, "each partition read once: levels, missing values and blocks in one compute"
+    assert isinstance(model._fit_result.statistics, BlockStatistics)
+    assert model.fit_report_["missing"]["rows_dropped"] == 4
+    oracle = sparse_oracle(kept, np.ones(len(kept)))
+    np.testing.assert_allclose(by_name(model)[oracle.index], oracle, rtol=1e-8, atol=1e-8)

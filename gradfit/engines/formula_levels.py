@@ -281,10 +281,7 @@ def accumulate_formula(source, full=True):
     if partial is None:  # no rows at all: the messages of an empty scan
         source.learned_in_pass({}, {}, 0, 0, None)
         return None
-    found = dict(partial.found)
-    for factor, levels in zip(partial.effects or (), partial.levels):
-        found[factor] = found.get(factor, set()) | set(levels)
-    source.learned_in_pass(found, partial.counts, partial.rows, partial.kept, partial.probe)
+    source.learned_in_pass(learned_levels(partial), partial.counts, partial.rows, partial.kept, partial.probe)
     if not partial.dense:  # a factor of many levels: its blocks from the cells
         if source.block_candidate is None or partial.cells is None:
             return None  # (the fit's own pass names what is wrong)
@@ -293,6 +290,14 @@ def accumulate_formula(source, full=True):
     if moments is None:
         return None
     return finish(moments, source, full)
+
+
+def learned_levels(partial):
+    """``{factor: set of levels}`` of a merged :class:`FormulaPartial`, its effects' levels (from their codes) too."""
+    found = {factor: set(levels) for factor, levels in partial.found.items()}
+    for factor, levels in zip(partial.effects or (), partial.levels):
+        found[factor] = found.get(factor, set()) | set(levels)
+    return found
 
 
 def formula_blocks(source, partial):

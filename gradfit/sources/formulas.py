@@ -85,6 +85,41 @@ class FormulaPart:
     dense: bool = True
 
 
+def encode_part(design, frame, known=None, effects=None, crossed=False):
+    """Rows of the table encoded against their own levels, for the pass that learns them (a :class:`FormulaPart`'s).
+
+    The categorical main effects (:meth:`~gradfit.formula.FormulaDesign.effect_codes`)
+    come as level codes too; while none has had more than
+    :data:`~gradfit.sources.encoding.BLOCK_LEVELS` levels (``crossed``, or
+    in ``frame``) every term is encoded
+    (:meth:`~gradfit.formula.FormulaDesign.learn_encoding`), and ``rest``
+    says which columns are not theirs; after, only the rest of the formula
+    (``dense`` False). ``effects``: those of the parts before, which every
+    part must have alike.
+
+    Returns
+    -------
+    ``(X, y, names, found, effects, codes, levels, rest, dense)``.
+    """
+    from ..formula import NotStreamable
+    from .encoding import BLOCK_LEVELS
+
+    coded = design.effect_codes(frame) if design._main_effects() else {}
+    if effects is not None and list(coded) != effects:  # a column taken as categories in one part only
+        raise NotStreamable(next(iter(set(coded) ^ set(effects))))
+    effects = list(coded)
+    crossed = crossed or any(len(levels) > BLOCK_LEVELS for _, levels in coded.values())
+    rest = None
+    if crossed:  # the effects' terms left out: their levels come as codes alone
+        X, y, names, _, found = design.learn_encoding(frame, known, coded=effects)
+    else:
+        X, y, names, _, found, terms = design.learn_encoding(frame, known, terms=True)
+        if effects:
+            rest = np.flatnonzero([term not in coded for term in terms])
+    return (X, y, names, found, effects, [coded[factor][0] for factor in effects],
+            [coded[factor][1] for factor in effects], rest, not crossed)
+
+
 class FormulaSource(Source):
     """A table (path or pandas DataFrame) through a formula.
 
@@ -268,7 +303,6 @@ class FormulaSource(Source):
         (``dense`` False): never a dense one-hot of them. Any other factor
         of as many levels raises :class:`~gradfit.sources.level_parts.TooManyLevels`.
         """
-        from ..formula import NotStreamable
         from .encoding import BLOCK_LEVELS
         from .level_parts import TooManyLevels
 
@@ -287,25 +321,14 @@ class FormulaSource(Source):
             while offset < len(frame):
                 step = 4096 if width is None else int(max(4096, min(1 << 20, self.chunk_bytes // (8 * width))))
                 part = frame.iloc[offset:offset + step]
-                coded = self.design.effect_codes(part) if self.design._main_effects() else {}
-                if effects is None:
-                    effects = list(coded)
-                elif list(coded) != effects:  # a column taken as categories in one part only
-                    raise NotStreamable(next(iter(set(coded) ^ set(effects))))
-                crossed = crossed or any(len(levels) > BLOCK_LEVELS for _, levels in coded.values())
-                rest = None
-                if crossed:  # the effects' terms left out: their levels come as codes alone
-                    X, y, names, _, found = self.design.learn_encoding(part, known, coded=effects)
-                else:
-                    X, y, names, _, found, terms = self.design.learn_encoding(part, known, terms=True)
-                    if effects:
-                        rest = np.flatnonzero([term not in coded for term in terms])
-                dense = not crossed
-                for factor, levels in found.items():
+                X, y, names, found, effects, codes, levels, rest, dense = encode_part(self.design, part, known,
+                                                                                      effects, crossed)
+                crossed = not dense
+                for factor, seen in found.items():
                     union = known.setdefault(factor, {})
-                    union.update(dict.fromkeys(levels))
+                    union.update(dict.fromkeys(seen))
                     if len(union) > BLOCK_LEVELS:
-                        if factor not in coded:
+                        if factor not in effects:
                             raise TooManyLevels(factor)
                         crossed = True  # the parts from the next on code it
                 if not self.targets:
@@ -316,8 +339,7 @@ class FormulaSource(Source):
                         dtype=np.float64)
                 yield FormulaPart(X, y, weight, position, part.index.to_numpy(), names, found,
                                   counts if offset == 0 else {}, rows if offset == 0 else 0, part.iloc[:1],
-                                  effects or None, [coded[factor][0] for factor in effects],
-                                  [coded[factor][1] for factor in effects], rest, dense)
+                                  effects or None, codes, levels, rest, dense)
                 width = X.shape[1] + y.shape[1] + 1
                 position += len(part)
                 offset += len(part)
@@ -402,9 +424,12 @@ def _partition_part(frame, design, variables, missing, start):
     frame, counts, _ = frame_missing(frame, variables, missing, where)
     if len(frame) == 0:
         return FormulaPartial(None, [], {}, counts, rows, 0)
-    X, y, names, target_names, found = FormulaDesign(design.formula).learn_encoding(frame)
-    part = FormulaPart(X, y, None, start, frame.index.to_numpy(), names, found, counts, rows, frame.iloc[:1])
-    return part_partial(part, True, lambda part: SourceNames("frame", "the Dask input", names, target_names))
+    learning = FormulaDesign(design.formula)
+    target_names = learning.target_names(frame.iloc[:0])
+    X, y, names, found, effects, codes, levels, rest, dense = encode_part(learning, frame)
+    part = FormulaPart(X, y, None, start, frame.index.to_numpy(), names, found, counts, rows, frame.iloc[:1],
+                       effects or None, codes, levels, rest, dense)
+    return part_partial(part, True, lambda part: SourceNames("frame", "the Dask input", part.names, target_names))
 
 
 def _partition_partial(frame, design, variables, missing):
@@ -509,7 +534,9 @@ def dask_formula_source(frame, formula, missing="error", handle_unknown="error",
             if partial.probe is None:
                 raise DataError("the Dask input has no data rows" + (" left after dropping missing values"
                                                                      if sum(raw) else ""))
-            design._found = {factor: set(levels) for factor, levels in partial.found.items()}
+            from ..engines.formula_levels import learned_levels
+
+            design._found = learned_levels(partial)
             design.finish()
             head = partial.probe
         else:  # the levels learned apart (a coding other than treatment, a factor of many levels)
@@ -538,7 +565,12 @@ def dask_formula_source(frame, formula, missing="error", handle_unknown="error",
     source.design = design
     source.missing_counts = None
     source.rows_dropped = int(sum(raw) - sum(lengths))
-    if partial is not None:
+    if partial is not None and not partial.dense:  # a factor of many levels: its blocks from the merged cells
+        from ..engines.formula_levels import formula_blocks
+
+        if design.block is not None and partial.cells is not None:
+            source.learned_statistics = formula_blocks(source, partial)
+    elif partial is not None:
         from ..engines.formula_levels import restrict
         from ..engines.statistics import finish
 
