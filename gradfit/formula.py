@@ -24,8 +24,9 @@ A factor of many levels, a main effect in no interaction (``C(firm)`` with
 (:meth:`FormulaDesign.choose_block`, :meth:`FormulaDesign.transform_codes`),
 as a table's categorical column of many levels is
 (:mod:`gradfit.sources.encoding`), and formulaic encodes the rest of the
-formula. Its levels are learned with the others, in the learning pass,
-from its column directly (:meth:`FormulaDesign._learn_main_effects`, as
+formula. Its levels are learned with the others from its column directly
+(:meth:`FormulaDesign.effect_codes` in the statistics pass,
+:meth:`FormulaDesign._learn_main_effects` in a pass of their own, as
 formulaic finds them), so that no dense one-hot block is made there either.
 
 formulaic's intercept column is the estimator's intercept: a formula with

@@ -14,8 +14,9 @@ A factor of many levels that the design keeps as level codes
 source's ``block_candidate``: after ``use_blocks(True)`` the chunks carry its
 ``codes`` and the rest of the formula's features, never its dummies (made
 from the codes, within ``MAX_LEVELS``, for fits that ask for them). Its
-levels are learned by a pass of their own (:meth:`FormulaSource.settle`): more than
-:data:`~gradfit.sources.encoding.BLOCK_LEVELS` levels end the statistics pass that learns the others.
+levels are learned in the statistics pass too: the parts carry the main
+effects' level codes (:func:`encode_part`), and the pass forms the factor's
+blocks from statistics keyed by them (:mod:`gradfit.engines.formula_levels`).
 """
 
 from __future__ import annotations
