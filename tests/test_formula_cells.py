@@ -90,9 +90,9 @@ def wls(kept):
         return smf.wls(FORMULA, kept, weights=kept["w"]).fit()
 
 
-def sparse_oracle(frame, weight):
+def sparse_oracle(frame, weight, formula=FORMULA):
     """The weighted least-squares coefficients by name: formulaic's sparse design, normal equations, sparse LU."""
-    matrix = formulaic.model_matrix(FORMULA, frame, output="sparse")
+    matrix = formulaic.model_matrix(formula, frame, output="sparse")
     X = matrix.rhs.tocsc()
     y = np.asarray(matrix.lhs.todense()).ravel() if hasattr(matrix.lhs, "todense") else np.asarray(matrix.lhs).ravel()
     weighted = X.T.multiply(weight).tocsr()
@@ -191,4 +191,18 @@ def test_dask_learns_the_blocks_in_the_compute_that_learns_the_levels(table, kep
     assert isinstance(model._fit_result.statistics, BlockStatistics)
     assert model.fit_report_["missing"]["rows_dropped"] == 4
     oracle = sparse_oracle(kept, np.ones(len(kept)))
+    np.testing.assert_allclose(by_name(model)[oracle.index], oracle, rtol=1e-8, atol=1e-8)
+
+
+@pytest.mark.parametrize("formula", ["y ~ x + firm + C(year) + C(flag)", "y ~ C(year) + np.log(z) + C(firm) + x:C(g)"])
+def test_other_main_effects_are_dense_features_beside_the_codes(kept, formula):
+    """A string column named bare kept as codes; numbers and bools taken as categories are dense dummies
+    formed from the cells (in the formula's order of terms)."""
+    rng = np.random.default_rng(5)
+    data = kept.assign(year=rng.integers(2000, 2006, len(kept)), flag=rng.random(len(kept)) < 0.3)
+    source = CountingSource(data, formula, sample_weight="w")
+    model = fit(source)
+    assert source.passes == 1 and isinstance(model._fit_result.statistics, BlockStatistics)
+    assert source.design.block in ("firm", "C(firm)")
+    oracle = sparse_oracle(data, data["w"].to_numpy(), formula)
     np.testing.assert_allclose(by_name(model)[oracle.index], oracle, rtol=1e-8, atol=1e-8)
