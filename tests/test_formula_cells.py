@@ -206,3 +206,14 @@ def test_other_main_effects_are_dense_features_beside_the_codes(kept, formula):
     assert source.design.block in ("firm", "C(firm)")
     oracle = sparse_oracle(data, data["w"].to_numpy(), formula)
     np.testing.assert_allclose(by_name(model)[oracle.index], oracle, rtol=1e-8, atol=1e-8)
+
+
+def test_a_transforms_nan_after_the_factor_passed_the_limit_is_named_by_its_row(tmp_path, kept):
+    from gradfit import DataError
+
+    data = kept.reset_index(drop=True)
+    data.loc[4500, "z"] = -1.0  # np.log(z): NaN, in a part that encodes the rest of the formula only
+    path = write_table(data, tmp_path / "e.parquet")
+    with pytest.raises(DataError, match=r"^missing value \(NaN\) in file '.*e\.parquet' at row 4501, column "
+                                        r"'np\.log\(z\)'$"):
+        fit(FormulaSource(path, FORMULA, batch_rows=300))
