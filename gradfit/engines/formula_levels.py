@@ -327,7 +327,7 @@ def formula_blocks(source, partial):
     dense = {name: i for i, name in enumerate(layout["dense_names"])}
     z_keep = [j for j, name in enumerate(partial.rest_names) if name in dense]
     z_place = [dense[partial.rest_names[j]] for j in z_keep]
-    hot, covered = [], set(z_place)
+    hot, widths, covered = [], [], set(z_place)
     for c, factor in enumerate(partial.effects):
         if c == kept:
             continue
@@ -337,6 +337,7 @@ def formula_blocks(source, partial):
         if None in places or places != list(range(places[0], places[0] + len(places))):
             return None
         hot.append((c, places[0], 0))
+        widths.append(len(places))
         covered.update(places)
     if covered != set(range(layout["n_dense"])):
         return None
@@ -348,4 +349,4 @@ def formula_blocks(source, partial):
                            moments.shift[columns])
     level = final_codes[kept][cells.keys[:, kept]]
     return blocks_of_cells(moments, cells, final_codes, level, layout, np.asarray(z_place, dtype=np.intp), hot,
-                           source.n_outputs)
+                           widths, source.n_outputs)
