@@ -172,8 +172,11 @@ def test_few_levels_keep_the_dense_moments(kept):
     np.testing.assert_allclose(by_name(model)[oracle.index], oracle, rtol=1e-8, atol=1e-8)
 
 
-def test_dask_learns_the_blocks_in_the_compute_that_learns_the_levels(table, kept):
-    """Each partition's cells made where it is and merged in a tree: every partition loaded once."""
+@pytest.mark.parametrize("npartitions", [4, 1])
+def test_dask_learns_the_blocks_in_the_compute_that_learns_the_levels(table, kept, npartitions):
+    """Each partition's cells made where it is and merged in a tree: every partition loaded once. Four
+    partitions hold 150 to 600 firms each (their union crosses ``BLOCK_LEVELS`` in the merge); one holds all
+    (the rest of the formula encoded alone, the firms as codes)."""
     dask = pytest.importorskip("dask")
     dd = pytest.importorskip("dask.dataframe")
     loads = []
@@ -182,12 +185,12 @@ def test_dask_learns_the_blocks_in_the_compute_that_learns_the_levels(table, kep
         loads.append(rows[0])
         return table.iloc[rows].reset_index(drop=True)
 
-    pieces = np.array_split(np.arange(len(table)), 4)  # 150 to 600 firms each: the union crosses in the merge
+    pieces = np.array_split(np.arange(len(table)), npartitions)
     frame = dd.from_delayed([dask.delayed(load, pure=False)(rows) for rows in pieces], meta=table.iloc[:0],
                             verify_meta=False)
     with dask.config.set(scheduler="sync"):
         model = GDRegressor(formula=FORMULA, tol=1e-10, missing="drop").fit(frame)
-    assert len(loads) == 4, "each partition read once: levels, missing values and blocks in one compute"
+    assert len(loads) == npartitions, "each partition read once: levels, missing values and blocks in one compute"
     assert isinstance(model._fit_result.statistics, BlockStatistics)
     assert model.fit_report_["missing"]["rows_dropped"] == 4
     oracle = sparse_oracle(kept, np.ones(len(kept)))
