@@ -107,6 +107,7 @@ class FormulaDesign:
         self._found = {}
         self._spec = None
         self._pass_spec = None  # the right-hand side's spec of the statistics pass's first chunk
+        self._pass_formula = None  # the formula that spec encodes (without the main effects coded, once they are)
         self._first = True
         self._chunks_learned = 0
         #: the factor kept as level codes (:meth:`choose_block`), its column, and its layout once built
@@ -226,7 +227,7 @@ class FormulaDesign:
                     raise TooManyLevels(factor)
         elif coded:
             formula = self._without([(factor, None) for factor in coded])
-        if getattr(self, "_pass_formula", None) != formula:  # the spec cached is another formula's
+        if self._pass_formula != formula:  # the spec cached is another formula's
             self._pass_spec, self._pass_formula = None, formula
         encoded = None
         if known and self._pass_spec is not None:
