@@ -326,6 +326,17 @@ def cell_blocks(source, cells, final_codes, layout):
         raise DataError(f"{source.describe()} has no data rows")
     if moments.total == 0:
         raise DataError(f"the sample weights in {source.describe()} sum to zero")
+    merged = cell_level_moments(source, cells, final_codes, layout)
+    blocks = LevelBlocks(merged, layout["n_dense"], layout["dense_index"], layout["level_index"], layout["reference"],
+                         layout["dense_names"], [f"{layout['name']}={text}" for text in layout["levels"]])
+    return BlockStatistics.from_blocks(blocks)
+
+
+def cell_level_moments(source, cells, final_codes, layout):
+    """The :class:`~gradfit.engines.categorical.LevelMoments` of the column ``layout`` keeps as codes, from ``cells``
+    (of a positive total weight): what :func:`cell_blocks` finishes, and what a fold's cells give
+    (:mod:`gradfit.engines.fold_cells`, merged fold by fold as any level moments)."""
+    moments = cells.moments
     codings = source.encoder.columns
     categorical = [coding for coding in codings if coding.categorical]
     kept = next(j for j, coding in enumerate(categorical) if coding.name == layout["name"])
@@ -356,9 +367,7 @@ def cell_blocks(source, cells, final_codes, layout):
     within[np.ix_(places, places)] = moments.within
     merged.within += within
     merged.count, merged.total = moments.count, moments.total
-    blocks = LevelBlocks(merged, n_dense, layout["dense_index"], layout["level_index"], layout["reference"],
-                         layout["dense_names"], [f"{layout['name']}={text}" for text in layout["levels"]])
-    return BlockStatistics.from_blocks(blocks)
+    return merged
 
 
 def _cell_rows_blocks(moments, cells, final_codes, level, n_levels, n_dense, z_place, hot, shift):
