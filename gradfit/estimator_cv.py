@@ -369,6 +369,8 @@ engine, random_state, warm_start, verbose
         cv = 5 if self.cv is None else self.cv
         if not isinstance(source, FileSource) or not source.levels_pending or not isinstance(cv, Integral) or cv < 2:
             return None
+        if source.missing != "drop" and source.n_samples is not None and source.n_samples < cv:
+            return None  # (refused by _folds, unread; with "drop" the rows kept are counted in the pass)
         return fold_statistics(source, cv, fold_seed(self.random_state))
 
     def _fold_statistics(self, source, folds):
