@@ -45,8 +45,8 @@ from .engines.categorical import (
     chunk_level_moments,
     merge_levels,
 )
-from .engines.statistics import Statistics, accumulate, chunk_moments, finish, merge
 from .engines.fold_cells import learn_fold_moments
+from .engines.statistics import Statistics, accumulate, chunk_moments, finish, merge
 from .errors import DataError
 from .sources import ArraySource, FileSource, check_finite
 from .sources.base import Chunk
