@@ -198,3 +198,16 @@ def test_errors_are_those_of_the_two_passes(tmp_path, name):
     tiny = write(small_table(n=3, seed=7, gaps=False), tmp_path / ("tiny_" + name))
     with pytest.raises((DataError, ValueError), match="fold|folds"):
         GDRegressorCV(**SETTINGS).fit(FileSource(tiny, "y"))
+
+
+@pytest.mark.parametrize("table", [small_table, wide_table])
+def test_a_fold_of_zero_weight_is_named_as_before(tmp_path, table):
+    df = table().dropna().reset_index(drop=True)
+    df.loc[fold_of(np.arange(len(df)), FOLDS, SETTINGS["random_state"]) == 1, "w"] = 0.0
+    path = write(df, tmp_path / "t.parquet")
+    settings = dict(SETTINGS, penalty="l2", alphas=3)
+    with pytest.raises(DataError, match=r"^the sample weights in fold 2 of file .* sum to zero$") as learned:
+        GDRegressorCV(**settings).fit(source(path))
+    with pytest.raises(DataError) as scanned:
+        two_passes(path, settings)
+    assert str(learned.value) == str(scanned.value)
