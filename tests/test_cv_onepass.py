@@ -109,11 +109,21 @@ def dense_one_hot(kept, columns):
 def test_a_small_categorical_column_is_learned_in_the_folds_pass(tmp_path, reads, name):
     df = small_table()
     path = write(df, tmp_path / name)
-    model = GDRegressorCV(**SETTINGS).fit(source(path))
+    learned = source(path)
+    model = GDRegressorCV(**SETTINGS).fit(learned)
     assert reads["reads"] == 1  # the levels, the missing counts, every fold's statistics and the final fit
     assert model.feature_names_ == ["x1", "g[T.b]", "g[T.c]", "g[T.d]", "x2"]
+    # the pass kept the columns, encoded as the learned levels say: a later pass reads memory
+    kept = list(learned.chunks())
+    assert reads["reads"] == 1
     expected = two_passes(path, SETTINGS)
     assert reads["reads"] == 3
+    scanned = source(path)
+    scanned.settle()
+    for name_, part in (("X", lambda c: c.X), ("y", lambda c: c.y), ("w", lambda c: c.sample_weight),
+                        ("rows", lambda c: [c.row(i) for i in range(c.n_rows)])):
+        np.testing.assert_array_equal(np.concatenate([part(c) for c in kept]),
+                                      np.concatenate([part(c) for c in scanned.chunks()]), err_msg=name_)
     assert_same_cv(model, expected)
     assert model.fit_report_["missing"] == expected.fit_report_["missing"]
     assert model.fit_report_["missing"]["by_column"] == {c: int(n) for c, n in df.isna().sum().items() if n}
@@ -154,13 +164,14 @@ def test_a_column_of_1200_levels_is_learned_in_the_folds_pass_and_kept_as_codes(
     assert model.fit_report_["missing"]["rows_dropped"] == int(df["x2"].isna().sum())
 
 
-def test_the_command_line_reads_the_file_once(tmp_path, reads, capsys):
+def test_the_command_line_and_its_report_read_the_file_once(tmp_path, reads, capsys):
     path = write(small_table(seed=4), tmp_path / "t.parquet")
     model_path = tmp_path / "m.json"
     code = main(["train", path, "--target", "y", "--sample-weight", "w", "--missing", "drop", "--penalty", "l1",
-                 "--alpha", "cv", "--folds", "3", "--alphas", "5", "-o", str(model_path), "-q"])
+                 "--alpha", "cv", "--folds", "3", "--alphas", "5", "-o", str(model_path),
+                 "--report", str(tmp_path / "r.html"), "-q"])
     assert code == 0, capsys.readouterr().err
-    assert reads["reads"] == 1
+    assert reads["reads"] == 1  # the report's passes read the columns the folds' pass kept
     expected = GDRegressorCV(penalty="l1", alphas=5, cv=3).fit(FileSource(path, "y", sample_weight="w",
                                                                           missing="drop"))
     saved = load(model_path)

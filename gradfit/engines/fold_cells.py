@@ -31,7 +31,9 @@ formed from its cells exactly as the whole table's are:
 
 :mod:`gradfit.folds` merges them into each fold's training statistics and
 the pooled ones, as it merges the moments of a pass over a source whose
-levels are known. Where the cells of all the folds together outgrow
+levels are known. The parts are kept for the source's column store, as a
+plain fit's pass keeps them, so that later passes (a report's, the training
+rows' predictions) read memory, not the file. Where the cells of all the folds together outgrow
 :data:`~gradfit.engines.level_cells.CELL_BYTES` the pass stops
 (:class:`CellsLost`): the source then learns its levels by a pass of their
 own and the folds' statistics are read as for any source.
@@ -44,10 +46,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import DataError
+from ..sources import encoding
 from ..sources.base import Chunk, check_finite
 from ..sources.level_parts import LevelPart, level_part
 from .level_cells import CELL_BYTES, cell_level_moments, cell_moments, merge_cells, part_cells
-from .levels import PartNames, _final_places, _sorted_places, _union_levels
+from .levels import PartNames, _encoded, _final_places, _sorted_places, _union_levels
 from .moments import Moments
 
 
@@ -70,12 +73,19 @@ class FoldPartial:
     cells : list
         Per fold, its :class:`~gradfit.engines.level_cells.Cells` (keys in
         ``levels``' places), or ``None`` where it has no rows yet.
+    kept : list or None
+        The parts themselves, for the source's column store (as
+        :func:`gradfit.engines.levels.accumulate_learning` keeps them), or
+        ``None`` once they would exceed its memory budget or a column has
+        too many levels for dense dummies (it is then kept as codes).
     """
 
     levels: list
     counts: np.ndarray | None
     rows: int
     cells: list
+    kept: list | None = None
+    kept_bytes: int = 0
     index: list = field(default_factory=list)  # {level: place in levels} per categorical column
 
     def __post_init__(self):
@@ -83,11 +93,11 @@ class FoldPartial:
             self.index = [{level: i for i, level in enumerate(levels)} for levels in self.levels]
 
 
-def fold_part(source, item, labels_of, n_folds):
+def fold_part(source, item, labels_of, n_folds, keep=False):
     """The :class:`FoldPartial` of one ``(batch, start)`` of ``source.level_batches()``.
 
     ``labels_of(positions)`` gives each row's fold (``0 … n_folds − 1``) from
-    its position in the file.
+    its position in the file; ``keep``: the part is kept for the column store.
     """
     batch, start = item
     part = level_part(source.decoder, batch, start)
@@ -108,14 +118,30 @@ def fold_part(source, item, labels_of, n_folds):
         group = LevelPart(np.take(part.numeric, rows, axis=0), [codes[rows] for codes in part.codes], part.levels,
                           part.y[rows], None if weight is None else weight[rows], start, positions[rows], None, 0)
         cells.append(part_cells(group, names))
-    return FoldPartial([list(levels) for levels in part.levels], part.counts, part.rows, cells)
+    keep = keep and all(len(levels) <= encoding.BLOCK_LEVELS for levels in part.levels)
+    return FoldPartial([list(levels) for levels in part.levels], part.counts, part.rows, cells,
+                       [part] if keep else None, part.nbytes)
 
 
-def merge_fold_partials(a, b):
-    """``b`` (the later rows) merged into ``a``: the union of their levels, each fold's cells merged in it.
+def merge_fold_partials(budget):
+    """``combine(a, b)``: ``b`` (the later rows) merged into ``a``, the union of their levels, each fold's cells
+    merged in it, the parts kept up to ``budget`` bytes.
 
     Raises :class:`CellsLost` beyond :data:`~gradfit.engines.level_cells.CELL_BYTES` (all folds together).
     """
+
+    def combine(a, b):
+        _merge_fold_partials(a, b)
+        if a.kept is not None:
+            a.kept_bytes += b.kept_bytes
+            wide = any(len(levels) > encoding.BLOCK_LEVELS for levels in a.levels)
+            a.kept = a.kept + b.kept if b.kept is not None and a.kept_bytes <= budget and not wide else None
+        return a
+
+    return combine
+
+
+def _merge_fold_partials(a, b):
     to_union, sizes = _union_levels(a, b)
     for f, (mine, theirs) in enumerate(zip(a.cells, b.cells)):
         merged = merge_cells(mine, theirs, to_union, sizes)
@@ -127,7 +153,6 @@ def merge_fold_partials(a, b):
     if b.counts is not None:
         a.counts = b.counts if a.counts is None else a.counts + b.counts
     a.rows += b.rows
-    return a
 
 
 def learn_fold_moments(source, labels_of, n_folds):
@@ -153,10 +178,11 @@ def learn_fold_moments(source, labels_of, n_folds):
         were given up (the source has then learned its levels by a pass of
         their own: the caller reads the folds' statistics as for any source).
     """
+    keep = bool(source.keep_columns) and source.memory > 0
     try:
         with np.errstate(over="ignore", invalid="ignore"):  # merges that overflow are named by finish
-            partial = source.reduce_levels(lambda item: fold_part(source, item, labels_of, n_folds),
-                                           merge_fold_partials)
+            partial = source.reduce_levels(lambda item: fold_part(source, item, labels_of, n_folds, keep),
+                                           merge_fold_partials(source.memory))
     except CellsLost:
         source.settle()
         if source.block_candidate is not None:
@@ -174,6 +200,8 @@ def learn_fold_moments(source, labels_of, n_folds):
     layout = source.block_candidate
     if layout is not None:
         source.use_blocks(True)
+    elif partial.kept is not None:  # later passes (the report's, predictions of the training rows) read memory
+        source.keep_learned(_encoded(source, codings, partial.kept))
     moments = [None] * n_folds
     with np.errstate(over="ignore", invalid="ignore"):
         for f, cells in enumerate(partial.cells):
