@@ -364,8 +364,8 @@ engine, random_state, warm_start, verbose
         return list(check_cv(cv).split(X, source.y[:, 0] if source.n_outputs == 1 else source.y))
 
     def _learned_fold_statistics(self, source):
-        """A file whose levels are pending learns them in the folds' pass itself (:func:`gradfit.folds.fold_statistics`):
-        read once for the levels and the squared error's folds; ``None`` for any other source (and other ``cv``)."""
+        """The squared error's fold statistics of a file whose levels are pending, learned in the folds' pass
+        itself (:func:`gradfit.folds.fold_statistics`: one read); ``None`` for any other source or ``cv``."""
         cv = 5 if self.cv is None else self.cv
         if not isinstance(source, FileSource) or not source.levels_pending or not isinstance(cv, Integral) or cv < 2:
             return None
