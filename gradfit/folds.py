@@ -5,7 +5,8 @@ all rows; a row of a file left out for a missing value keeps its number, so
 the kept rows' folds do not depend on how the file is cut into chunks), so an
 array, the same rows in a file, and a Dask collection of them fall into the
 same folds whatever their chunking, and no second read is needed to know
-them. The hash is SplitMix64 (Steele, Lea & Flood 2014) of ``position + (seed + 1) · φ`` (``φ`` the 64-bit golden ratio); each block of
+them. The hash is SplitMix64 (Steele, Lea & Flood 2014) of
+``position + (seed + 1) · φ`` (``φ`` the 64-bit golden ratio); each block of
 ``n_folds`` consecutive rows is dealt to the folds in the order of its rows'
 hashes (:func:`fold_of`), so fold sizes differ by at most one.
 
