@@ -327,6 +327,22 @@ def cell_blocks(source, cells, final_codes, layout):
         raise DataError(f"{source.describe()} has no data rows")
     if moments.total == 0:
         raise DataError(f"the sample weights in {source.describe()} sum to zero")
+    merged, one_hot = cell_level_moments(source, cells, final_codes, layout, with_one_hot=True)
+    blocks = LevelBlocks(merged, layout["n_dense"], layout["dense_index"], layout["level_index"], layout["reference"],
+                         layout["dense_names"], [f"{layout['name']}={text}" for text in layout["levels"]],
+                         one_hot=one_hot)
+    return BlockStatistics.from_blocks(blocks)
+
+
+def cell_level_moments(source, cells, final_codes, layout, with_one_hot=False):
+    """The :class:`~gradfit.engines.categorical.LevelMoments` of the column ``layout`` keeps as codes, from ``cells``
+    (of a positive total weight): what :func:`cell_blocks` finishes, and what a fold's cells give
+    (:mod:`gradfit.engines.fold_cells`, merged fold by fold as any level moments).
+
+    ``with_one_hot``: return ``(moments, one_hot)``, ``one_hot`` the other categorical columns' sparse
+    dummies for :class:`~gradfit.engines.categorical.LevelBlocks` (``None`` without such columns).
+    """
+    moments = cells.moments
     codings = source.encoder.columns
     categorical = [coding for coding in codings if coding.categorical]
     kept = next(j for j, coding in enumerate(categorical) if coding.name == layout["name"])
@@ -359,11 +375,9 @@ def cell_blocks(source, cells, final_codes, layout):
     within[np.ix_(places, places)] = moments.within
     merged.within += within
     merged.count, merged.total = moments.count, moments.total
-    blocks = LevelBlocks(merged, n_dense, layout["dense_index"], layout["level_index"], layout["reference"],
-                         layout["dense_names"], [f"{layout['name']}={text}" for text in layout["levels"]],
-                         one_hot=_cell_one_hot(cells, final_codes, level, merged.level_total, hot, widths)
-                         if hot else None)
-    return BlockStatistics.from_blocks(blocks)
+    if not with_one_hot:
+        return merged
+    return merged, _cell_one_hot(cells, final_codes, level, merged.level_total, hot, widths) if hot else None
 
 
 def _cell_one_hot(cells, final_codes, level, level_total, hot, widths):
