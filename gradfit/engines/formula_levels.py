@@ -44,7 +44,7 @@ dummies) and the dense moments are let go; at the end the levels are
 sorted, the factor kept as codes chosen, and its blocks
 (:class:`~gradfit.engines.categorical.BlockStatistics`) formed from the
 cells in the layout's order of features
-(:func:`~gradfit.engines.level_cells.blocks_of_cells`, :func:`formula_blocks`):
+(:func:`~gradfit.engines.level_cells.level_moments_of_cells`, :func:`formula_blocks`):
 the table is read once for them too. Where no factor crossed, the dense
 moments are used as before and the cells let go.
 
@@ -68,7 +68,7 @@ from ..sources.base import Chunk
 from ..sources.encoding import BLOCK_LEVELS
 from ..sources.level_parts import LevelPart, TooManyLevels
 from .categorical import LevelMoments
-from .level_cells import Cells, blocks_of_cells, part_cells
+from .level_cells import Cells, layout_blocks, level_moments_of_cells, part_cells
 from .levels import PartNames, _embed, _merge_cells, _union_levels
 from .moments import Moments, merge
 from .statistics import chunk_moments, finish
@@ -348,5 +348,7 @@ def formula_blocks(source, partial):
                            moments.level_mean[:, columns], moments.within[np.ix_(columns, columns)],
                            moments.shift[columns])
     level = final_codes[kept][cells.keys[:, kept]]
-    return blocks_of_cells(moments, cells, final_codes, level, layout, np.asarray(z_place, dtype=np.intp), hot,
-                           widths, source.n_outputs)
+    merged, one_hot = level_moments_of_cells(moments, cells, final_codes, level, layout,
+                                             np.asarray(z_place, dtype=np.intp), hot, widths, source.n_outputs,
+                                             with_one_hot=True)
+    return layout_blocks(merged, one_hot, layout)

@@ -327,6 +327,27 @@ def cell_blocks(source, cells, final_codes, layout):
         raise DataError(f"{source.describe()} has no data rows")
     if moments.total == 0:
         raise DataError(f"the sample weights in {source.describe()} sum to zero")
+    merged, one_hot = cell_level_moments(source, cells, final_codes, layout, with_one_hot=True)
+    return layout_blocks(merged, one_hot, layout)
+
+
+def layout_blocks(merged, one_hot, layout):
+    """The :class:`~gradfit.engines.categorical.BlockStatistics` of merged level moments in ``layout``'s order."""
+    blocks = LevelBlocks(merged, layout["n_dense"], layout["dense_index"], layout["level_index"], layout["reference"],
+                         layout["dense_names"], [f"{layout['name']}={text}" for text in layout["levels"]],
+                         one_hot=one_hot)
+    return BlockStatistics.from_blocks(blocks)
+
+
+def cell_level_moments(source, cells, final_codes, layout, with_one_hot=False):
+    """The :class:`~gradfit.engines.categorical.LevelMoments` of the column ``layout`` keeps as codes, from ``cells``
+    (of a positive total weight): what :func:`cell_blocks` finishes, and what a fold's cells give
+    (:mod:`gradfit.engines.fold_cells`, merged fold by fold as any level moments).
+
+    ``with_one_hot``: return ``(moments, one_hot)``, ``one_hot`` the other categorical columns' sparse
+    dummies for :class:`~gradfit.engines.categorical.LevelBlocks` (``None`` without such columns).
+    """
+    moments = cells.moments
     codings = source.encoder.columns
     categorical = [coding for coding in codings if coding.categorical]
     kept = next(j for j, coding in enumerate(categorical) if coding.name == layout["name"])
@@ -346,11 +367,14 @@ def cell_blocks(source, cells, final_codes, layout):
                 j += len(coding.levels) - 1
             c += 1
     widths = [len(categorical[column].levels) - 1 for column, _, _ in hot]
-    return blocks_of_cells(moments, cells, final_codes, level, layout, z_place, hot, widths, source.n_outputs)
+    return level_moments_of_cells(moments, cells, final_codes, level, layout, z_place, hot, widths,
+                                  source.n_outputs, with_one_hot)
 
 
-def blocks_of_cells(moments, cells, final_codes, level, layout, z_place, hot, widths, n_outputs):
-    """The :class:`~gradfit.engines.categorical.BlockStatistics` of ``layout`` from ``cells`` (see :func:`cell_blocks`).
+def level_moments_of_cells(moments, cells, final_codes, level, layout, z_place, hot, widths, n_outputs,
+                           with_one_hot=False):
+    """:func:`cell_level_moments` with the places of the dense features given (a formula's order of terms,
+    :func:`gradfit.engines.formula_levels.formula_blocks`, as well as a table's columns).
 
     ``moments``: the cells' :class:`~gradfit.engines.categorical.LevelMoments`
     of ``z`` (the dense features' numeric columns, then the targets);
@@ -372,11 +396,9 @@ def blocks_of_cells(moments, cells, final_codes, level, layout, z_place, hot, wi
     within[np.ix_(places, places)] = moments.within
     merged.within += within
     merged.count, merged.total = moments.count, moments.total
-    blocks = LevelBlocks(merged, n_dense, layout["dense_index"], layout["level_index"], layout["reference"],
-                         layout["dense_names"], [f"{layout['name']}={text}" for text in layout["levels"]],
-                         one_hot=_cell_one_hot(cells, final_codes, level, merged.level_total, hot, widths)
-                         if hot else None)
-    return BlockStatistics.from_blocks(blocks)
+    if not with_one_hot:
+        return merged
+    return merged, _cell_one_hot(cells, final_codes, level, merged.level_total, hot, widths) if hot else None
 
 
 def _cell_one_hot(cells, final_codes, level, level_total, hot, widths):
