@@ -7,6 +7,11 @@ each of which serves every fold, every l1 ratio and the all-rows problem at
 once. The data are read ``1 + (passes of the path)`` times — the first pass
 the per-fold statistics (means, ``W``, the Gram the solver starts from) —
 whatever the number of folds.
+
+On a categorical column kept as level codes (the source's ``block_layout``:
+:data:`CODES_RATIOS` says which paths) the statistics are level blocks and
+the passes read the codes; each problem's Newton step is solved by its
+training inliers' level blocks (:mod:`gradfit.robust.huber_cv`).
 """
 
 from __future__ import annotations
@@ -15,11 +20,26 @@ from numbers import Integral
 
 import numpy as np
 
-from .alpha_path import Quadratic, alpha_grid
+from .alpha_path import alpha_grid
+from .block_path import quadratic_of
+from .fitting import on_codes
 from .folds import check_splits, fold_seed, partition_labels
 from .robust.huber_cv import FoldedProblems, alpha_max, given_labels, hashed_labels, intercept_solutions, solve_path
-from .robust.linalg import Gram
+from .robust.linalg import BlockGram, Gram
 from .scaling import Scaling
+
+
+def serves_codes(l1_ratios):
+    """Whether Huber's cross-validation of ``l1_ratios`` runs on a column kept as level codes.
+
+    The L2 penalty's path (every ratio 0): each proximal Newton step is then a
+    damped Newton step, which the level blocks solve exactly
+    (:class:`~gradfit.robust.level_newton.LevelHessian`). An L1 part's step is
+    a coordinate descent on the dense ``p × p`` model
+    (:func:`gradfit.robust.huber_cv.proximal_step`): dense dummies, up to
+    ``MAX_LEVELS`` levels.
+    """
+    return all(ratio == 0 for ratio in l1_ratios)
 
 
 def fold_labels(folds, random_state, source):
@@ -81,7 +101,7 @@ def huber_path(source, statistics, labels_of, l1_ratios, given, *, n_alphas, eps
     """
     total = statistics.total
     scaling = Scaling.from_statistics(total, fit_intercept, True)  # the solver's units, as gradfit.robust's
-    gram = Gram(total, scaling, fit_intercept)
+    gram = (BlockGram if on_codes(total) else Gram)(total, scaling, fit_intercept)
     problems = FoldedProblems(source, labels_of, statistics, scaling, fit_intercept, epsilon, gram, l1_ratios,
                               total.n_outputs)
     intercept_only = None
@@ -97,7 +117,7 @@ def huber_path(source, statistics, labels_of, l1_ratios, given, *, n_alphas, eps
             rows.append(np.full(n_alphas, 2.0 * resolution) if top <= 2.0 * resolution
                         else np.geomspace(top, top * eps, num=n_alphas))
         else:
-            rows.append(alpha_grid(Quadratic.from_statistics(total, fit_intercept), 0.0, n_alphas, eps))
+            rows.append(alpha_grid(quadratic_of(total, fit_intercept), 0.0, n_alphas, eps))
     grids = np.array(rows)
     path = solve_path(problems, grids, intercept_only=intercept_only, max_iter=max_iter)
     n_ratios, count = grids.shape

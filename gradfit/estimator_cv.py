@@ -36,7 +36,7 @@ from .fitting import check_combination, fit_source, on_codes, prepare
 from .folds import fold_seed, fold_statistics, split_statistics
 from .alpha_path import MAX_SWEEPS, alpha_grid, compiled_kernel
 from .block_path import compiled_block_kernel, path_of, quadratic_of, validation_of
-from .cv_huber import fold_labels, huber_path
+from .cv_huber import fold_labels, huber_path, serves_codes
 from .robust.huber_cv import PATH_TOL as HUBER_PATH_TOL
 from .sources import ArraySource
 from .sources.base import single_threaded_blas, worker_threads
@@ -237,9 +237,9 @@ engine, random_state, warm_start, verbose
             start = (np.atleast_2d(self.coef_), np.atleast_1d(self.intercept_))
         source = self._source(X, y, sample_weight, reset=True)
         if source.block_candidate is not None:
-            # the squared error's folds, paths and validation errors run on the level blocks; Huber's
-            # passes (robust.huber_cv) solve with the dense Gram: dummies, up to MAX_LEVELS levels
-            source.use_blocks(not huber)
+            # the squared error's folds, paths and validation errors run on the level blocks, and so do
+            # Huber's L2 passes (robust.huber_cv); its L1 part's steps read a dense Hessian: dummies
+            source.use_blocks(not huber or serves_codes(l1_ratios))
         folds = self._folds(source)  # a count, or the splits (drawn once: a shuffling splitter draws anew)
         labels_of = None
         if huber:  # Huber's passes need each row's fold (refuses overlapping splits unread)
