@@ -31,8 +31,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..engines.blocks import PASS_BLOCK_BYTES, PASS_MIN_ROWS, block_rows
 from ..engines.categorical import merge_levels
-from .sums import LEVEL_MOMENT_ROWS, _blocks, _inlier_levels, _inlier_rows
+from .sums import LEVEL_MOMENT_ROWS, CodedBlock, _blocks, _inlier_levels, _inlier_rows
 
 
 def _huber(residuals, epsilon):
@@ -40,7 +41,21 @@ def _huber(residuals, epsilon):
     return np.where(magnitude <= epsilon, residuals * residuals, 2.0 * epsilon * magnitude - epsilon * epsilon)
 
 
-def _folded_blocks(chunk, labels_of, folds, columns, thetas, scaling, fit_intercept, layout=None):
+def _pieces(Z, weight, width):
+    """``(offset, Z, weight)`` of a :class:`~gradfit.robust.sums.CodedBlock` cut to rows of ``width`` values a
+    cache block: its rows were counted by its few dense columns, while each row here holds ``width`` values
+    (every problem's residuals, weights and line-search trials); a dense block is handed on whole."""
+    rows = block_rows(width, PASS_BLOCK_BYTES, PASS_MIN_ROWS)
+    if not isinstance(Z, CodedBlock) or Z.shape[0] <= rows:
+        yield 0, Z, weight
+        return
+    for first in range(0, Z.shape[0], rows):
+        last = min(first + rows, Z.shape[0])
+        yield first, CodedBlock(Z.coding, Z.dense[first:last], Z.codes[first:last]), (
+            None if weight is None else weight[first:last])
+
+
+def _folded_blocks(chunk, labels_of, folds, columns, thetas, scaling, fit_intercept, layout=None, width=None):
     """A chunk's row blocks with each problem's view of them, for the folded sums below.
 
     Yields ``(start, Z, weight, Y, v, fold, train, V, R)``: the block's design
@@ -49,18 +64,27 @@ def _folded_blocks(chunk, labels_of, folds, columns, thetas, scaling, fit_interc
     the rows' folds ``fold`` (n,), ``train`` (n, m) whether a row trains a problem (fold −1 never matches:
     every row), ``V = train·v`` each problem's weights (zero outside its
     training rows) and the residuals ``R = Z θ − Y`` (n, m). ``layout``: a
-    column kept as level codes (``Z`` a :class:`~gradfit.robust.sums.CodedBlock`).
+    column kept as level codes (``Z`` a :class:`~gradfit.robust.sums.CodedBlock`, cut by :func:`_pieces`
+    to rows of ``width`` values, by default ``8 m``).
     """
     labels, folds, columns = labels_of(chunk), np.asarray(folds), np.asarray(columns)
-    for start, Z, weight in _blocks(chunk, scaling, fit_intercept, layout):
-        n = Z.shape[0]
-        Y = chunk.y[start:start + n][:, columns]
-        v = np.ones(n) if weight is None else np.asarray(weight, dtype=float)
-        train = labels[start:start + n, None] != folds[None, :]
-        V = train * v[:, None]
-        R = Z @ thetas
-        R -= Y
-        yield start, Z, weight, Y, v, labels[start:start + n], train, V, R
+    width = 8 * folds.shape[0] if width is None else width
+    for whole, block, block_weight in _blocks(chunk, scaling, fit_intercept, layout):
+        for offset, Z, weight in _pieces(block, block_weight, width):
+            start = whole + offset
+            yield (start,) + _folded_block(Z, weight, chunk, labels, folds, columns, thetas, start)
+
+
+def _folded_block(Z, weight, chunk, labels, folds, columns, thetas, start):
+    """One block's ``(Z, weight, Y, v, fold, train, V, R)`` for :func:`_folded_blocks`."""
+    n = Z.shape[0]
+    Y = chunk.y[start:start + n][:, columns]
+    v = np.ones(n) if weight is None else np.asarray(weight, dtype=float)
+    train = labels[start:start + n, None] != folds[None, :]
+    V = train * v[:, None]
+    R = Z @ thetas
+    R -= Y
+    return Z, weight, Y, v, labels[start:start + n], train, V, R
 
 
 def folded_huber_sums(labels_of, folds, columns, thetas, epsilon, scaling, fit_intercept, line=None, layout=None):
@@ -108,7 +132,7 @@ def folded_huber_sums(labels_of, folds, columns, thetas, epsilon, scaling, fit_i
         if line is not None:
             out["line"] = np.zeros((len(line[0]), line[4].shape[0]))
         for start, Z, weight, Y, v, fold, train, V, R in _folded_blocks(chunk, labels_of, folds, columns, thetas, scaling,
-                                                                  fit_intercept, layout):
+                                                                  fit_intercept, layout, width):
             n = Z.shape[0]
             S = 2.0 * np.clip(R, -epsilon, epsilon)
             inside = np.abs(R) <= epsilon
@@ -154,6 +178,8 @@ def folded_huber_sums(labels_of, folds, columns, thetas, epsilon, scaling, fit_i
         return out
 
     n_levels = None if layout is None else layout["n_levels"]
+    # the values a row holds at once: each problem's residuals and sums, each line search's trials
+    width = 8 * m + (0 if line is None else 4 * len(line[0]) * line[4].shape[0])
     return partial
 
 
