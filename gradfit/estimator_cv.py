@@ -12,7 +12,9 @@ A categorical column of many levels kept as level codes (a source's
 fold's statistics are level blocks (:mod:`gradfit.folds`), its path and its
 validation errors are solved on them (:mod:`gradfit.block_path`), and the
 final fit runs on the blocks as any :class:`~gradfit.GDRegressor` fit does.
-Huber's cross-validation takes the column as dense dummies (up to
+Huber's L2 cross-validation keeps the codes too (each problem's Newton
+step solved by its training inliers' level blocks, :mod:`gradfit.cv_huber`);
+with an L1 part it takes the column as dense dummies (up to
 :data:`~gradfit.sources.encoding.MAX_LEVELS` levels).
 """
 
@@ -79,7 +81,9 @@ class GDRegressorCV(GDRegressor):
     passes does not grow with the number of folds. Each point is certified by
     Huber's ``"gradient_bound"`` to a relative gap of ``1e-11``
     (:data:`gradfit.robust.huber_cv.PATH_TOL`); the validation error is the
-    held-out rows' mean Huber loss.
+    held-out rows' mean Huber loss. With the L2 penalty a column kept as
+    level codes stays codes (the steps solve by each problem's inlier level
+    blocks); an L1 part takes it as dense dummies.
 
     Parameters
     ----------

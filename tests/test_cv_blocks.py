@@ -172,10 +172,14 @@ def test_more_levels_than_dense_dummies_allow():
     np.testing.assert_allclose(model.mse_path_, expected, rtol=RTOL)
 
 
-def test_huber_cross_validation_keeps_dense_dummies_and_says_where_they_stop():
+def test_huber_cross_validation_keeps_the_codes_for_l2_and_dense_dummies_for_l1():
+    # Huber's L2 path runs on the level blocks (tests/test_cv_huber_blocks.py): beyond MAX_LEVELS it fits
+    # (before, the one-line refusal below); an L1 part's steps still solve with the dense scatter
     frame, y = make_table(n=11_000, n_levels=MAX_LEVELS + 1, seed=3)
-    with pytest.raises(DataError, match=r"more than the 5000 .* Huber's cross-validation"):
-        GDRegressorCV(loss="huber", penalty="l2", alphas=3, cv=3).fit(frame, y)
+    model = GDRegressorCV(loss="huber", penalty="l2", alphas=3, cv=3).fit(frame, y)
+    assert model.converged_ and model.engine_ == "pass" and np.all(np.isfinite(model.mse_path_))
+    with pytest.raises(DataError, match=r"more than the 5000 .* Huber's cross-validation with an L1 part"):
+        GDRegressorCV(loss="huber", penalty="elasticnet", l1_ratio=0.5, alphas=3, cv=3).fit(frame, y)
 
 
 def test_the_command_line_cross_validates_on_the_blocks(table, tmp_path, capsys):
