@@ -30,16 +30,14 @@ from .scaling import Scaling
 
 
 def serves_codes(l1_ratios):
-    """Whether Huber's cross-validation of ``l1_ratios`` runs on a column kept as level codes.
+    """Whether Huber's cross-validation of ``l1_ratios`` runs on a column kept as level codes: always.
 
-    The L2 penalty's path (every ratio 0): each proximal Newton step is then a
+    The L2 penalty's path (every ratio 0): each proximal Newton step is a
     damped Newton step, which the level blocks solve exactly
-    (:class:`~gradfit.robust.level_newton.LevelHessian`). An L1 part's step is
-    a coordinate descent on the dense ``p × p`` model
-    (:func:`gradfit.robust.huber_cv.proximal_step`): dense dummies, up to
-    ``MAX_LEVELS`` levels.
+    (:class:`~gradfit.robust.level_newton.LevelHessian`); with an L1 part, by
+    coordinate descent on the blocks (:mod:`gradfit.robust.level_prox`).
     """
-    return all(ratio == 0 for ratio in l1_ratios)
+    return True
 
 
 def fold_labels(folds, random_state, source):

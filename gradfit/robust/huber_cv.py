@@ -72,6 +72,7 @@ from ..penalties import ElasticNet
 from .folded_sums import add_folded, add_folded_dual, folded_dual_sums, folded_huber_sums
 from .huber import ARMIJO, CONSTRAINT_ROUNDING, ROUNDING, HuberProblem, _damped_step, _trace, certificate
 from .level_newton import LevelHessian
+from .level_prox import level_proximal_step
 from .sums import CodedColumns
 
 #: the steps a line search evaluates in one pass: 2^-1 … 2^-12 (fewer than gradfit.robust.huber's 40:
@@ -247,16 +248,18 @@ def _own(sums, j):
 def proximal_newton_step(hessian, gradient, theta, l1_weights, damping, free=None):
     """The damped proximal Newton step ``Δ`` of :func:`proximal_step` at ``H + μI``, for either Hessian.
 
-    A :class:`~gradfit.robust.level_newton.LevelHessian` (level codes) serves
-    the L2 penalty alone (``l1_weights`` zero, every coordinate free): its
-    damped Newton step, solved by the level blocks (its damping ``μ`` is put
-    on a level as ``μ s_l²``, a positive diagonal as ``μI``:
-    :mod:`gradfit.robust.level_newton`).
+    A :class:`~gradfit.robust.level_newton.LevelHessian` (level codes; its
+    damping ``μ`` is put on a level as ``μ s_l²``, a positive diagonal as
+    ``μI``: :mod:`gradfit.robust.level_newton`): without an L1 part, its damped
+    Newton step, solved by the level blocks; with one (or only some
+    coordinates free), coordinate descent on the blocks
+    (:func:`gradfit.robust.level_prox.level_proximal_step`).
     """
     if isinstance(hessian, LevelHessian):
-        if np.any(l1_weights > 0) or (free is not None and not free.all()):
-            raise ValueError("the level blocks' Newton step serves the L2 penalty alone (no L1 part)")
-        return _damped_step(hessian, gradient, damping)
+        if not np.any(l1_weights > 0) and (free is None or free.all()):
+            return _damped_step(hessian, gradient, damping)
+        free = np.ones(theta.shape[0], dtype=bool) if free is None else free
+        return level_proximal_step(hessian, gradient, theta, l1_weights, damping, free, CD_SWEEPS, CD_TOL)
     return proximal_step(hessian + damping * np.eye(theta.shape[0]), gradient, theta, l1_weights, free)
 
 
