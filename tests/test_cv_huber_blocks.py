@@ -1,9 +1,10 @@
-"""GDRegressorCV(loss="huber", penalty="l2") on a categorical column kept as level codes: no dense block.
+"""GDRegressorCV(loss="huber") on a categorical column kept as level codes: no dense block, any penalty.
 
 Each problem's (fold's, and the all-rows') Newton step is solved by its
 training inliers' level blocks (:mod:`gradfit.robust.huber_cv`,
-:class:`gradfit.robust.level_newton.LevelHessian`) and every pass reads the
-codes (:mod:`gradfit.robust.folded_sums`). Oracles:
+:class:`gradfit.robust.level_newton.LevelHessian`; with an L1 part by
+coordinate descent on the blocks, :mod:`gradfit.robust.level_prox`) and every
+pass reads the codes (:mod:`gradfit.robust.folded_sums`). Oracles:
 
 * the same cross-validation on the dense treatment-coded dummies (the column
   forced dense by raising ``BLOCK_LEVELS``), at 120 levels: the dense method
@@ -17,6 +18,10 @@ codes (:mod:`gradfit.robust.folded_sums`). Oracles:
   ``D`` the identity on the coefficients, zero on the intercept), the inlier
   set checked unchanged; the fold's held-out mean Huber loss at that optimum
   is ``mse_path_``'s entry, and the all-rows optimum the path's coefficients.
+  With an elastic net, L-BFGS-B on the split coefficients ``coef = a − b``
+  (``a, b ≥ 0``), then the same exact solve on the active set with its signs
+  (the L1 part's ``αρ·sign``), its optimality (``|∂_j| ≤ αρ`` off the active
+  set) checked.
 """
 
 from __future__ import annotations
@@ -104,6 +109,52 @@ def ridge_huber_optimum(design, y, v, alpha, epsilon=EPSILON):
     raise AssertionError("the inlier set of the oracle did not settle")
 
 
+def elastic_net_huber_optimum(design, y, v, alpha, l1_ratio, epsilon=EPSILON):
+    """``argmin (1/W) Σ v h(Zθ − y) + α(ρ‖coef‖₁ + (1 − ρ)/2 ‖coef‖²)``, the intercept last and unpenalized."""
+    design = scipy.sparse.csr_matrix(design)
+    W, p = v.sum(), design.shape[1]
+    d = p - 1
+    l1, l2 = alpha * l1_ratio, alpha * (1.0 - l1_ratio)
+
+    def split(x):
+        return np.append(x[:d] - x[d:2 * d], x[-1])
+
+    def cost(x):
+        theta = split(x)
+        r = design @ theta - y
+        g = design.T @ (v * 2.0 * np.clip(r, -epsilon, epsilon)) / W
+        g[:d] += l2 * theta[:d]
+        value = v @ huber(r, epsilon) / W + 0.5 * l2 * theta[:d] @ theta[:d] + l1 * np.sum(x[:2 * d])
+        return value, np.concatenate([g[:d] + l1, -g[:d] + l1, g[d:]])
+
+    bounds = [(0, None)] * (2 * d) + [(None, None)]
+    x = scipy.optimize.minimize(cost, np.zeros(2 * d + 1), jac=True, method="L-BFGS-B", bounds=bounds,
+                                options={"gtol": 1e-13, "ftol": 1e-16, "maxiter": 50000, "maxcor": 30}).x
+    theta = split(x)
+    for _ in range(10):  # the piece of the inlier set, active set and signs at θ, solved exactly
+        r = design @ theta - y
+        inside = np.abs(r) <= epsilon
+        active = np.append(np.abs(theta[:d]) > 1e-9 * np.abs(theta[:d]).max(), True)
+        sign = np.append(np.sign(theta[:d]), 0.0)[active]
+        Z = design[:, active]
+        inner = Z[inside]
+        ridge = np.append(np.full(active[:d].sum(), l2), 0.0)
+        normal = (2.0 / W) * (inner.T @ scipy.sparse.diags(v[inside]) @ inner) + scipy.sparse.diags(ridge)
+        rhs = (2.0 / W) * (inner.T @ (v[inside] * y[inside])
+                           - epsilon * Z[~inside].T @ (v[~inside] * np.sign(r[~inside]))) - l1 * sign
+        new = np.zeros(p)
+        new[active] = scipy.sparse.linalg.spsolve(normal.tocsc(), rhs)
+        r_new = design @ new - y
+        g = design.T @ (v * 2.0 * np.clip(r_new, -epsilon, epsilon)) / W
+        settled = (np.array_equal(np.abs(r_new) <= epsilon, inside)
+                   and np.array_equal(np.sign(new[active][:-1]), sign[:-1])
+                   and np.all(np.abs(g[:d][~active[:d]]) <= l1 * (1 + 1e-9)))
+        theta = new
+        if settled:
+            return theta
+    raise AssertionError("the oracle's inlier and active sets did not settle")
+
+
 def relative(a, b):
     return np.max(np.abs(np.asarray(a) - b)) / np.max(np.abs(b))
 
@@ -113,7 +164,7 @@ def relative(a, b):
 def test_codes_equal_the_dense_dummies_cross_validation(fit_intercept, weighted, monkeypatch):
     frame, y = outlier_table(120, rows_a_level=5, seed=1)
     weight = np.random.default_rng(2).uniform(0.5, 2.0, len(y)) if weighted else None
-    options = {"loss": "huber", "epsilon": EPSILON, "penalty": "l2", "alphas": 4, "cv": 3,
+    options = {"loss": "huber", "epsilon": EPSILON, "penalty": "l2", "alphas": 3, "cv": 3,
                "fit_intercept": fit_intercept}
     monkeypatch.setattr(encoding, "BLOCK_LEVELS", 100)  # the column as codes
     on_codes = GDRegressorCV(**options).fit(frame, y, sample_weight=weight)
@@ -145,6 +196,42 @@ def test_a_folds_optimum_is_the_independent_oracles_beyond_the_dense_limit(table
     assert model.mse_path_[a, 1] == pytest.approx(held_out, rel=1e-7)
     everything = ridge_huber_optimum(design, y, v, alpha)  # the all-rows problem, solved in the same passes
     assert relative(model.coef_path_[a], everything[:-1]) < 1e-7
+
+
+def test_elastic_net_codes_equal_the_dense_dummies_cross_validation(monkeypatch):
+    frame, y = outlier_table(120, rows_a_level=5, seed=1)
+    weight = np.random.default_rng(2).uniform(0.5, 2.0, len(y))
+    options = {"loss": "huber", "epsilon": EPSILON, "penalty": "elasticnet", "l1_ratio": [0.3, 0.8], "alphas": 4,
+               "eps": 1e-2, "cv": 3}
+    monkeypatch.setattr(encoding, "BLOCK_LEVELS", 100)  # the column as codes
+    on_codes = GDRegressorCV(**options).fit(frame, y, sample_weight=weight)
+    assert on_codes.engine_ == "pass" and on_codes.converged_
+    monkeypatch.setattr(encoding, "BLOCK_LEVELS", 10**6)  # the column as dense dummies
+    on_dummies = GDRegressorCV(**options).fit(frame, y, sample_weight=weight)
+    np.testing.assert_allclose(on_codes.alphas_, on_dummies.alphas_, rtol=1e-12)  # from the intercept-only fits
+    np.testing.assert_allclose(on_codes.mse_path_, on_dummies.mse_path_, rtol=1e-6)
+    assert (on_codes.alpha_, on_codes.l1_ratio_) == (pytest.approx(on_dummies.alpha_, rel=1e-12),
+                                                     on_dummies.l1_ratio_)
+    assert relative(on_codes.coef_path_, on_dummies.coef_path_) < 1e-6
+    assert relative(on_codes.coef_, on_dummies.coef_) < 1e-6
+    assert np.nanmax(on_codes.dual_gap_path_) <= 1e-11
+
+
+def test_an_elastic_net_folds_optimum_is_the_independent_oracles_beyond_the_dense_limit(table, many_levels):
+    frame, y = table
+    splits = list(KFold(3, shuffle=True, random_state=0).split(frame))
+    model = GDRegressorCV(loss="huber", epsilon=EPSILON, penalty="elasticnet", l1_ratio=0.5, alphas=4, eps=1e-4,
+                          cv=splits).fit(frame, y)
+    assert model.engine_ == "pass" and model.converged_
+    assert np.nanmax(model.dual_gap_path_) <= 1e-11
+    design = scipy.sparse.hstack([one_hot(frame), np.ones((len(y), 1))]).tocsr()
+    a = 3  # the smallest alpha: most level coefficients active (about 1000 of 1302), some still zero
+    alpha = float(model.alphas_[a])
+    train, test = splits[0]
+    theta = elastic_net_huber_optimum(design[train], y[train], np.ones(train.size), alpha, 0.5)
+    assert 0 < np.count_nonzero(theta[:-1]) < theta.size - 1  # some coefficients zero, some not
+    held_out = huber(design[test] @ theta - y[test]).mean()
+    assert model.mse_path_[a, 0] == pytest.approx(held_out, rel=1e-7)
 
 
 def test_no_dense_block_is_formed(table, many_levels):
