@@ -8,10 +8,10 @@ once. The data are read ``1 + (passes of the path)`` times — the first pass
 the per-fold statistics (means, ``W``, the Gram the solver starts from) —
 whatever the number of folds.
 
-On a categorical column kept as level codes (the source's ``block_layout``:
-:data:`CODES_RATIOS` says which paths) the statistics are level blocks and
-the passes read the codes; each problem's Newton step is solved by its
-training inliers' level blocks (:mod:`gradfit.robust.huber_cv`).
+On a categorical column kept as level codes (the source's ``block_layout``)
+the statistics are level blocks and the passes read the codes; each
+problem's (proximal) Newton step is solved by its training inliers' level
+blocks (:mod:`gradfit.robust.huber_cv`), never a dense one-hot block.
 """
 
 from __future__ import annotations
@@ -27,17 +27,6 @@ from .folds import check_splits, fold_seed, partition_labels
 from .robust.huber_cv import FoldedProblems, alpha_max, given_labels, hashed_labels, intercept_solutions, solve_path
 from .robust.linalg import BlockGram, Gram
 from .scaling import Scaling
-
-
-def serves_codes(l1_ratios):
-    """Whether Huber's cross-validation of ``l1_ratios`` runs on a column kept as level codes: always.
-
-    The L2 penalty's path (every ratio 0): each proximal Newton step is a
-    damped Newton step, which the level blocks solve exactly
-    (:class:`~gradfit.robust.level_newton.LevelHessian`); with an L1 part, by
-    coordinate descent on the blocks (:mod:`gradfit.robust.level_prox`).
-    """
-    return True
 
 
 def fold_labels(folds, random_state, source):

@@ -12,10 +12,9 @@ A categorical column of many levels kept as level codes (a source's
 fold's statistics are level blocks (:mod:`gradfit.folds`), its path and its
 validation errors are solved on them (:mod:`gradfit.block_path`), and the
 final fit runs on the blocks as any :class:`~gradfit.GDRegressor` fit does.
-Huber's L2 cross-validation keeps the codes too (each problem's Newton
-step solved by its training inliers' level blocks, :mod:`gradfit.cv_huber`);
-with an L1 part it takes the column as dense dummies (up to
-:data:`~gradfit.sources.encoding.MAX_LEVELS` levels).
+So does Huber's cross-validation, with any penalty: each problem's
+(proximal) Newton step is solved by its training inliers' level blocks
+(:mod:`gradfit.robust.huber_cv`).
 """
 
 from __future__ import annotations
@@ -38,7 +37,7 @@ from .fitting import check_combination, fit_source, on_codes, prepare
 from .folds import fold_seed, fold_statistics, split_statistics
 from .alpha_path import MAX_SWEEPS, alpha_grid, compiled_kernel
 from .block_path import compiled_block_kernel, path_of, quadratic_of, validation_of
-from .cv_huber import fold_labels, huber_path, serves_codes
+from .cv_huber import fold_labels, huber_path
 from .robust.huber_cv import PATH_TOL as HUBER_PATH_TOL
 from .sources import ArraySource
 from .sources.base import single_threaded_blas, worker_threads
@@ -81,9 +80,8 @@ class GDRegressorCV(GDRegressor):
     passes does not grow with the number of folds. Each point is certified by
     Huber's ``"gradient_bound"`` to a relative gap of ``1e-11``
     (:data:`gradfit.robust.huber_cv.PATH_TOL`); the validation error is the
-    held-out rows' mean Huber loss. With the L2 penalty a column kept as
-    level codes stays codes (the steps solve by each problem's inlier level
-    blocks); an L1 part takes it as dense dummies.
+    held-out rows' mean Huber loss. A column kept as level codes stays
+    codes: the steps solve by each problem's inlier level blocks.
 
     Parameters
     ----------
@@ -241,9 +239,9 @@ engine, random_state, warm_start, verbose
             start = (np.atleast_2d(self.coef_), np.atleast_1d(self.intercept_))
         source = self._source(X, y, sample_weight, reset=True)
         if source.block_candidate is not None:
-            # the squared error's folds, paths and validation errors run on the level blocks, and so do
-            # Huber's L2 passes (robust.huber_cv); its L1 part's steps read a dense Hessian: dummies
-            source.use_blocks(not huber or serves_codes(l1_ratios))
+            # the folds, paths and validation errors run on the level blocks (block_path), and Huber's
+            # passes read the codes, each step solved by the inliers' level blocks (robust.huber_cv)
+            source.use_blocks(True)
         folds = self._folds(source)  # a count, or the splits (drawn once: a shuffling splitter draws anew)
         labels_of = None
         if huber:  # Huber's passes need each row's fold (refuses overlapping splits unread)

@@ -49,10 +49,12 @@ the squared error's normal matrix over those rows: level counts, per-level
 sums, within-level scatter) and its step is solved by the Schur complement of
 the diagonal level block, ``O(L·p + p³)``; the all-rows and each fold's Gram
 (the start, the damping floor, the unpenalized projections) are
-:class:`~gradfit.robust.linalg.BlockGram` s. No ``p × p`` matrix of the
-dummies is formed. This serves the L2 penalty (``l1 = 0``: the step is the
-damped Newton step); the L1 part's coordinate descent reads a dense ``H``
-(:func:`proximal_step`), so an L1 or elastic-net path takes dense dummies.
+:class:`~gradfit.robust.linalg.BlockGram` s. Without an L1 part the step
+is the damped Newton step (:meth:`LevelHessian.damped_step
+<gradfit.robust.level_newton.LevelHessian.damped_step>`); with one, the
+proximal model is minimized by coordinate descent on the blocks
+(:mod:`gradfit.robust.level_prox`, ``O(L·p)`` a sweep). No ``p × p`` matrix
+of the dummies is formed.
 
 **Validation**: a fold's error at alpha ``j`` is the weighted mean Huber
 loss ``Σ_{rows in f} v h(r) / Σ_{rows in f} v`` of its held-out rows at its
