@@ -39,7 +39,7 @@ from .alpha_path import MAX_SWEEPS, alpha_grid, compiled_kernel
 from .block_path import compiled_block_kernel, path_of, quadratic_of, validation_of
 from .cv_huber import fold_labels, huber_path
 from .robust.huber_cv import PATH_TOL as HUBER_PATH_TOL
-from .sources import ArraySource
+from .sources import ArraySource, FileSource
 from .sources.base import single_threaded_blas, worker_threads
 
 #: the penalties whose alpha can be cross-validated (those of the table that own an alpha)
@@ -238,6 +238,7 @@ engine, random_state, warm_start, verbose
         if self.warm_start and hasattr(self, "coef_"):
             start = (np.atleast_2d(self.coef_), np.atleast_1d(self.intercept_))
         source = self._source(X, y, sample_weight, reset=True)
+        learned = None if huber else self._learned_fold_statistics(source)
         if source.block_candidate is not None:
             # the folds, paths and validation errors run on the level blocks (block_path), and Huber's
             # passes read the codes, each step solved by the inliers' level blocks (robust.huber_cv)
@@ -246,7 +247,7 @@ engine, random_state, warm_start, verbose
         labels_of = None
         if huber:  # Huber's passes need each row's fold (refuses overlapping splits unread)
             labels_of = fold_labels(folds, self.random_state, source)
-        statistics = self._fold_statistics(source, folds)
+        statistics = learned if learned is not None else self._fold_statistics(source, folds)
         self.n_folds_ = statistics.n_folds
 
         if huber:
@@ -363,6 +364,16 @@ engine, random_state, warm_start, verbose
         # a column kept as codes: the splitter sees the other features (it needs the rows, not the dummies)
         X = source.other_features if source.block_layout is not None else source.X
         return list(check_cv(cv).split(X, source.y[:, 0] if source.n_outputs == 1 else source.y))
+
+    def _learned_fold_statistics(self, source):
+        """The squared error's fold statistics of a file whose levels are pending, learned in the folds' pass
+        itself (:func:`gradfit.folds.fold_statistics`: one read); ``None`` for any other source or ``cv``."""
+        cv = 5 if self.cv is None else self.cv
+        if not isinstance(source, FileSource) or not source.levels_pending or not isinstance(cv, Integral) or cv < 2:
+            return None
+        if source.missing != "drop" and source.n_samples is not None and source.n_samples < cv:
+            return None  # (refused by _folds, unread; with "drop" the rows kept are counted in the pass)
+        return fold_statistics(source, cv, fold_seed(self.random_state))
 
     def _fold_statistics(self, source, folds):
         """One pass: hashed folds for a count, or the given splits (:meth:`_folds`) for data in memory."""

@@ -24,7 +24,7 @@ import pytest
 import scipy.sparse
 import scipy.sparse.linalg
 
-from gradfit import DataError, GDRegressor
+from gradfit import DataError, GDRegressor, fitting
 from gradfit.engines.categorical import BlockStatistics, accumulate_blocks
 from gradfit.engines.levels import accumulate_learning
 from gradfit.sources import FileSource, encoding
@@ -174,7 +174,12 @@ def test_too_many_levels_are_the_scans_errors(tmp_path, monkeypatch, max_block, 
     assert "\n" not in str(in_pass.value)
 
 
-def test_a_fit_that_reads_the_column_as_dense_dummies_reads_the_file_again(tmp_path, reads, monkeypatch):
+@pytest.mark.parametrize("settings", [
+    {"loss": "absolute_error"},  # its restricted-LP Newton method runs on the codes (sparse rows)
+    {"loss": "huber", "optimizer": "newton"},
+])
+def test_the_learning_pass_serves_a_fit_on_the_codes_and_a_dense_one_reads_its_statistics(tmp_path, monkeypatch,
+                                                                                           settings):
     few_levels(monkeypatch, 1000)
     rng = np.random.default_rng(6)
     n = 1500
@@ -182,12 +187,20 @@ def test_a_fit_that_reads_the_column_as_dense_dummies_reads_the_file_again(tmp_p
     x = rng.normal(size=n)
     df = pd.DataFrame({"x": x, "firm": [f"f{v:02d}" for v in level], "y": x + 0.05 * level + rng.laplace(size=n)})
     path = write(df, tmp_path / "lad.csv")
-    # the absolute error's Newton method solves a linear program on dense rows: the learned blocks serve it not
-    model = GDRegressor(loss="absolute_error").fit(FileSource(path, "y", batch_rows=100))
-    assert reads["reads"] == 2  # the pass that learned the levels (and the blocks), then the dense statistics
+    statistics_passes = []
+    for name in ("accumulate", "accumulate_blocks"):  # the real functions, counted
+        function = getattr(fitting, name)
+        counted = lambda *a, _f=function, _n=name, **k: statistics_passes.append(_n) or _f(*a, **k)  # noqa: E731
+        monkeypatch.setattr(fitting, name, counted)
+    pending = FileSource(path, "y", batch_rows=100)
+    model = GDRegressor(**settings).fit(pending)
+    # the pass that learned the levels is the statistics pass of a fit on the codes (the learned blocks); a fit
+    # that reads the column as dense dummies throws those away and reads the dense statistics
+    assert statistics_passes == ([] if pending.block_layout is not None else ["accumulate"])
     before = FileSource(path, "y", batch_rows=100)
     before.settle()
-    expected = GDRegressor(loss="absolute_error").fit(before)
+    expected = GDRegressor(**settings).fit(before)
+    assert (pending.block_layout is not None) == (before.block_layout is not None)
     assert model.feature_names_ == expected.feature_names_
     np.testing.assert_allclose(model.coef_, expected.coef_, rtol=1e-9, atol=1e-12)
 

@@ -41,7 +41,18 @@ features far from zero. From them:
   ``Var(a_l) ∝ 1/W_l + 1/W_ref + (m_l − m_ref)ᵀ S_w⁻¹ (m_l − m_ref)``.
 
 :class:`BlockStatisticsEngine` is the statistics engine on these blocks: its
-products and its solve cost ``O(L·p + p²)``, never ``O((L + p)²)``.
+products and its solve cost ``O(L·p + p²)``, never ``O((L + p)²)``. The
+``p × p`` Schur complements are factored once (Cholesky where well
+conditioned, :class:`_SymmetricFactor`; the ridge one per penalty value) and
+every solve, the covariance diagonal and the Lanczos runs for the extreme
+eigenvalues reuse the factor.
+
+Where the dense part holds another categorical column's dummies (a second
+column of many levels, ``p`` in the thousands), their moments come from
+counts (:class:`OneHotLevelMoments`: contingency tables by level, no
+``n × p`` product a chunk, no ``L·p²`` one a merge) and the products read
+their level means sparse (:class:`_LevelMatrix`): an epoch then costs
+``O(nnz + L·p_numeric)``, ``nnz`` the level pairs that occur.
 """
 
 from __future__ import annotations
@@ -50,12 +61,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg
+import scipy.sparse
 import scipy.sparse.linalg
 
 from ..errors import DataError
 from ..sources.base import single_threaded_blas
 from .moments import pooled_mean
-from .statistics import StatisticsEngine
+from .statistics import StatisticsEngine, one_hot_codes
 
 #: up to this many parameters the engine's Hessian is formed (from its products) and
 #: eigendecomposed; beyond it the extreme eigenvalues come from Lanczos (``eigsh``)
@@ -94,7 +106,7 @@ class LevelMoments:
     shift: np.ndarray
 
 
-def chunk_level_moments(codes, X, y, weight, n_levels):
+def chunk_level_moments(codes, X, y, weight, n_levels, one_hot=None):
     """The :class:`LevelMoments` of one chunk, from its level codes (no one-hot block).
 
     Parameters
@@ -106,6 +118,11 @@ def chunk_level_moments(codes, X, y, weight, n_levels):
     y : ndarray of shape (n, k)
     weight : ndarray of shape (n,) or None
     n_levels : int
+    one_hot : sequence of (int, int), optional
+        Spans ``[start, stop)`` of ``X``'s columns that are another categorical
+        column's 0/1 dummies: their moments come from counts
+        (:func:`chunk_one_hot_moments`, :func:`finish_one_hot`), equal to the
+        dense computation up to rounding, without its ``n × q`` product.
 
     Returns
     -------
@@ -119,6 +136,8 @@ def chunk_level_moments(codes, X, y, weight, n_levels):
     n = codes.shape[0]
     if n == 0:
         return None
+    if one_hot:
+        return finish_one_hot(chunk_one_hot_moments(codes, X, y, weight, n_levels, one_hot), X.shape[1])
     p, k = X.shape[1], y.shape[1]
     z = np.empty((n, p + k))
     if p:  # (a source without other features may hand on an X of no rows as well as no columns)
@@ -180,6 +199,362 @@ def merge_levels(a, b):
     return a
 
 
+@dataclass
+class OneHotLevelMoments:
+    """:class:`LevelMoments` whose dense part holds other categorical columns' dummies, kept sparse.
+
+    Treatment dummies ``D`` (0/1, at most one 1 a row in each span of columns)
+    of another categorical column would make every chunk's within scatter a
+    dense ``q × q`` product and every merge an ``L·q²`` one. Their moments are
+    counts instead: with ``N_l = Σ_{code = l} v D`` (the weighted contingency
+    table of the codes' column and a span's column, sparse ``L × m``),
+
+    * their level means are ``N_l / W_l``,
+    * their within scatter ``Σ v (D − N_code/W_code)(D − N_code/W_code)ᵀ`` is
+      ``diag(Σ v D) − Nᵀ diag(1/W) N`` (of two spans: ``Σ v D_s D_tᵀ − N_sᵀ diag(1/W) N_t``),
+      from the totals at the end (:func:`finish_one_hot`): sums of 0/1
+      weighted counts, nothing to centre;
+    * their within cross scatter with the other columns ``u = [x, y]``,
+      ``Σ v D (u − M_code,u)ᵀ``, is centred like ``u``'s own and merged with
+      Chan's term ``Σ_l (W_l,a W_l,b / W_l) δD_l δu_lᵀ``, ``δD`` sparse.
+
+    The other columns ``u`` are an ordinary :class:`LevelMoments` (``numeric``).
+
+    Attributes
+    ----------
+    numeric : LevelMoments
+        Of ``u = [the features outside the spans, y]``.
+    spans : tuple of (int, int)
+        The dummies' columns ``[start, stop)`` among the features ``X``.
+    counts : list of scipy.sparse.csr_matrix of shape (L, m_s)
+        ``N`` per span.
+    cross : list of ndarray of shape (m_s, q_u)
+        ``Σ v D (u − M_code,u)ᵀ`` per span.
+    pairs : dict of (s, t) -> scipy.sparse matrix of shape (m_s, m_t)
+        ``Σ v D_s D_tᵀ`` for spans ``s < t``.
+    """
+
+    numeric: LevelMoments
+    spans: tuple
+    counts: list
+    cross: list
+    pairs: dict
+
+
+def chunk_one_hot_moments(codes, X, y, weight, n_levels, spans):
+    """The :class:`OneHotLevelMoments` of one chunk: :func:`chunk_level_moments` with ``spans`` of ``X`` sparse.
+
+    ``O(n·(q_u + spans))`` besides the numeric columns' own ``O(n·q_u²)``; no
+    ``n × q`` product.
+    """
+    n = codes.shape[0]
+    if n == 0:
+        return None
+    in_span = np.zeros(X.shape[1], dtype=bool)
+    for start, stop in spans:
+        in_span[start:stop] = True
+    numeric = chunk_level_moments(codes, X[:, ~in_span], y, weight, n_levels)
+    # u − shift − M_code,u: the rows centred on their level's mean, as chunk_level_moments centres them
+    centred = np.empty((n, numeric.within.shape[0]))
+    centred[:, : X.shape[1] - int(in_span.sum())] = X[:, ~in_span]
+    centred[:, X.shape[1] - int(in_span.sum()):] = y
+    centred -= numeric.shift
+    centred -= numeric.level_mean[codes]
+    if weight is not None:
+        centred *= weight[:, None]
+    value = np.ones(n) if weight is None else np.asarray(weight, dtype=np.float64)
+    dummies, counts, cross = [], [], []
+    for start, stop in spans:
+        width = stop - start
+        dummy = one_hot_codes(X[:, start:stop], f"{start}..{stop - 1}")
+        if dummy is None:  # accumulate_blocks refuses a NaN first (_check_chunk), naming it
+            raise ValueError(f"the columns {start}..{stop - 1} hold a value that is not finite")
+        rows = np.flatnonzero(dummy >= 0)
+        dummies.append(dummy)
+        counts.append(scipy.sparse.csr_matrix((value[rows], (codes[rows], dummy[rows])), shape=(n_levels, width)))
+        cross.append(np.stack([np.bincount(dummy[rows], weights=centred[rows, j], minlength=width)
+                               for j in range(centred.shape[1])], axis=1).reshape(width, centred.shape[1]))
+    pairs = {}
+    for s in range(len(spans)):
+        for t in range(s + 1, len(spans)):
+            rows = np.flatnonzero((dummies[s] >= 0) & (dummies[t] >= 0))
+            pairs[s, t] = scipy.sparse.csr_matrix((value[rows], (dummies[s][rows], dummies[t][rows])),
+                                                  shape=(counts[s].shape[1], counts[t].shape[1]))
+    return OneHotLevelMoments(numeric, tuple(spans), counts, cross, pairs)
+
+
+def merge_one_hot(a, b):
+    """:func:`merge_levels` for :class:`OneHotLevelMoments` (``a`` may be reused): counts add, cross scatters by Chan."""
+    if a is None:
+        return b
+    if b is None:
+        return a
+    first, second = a.numeric, b.numeric
+    both = (first.level_total > 0) & (second.level_total > 0)
+    # δu as merge_levels forms it (b's means moved to a's shift first), on the levels both parts hold
+    moved = second.level_mean[both] + (second.shift - first.shift) if np.any(first.shift != second.shift) \
+        else second.level_mean[both]
+    total = first.level_total[both] + second.level_total[both]
+    factor = first.level_total[both] * second.level_total[both] / total
+    delta_u = np.zeros_like(first.level_mean)
+    delta_u[both] = (moved - first.level_mean[both]) * factor[:, None]
+    inverse_a = np.zeros(first.level_total.shape[0])
+    inverse_b = np.zeros(first.level_total.shape[0])
+    inverse_a[both] = 1.0 / first.level_total[both]
+    inverse_b[both] = 1.0 / second.level_total[both]
+    for s in range(len(a.spans)):
+        # δD = N_b/W_b − N_a/W_a on the levels both hold (sparse)
+        delta_d = scipy.sparse.diags(inverse_b) @ b.counts[s] - scipy.sparse.diags(inverse_a) @ a.counts[s]
+        a.cross[s] = a.cross[s] + b.cross[s] + np.asarray(delta_d.T @ delta_u)
+        a.counts[s] = a.counts[s] + b.counts[s]
+    for key, value in b.pairs.items():
+        a.pairs[key] = a.pairs[key] + value
+    a.numeric = merge_levels(first, second)
+    return a
+
+
+def one_hot_means(moments):
+    """``(columns, N/W, P)`` of :class:`OneHotLevelMoments` for :class:`LevelBlocks`' ``one_hot``, sparse.
+
+    The spans' columns, their raw level means and their co-occurrence
+    ``P = Σ v D Dᵀ`` (the column totals on the diagonal, the pairs of spans off it).
+    """
+    totals = moments.numeric.level_total
+    inverse = np.zeros_like(totals)
+    inverse[totals > 0] = 1.0 / totals[totals > 0]
+    columns = np.concatenate([np.arange(start, stop) for start, stop in moments.spans])
+    means = scipy.sparse.diags(inverse) @ scipy.sparse.hstack(moments.counts, format="csr")
+    blocks = [[None] * len(moments.spans) for _ in moments.spans]
+    for s, counts in enumerate(moments.counts):
+        blocks[s][s] = scipy.sparse.diags(np.asarray(counts.sum(axis=0)).ravel())
+        for t in range(s + 1, len(moments.spans)):
+            blocks[s][t], blocks[t][s] = moments.pairs[s, t], moments.pairs[s, t].T
+    return columns, scipy.sparse.csr_matrix(means), scipy.sparse.bmat(blocks, format="csr")
+
+
+def finish_one_hot(moments, n_features):
+    """The :class:`LevelMoments` of ``[X (n_features columns, spans included), y]`` from :class:`OneHotLevelMoments`.
+
+    The dummies' level means about their overall mean (``N_l / W_l − π``,
+    zero for a level without weight) and their within scatter and cross
+    scatter (see :class:`OneHotLevelMoments`), placed among the other columns'.
+    """
+    numeric = moments.numeric
+    n_levels, q_u = numeric.level_mean.shape
+    in_span = np.zeros(n_features, dtype=bool)
+    for start, stop in moments.spans:
+        in_span[start:stop] = True
+    q = n_features + q_u - int(np.count_nonzero(~in_span))
+    others = np.concatenate([np.flatnonzero(~in_span), np.arange(n_features, q)])  # u's columns among z's
+    inverse_total = np.zeros(n_levels)
+    present = numeric.level_total > 0
+    inverse_total[present] = 1.0 / numeric.level_total[present]
+    scaled = [scipy.sparse.diags(inverse_total) @ counts for counts in moments.counts]  # N/W
+    shift = np.empty(q)
+    level_mean = np.zeros((n_levels, q))
+    within = np.empty((q, q))
+    shift[others] = numeric.shift
+    level_mean[:, others] = numeric.level_mean
+    within[np.ix_(others, others)] = numeric.within
+    for s, (start, stop) in enumerate(moments.spans):
+        column_total = np.asarray(moments.counts[s].sum(axis=0)).ravel()
+        shift[start:stop] = column_total / numeric.total if numeric.total > 0 else 0.0
+        level_mean[present, start:stop] = scaled[s][present].toarray() - shift[start:stop]
+        within[start:stop, others] = moments.cross[s]
+        within[others, start:stop] = moments.cross[s].T
+        square = np.diag(column_total) - (moments.counts[s].T @ scaled[s]).toarray()
+        within[start:stop, start:stop] = 0.5 * (square + square.T)
+        for t in range(s + 1, len(moments.spans)):
+            begin, end = moments.spans[t]
+            block = moments.pairs[s, t].toarray() - (moments.counts[s].T @ scaled[t]).toarray()
+            within[start:stop, begin:end] = block
+            within[begin:end, start:stop] = block.T
+    return LevelMoments(numeric.count, numeric.total, numeric.level_count, numeric.level_total, level_mean,
+                        within, shift)
+
+
+#: a Schur complement whose equilibrated form is estimated better conditioned than this is
+#: solved by Cholesky; beyond it by the eigendecomposition (whose check names collinear features)
+CHOLESKY_CONDITION = 1e8
+#: levels (or unit vectors) per block of the covariance diagonal's triangular solves: bounded memory
+QUADRATIC_BLOCK = 512
+#: factored ridge complements kept by :meth:`LevelBlocks._ridge_factor` (one per penalty value)
+RIDGE_FACTORS = 4
+
+COLLINEAR = ("the features are collinear within the levels of the categorical column: "
+             "the coefficients are not determined by the data")
+
+
+class _SymmetricFactor:
+    """``S⁻¹`` of a symmetric positive definite ``S`` (p × p), factored once and reused by every solve.
+
+    ``S = D C D`` with ``D = diag(√diag S)`` (equilibrated: ``C`` has a unit
+    diagonal). Where LAPACK's estimate of ``κ₁(C)`` (``dpocon``, from the
+    Cholesky factor ``C = LLᵀ``) is below :data:`CHOLESKY_CONDITION`, the
+    solves use ``L`` (``O(p³/3)`` once, ``O(p²)`` a vector); otherwise, as
+    before, the eigendecomposition ``C = V diag(λ) Vᵀ``, which refuses a
+    matrix with ``λ_min ≤ λ_max·p·ε`` (:data:`COLLINEAR`). Since
+    ``κ₂ ≤ p·κ₁``, a matrix the Cholesky path takes is far from that limit.
+
+    Parameters
+    ----------
+    matrix : ndarray of shape (p, p)
+        With a positive diagonal.
+    """
+
+    def __init__(self, matrix):
+        self.size = p = matrix.shape[0]
+        self.spread = np.sqrt(np.diagonal(matrix))
+        self.cholesky = self.eigen = None
+        if not p:
+            return
+        correlation = matrix / np.outer(self.spread, self.spread)
+        try:
+            lower, _ = scipy.linalg.cho_factor(correlation, lower=True, check_finite=False)
+            norm = float(np.max(np.sum(np.abs(correlation), axis=0)))
+            rcond, info = scipy.linalg.lapack.dpocon(lower, norm, uplo="L")
+            if info == 0 and rcond * CHOLESKY_CONDITION > 1.0:
+                self.cholesky = np.asfortranarray(np.tril(lower))  # LAPACK's order: no copy a solve
+                return
+        except np.linalg.LinAlgError:
+            pass
+        eigenvalues, vectors = scipy.linalg.eigh(correlation)
+        if eigenvalues[0] <= eigenvalues[-1] * p * np.finfo(float).eps:
+            raise DataError(COLLINEAR)
+        self.eigen = (eigenvalues, vectors)
+
+    def solve(self, rhs):
+        """``S⁻¹ rhs``, ``rhs`` of shape (p, m)."""
+        if not self.size:
+            return np.zeros_like(rhs, dtype=np.float64)
+        scaled = rhs / self.spread[:, None]
+        if self.cholesky is not None:
+            solved = scipy.linalg.cho_solve((self.cholesky, True), scaled, check_finite=False)
+        else:
+            eigenvalues, vectors = self.eigen
+            solved = vectors @ ((vectors.T @ scaled) / eigenvalues[:, None])
+        return solved / self.spread[:, None]
+
+    def quadratic(self, vectors):
+        """``diag(Vᵀ S⁻¹ V)`` for ``V`` of shape (p, m), in blocks of :data:`QUADRATIC_BLOCK` columns.
+
+        ``‖L⁻¹ D⁻¹ v‖²`` (a triangular solve, BLAS ``trsm``: ``p²`` flops a
+        column, half a product with ``S⁻¹``) or ``‖Λ^{-1/2} Vᵀ D⁻¹ v‖²``.
+        """
+        out = np.zeros(vectors.shape[1])
+        if not self.size:
+            return out
+        for start in range(0, vectors.shape[1], QUADRATIC_BLOCK):
+            scaled = vectors[:, start:start + QUADRATIC_BLOCK] / self.spread[:, None]
+            if self.cholesky is not None:
+                half = scipy.linalg.solve_triangular(self.cholesky, scaled, lower=True, check_finite=False)
+            else:
+                eigenvalues, basis = self.eigen
+                half = (basis.T @ scaled) / np.sqrt(eigenvalues)[:, None]
+            out[start:start + QUADRATIC_BLOCK] = np.einsum("ij,ij->j", half, half)
+        return out
+
+    def half_inverse(self):
+        """``H`` with ``HᵀH = S⁻¹``, shape (p, p): ``L⁻¹ D⁻¹`` (one triangular solve, ``p³/3``) or ``Λ^{-1/2} Vᵀ D⁻¹``.
+
+        For many quadratic forms with sparse vectors: ``vᵀ S⁻¹ v = ‖H v‖²``
+        costs ``p·nnz(v)`` where :meth:`quadratic` costs ``p²``.
+        """
+        if getattr(self, "_half_inverse", None) is None:
+            if self.cholesky is not None:
+                half = scipy.linalg.solve_triangular(self.cholesky, np.eye(self.size), lower=True, check_finite=False)
+            else:
+                eigenvalues, basis = self.eigen
+                half = basis.T / np.sqrt(eigenvalues)[:, None]
+            self._half_inverse = half / self.spread[None, :]
+        return self._half_inverse
+
+    def inverse_diagonal(self):
+        """``diag(S⁻¹)``, shape (p,)."""
+        if getattr(self, "_half_inverse", None) is not None:
+            return np.einsum("ij,ij->j", self._half_inverse, self._half_inverse)
+        out = np.empty(self.size)
+        for start in range(0, self.size, QUADRATIC_BLOCK):
+            units = np.zeros((self.size, min(QUADRATIC_BLOCK, self.size - start)))
+            units[np.arange(start, start + units.shape[1]), np.arange(units.shape[1])] = 1.0
+            out[start:start + units.shape[1]] = self.quadratic(units)
+        return out
+
+    def inverse(self):
+        """``S⁻¹`` as a matrix, shape (p, p)."""
+        if self.eigen is not None:
+            eigenvalues, vectors = self.eigen
+            return (vectors / eigenvalues) @ vectors.T / np.outer(self.spread, self.spread)
+        return self.solve(np.eye(self.size))
+
+
+class _LevelMatrix:
+    """An ``L × p`` matrix of per-level values (level means of the features), for its products.
+
+    ``M = P + U Cᵀ``: ``P`` holds the ``columns`` (other categorical
+    columns' dummies) as a sparse ``R`` (their raw level means ``N_l / W_l``:
+    at most one nonzero a row of the data) and the rest dense; ``U Cᵀ`` (a
+    few columns) moves the sparse ones to where the matrix is stored about
+    (the shift, the overall mean). Products cost ``O(nnz + L·(p − |J|))``
+    instead of ``O(L·p)``; without sparse columns it is the dense matrix.
+    """
+
+    def __init__(self, dense, columns=None, sparse=None, low=None, high=None):
+        self.p = dense.shape[1]
+        self.columns = np.zeros(0, dtype=np.intp) if columns is None else np.asarray(columns, dtype=np.intp)
+        self.rest = np.setdiff1d(np.arange(self.p), self.columns)
+        self.dense = np.ascontiguousarray(dense[:, self.rest]) if self.columns.size else dense
+        self.sparse, self.low, self.high = sparse, low, high  # R (L, |J|) csr; U (L, r); C (|J|, r)
+
+    def rows(self, index):
+        """The matrix of the rows ``index``."""
+        if not self.columns.size:
+            return _LevelMatrix(self.dense[index])
+        out = _LevelMatrix.__new__(_LevelMatrix)
+        out.p, out.columns, out.rest = self.p, self.columns, self.rest
+        out.dense, out.sparse = self.dense[index], self.sparse[index]
+        out.low, out.high = self.low[index], self.high
+        return out
+
+    def dot(self, vectors):
+        """``M V`` for ``V`` of shape (p, m)."""
+        if not self.columns.size:
+            return self.dense @ vectors
+        part = vectors[self.columns]
+        return self.dense @ vectors[self.rest] + self.sparse @ part + self.low @ (self.high.T @ part)
+
+    def tdot(self, vectors):
+        """``Mᵀ V`` for ``V`` of shape (L, m)."""
+        if not self.columns.size:
+            return self.dense.T @ vectors
+        out = np.empty((self.p, vectors.shape[1]))
+        out[self.rest] = self.dense.T @ vectors
+        out[self.columns] = self.sparse.T @ vectors + self.high @ (self.low.T @ vectors)
+        return out
+
+    def gram(self, weights):
+        """``Mᵀ diag(f) M``, shape (p, p)."""
+        if not self.columns.size:
+            return (self.dense * weights[:, None]).T @ self.dense
+        rest, columns = self.rest, self.columns
+        weighted_dense = self.dense * weights[:, None]
+        weighted_low = self.low * weights[:, None]
+        out = np.empty((self.p, self.p))
+        out[np.ix_(rest, rest)] = weighted_dense.T @ self.dense
+        # the sparse columns with everything: Mⱼᵀ F M = Rᵀ F M + C (Uᵀ F M)
+        with_all = np.empty((columns.size, self.p))
+        with_all[:, rest] = np.asarray(self.sparse.T @ weighted_dense)
+        with_all[:, columns] = (self.sparse.T @ self.sparse.multiply(weights[:, None]).tocsr()).toarray()
+        low_all = np.empty((self.low.shape[1], self.p))  # Uᵀ F P
+        low_all[:, rest] = weighted_low.T @ self.dense
+        low_all[:, columns] = np.asarray(self.sparse.T @ weighted_low).T
+        with_all[:, columns] += low_all[:, columns].T @ self.high.T + self.high @ (weighted_low.T @ self.low) @ self.high.T
+        with_all += self.high @ low_all
+        out[columns] = with_all
+        out[np.ix_(rest, columns)] = with_all[:, rest].T
+        return out
+
+
 class LevelBlocks:
     """The block-structured statistics of ``[dense features, one categorical column, y]``.
 
@@ -197,9 +572,18 @@ class LevelBlocks:
         The level without a dummy.
     dense_names, level_names : list of str, optional
         The other features' names and the levels', for messages.
+    one_hot : tuple (columns, means, cooccurrence), optional
+        Which of the ``p`` features are other categorical columns' dummies
+        (``columns``, int), their raw level means ``R = N_l / W_l`` (``means``,
+        scipy.sparse ``L × |columns|``) and ``P = Σ v D Dᵀ`` (``cooccurrence``,
+        scipy.sparse, ``|columns|²``), as :func:`one_hot_means` gives them: the
+        products, solves and ridge complement then read them sparse
+        (:class:`_LevelMatrix`, and the dummies' within scatter as
+        ``P − Rᵀ diag(W) R``), ``O(nnz)`` instead of ``O(L·|columns|)`` and ``O(|columns|²)``.
     """
 
-    def __init__(self, moments, n_dense, dense_index, level_index, reference, dense_names=None, level_names=None):
+    def __init__(self, moments, n_dense, dense_index, level_index, reference, dense_names=None, level_names=None,
+                 one_hot=None):
         self.n_dense = p = int(n_dense)
         self.n_levels = moments.level_total.shape[0]
         self.n_features = p + self.n_levels - 1
@@ -221,9 +605,46 @@ class LevelBlocks:
         self.between_features = np.ascontiguousarray(self.between[:, : self.n_dense])
         self.level_mean_features = np.ascontiguousarray(self.level_mean[:, : self.n_dense])
         self.level_share = self.level_total / self.total  # π
-        self._within_inverse = None
+        self._level_means(one_hot)
+        self._within_inverse = self._within_factor = None
+        self._ridge_cache = {}  # ridge (bytes) -> its factored complement (:meth:`_ridge_factor`)
         self.dense_names = dense_names or [f"feature {j}" for j in self.dense_index]
         self.level_names = level_names or [f"level {j}" for j in range(self.n_levels)]
+
+    def _level_means(self, one_hot):
+        """The operators of ``M − μ`` (``_between``) and ``M − shift`` (``_means``) on the features, sparse where dummies."""
+        p = self.n_dense
+        self._one_hot = None
+        if one_hot is None:
+            self._between, self._means = _LevelMatrix(self.between_features), _LevelMatrix(self.level_mean_features)
+            self._within_features = np.ascontiguousarray(self.within[:p, :p])  # a strided view is copied by BLAS
+            return
+        columns, means, cooccurrence = one_hot
+        columns = np.asarray(columns, dtype=np.intp)
+        means = scipy.sparse.csr_matrix(means)
+        rest = np.setdiff1d(np.arange(p), columns)
+        self._one_hot = (columns, rest, means, scipy.sparse.csr_matrix(cooccurrence),
+                         np.ascontiguousarray(self.within[np.ix_(rest, rest)]),
+                         np.ascontiguousarray(self.within[np.ix_(rest, columns)]))
+        present = (self.level_total > 0).astype(np.float64)
+        relative = self.mean[columns] - self.shift[columns]
+        # stored: M − shift on the levels with weight (0 on the others), M − μ = that − relative
+        self._means = _LevelMatrix(self.level_mean_features, columns, means, present[:, None],
+                                   -self.shift[columns][:, None])
+        self._between = _LevelMatrix(self.between_features, columns, means, np.column_stack([present, np.ones_like(present)]),
+                                     np.column_stack([-self.shift[columns], -relative]))
+
+    def _within_product(self, vectors):
+        """``S_w,ₓₓ V`` for ``V`` of shape (p, m); the dummies' block as ``P V − Rᵀ (W ⊙ R V)``."""
+        if self._one_hot is None:
+            return self._within_features @ vectors
+        columns, rest, means, cooccurrence, rest_rest, rest_columns = self._one_hot
+        part = vectors[columns]
+        out = np.empty_like(vectors, dtype=np.float64)
+        out[rest] = rest_rest @ vectors[rest] + rest_columns @ part
+        out[columns] = rest_columns.T @ vectors[rest] + cooccurrence @ part \
+            - means.T @ (self.level_total[:, None] * (means @ part))
+        return out
 
     # -- the moments of all d features, in the model's order ---------------------
 
@@ -255,16 +676,15 @@ class LevelBlocks:
         return cross
 
     def scatter_product(self, vectors):
-        """``Sₓₓ V`` for ``V`` of shape (d, m): within plus between levels, ``O(L·p·m)``."""
-        p = self.n_dense
+        """``Sₓₓ V`` for ``V`` of shape (d, m): within plus between levels, ``O(L·p·m)`` (sparse dummies: ``O(nnz·m)``)."""
         dense = vectors[self.dense_index]
         full = np.zeros((self.n_levels, vectors.shape[1]))
         full[self.others] = vectors[self.level_index]
         # B V: row l is (M_l,x − μ_x)·v_dense + v_l − π·v_levels
-        between = self.between_features @ dense + full - self.level_share @ full
+        between = self._between.dot(dense) + full - self.level_share @ full
         between *= self.level_total[:, None]
         out = np.empty_like(vectors, dtype=np.float64)
-        out[self.dense_index] = self.within[:p, :p] @ dense + self.between_features.T @ between
+        out[self.dense_index] = self._within_product(dense) + self._between.tdot(between)
         out[self.level_index] = between[self.others] - np.outer(self.level_share[self.others], between.sum(axis=0))
         return out
 
@@ -277,7 +697,7 @@ class LevelBlocks:
                             "its effect is not determined by the data")
 
     def within_inverse(self):
-        """``S_w,ₓₓ⁻¹`` (p × p), by an eigendecomposition of its equilibrated form.
+        """``S_w,ₓₓ⁻¹`` (p × p), from :meth:`within_factor` (formed when asked; the solves use the factor).
 
         Raises
         ------
@@ -286,6 +706,18 @@ class LevelBlocks:
             collinear within levels: the level effects and they are not determined apart.
         """
         if self._within_inverse is None:
+            self._within_inverse = self.within_factor().inverse()
+        return self._within_inverse
+
+    def within_factor(self):
+        """``S_w,ₓₓ`` factored once (:class:`_SymmetricFactor`): every solve and the covariance diagonal reuse it.
+
+        Raises
+        ------
+        DataError
+            As :meth:`within_inverse`.
+        """
+        if self._within_factor is None:
             self._check_levels()
             p = self.n_dense
             matrix = self.within[:p, :p]
@@ -300,17 +732,8 @@ class LevelBlocks:
                             "leave it out, --exclude)")
                 raise DataError(f"{self.dense_names[int(flat[0])]!r} is constant within every level of the "
                                 f"categorical column: it and the level effects are not determined apart{hint}")
-            if p:
-                spread = np.sqrt(within)
-                correlation = matrix / np.outer(spread, spread)
-                eigenvalues, vectors = scipy.linalg.eigh(correlation)
-                if eigenvalues[0] <= eigenvalues[-1] * p * np.finfo(float).eps:
-                    raise DataError("the features are collinear within the levels of the categorical column: "
-                                    "the coefficients are not determined by the data")
-                self._within_inverse = (vectors / eigenvalues) @ vectors.T / np.outer(spread, spread)
-            else:
-                self._within_inverse = np.zeros((0, 0))
-        return self._within_inverse
+            self._within_factor = _SymmetricFactor(np.array(matrix))
+        return self._within_factor
 
     def solve_normal(self, rhs, origin=None):
         """``N⁻¹ r`` for the normal matrix ``N = Σ v x̃x̃ᵀ`` of ``x̃ = [x − origin (the d features), 1]``.
@@ -321,7 +744,7 @@ class LevelBlocks:
         ``S = [[I, δ], [0, 1]]``, ``N = S N_s Sᵀ``, so ``N⁻¹ = S⁻ᵀ N_s⁻¹ S⁻¹``.
         ``O(L·p·m + p²·m)``.
         """
-        inverse = self.within_inverse()
+        factor = self.within_factor()
         p, ref = self.n_dense, self.reference
         offset = np.zeros(self.n_features)
         offset[self.dense_index] = self.shift[:p]
@@ -335,9 +758,9 @@ class LevelBlocks:
         s_alpha = np.empty((self.n_levels, rhs.shape[1]))
         s_alpha[self.others] = r_levels
         s_alpha[ref] = r_bias - r_levels.sum(axis=0)
-        means = self.level_mean_features
-        weights = inverse @ (r_dense - means.T @ s_alpha)
-        alpha = s_alpha / self.level_total[:, None] - means @ weights
+        means = self._means
+        weights = factor.solve(r_dense - means.tdot(s_alpha))
+        alpha = s_alpha / self.level_total[:, None] - means.dot(weights)
         out = np.empty((self.n_features + 1, rhs.shape[1]))
         out[self.dense_index] = weights
         out[self.level_index] = alpha[self.others] - alpha[ref]
@@ -367,44 +790,42 @@ class LevelBlocks:
         with np.errstate(divide="ignore", invalid="ignore"):
             factor = np.where(totals + level_ridge > 0, totals * level_ridge / (totals + level_ridge), 0.0)
         factor[self.reference] = totals[self.reference]
-        ends = np.empty((self.n_levels, p + 1))
-        ends[:, :p], ends[:, p] = self.level_mean[:, :p], 1.0
-        complement = (ends * factor[:, None]).T @ ends
+        complement = np.empty((p + 1, p + 1))  # [m_l; 1]ᵀ diag(factor) [m_l; 1], sparse where dummies
+        complement[:p, :p] = self._means.gram(factor)
+        complement[:p, p] = complement[p, :p] = self._means.tdot(factor[:, None])[:, 0]
+        complement[p, p] = factor.sum()
         complement[:p, :p] += self.within[:p, :p]
         complement[np.arange(p), np.arange(p)] += ridge[self.dense_index]
         return complement
 
     def _ridge_factor(self, ridge):
-        """``(S⁻¹, ends, W, W + λ)`` for :meth:`solve_ridge`, kept for the last ``ridge``.
+        """``(S, ends, W, W + λ)`` for :meth:`solve_ridge`: ``S`` of :meth:`ridge_complement` factored.
 
-        ``S⁻¹`` of :meth:`ridge_complement` by its equilibrated eigendecomposition;
-        ``ends`` the rows ``[m_l; 1]``, ``W`` the totals and ``W + λ`` the diagonal
-        of the levels but the reference (in the order of their dummies).
+        ``S`` as a :class:`_SymmetricFactor`, kept per ``ridge`` (the last
+        :data:`RIDGE_FACTORS` values: a Newton iteration's damping or an alpha
+        path asks for several); ``ends`` the rows ``m_l`` (a :class:`_LevelMatrix`;
+        the ends' last entry is 1), ``W`` the totals
+        and ``W + λ`` the diagonal of the levels but the reference (in the order of their dummies).
         """
         key = ridge.tobytes()
-        cached = getattr(self, "_ridge_cache", None)
-        if cached is not None and cached[0] == key:
-            return cached[1]
+        cached = self._ridge_cache.get(key)
+        if cached is not None:
+            return cached
         empty = np.flatnonzero((self.level_total[self.others] + ridge[self.level_index]) <= 0)
         if empty.size:
             raise DataError(f"{self.level_names[int(self.others[empty[0]])]!r} (a level of the categorical column) "
                             "has no weight: its effect is not determined by the data")
         complement = self.ridge_complement(ridge)
-        spread = np.sqrt(np.maximum(np.diagonal(complement), 0.0))
-        if np.any(spread == 0):
-            raise DataError("the features are collinear within the levels of the categorical column: "
-                            "the coefficients are not determined by the data")
-        eigenvalues, vectors = scipy.linalg.eigh(complement / np.outer(spread, spread))
-        if eigenvalues[0] <= eigenvalues[-1] * complement.shape[0] * np.finfo(float).eps:
-            raise DataError("the features are collinear within the levels of the categorical column: "
-                            "the coefficients are not determined by the data")
-        inverse = (vectors / eigenvalues) @ vectors.T / np.outer(spread, spread)
-        p = self.n_dense
-        ends = np.empty((self.others.size, p + 1))
-        ends[:, :p], ends[:, p] = self.level_mean[self.others, :p], 1.0
+        if np.any(np.diagonal(complement) <= 0):
+            raise DataError(COLLINEAR)
+        factor = _SymmetricFactor(complement)
+        if getattr(self, "_ridge_ends", None) is None:  # the same for every ridge
+            self._ridge_ends = self._means.rows(self.others)
         totals = self.level_total[self.others]
-        factors = (inverse, ends, totals, totals + ridge[self.level_index])
-        self._ridge_cache = (key, factors)
+        factors = (factor, self._ridge_ends, totals, totals + ridge[self.level_index])
+        if len(self._ridge_cache) >= RIDGE_FACTORS:
+            self._ridge_cache.pop(next(iter(self._ridge_cache)))  # the oldest
+        self._ridge_cache[key] = factors
         return factors
 
     def solve_ridge(self, rhs, ridge, origin=None):
@@ -423,7 +844,7 @@ class LevelBlocks:
         ridge = np.broadcast_to(np.asarray(ridge, dtype=np.float64), (self.n_features,))
         if not np.any(ridge):
             return self.solve_normal(rhs, origin)
-        inverse, ends, totals, diagonal = self._ridge_factor(np.ascontiguousarray(ridge))
+        factor, ends, totals, diagonal = self._ridge_factor(np.ascontiguousarray(ridge))
         p = self.n_dense
         offset = np.zeros(self.n_features)
         offset[self.dense_index] = self.shift[:p]
@@ -434,9 +855,11 @@ class LevelBlocks:
         r_levels = moved[self.level_index]  # in the order of self.others
         rest = np.empty((p + 1, rhs.shape[1]))
         rest[:p], rest[p] = moved[self.dense_index], r_bias
-        rest -= ends.T @ (r_levels * (totals / diagonal)[:, None])
-        rest = inverse @ rest
-        levels = (r_levels - totals[:, None] * (ends @ rest)) / diagonal[:, None]
+        shrunk = r_levels * (totals / diagonal)[:, None]
+        rest[:p] -= ends.tdot(shrunk)  # [m_l; 1]ᵀ, the last entry 1
+        rest[p] -= shrunk.sum(axis=0)
+        rest = factor.solve(rest)
+        levels = (r_levels - totals[:, None] * (ends.dot(rest[:p]) + rest[p])) / diagonal[:, None]
         out = np.empty((self.n_features + 1, rhs.shape[1]))
         out[self.dense_index] = rest[:p]
         out[self.level_index] = levels
@@ -468,25 +891,51 @@ class LevelBlocks:
         return nonempty + int(np.count_nonzero(eigenvalues > top * complement.shape[0] * np.finfo(float).eps))
 
     def covariance_diagonal(self, fit_intercept):
-        """The diagonal of ``(X̃ᵀVX̃)⁻¹``, intercept first, for ``X̃ = [1, X]`` (or ``X``), in the model's order."""
-        inverse = self.within_inverse()
+        """The diagonal of ``(X̃ᵀVX̃)⁻¹``, intercept first, for ``X̃ = [1, X]`` (or ``X``), in the model's order.
+
+        The quadratic forms ``(m_l − m_ref)ᵀ S_w⁻¹ (m_l − m_ref)`` by triangular
+        solves with the factor of :meth:`within_factor`, in blocks of levels
+        (``O(L·p²)`` BLAS flops, ``O(p·block)`` memory).
+        """
+        factor = self.within_factor()
         p, ref = self.n_dense, self.reference
         means = self.level_mean[:, :p]
-        offsets = means - means[ref]  # m_l − m_ref (the shift cancels)
+        offsets = means[self.others] - means[ref]  # m_l − m_ref (the shift cancels)
         reference_mean = means[ref] + self.shift[:p]  # in the data's units
-        quadratic = np.einsum("ij,jk,ik->i", offsets, inverse, offsets)
+        quadratic = factor.quadratic(offsets.T) if self._one_hot is None else self._sparse_quadratic(factor)
         features = np.empty(self.n_features)
-        features[self.dense_index] = np.diagonal(inverse)
-        features[self.level_index] = (1.0 / self.level_total[self.others] + 1.0 / self.level_total[ref]
-                                      + quadratic[self.others])
-        bias = 1.0 / self.level_total[ref] + reference_mean @ inverse @ reference_mean
+        features[self.dense_index] = factor.inverse_diagonal()
+        features[self.level_index] = 1.0 / self.level_total[self.others] + 1.0 / self.level_total[ref] + quadratic
+        solved_mean = factor.solve(reference_mean[:, None])[:, 0]  # S_w⁻¹ m_ref
+        bias = 1.0 / self.level_total[ref] + reference_mean @ solved_mean
         if fit_intercept:
             return np.concatenate([[bias], features])
         # Without the intercept: the Schur complement of its entry in the inverse.
         with_bias = np.empty(self.n_features)  # Cov(θ_j, b)
-        with_bias[self.dense_index] = -(inverse @ reference_mean)
-        with_bias[self.level_index] = offsets[self.others] @ inverse @ reference_mean - 1.0 / self.level_total[ref]
+        with_bias[self.dense_index] = -solved_mean
+        with_bias[self.level_index] = offsets @ solved_mean - 1.0 / self.level_total[ref]
         return features - with_bias * with_bias / bias
+
+    def _sparse_quadratic(self, factor):
+        """``(m_l − m_ref)ᵀ S_w⁻¹ (m_l − m_ref)`` for the levels but the reference, with the dummies' means sparse.
+
+        ``‖H (m_l − m_ref)‖²`` (:meth:`_SymmetricFactor.half_inverse`): the
+        dummies' part of ``m_l − m_ref`` is ``R_l − R_ref`` (every level has
+        weight here), so ``H_J Rᵀ`` costs ``p·nnz`` and the numeric part ``p·p_numeric`` a level.
+        """
+        columns, rest, means, *_ = self._one_hot
+        half = factor.half_inverse()
+        ref = self.reference
+        numeric = self.level_mean[:, rest]
+        reference_part = half[:, rest] @ numeric[ref] + np.asarray(means[ref] @ half[:, columns].T).ravel()
+        half_columns_t = np.ascontiguousarray(half[:, columns].T)  # (|J|, p): R_block @ it is a sparse-dense product
+        out = np.empty(self.others.size)
+        for start in range(0, self.others.size, QUADRATIC_BLOCK):
+            levels = self.others[start:start + QUADRATIC_BLOCK]
+            image = numeric[levels] @ half[:, rest].T + np.asarray(means[levels] @ half_columns_t)
+            image -= reference_part
+            out[start:start + levels.size] = np.einsum("ij,ij->i", image, image)
+        return out
 
 
 @dataclass
@@ -524,17 +973,27 @@ def accumulate_blocks(source):
     """
     layout = source.block_layout
     n_levels = layout["n_levels"]
+    # other categorical columns' dummies among the dense features: their moments from counts
+    spans = tuple(tuple(span) for span in layout.get("one_hot", ()))
 
     def per_chunk(chunk):
         _check_chunk(source, layout, chunk)
+        if spans:
+            return chunk_one_hot_moments(chunk.codes, chunk.X, chunk.y, chunk.sample_weight, n_levels, spans)
         return chunk_level_moments(chunk.codes, chunk.X, chunk.y, chunk.sample_weight, n_levels)
 
-    moments = source.reduce(per_chunk, merge_levels)
-    return block_statistics(moments, layout, source.describe())
+    moments = source.reduce(per_chunk, merge_one_hot if spans else merge_levels)
+    one_hot = None
+    if spans and moments is not None:
+        one_hot = one_hot_means(moments)
+        moments = finish_one_hot(moments, layout["n_dense"])
+    return block_statistics(moments, layout, source.describe(), one_hot=one_hot)
 
 
-def block_statistics(moments, layout, what):
+def block_statistics(moments, layout, what, one_hot=None):
     """The :class:`BlockStatistics` of merged :class:`LevelMoments` of some rows (``what`` names them).
+
+    ``one_hot``: :class:`LevelBlocks`' (other categorical columns' dummies read sparse), from :func:`one_hot_means`.
 
     Raises
     ------
@@ -547,7 +1006,8 @@ def block_statistics(moments, layout, what):
         raise DataError(f"the sample weights in {what} sum to zero")
     blocks = LevelBlocks(moments, layout["n_dense"], layout["dense_index"], layout["level_index"],
                          layout["reference"], layout["dense_names"], [f"{layout['name']}={level}"
-                                                                       for level in layout["levels"]])
+                                                                       for level in layout["levels"]],
+                         one_hot=one_hot)
     return BlockStatistics.from_blocks(blocks)
 
 

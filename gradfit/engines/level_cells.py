@@ -55,6 +55,7 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 
 import numpy as np
+import scipy.sparse
 
 from ..errors import DataError
 from ..sources.base import Chunk, check_finite, single_threaded_blas
@@ -326,6 +327,22 @@ def cell_blocks(source, cells, final_codes, layout):
         raise DataError(f"{source.describe()} has no data rows")
     if moments.total == 0:
         raise DataError(f"the sample weights in {source.describe()} sum to zero")
+    merged, one_hot = cell_level_moments(source, cells, final_codes, layout, with_one_hot=True)
+    blocks = LevelBlocks(merged, layout["n_dense"], layout["dense_index"], layout["level_index"], layout["reference"],
+                         layout["dense_names"], [f"{layout['name']}={text}" for text in layout["levels"]],
+                         one_hot=one_hot)
+    return BlockStatistics.from_blocks(blocks)
+
+
+def cell_level_moments(source, cells, final_codes, layout, with_one_hot=False):
+    """The :class:`~gradfit.engines.categorical.LevelMoments` of the column ``layout`` keeps as codes, from ``cells``
+    (of a positive total weight): what :func:`cell_blocks` finishes, and what a fold's cells give
+    (:mod:`gradfit.engines.fold_cells`, merged fold by fold as any level moments).
+
+    ``with_one_hot``: return ``(moments, one_hot)``, ``one_hot`` the other categorical columns' sparse
+    dummies for :class:`~gradfit.engines.categorical.LevelBlocks` (``None`` without such columns).
+    """
+    moments = cells.moments
     codings = source.encoder.columns
     categorical = [coding for coding in codings if coding.categorical]
     kept = next(j for j, coding in enumerate(categorical) if coding.name == layout["name"])
@@ -349,19 +366,51 @@ def cell_blocks(source, cells, final_codes, layout):
     shift = np.zeros(n_dense + source.n_outputs)
     shift[z_place] = moments.shift[:n_numeric]
     shift[n_dense:] = moments.shift[n_numeric:]
+    widths = [len(categorical[column].levels) - 1 for column, _, _ in hot]
     with single_threaded_blas():  # products of a few columns: BLAS's threads only spin (as in fold_in_threads)
-        merged = _cell_rows_blocks(moments, cells, final_codes, level, n_levels, n_dense, z_place, hot, shift)
+        merged = _cell_rows_blocks(moments, cells, final_codes, level, n_levels, n_dense, z_place, hot, shift,
+                                   widths)
     within = np.zeros_like(merged.within)
     places = np.concatenate([z_place, np.arange(n_dense, n_dense + source.n_outputs)])
     within[np.ix_(places, places)] = moments.within
     merged.within += within
     merged.count, merged.total = moments.count, moments.total
-    blocks = LevelBlocks(merged, n_dense, layout["dense_index"], layout["level_index"], layout["reference"],
-                         layout["dense_names"], [f"{layout['name']}={text}" for text in layout["levels"]])
-    return BlockStatistics.from_blocks(blocks)
+    if not with_one_hot:
+        return merged
+    return merged, _cell_one_hot(cells, final_codes, level, merged.level_total, hot, widths) if hot else None
 
 
-def _cell_rows_blocks(moments, cells, final_codes, level, n_levels, n_dense, z_place, hot, shift):
+def _cell_one_hot(cells, final_codes, level, level_total, hot, widths):
+    """:class:`~gradfit.engines.categorical.LevelBlocks`' ``one_hot`` for the other categorical columns' dummies.
+
+    From the cells (every row of a cell has its levels): ``N`` (the kept column's
+    level × a dummy, the cells' weights summed), ``R = N / W`` and ``P = Σ v D Dᵀ``,
+    as :func:`~gradfit.engines.categorical.one_hot_means` gives them from a pass's counts.
+    """
+    weight = cells.moments.level_total
+    inverse = np.zeros_like(level_total)
+    inverse[level_total > 0] = 1.0 / level_total[level_total > 0]
+    dummies, counts, columns = [], [], []
+    for (column, first, reference), width in zip(hot, widths):
+        code = final_codes[column][cells.keys[:, column]]
+        dummy = np.where(code == reference, -1, code - (code > reference))
+        on = np.flatnonzero(dummy >= 0)
+        dummies.append(dummy)
+        counts.append(scipy.sparse.csr_matrix((weight[on], (level[on], dummy[on])), shape=(level_total.shape[0], width)))
+        columns.append(np.arange(first, first + width))
+    blocks = [[None] * len(hot) for _ in hot]
+    for s, count in enumerate(counts):
+        blocks[s][s] = scipy.sparse.diags(np.asarray(count.sum(axis=0)).ravel())
+        for t in range(s + 1, len(hot)):
+            both = np.flatnonzero((dummies[s] >= 0) & (dummies[t] >= 0))
+            pairs = scipy.sparse.csr_matrix((weight[both], (dummies[s][both], dummies[t][both])),
+                                            shape=(widths[s], widths[t]))
+            blocks[s][t], blocks[t][s] = pairs, pairs.T
+    means = scipy.sparse.diags(inverse) @ scipy.sparse.hstack(counts, format="csr")
+    return np.concatenate(columns), scipy.sparse.csr_matrix(means), scipy.sparse.bmat(blocks, format="csr")
+
+
+def _cell_rows_blocks(moments, cells, final_codes, level, n_levels, n_dense, z_place, hot, shift, widths):
     """The cells as rows of weight ``W_c`` (``u_c``: see the module docstring), their blocks by
     :func:`~gradfit.engines.categorical.chunk_level_moments`, a few megabytes of rows at a time."""
     merged, n_numeric = None, z_place.shape[0]
@@ -374,8 +423,9 @@ def _cell_rows_blocks(moments, cells, final_codes, level, n_levels, n_dense, z_p
             code = final_codes[column][cells.keys[rows, column]]
             on = np.flatnonzero(code != reference)
             X[on, first + code[on] - (code[on] > reference)] = 1.0
+        # the other columns' dummies from counts (chunk_one_hot_moments): no rows × n_dense² product
         part = chunk_level_moments(level[rows], X, moments.level_mean[rows, n_numeric:], moments.level_total[rows],
-                                   n_levels)
+                                   n_levels, one_hot=[(first, first + width) for (_, first, _), width in zip(hot, widths)])
         # counts are rows, not cells; a cell's rows of zero weight count too
         part.level_count = np.bincount(level[rows], weights=moments.level_count[rows], minlength=n_levels)
         part.level_count = part.level_count.astype(np.int64)

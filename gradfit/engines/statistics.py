@@ -69,6 +69,7 @@ def chunk_moments(chunk, full, source):
     n = chunk.n_rows
     if n == 0:
         return None
+    one_hot = _one_hot_spans(source, chunk) if full else None
     width = chunk.X.shape[1] + chunk.y.shape[1]
     rows = moments_rows(n, width)
     moments = shift = None
@@ -79,9 +80,9 @@ def chunk_moments(chunk, full, source):
             stop = start + rows
             weight = None if chunk.sample_weight is None else chunk.sample_weight[start:stop]
             X, y = chunk.X[start:stop], chunk.y[start:stop]
-            block = block_moments(X, y, weight, full, shift)
+            block = block_moments(X, y, weight, full, shift, one_hot=one_hot)
             if not isinstance(block, int) and shift is not None and not block.well_centred():
-                block = block_moments(X, y, weight, full, block.exact_mean())
+                block = block_moments(X, y, weight, full, block.exact_mean(), one_hot=one_hot)
             if isinstance(block, int):
                 check_finite(source, chunk)  # names the NaN, inf or negative weight; else the sum overflowed
                 _raise_overflow(source, block)
@@ -138,7 +139,23 @@ def moments_rows(n_rows, width):
     return -(-n_rows // blocks)
 
 
-def block_moments(X, y, weight, full, shift=None):
+def _one_hot_spans(source, chunk):
+    """The spans of ``chunk.X``'s columns that are categorical columns' 0/1 dummies, or ``None``.
+
+    ``source.one_hot_spans`` where it has them (a sequence of ``(start, stop)``:
+    e.g. the names of a part of the levels' pass), else from its encoder
+    (:meth:`~gradfit.sources.encoding.TableEncoder.one_hot_spans`) when ``chunk.X`` holds all its features.
+    """
+    given = getattr(source, "one_hot_spans", None)
+    if given is not None and not callable(given):
+        return list(given) or None
+    encoder = getattr(source, "encoder", None)
+    if chunk.codes is not None or not hasattr(encoder, "one_hot_spans") or chunk.X.shape[1] != encoder.n_features:
+        return None
+    return encoder.one_hot_spans() or None
+
+
+def block_moments(X, y, weight, full, shift=None, one_hot=None):
     """The :class:`Moments` of one block of rows, about ``shift`` (default: the block's mean).
 
     Parameters
@@ -150,6 +167,11 @@ def block_moments(X, y, weight, full, shift=None):
         The whole scatter ``zᵀz`` (BLAS ``syrk``) or only its diagonal.
     shift : ndarray of shape (d + k,), optional
         The point the sums are about; it should be near the block's mean.
+    one_hot : sequence of (int, int), optional
+        Spans ``[start, stop)`` of ``X``'s columns that are a categorical
+        column's 0/1 dummies (at most one 1 a row): with ``full``, their part
+        of the scatter comes from counts (:func:`_one_hot_moments`), equal to
+        the dense product up to rounding without its ``m × d²`` cost.
 
     Returns
     -------
@@ -165,6 +187,8 @@ def block_moments(X, y, weight, full, shift=None):
     """
     m, d = X.shape
     width = d + y.shape[1]
+    if full and one_hot:
+        return _one_hot_moments(X, y, weight, shift, one_hot)
     if weight is None:
         total = float(m)
     else:
@@ -202,6 +226,110 @@ def block_moments(X, y, weight, full, shift=None):
         diagonal, residual = np.diagonal(scatter).copy(), product[0, 1:].copy()
     else:
         scatter, diagonal, residual = None, np.einsum("ij,ij->j", values, values), z[:, 0] @ values
+    bad = ~(np.isfinite(diagonal) & np.isfinite(residual))
+    if bad.any():
+        return int(np.argmax(bad))
+    return Moments(m, total, shift, scatter, diagonal, residual)
+
+
+def one_hot_codes(block, describe):
+    """Each row's dummy (``-1``: none) in ``block`` (n, m) of 0/1 dummies, at most one 1 a row (``None``: a NaN).
+
+    By one product with ``[1, j]`` (row sums and ``Σ_j j·x_j``, BLAS at memory
+    speed in either memory order; ``argmax`` along rows of a column-major
+    block is twenty times slower): with ``x ≥ 0``, ``Σ x = 1`` and ``x_c = 1``
+    at ``c = Σ j·x_j`` every other entry is 0.
+    """
+    m = block.shape[1]
+    sums, index = (block @ np.column_stack([np.ones(m), np.arange(m, dtype=np.float64)])).T
+    if not np.all(np.isfinite(sums)):
+        return None  # a missing value (NaN in every dummy of its row): for the caller to name
+    codes = np.clip(np.rint(index), 0, max(m - 1, 0)).astype(np.intp)
+    some = sums != 0
+    if not (np.all(sums[some] == 1) and np.all(block[np.flatnonzero(some), codes[some]] == 1)
+            and block.min(initial=0.0) >= 0):
+        raise ValueError(f"the columns {describe} are not 0/1 dummies of one categorical column")
+    codes[~some] = -1
+    return codes
+
+
+def _one_hot_moments(X, y, weight, shift, spans):
+    """:func:`block_moments` (``full``) with the dummies' columns ``spans`` of ``X`` from counts.
+
+    The other columns ``u`` (the numeric features and ``y``) by
+    :func:`block_moments` itself; with ``D`` a span's dummies, ``s`` the
+    shift, ``W_D = Σ v D`` (by ``bincount``), ``r_u = Σ v (u − s_u)`` (the
+    numeric part's residual) and ``C = Σ v D (u − s_u)ᵀ`` (``bincount`` of
+    the centred rows by dummy):
+
+        Σ v (D − s_D)(u − s_u)ᵀ = C − s_D r_uᵀ,
+        Σ v (D − s_D)(D' − s_D')ᵀ = P − s_D W_D'ᵀ − W_D s_D'ᵀ + W s_D s_D'ᵀ,
+
+    ``P = Σ v D D'ᵀ`` (``diag(W_D)`` within a span, the pairs' counts
+    between two), and the residual ``W_D − W s_D``. The dummies are 0/1 and
+    ``0 ≤ s_D ≤ 1``: no cancellation beyond the dense product's.
+    """
+    m, d = X.shape
+    k = y.shape[1]
+    in_span = np.zeros(d, dtype=bool)
+    for start, stop in spans:
+        in_span[start:stop] = True
+    rest = np.flatnonzero(~in_span)
+    others = np.concatenate([rest, np.arange(d, d + k)])  # u's columns among z's
+    value = np.ones(m) if weight is None else np.asarray(weight, dtype=np.float64)
+    if weight is not None and (not np.isfinite(np.sum(weight)) or np.any(weight < 0)):
+        return 0
+    total = float(np.sum(value))
+    if shift is None and total > 0:
+        shift = np.empty(d + k)
+        shift[:d], shift[d:] = _column_sums(X, weight), _column_sums(y, weight)
+        shift /= total
+        if not np.all(np.isfinite(shift)):
+            return int(np.argmax(~np.isfinite(shift)))
+    numeric = block_moments(X[:, rest], y, weight, True, None if shift is None else shift[others])
+    if isinstance(numeric, int):
+        return int(others[numeric])
+    if total == 0:
+        zeros = np.zeros(d + k)
+        return Moments(m, 0.0, zeros, np.zeros((d + k, d + k)), zeros.copy(), zeros.copy())
+    shift = shift.copy()
+    centred = np.empty((m, others.size))
+    centred[:, : rest.size], centred[:, rest.size:] = X[:, rest], y
+    centred -= shift[others]
+    centred *= value[:, None]
+    scatter = np.empty((d + k, d + k))
+    residual = np.empty(d + k)
+    scatter[np.ix_(others, others)] = numeric.scatter
+    residual[others] = numeric.residual
+    codes, totals = [], []
+    for start, stop in spans:
+        width = stop - start
+        dummy = one_hot_codes(X[:, start:stop], f"{start}..{stop - 1}")
+        if dummy is None:  # the column of the first value that is not finite, for the caller to name
+            return start + int(np.argmax(~np.all(np.isfinite(X[:, start:stop]), axis=0)))
+        rows = np.flatnonzero(dummy >= 0)
+        codes.append(dummy)
+        column_total = np.bincount(dummy[rows], weights=value[rows], minlength=width)
+        totals.append(column_total)
+        sums = np.stack([np.bincount(dummy[rows], weights=centred[rows, j], minlength=width)
+                         for j in range(others.size)], axis=1).reshape(width, others.size)
+        block = sums - np.outer(shift[start:stop], numeric.residual)
+        scatter[start:stop, others] = block
+        scatter[others, start:stop] = block.T
+        residual[start:stop] = column_total - total * shift[start:stop]
+    for s, (start, stop) in enumerate(spans):
+        for t, (begin, end) in enumerate(spans[s:], start=s):
+            if s == t:
+                pairs = np.diag(totals[s])
+            else:
+                rows = np.flatnonzero((codes[s] >= 0) & (codes[t] >= 0))
+                pairs = np.zeros((stop - start, end - begin))
+                np.add.at(pairs, (codes[s][rows], codes[t][rows]), value[rows])
+            first, second = shift[start:stop], shift[begin:end]
+            block = pairs - np.outer(first, totals[t]) - np.outer(totals[s], second) + total * np.outer(first, second)
+            scatter[start:stop, begin:end] = block
+            scatter[begin:end, start:stop] = block.T
+    diagonal = np.diagonal(scatter).copy()
     bad = ~(np.isfinite(diagonal) & np.isfinite(residual))
     if bad.any():
         return int(np.argmax(bad))

@@ -68,7 +68,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..folds import fold_of
+from ..folds import fold_of, row_positions
 from ..jit import lazily_compiled
 from ..penalties import ElasticNet
 from .folded_sums import add_folded, add_folded_dual, folded_dual_sums, folded_huber_sums
@@ -514,7 +514,7 @@ def hashed_labels(n_folds, seed):
     """``labels_of`` for hashed folds: each row's :func:`gradfit.folds.fold_of` from its position."""
 
     def labels_of(chunk):
-        return fold_of(np.arange(chunk.start, chunk.start + chunk.n_rows), n_folds, seed)
+        return fold_of(row_positions(chunk), n_folds, seed)  # (the positions gradfit.folds hashes)
 
     return labels_of
 

@@ -264,15 +264,30 @@ class TableEncoder:
         many = [c for c in self.columns if c.categorical and len(c.levels) > BLOCK_LEVELS]
         return max(many, key=lambda c: len(c.levels)).name if many else None
 
+    def one_hot_spans(self):
+        """The spans ``(start, stop)`` of the categorical columns' dummies among all features (dense encoding).
+
+        Their moments come from counts (:func:`gradfit.engines.statistics.block_moments`).
+        """
+        spans, j = [], 0
+        for coding in self.columns:
+            width = len(coding.feature_names)
+            if coding.categorical and width:
+                spans.append((j, j + width))
+            j += width
+        return spans
+
     def block_layout(self):
         """Where the codes' column sits among the features (:class:`~gradfit.engines.categorical.LevelBlocks`).
 
         Returns a dict: ``column`` (its index among the raw columns),
         ``name``, ``n_levels``, ``levels`` (as text), ``reference``, ``n_dense`` (the other features),
         ``dense_index`` and ``level_index`` (their positions among all
-        features), ``dense_names``.
+        features), ``dense_names``, ``one_hot`` (the spans ``(start, stop)``
+        of the other features that are another categorical column's 0/1
+        dummies, whose moments come from counts: :func:`~gradfit.engines.categorical.chunk_level_moments`).
         """
-        dense_index, level_index, names = [], [], []
+        dense_index, level_index, names, one_hot = [], [], [], []
         j = 0
         for i, coding in enumerate(self.columns):
             width = len(coding.feature_names)
@@ -280,13 +295,15 @@ class TableEncoder:
                 column, block = i, coding
                 level_index.extend(range(j, j + width))
             else:
+                if coding.categorical and width:
+                    one_hot.append((len(dense_index), len(dense_index) + width))
                 dense_index.extend(range(j, j + width))
                 names.extend(coding.feature_names)
             j += width
         return {"column": column, "name": block.name, "n_levels": len(block.levels),
                 "levels": [level_text(level) for level in block.levels], "reference": block.reference,
                 "n_dense": len(dense_index), "dense_index": np.array(dense_index, dtype=np.intp),
-                "level_index": np.array(level_index, dtype=np.intp), "dense_names": names}
+                "level_index": np.array(level_index, dtype=np.intp), "dense_names": names, "one_hot": one_hot}
 
     def encode_blocks(self, arrays, dtype=np.float64, where=None):
         """``(X, codes)``: the features but the :attr:`block` column's dummies, shape (n, n_dense), and its level codes.
