@@ -38,7 +38,7 @@ from sklearn.model_selection import KFold
 
 from gradfit import GDRegressorCV, load
 from gradfit.cli import main
-from gradfit.sources import encoding
+from gradfit.sources import FileSource, encoding
 
 from .test_cv_blocks import one_hot
 
@@ -262,3 +262,30 @@ def test_the_command_line_cross_validates_huber_on_the_codes(table, many_levels,
     saved = load(model_path)
     assert saved.alpha == pytest.approx(estimator.alpha_, rel=1e-12)
     np.testing.assert_allclose(saved.coef_, estimator.coef_, rtol=1e-9, atol=1e-12)
+
+
+def test_a_file_and_a_dask_dataframe_equal_the_frame(monkeypatch, tmp_path):
+    """Streamed batches and Dask partitions: each problem's inlier level moments merged across chunks and workers."""
+    distributed = pytest.importorskip("distributed")
+    dd = pytest.importorskip("dask.dataframe")
+    monkeypatch.setattr(encoding, "BLOCK_LEVELS", 100)  # 150 levels: codes
+    frame, y = outlier_table(150, rows_a_level=6, seed=3)
+    options = {"loss": "huber", "epsilon": EPSILON, "penalty": "elasticnet", "l1_ratio": 0.5, "alphas": 3, "cv": 3}
+    in_memory = GDRegressorCV(**options).fit(frame, y)
+    path = tmp_path / "table.csv"
+    frame.assign(y=y).to_csv(path, index=False)
+    source = FileSource(str(path), "y", batch_rows=200)
+    on_file = GDRegressorCV(**options).fit(source)
+    assert source.block_layout is not None
+    cluster = distributed.LocalCluster(n_workers=2, processes=False, threads_per_worker=1, dashboard_address=None,
+                                       silence_logs=50)
+    try:
+        with distributed.Client(cluster) as client:
+            data = client.persist(dd.from_pandas(frame.assign(y=y), npartitions=4))
+            on_dask = GDRegressorCV(**options).fit(data[list(frame.columns)], data["y"])
+    finally:
+        cluster.close()
+    for model in (on_file, on_dask):
+        assert model.engine_ == "pass" and model.converged_
+        np.testing.assert_allclose(model.mse_path_, in_memory.mse_path_, rtol=1e-10)
+        np.testing.assert_allclose(model.coef_, in_memory.coef_, rtol=1e-9, atol=1e-12)
