@@ -16,6 +16,7 @@ blocks (:mod:`gradfit.robust.huber_cv`), never a dense one-hot block.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from numbers import Integral
 
 import numpy as np
@@ -27,6 +28,7 @@ from .folds import check_splits, fold_seed, partition_labels
 from .robust.huber_cv import FoldedProblems, alpha_max, given_labels, hashed_labels, intercept_solutions, solve_path
 from .robust.linalg import BlockGram, Gram
 from .scaling import Scaling
+from .sources.base import single_threaded_blas
 
 
 def fold_labels(folds, random_state, source):
@@ -91,9 +93,14 @@ def huber_path(source, statistics, labels_of, l1_ratios, given, *, n_alphas, eps
     gram = (BlockGram if on_codes(total) else Gram)(total, scaling, fit_intercept)
     problems = FoldedProblems(source, labels_of, statistics, scaling, fit_intercept, epsilon, gram, l1_ratios,
                               total.n_outputs)
-    intercept_only = None
-    if any(r > 0 for r in l1_ratios):
-        intercept_only = intercept_solutions(problems, max_iter)
+    # on level codes the problems' algebra is vectors of the levels' length (O(L·p) a step): BLAS's threads,
+    # woken for each of thousands of short products, cost far more than they save (50 s against 7.6 s at
+    # 10,000 levels, bench_cv_huber_levels.py); the passes' workers run single-threaded BLAS anyway
+    quiet = single_threaded_blas if on_codes(total) else nullcontext
+    with quiet():
+        intercept_only = None
+        if any(r > 0 for r in l1_ratios):
+            intercept_only = intercept_solutions(problems, max_iter)
     rows = []
     for ratio in l1_ratios:
         if given is not None:
@@ -106,7 +113,8 @@ def huber_path(source, statistics, labels_of, l1_ratios, given, *, n_alphas, eps
         else:
             rows.append(alpha_grid(quadratic_of(total, fit_intercept), 0.0, n_alphas, eps))
     grids = np.array(rows)
-    path = solve_path(problems, grids, intercept_only=intercept_only, max_iter=max_iter)
+    with quiet():
+        path = solve_path(problems, grids, intercept_only=intercept_only, max_iter=max_iter)
     n_ratios, count = grids.shape
     coefs = np.empty((n_ratios, count, total.n_outputs, total.n_features))
     intercepts = np.empty((n_ratios, count, total.n_outputs))
