@@ -25,7 +25,14 @@ from .alpha_path import alpha_grid
 from .block_path import quadratic_of
 from .fitting import on_codes
 from .folds import check_splits, fold_seed, partition_labels
-from .robust.huber_cv import FoldedProblems, alpha_max, given_labels, hashed_labels, intercept_solutions, solve_path
+from .robust.huber_cv import (
+    FoldedProblems,
+    alpha_max,
+    given_labels,
+    hashed_labels,
+    intercept_solutions,
+    solve_path,
+)
 from .robust.linalg import BlockGram, Gram
 from .scaling import Scaling
 from .sources.base import single_threaded_blas
