@@ -12,8 +12,9 @@ A categorical column of many levels kept as level codes (a source's
 fold's statistics are level blocks (:mod:`gradfit.folds`), its path and its
 validation errors are solved on them (:mod:`gradfit.block_path`), and the
 final fit runs on the blocks as any :class:`~gradfit.GDRegressor` fit does.
-Huber's cross-validation takes the column as dense dummies (up to
-:data:`~gradfit.sources.encoding.MAX_LEVELS` levels).
+So does Huber's cross-validation, with any penalty: each problem's
+(proximal) Newton step is solved by its training inliers' level blocks
+(:mod:`gradfit.robust.huber_cv`).
 """
 
 from __future__ import annotations
@@ -79,7 +80,8 @@ class GDRegressorCV(GDRegressor):
     passes does not grow with the number of folds. Each point is certified by
     Huber's ``"gradient_bound"`` to a relative gap of ``1e-11``
     (:data:`gradfit.robust.huber_cv.PATH_TOL`); the validation error is the
-    held-out rows' mean Huber loss.
+    held-out rows' mean Huber loss. A column kept as level codes stays
+    codes: the steps solve by each problem's inlier level blocks.
 
     Parameters
     ----------
@@ -238,9 +240,9 @@ engine, random_state, warm_start, verbose
         source = self._source(X, y, sample_weight, reset=True)
         learned = None if huber else self._learned_fold_statistics(source)
         if source.block_candidate is not None:
-            # the squared error's folds, paths and validation errors run on the level blocks; Huber's
-            # passes (robust.huber_cv) solve with the dense Gram: dummies, up to MAX_LEVELS levels
-            source.use_blocks(not huber)
+            # the folds, paths and validation errors run on the level blocks (block_path), and Huber's
+            # passes read the codes, each step solved by the inliers' level blocks (robust.huber_cv)
+            source.use_blocks(True)
         folds = self._folds(source)  # a count, or the splits (drawn once: a shuffling splitter draws anew)
         labels_of = None
         if huber:  # Huber's passes need each row's fold (refuses overlapping splits unread)
