@@ -23,6 +23,14 @@ the blocks' pass (:func:`gradfit.engines.categorical.accumulate_blocks`).
     python benchmarks/bench_onepass.py --rows 300000 --levels 5000
     python benchmarks/bench_onepass.py --rows 300000 --levels 5000 --dask
 
+``--cv K``: cross-validation instead (``GDRegressorCV(penalty="l2",
+alphas=10, cv=K)``): the levels learned in the folds' pass
+(:mod:`gradfit.engines.fold_cells`, one read) against a scan first, then
+the folds' pass.
+
+    python benchmarks/bench_onepass.py --rows 300000 --cv 5
+    python benchmarks/bench_onepass.py --rows 300000 --levels 2000 --cv 5
+
 ``--dask``: the file read by Dask's workers (``DaskSource.from_file``, a local
 cluster of two worker processes), the statistics from the compute that
 learns the levels (:mod:`gradfit.sources.dask.file_levels`) against a
@@ -40,7 +48,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from gradfit import GDRegressor
+from gradfit import GDRegressor, GDRegressorCV
 from gradfit.sources import FileSource
 
 
@@ -55,8 +63,14 @@ def write(path, n, levels=4, seed=0):
     pd.DataFrame({"x": x, "g": g, "h": h, "y": y}).to_csv(path, index=False)
 
 
-def timed(path, scan_first, formula=None, dask=False):
+def timed(path, scan_first, formula=None, dask=False, cv=None):
     start = time.perf_counter()
+    if cv is not None:
+        source = FileSource(path, "y")
+        if scan_first:
+            source.settle()
+        GDRegressorCV(penalty="l2", alphas=10, cv=cv).fit(source)
+        return time.perf_counter() - start, None
     if dask:  # the workers learn the levels and, in the same compute, the statistics
         from gradfit.sources import DaskSource
 
@@ -86,6 +100,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--formula", default=None, help='e.g. "y ~ x + C(g) + C(h):x"')
     parser.add_argument("--levels", type=int, default=4, help="levels of the text column g")
+    parser.add_argument("--cv", type=int, default=None, help="GDRegressorCV with this many folds")
     parser.add_argument("--dask", action="store_true",
                         help="DaskSource.from_file on a local cluster (2 worker processes): the statistics from the "
                              "compute that learns the levels, against a compute of their own after it")
@@ -101,11 +116,11 @@ def main():
         path = os.path.join(folder, "big.csv")
         write(path, args.rows, args.levels)
         print(f"{args.rows} rows, g of {args.levels} levels, {os.path.getsize(path) / 1e6:.1f} MB of CSV")
-        timed(path, False, args.formula, args.dask)  # warm-up
+        timed(path, False, args.formula, args.dask, args.cv)  # warm-up
         times = {"one pass": [], "scan first": []}
         for _ in range(args.repeats):  # interleaved, so that a change of load hits both
             for name, values in times.items():
-                values.append(timed(path, name == "scan first", args.formula, args.dask)[0])
+                values.append(timed(path, name == "scan first", args.formula, args.dask, args.cv)[0])
         one, two = (statistics.median(times[name]) for name in times)
         for name, values in times.items():
             print(f"{name:>10}: median {statistics.median(values):.3f} s  ({', '.join(f'{v:.3f}' for v in values)})")

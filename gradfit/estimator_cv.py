@@ -12,8 +12,9 @@ A categorical column of many levels kept as level codes (a source's
 fold's statistics are level blocks (:mod:`gradfit.folds`), its path and its
 validation errors are solved on them (:mod:`gradfit.block_path`), and the
 final fit runs on the blocks as any :class:`~gradfit.GDRegressor` fit does.
-Huber's cross-validation takes the column as dense dummies (up to
-:data:`~gradfit.sources.encoding.MAX_LEVELS` levels).
+So does Huber's cross-validation, with any penalty: each problem's
+(proximal) Newton step is solved by its training inliers' level blocks
+(:mod:`gradfit.robust.huber_cv`).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from .alpha_path import MAX_SWEEPS, alpha_grid, compiled_kernel
 from .block_path import compiled_block_kernel, path_of, quadratic_of, validation_of
 from .cv_huber import fold_labels, huber_path
 from .robust.huber_cv import PATH_TOL as HUBER_PATH_TOL
-from .sources import ArraySource
+from .sources import ArraySource, FileSource
 from .sources.base import single_threaded_blas, worker_threads
 
 #: the penalties whose alpha can be cross-validated (those of the table that own an alpha)
@@ -79,7 +80,8 @@ class GDRegressorCV(GDRegressor):
     passes does not grow with the number of folds. Each point is certified by
     Huber's ``"gradient_bound"`` to a relative gap of ``1e-11``
     (:data:`gradfit.robust.huber_cv.PATH_TOL`); the validation error is the
-    held-out rows' mean Huber loss.
+    held-out rows' mean Huber loss. A column kept as level codes stays
+    codes: the steps solve by each problem's inlier level blocks.
 
     Parameters
     ----------
@@ -236,15 +238,16 @@ engine, random_state, warm_start, verbose
         if self.warm_start and hasattr(self, "coef_"):
             start = (np.atleast_2d(self.coef_), np.atleast_1d(self.intercept_))
         source = self._source(X, y, sample_weight, reset=True)
+        learned = None if huber else self._learned_fold_statistics(source)
         if source.block_candidate is not None:
-            # the squared error's folds, paths and validation errors run on the level blocks; Huber's
-            # passes (robust.huber_cv) solve with the dense Gram: dummies, up to MAX_LEVELS levels
-            source.use_blocks(not huber)
+            # the folds, paths and validation errors run on the level blocks (block_path), and Huber's
+            # passes read the codes, each step solved by the inliers' level blocks (robust.huber_cv)
+            source.use_blocks(True)
         folds = self._folds(source)  # a count, or the splits (drawn once: a shuffling splitter draws anew)
         labels_of = None
         if huber:  # Huber's passes need each row's fold (refuses overlapping splits unread)
             labels_of = fold_labels(folds, self.random_state, source)
-        statistics = self._fold_statistics(source, folds)
+        statistics = learned if learned is not None else self._fold_statistics(source, folds)
         self.n_folds_ = statistics.n_folds
 
         if huber:
@@ -361,6 +364,16 @@ engine, random_state, warm_start, verbose
         # a frame encoded chunk by chunk: the splitter sees its rows alone (it needs the rows, not the dummies)
         X = np.empty((source.n_samples, 0)) if hasattr(source, "subset") else source.X
         return list(check_cv(cv).split(X, source.y[:, 0] if source.n_outputs == 1 else source.y))
+
+    def _learned_fold_statistics(self, source):
+        """The squared error's fold statistics of a file whose levels are pending, learned in the folds' pass
+        itself (:func:`gradfit.folds.fold_statistics`: one read); ``None`` for any other source or ``cv``."""
+        cv = 5 if self.cv is None else self.cv
+        if not isinstance(source, FileSource) or not source.levels_pending or not isinstance(cv, Integral) or cv < 2:
+            return None
+        if source.missing != "drop" and source.n_samples is not None and source.n_samples < cv:
+            return None  # (refused by _folds, unread; with "drop" the rows kept are counted in the pass)
+        return fold_statistics(source, cv, fold_seed(self.random_state))
 
     def _fold_statistics(self, source, folds):
         """One pass: hashed folds for a count, or the given splits (:meth:`_folds`) for data in memory."""

@@ -145,7 +145,8 @@ def serves_blocks(settings, loss, penalty):
     an L1 part is the optimizer's proximal step, certified by the duality gap),
     full batches, an engine that knows the optimum
     (``"auto"``, or ``"statistics"`` by name) and any optimizer but the robust
-    losses' Newton method, which solves with a dense scatter (``"cg"`` runs
+    losses' Newton method, which runs passes of its own (:func:`gradfit.robust.fit`, on the
+    level blocks too: :func:`keeps_codes`) (``"cg"`` runs
     without the refinement epochs it takes on a dense scatter: see
     :func:`fit_source`). Otherwise the column is dense dummies, as long as it
     has at most ``MAX_LEVELS`` levels.
@@ -165,14 +166,17 @@ def keeps_codes(settings, loss, penalty, engine_name, n_levels):
     (beyond, they take the codes too: first-order optimizers, whose
     certificate may then be none):
 
-    * ``optimizer="newton"`` by name on Huber's loss (``"auto"`` runs the same
-      method on the level blocks, :mod:`gradfit.robust.level_newton`; the
-      absolute error and the pinball loss keep the codes either way: their
-      linear programs' rows are sparse, :func:`gradfit.robust.absolute.restricted`);
     * a fit of the dense statistics engine that :func:`serves_blocks` does
       not admit (its exact solve, :func:`lasso_start`'s coordinate descent and
       its certificate read the dense scatter); ``engine="statistics"`` by
       name then stays dense.
+
+    The robust losses' Newton method (:mod:`gradfit.robust`), by name or as
+    ``"auto"``'s default (the same :func:`gradfit.robust.fit`), keeps the
+    codes: Huber's steps solve by the inliers' level blocks
+    (:mod:`gradfit.robust.level_newton`), the absolute error's and the pinball
+    loss's linear programs' rows are sparse
+    (:func:`gradfit.robust.absolute.restricted`).
 
     ``engine_name`` is the engine :func:`~gradfit.engines.choose_engine` chose.
     """
@@ -180,13 +184,10 @@ def keeps_codes(settings, loss, penalty, engine_name, n_levels):
 
     if serves_blocks(settings, loss, penalty):
         return True
-    if robust.piecewise_linear(loss) and (settings["optimizer"] == robust.NAME
-                                          or robust_default(settings, loss, penalty)):
-        return True  # the linear programs' rows from the codes, sparse (robust.absolute)
-    if settings["optimizer"] == robust.NAME or registry.part("engine", settings["engine"]).knows_optimum:
+    if robust.serves(loss) and (settings["optimizer"] == robust.NAME or robust_default(settings, loss, penalty)):
+        return True  # Newton by name or by default: level blocks (Huber), sparse LP rows (the others)
+    if registry.part("engine", settings["engine"]).knows_optimum:
         return False
-    if loss.huberized and robust_default(settings, loss, penalty):
-        return True  # Huber's Newton method solves by the inliers' level blocks (robust.level_newton)
     dense_allowed = n_levels <= MAX_LEVELS
     if robust_default(settings, loss, penalty) or registry.ENGINES[engine_name].knows_optimum:
         return not dense_allowed

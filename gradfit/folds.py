@@ -1,9 +1,11 @@
 """Cross-validation folds and their sufficient statistics, from one pass over the data.
 
 A row's fold is a seeded hash of its position in the source (0-based, over
-all rows), so an array, the same rows in a file, and a Dask collection of them
-fall into the same folds whatever their chunking, and no second read is needed
-to know them. The hash is SplitMix64 (Steele, Lea & Flood 2014) of
+all rows; a row of a file left out for a missing value keeps its number, so
+the kept rows' folds do not depend on how the file is cut into chunks), so an
+array, the same rows in a file, and a Dask collection of them fall into the
+same folds whatever their chunking, and no second read is needed to know
+them. The hash is SplitMix64 (Steele, Lea & Flood 2014) of
 ``position + (seed + 1) · φ`` (``φ`` the 64-bit golden ratio); each block of
 ``n_folds`` consecutive rows is dealt to the folds in the order of its rows'
 hashes (:func:`fold_of`), so fold sizes differ by at most one.
@@ -21,6 +23,13 @@ A source whose categorical column of many levels is kept as level codes
 within-level scatter, merged level by level): its statistics are then
 :class:`~gradfit.engines.categorical.BlockStatistics`, and no fold ever holds
 a dense one-hot block or its ``(L − 1 + p)²`` scatter.
+
+A file whose categorical levels are not known yet
+(:attr:`~gradfit.sources.FileSource.levels_pending`) learns them in this same
+pass (:mod:`gradfit.engines.fold_cells`: each fold's statistics keyed by the
+combination of levels of a row, merged by level values, its moments formed
+from them at the end): the file is read once for the levels, the missing
+counts and every fold's statistics.
 """
 
 from __future__ import annotations
@@ -37,9 +46,10 @@ from .engines.categorical import (
     chunk_level_moments,
     merge_levels,
 )
+from .engines.fold_cells import learn_fold_moments
 from .engines.statistics import Statistics, accumulate, chunk_moments, finish, merge
 from .errors import DataError
-from .sources import ArraySource, check_finite
+from .sources import ArraySource, FileSource, check_finite
 from .sources.base import Chunk
 
 _MASK = (1 << 64) - 1
@@ -198,8 +208,15 @@ def _rows(values, order):
     return np.take(values, order, axis=0)
 
 
+def row_positions(chunk):
+    """Each row's position in the source: ``chunk.positions`` where rows were left out, else consecutive."""
+    if chunk.positions is not None:
+        return np.asarray(chunk.positions, dtype=np.int64)
+    return np.arange(chunk.start, chunk.start + chunk.n_rows)
+
+
 def _hashed_fold_moments(chunk, n_folds, seed, source, layout=None):
-    labels = fold_of(np.arange(chunk.start, chunk.start + chunk.n_rows), n_folds, seed)
+    labels = fold_of(row_positions(chunk), n_folds, seed)
     return _split_moments(chunk, labels, n_folds, source, layout)
 
 
@@ -241,8 +258,14 @@ def fold_statistics(source, n_folds, seed=0):
     """One pass over ``source``: the :class:`FoldStatistics` of hashed folds (:func:`fold_of`).
 
     Works for every source (arrays, files, Dask): the per-chunk function needs
-    only the chunk's rows and their positions.
+    only the chunk's rows and their positions. A file whose levels are
+    pending learns them in this pass (:mod:`gradfit.engines.fold_cells`; a
+    column of many levels is then kept as level codes, ``use_blocks``).
     """
+    if isinstance(source, FileSource) and source.levels_pending:
+        parts = learn_fold_moments(source, lambda positions: fold_of(positions, n_folds, seed), n_folds)
+        if parts is not None:  # (None: the cells outgrew their memory; the levels were learned apart)
+            return _from_fold_moments(parts, source, "fold")
     with np.errstate(over="ignore", invalid="ignore"):  # overflows are named by chunk_moments and finish
         layout = source.block_layout
         parts = source.reduce(lambda chunk: _hashed_fold_moments(chunk, n_folds, seed, source, layout),

@@ -24,8 +24,9 @@ A factor of many levels, a main effect in no interaction (``C(firm)`` with
 (:meth:`FormulaDesign.choose_block`, :meth:`FormulaDesign.transform_codes`),
 as a table's categorical column of many levels is
 (:mod:`gradfit.sources.encoding`), and formulaic encodes the rest of the
-formula. Its levels are learned with the others, in the learning pass,
-from its column directly (:meth:`FormulaDesign._learn_main_effects`, as
+formula. Its levels are learned with the others from its column directly
+(:meth:`FormulaDesign.effect_codes` in the statistics pass,
+:meth:`FormulaDesign._learn_main_effects` in a pass of their own, as
 formulaic finds them), so that no dense one-hot block is made there either.
 
 formulaic's intercept column is the estimator's intercept: a formula with
@@ -106,6 +107,7 @@ class FormulaDesign:
         self._found = {}
         self._spec = None
         self._pass_spec = None  # the right-hand side's spec of the statistics pass's first chunk
+        self._pass_formula = None  # the formula that spec encodes (without the main effects coded, once they are)
         self._first = True
         self._chunks_learned = 0
         #: the factor kept as level codes (:meth:`choose_block`), its column, and its layout once built
@@ -162,7 +164,7 @@ class FormulaDesign:
                 found[factor] = [_plain(v) for v in state["categories"]]
         return materialized, found
 
-    def learn_encoding(self, frame, known=None):
+    def learn_encoding(self, frame, known=None, coded=None, terms=False):
         """A chunk encoded against its own levels, for the statistics pass that learns them.
 
         Every categorical factor's levels are the chunk's, after
@@ -186,6 +188,16 @@ class FormulaDesign:
             hold is a column of zeros; only if it holds a level outside them
             is its own state taken.
 
+        coded : sequence of str, optional
+            Main effects (:meth:`_main_effects`) kept as level codes in the
+            pass (:meth:`effect_codes`): their terms are left out of the
+            encoding, and no factor's level count ends it. ``None``: every
+            term is encoded, and a main effect of more than
+            :data:`~gradfit.sources.encoding.BLOCK_LEVELS` levels raises
+            :class:`~gradfit.sources.level_parts.TooManyLevels`.
+        terms : bool
+            Also return each column's term (its text), after ``found``.
+
         Returns
         -------
         X : ndarray of shape (n, p), float64, column-major
@@ -206,26 +218,52 @@ class FormulaDesign:
         from .sources.encoding import BLOCK_LEVELS
         from .sources.level_parts import TooManyLevels
 
-        # a main effect of many levels (kept as codes, :meth:`choose_block`) is never encoded densely here:
-        # its levels are counted from its column first, and the pass ends (the caller learns them apart)
-        for factor, levels in self._main_effect_levels(frame).items():
-            if len(levels) > BLOCK_LEVELS:
-                raise TooManyLevels(factor)
+        formula = self.formula
+        if coded is None:
+            # a main effect of many levels (kept as codes, :meth:`choose_block`) is never encoded densely here:
+            # its levels are counted from its column first, and the pass ends (the caller learns them apart)
+            for factor, levels in self._main_effect_levels(frame).items():
+                if len(levels) > BLOCK_LEVELS:
+                    raise TooManyLevels(factor)
+        elif coded:
+            formula = self._without([(factor, None) for factor in coded])
+        if self._pass_formula != formula:  # the spec cached is another formula's
+            self._pass_spec, self._pass_formula = None, formula
         encoded = None
         if known and self._pass_spec is not None:
+            known = {factor: levels for factor, levels in known.items() if factor in self._pass_spec.encoder_state}
             encoded = self._encode_pending(self._pass_spec, frame, known, strict=True)
         if encoded is not None:
-            (X, names), lhs, found = encoded, self._lhs(frame), known
+            (X, names, columns), lhs, found = encoded, self._lhs(frame), known
         else:
-            materialized, found = self._chunk_state(frame, self.formula)  # every term: the pass encodes them all
+            materialized, found = self._chunk_state(frame, formula)  # every term (but ``coded``'s) encoded
             self._pass_spec = materialized.model_spec.rhs
-            X, names = self._encode_pending(self._pass_spec, frame, found)
+            X, names, columns = self._encode_pending(self._pass_spec, frame, found)
             lhs = materialized.lhs
         y = np.asfortranarray(np.asarray(lhs, dtype=np.float64))
-        return X, y, names, [str(c) for c in lhs.columns], {factor: list(levels) for factor, levels in found.items()}
+        found = {factor: list(levels) for factor, levels in found.items()}
+        return (X, y, names, [str(c) for c in lhs.columns], found) + ((columns,) if terms else ())
+
+    def effect_codes(self, frame):
+        """``{factor: (codes, levels)}`` of the categorical main effects (:meth:`_main_effect_levels`) in ``frame``.
+
+        ``codes`` (n,), intp: each row's place in ``levels`` (the factor's
+        levels in ``frame``, as formulaic finds them); no one-hot is made.
+        """
+        import pandas as pd
+
+        coded = {}
+        for factor, levels in self._main_effect_levels(frame).items():
+            column = dict(self._main_effects())[factor]
+            codes = pd.Index(levels).get_indexer(frame[column]) if levels else np.full(len(frame), -1)
+            if np.any(codes < 0):  # a value formulaic would not place (a gap the caller kept): not coded here
+                raise NotStreamable(factor)
+            coded[factor] = (codes.astype(np.intp), levels)
+        return coded
 
     def _encode_pending(self, rhs, frame, levels, strict=False):
-        """``(X, names)`` of ``frame`` by the spec ``rhs`` with each factor's ``levels`` after the pending reference.
+        """``(X, names, terms)`` of ``frame`` by the spec ``rhs`` with each factor's ``levels`` after the pending
+        reference; ``terms``: each column's term (its text).
 
         ``strict``: ``None`` if a row holds a level outside them (formulaic
         would give it a row of zeros).
@@ -251,7 +289,11 @@ class FormulaDesign:
             return None
         names = [str(c) for c in matrix.columns]
         keep = [j for j, name in enumerate(names) if name != INTERCEPT and PENDING_REFERENCE not in name]
-        return np.asfortranarray(np.asarray(matrix, dtype=np.float64)[:, keep]), [names[j] for j in keep]
+        terms = [None] * len(names)
+        for term, cut in matrix.model_spec.term_slices.items():
+            terms[cut] = [str(term)] * len(terms[cut])
+        return (np.asfortranarray(np.asarray(matrix, dtype=np.float64)[:, keep]), [names[j] for j in keep],
+                [terms[j] for j in keep])
 
     def finish(self):
         """Fix the merged levels (sorted): every chunk is encoded with them from now on."""

@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 import scipy.optimize
 
-from gradfit import DataError, GDRegressor
+from gradfit import GDRegressor, load
 from gradfit.cli import main
 from gradfit.engines import kernels
 from gradfit.engines.passes import partial_sums_function
@@ -296,16 +296,20 @@ def test_squared_error_pass_fits_on_codes_report_the_blocks_statistics(table, co
     assert (tmp_path / "r.html").stat().st_size > 0
 
 
-def test_only_fits_that_solve_with_a_dense_scatter_refuse_the_column(table, codes_only, tmp_path, capsys):
+def test_newton_by_name_keeps_the_codes_beyond_the_dense_limit(table, codes_only, tmp_path, capsys):
+    # optimizer="newton" by name is the method "auto" runs (robust.fit): on the level blocks, with no dense limit
+    # (before, a one-line refusal: "more than the 100 ... (optimizer='newton', ...)")
     frame, y = table
     path = write_table(frame.assign(y=y), tmp_path / "d.parquet")
     assert main(["train", path, "--target", "y", "--loss", "huber", "--optimizer", "gd", "--epochs", "5", "-q"]) == 0
     assert "not converged" in capsys.readouterr().err  # 5 epochs of gd: Huber's bound says how far, no claim
-    assert main(["train", path, "--target", "y", "--loss", "huber", "--optimizer", "newton", "-q"]) == 1
-    error = capsys.readouterr().err.strip()
-    assert "\n" not in error and f"column 'g': {LEVELS} categories, more than the 100" in error, error
-    assert "optimizer='newton'" in error
-    with pytest.raises(DataError, match="other fits keep the column as level codes"):
-        GDRegressor(loss="huber", optimizer="newton").fit(frame, y)
+    model_path = tmp_path / "m.json"
+    assert main(["train", path, "--target", "y", "--loss", "huber", "--optimizer", "newton", "--tol", "1e-10",
+                 "-o", str(model_path), "-q"]) == 0, capsys.readouterr().err
+    by_name = GDRegressor(loss="huber", optimizer="newton", tol=1e-10).fit(frame, y)
+    by_default = GDRegressor(loss="huber", tol=1e-10).fit(frame, y)
+    assert by_name.converged_ and by_name.engine_ == "pass" and by_name.fit_report_["optimizer"] == "newton"
+    np.testing.assert_allclose(by_name.coef_, by_default.coef_, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(load(model_path).coef_, by_name.coef_, rtol=1e-9, atol=1e-12)
     # the absolute error's and the pinball loss's Newton method reads the codes (tests/test_categorical_lp.py)
     assert GDRegressor(loss="absolute_error", optimizer="newton").fit(frame, y).converged_

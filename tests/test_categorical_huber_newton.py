@@ -212,3 +212,19 @@ def test_a_feature_constant_within_every_level_still_converges(table, many_level
     without = GDRegressor(loss="huber", epsilon=EPSILON, tol=1e-9).fit(frame.drop(columns="x1"), y)
     np.testing.assert_allclose(model.final_cost_, without.final_cost_, rtol=1e-9)
     np.testing.assert_allclose(model.predict(frame), without.predict(frame.drop(columns="x1")), rtol=0, atol=1e-6)
+
+
+def test_newton_by_name_runs_the_auto_method_on_the_codes(table, weights, many_levels):
+    """``optimizer="newton"`` by name is what ``"auto"`` runs (:func:`gradfit.robust.fit`): on the level blocks too,
+    beyond the dense limit (before: a one-line refusal naming optimizer='newton')."""
+    frame, y = table
+    options = {"loss": "huber", "epsilon": EPSILON, "tol": 1e-10}
+    by_name = GDRegressor(optimizer="newton", **options).fit(frame, y, sample_weight=weights)
+    by_default = GDRegressor(**options).fit(frame, y, sample_weight=weights)
+    assert by_name.converged_ and by_name.engine_ == "pass" and by_name.fit_report_["optimizer"] == "newton"
+    assert by_name.n_iter_ == by_default.n_iter_
+    assert relative(by_name.coef_, by_default.coef_) < 1e-12
+    design = np.column_stack([dense_design(frame).to_numpy(), np.ones(len(y))])
+    optimum = huber_optimum(design, y, weights, EPSILON)
+    assert relative(by_name.coef_, optimum[:-1]) < 1e-8
+    assert abs(by_name.intercept_ - optimum[-1]) < 1e-8 * np.abs(optimum).max()

@@ -24,7 +24,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import ElasticNet, Ridge
 from sklearn.model_selection import KFold, ShuffleSplit
 
-from gradfit import DataError, GDRegressorCV, load
+from gradfit import GDRegressorCV, load
 from gradfit.cli import main
 from gradfit.folds import split
 from gradfit.sources.encoding import BLOCK_LEVELS, MAX_LEVELS
@@ -172,10 +172,14 @@ def test_more_levels_than_dense_dummies_allow():
     np.testing.assert_allclose(model.mse_path_, expected, rtol=RTOL)
 
 
-def test_huber_cross_validation_keeps_dense_dummies_and_says_where_they_stop():
+@pytest.mark.parametrize("penalty", ["l2", "elasticnet"])
+def test_huber_cross_validation_keeps_the_codes_beyond_the_dense_limit(penalty):
+    # Huber's paths run on the level blocks (tests/test_cv_huber_blocks.py): beyond MAX_LEVELS they fit
+    # (before, a one-line DataError: "more than the 5000 ... Huber's cross-validation")
     frame, y = make_table(n=11_000, n_levels=MAX_LEVELS + 1, seed=3)
-    with pytest.raises(DataError, match=r"more than the 5000 .* Huber's cross-validation"):
-        GDRegressorCV(loss="huber", penalty="l2", alphas=3, cv=3).fit(frame, y)
+    model = GDRegressorCV(loss="huber", penalty=penalty, alphas=3, cv=3).fit(frame, y)
+    assert model.converged_ and model.engine_ == "pass" and np.all(np.isfinite(model.mse_path_))
+    assert np.nanmax(model.dual_gap_path_) <= 1e-11
 
 
 def test_the_command_line_cross_validates_on_the_blocks(table, tmp_path, capsys):

@@ -327,13 +327,32 @@ def cell_blocks(source, cells, final_codes, layout):
         raise DataError(f"{source.describe()} has no data rows")
     if moments.total == 0:
         raise DataError(f"the sample weights in {source.describe()} sum to zero")
+    merged, one_hot = cell_level_moments(source, cells, final_codes, layout, with_one_hot=True)
+    return layout_blocks(merged, one_hot, layout)
+
+
+def layout_blocks(merged, one_hot, layout):
+    """The :class:`~gradfit.engines.categorical.BlockStatistics` of merged level moments in ``layout``'s order."""
+    blocks = LevelBlocks(merged, layout["n_dense"], layout["dense_index"], layout["level_index"], layout["reference"],
+                         layout["dense_names"], [f"{layout['name']}={text}" for text in layout["levels"]],
+                         one_hot=one_hot)
+    return BlockStatistics.from_blocks(blocks)
+
+
+def cell_level_moments(source, cells, final_codes, layout, with_one_hot=False):
+    """The :class:`~gradfit.engines.categorical.LevelMoments` of the column ``layout`` keeps as codes, from ``cells``
+    (of a positive total weight): what :func:`cell_blocks` finishes, and what a fold's cells give
+    (:mod:`gradfit.engines.fold_cells`, merged fold by fold as any level moments).
+
+    ``with_one_hot``: return ``(moments, one_hot)``, ``one_hot`` the other categorical columns' sparse
+    dummies for :class:`~gradfit.engines.categorical.LevelBlocks` (``None`` without such columns).
+    """
+    moments = cells.moments
     codings = source.encoder.columns
     categorical = [coding for coding in codings if coding.categorical]
     kept = next(j for j, coding in enumerate(categorical) if coding.name == layout["name"])
     level = final_codes[kept][cells.keys[:, kept]]
-    n_levels = layout["n_levels"]
     n_numeric = sum(not coding.categorical for coding in codings)
-    n_dense = layout["n_dense"]
     # each cell's z about the cells' shift: u_c − shift in the dense features' order (the one-hots about 0)
     z_place = np.empty(n_numeric, dtype=np.intp)
     hot = []  # (column among the categorical ones, its first dense feature, its reference)
@@ -347,23 +366,39 @@ def cell_blocks(source, cells, final_codes, layout):
                 hot.append((c, j, coding.reference))
                 j += len(coding.levels) - 1
             c += 1
-    shift = np.zeros(n_dense + source.n_outputs)
+    widths = [len(categorical[column].levels) - 1 for column, _, _ in hot]
+    return level_moments_of_cells(moments, cells, final_codes, level, layout, z_place, hot, widths,
+                                  source.n_outputs, with_one_hot)
+
+
+def level_moments_of_cells(moments, cells, final_codes, level, layout, z_place, hot, widths, n_outputs,
+                           with_one_hot=False):
+    """:func:`cell_level_moments` with the places of the dense features given (a formula's order of terms,
+    :func:`gradfit.engines.formula_levels.formula_blocks`, as well as a table's columns).
+
+    ``moments``: the cells' :class:`~gradfit.engines.categorical.LevelMoments`
+    of ``z`` (the dense features' numeric columns, then the targets);
+    ``level``: each cell's level of the column kept as codes; ``z_place``:
+    where each numeric column of ``z`` sits among the dense features;
+    ``hot``: ``(column, first dense feature, reference)`` of each other
+    categorical column, its dummies in level order from ``first``, ``widths``
+    of them (its levels but the reference).
+    """
+    n_levels, n_dense, n_numeric = layout["n_levels"], layout["n_dense"], z_place.shape[0]
+    shift = np.zeros(n_dense + n_outputs)
     shift[z_place] = moments.shift[:n_numeric]
     shift[n_dense:] = moments.shift[n_numeric:]
-    widths = [len(categorical[column].levels) - 1 for column, _, _ in hot]
     with single_threaded_blas():  # products of a few columns: BLAS's threads only spin (as in fold_in_threads)
         merged = _cell_rows_blocks(moments, cells, final_codes, level, n_levels, n_dense, z_place, hot, shift,
                                    widths)
     within = np.zeros_like(merged.within)
-    places = np.concatenate([z_place, np.arange(n_dense, n_dense + source.n_outputs)])
+    places = np.concatenate([z_place, np.arange(n_dense, n_dense + n_outputs)])
     within[np.ix_(places, places)] = moments.within
     merged.within += within
     merged.count, merged.total = moments.count, moments.total
-    blocks = LevelBlocks(merged, n_dense, layout["dense_index"], layout["level_index"], layout["reference"],
-                         layout["dense_names"], [f"{layout['name']}={text}" for text in layout["levels"]],
-                         one_hot=_cell_one_hot(cells, final_codes, level, merged.level_total, hot, widths)
-                         if hot else None)
-    return BlockStatistics.from_blocks(blocks)
+    if not with_one_hot:
+        return merged
+    return merged, _cell_one_hot(cells, final_codes, level, merged.level_total, hot, widths) if hot else None
 
 
 def _cell_one_hot(cells, final_codes, level, level_total, hot, widths):

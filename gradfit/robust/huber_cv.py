@@ -41,6 +41,21 @@ needs the dual point projected over each problem's own rows
 (:func:`unpenalized_bounds`): the point runs to rounding, then one shared
 pass (rarely two or three) bounds every problem of that alpha at once.
 
+**Level codes.** On a categorical column kept as level codes (the source's
+``block_layout``) every pass reads the codes (:mod:`gradfit.robust.folded_sums`:
+a gather and a ``bincount`` a problem), each problem's Hessian is its
+training inliers' level blocks (:class:`~gradfit.robust.level_newton.LevelHessian`,
+the squared error's normal matrix over those rows: level counts, per-level
+sums, within-level scatter) and its step is solved by the Schur complement of
+the diagonal level block, ``O(L·p + p³)``; the all-rows and each fold's Gram
+(the start, the damping floor, the unpenalized projections) are
+:class:`~gradfit.robust.linalg.BlockGram` s. Without an L1 part the step
+is the damped Newton step (:meth:`LevelHessian.damped_step
+<gradfit.robust.level_newton.LevelHessian.damped_step>`); with one, the
+proximal model is minimized by coordinate descent on the blocks
+(:mod:`gradfit.robust.level_prox`, ``O(L·p)`` a sweep). No ``p × p`` matrix
+of the dummies is formed.
+
 **Validation**: a fold's error at alpha ``j`` is the weighted mean Huber
 loss ``Σ_{rows in f} v h(r) / Σ_{rows in f} v`` of its held-out rows at its
 solution, read from the same pass that evaluated that solution (no
@@ -53,11 +68,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..folds import fold_of
+from ..folds import fold_of, row_positions
 from ..jit import lazily_compiled
 from ..penalties import ElasticNet
 from .folded_sums import add_folded, add_folded_dual, folded_dual_sums, folded_huber_sums
-from .huber import ARMIJO, CONSTRAINT_ROUNDING, ROUNDING, HuberProblem, certificate
+from .huber import ARMIJO, CONSTRAINT_ROUNDING, ROUNDING, HuberProblem, _damped_step, _trace, certificate
+from .level_newton import LevelHessian
+from .level_prox import level_proximal_step
+from .sums import CodedColumns
 
 #: the steps a line search evaluates in one pass: 2^-1 … 2^-12 (fewer than gradfit.robust.huber's 40:
 #: each costs a residual per training row and problem; where none decreases F enough, the damping
@@ -116,8 +134,9 @@ class FoldedProblems:
     scaling : Scaling
     fit_intercept : bool
     epsilon : float
-    gram : Gram
-        Of all the rows (the damping floor, the least-squares start).
+    gram : Gram or BlockGram
+        Of all the rows (the damping floor, the least-squares start); a
+        :class:`~gradfit.robust.linalg.BlockGram` on a column kept as level codes.
     ratios : sequence of float
     n_outputs : int
     """
@@ -134,6 +153,9 @@ class FoldedProblems:
         self.ratios = [float(r) for r in ratios]
         self.statistics = [statistics.total if f < 0 else statistics.train[f] for f in self.folds]
         self.passes = 0
+        #: a categorical column kept as level codes (the source's ``block_layout``), or None
+        self.layout = getattr(source, "block_layout", None)
+        self.n_params = scaling.scale.shape[0] + fit_intercept
 
     @property
     def n_problems(self):
@@ -150,7 +172,7 @@ class FoldedProblems:
         """One pass: the sums of problems ``which`` at ``thetas`` (p, len(which)), and their line searches."""
         sums = self.source.reduce(
             folded_huber_sums(self.labels_of, self.folds[which], self.columns[which], thetas, self.epsilon,
-                              self.scaling, self.fit_intercept, line=line),
+                              self.scaling, self.fit_intercept, line=line, layout=self.layout),
             add_folded,
         )
         self.passes += 1
@@ -165,25 +187,34 @@ def unpenalized_bounds(problems, states):
     own training rows with its own Gram (from the fold's statistics),
     ``s̃ = s − Z G_m⁺ ∇F``; one pass gives every problem's sums, a second (and
     third) corrects the problems whose constraint residual is above rounding.
-    A problem still above after three passes gets ``None`` (no claim).
+    A problem still above after three passes gets ``None`` (no claim), as does
+    one whose level blocks' least-squares problem is singular (codes).
     """
-    from .linalg import Gram
+    from ..errors import DataError
+    from .linalg import BlockGram, Gram
 
+    kind = Gram if problems.layout is None else BlockGram
     index = [m for m, _ in states]
-    grams = [Gram(problems.statistics[m], problems.scaling, problems.fit_intercept) for m in index]
+    grams = [kind(problems.statistics[m], problems.scaling, problems.fit_intercept) for m in index]
     W = np.array([state.problem.sum_weights for _, state in states])
     thetas = np.stack([state.point["theta"] for _, state in states], axis=1)
-    corrections = np.stack([g.solve(state.point["sums"]["gradient"] / w)
-                            for g, (_, state), w in zip(grams, states, W)], axis=1)
+    corrections = np.zeros((problems.n_params, len(states)))
+    pending, results = [], [None] * len(states)
+    for i, (g, (_, state), w) in enumerate(zip(grams, states, W)):
+        try:
+            corrections[:, i] = g.solve(state.point["sums"]["gradient"] / w)
+            pending.append(i)
+        except DataError:  # level blocks whose least-squares problem is singular: no projection, no claim
+            pass
+    pending = np.array(pending, dtype=np.intp)
     eps = problems.epsilon
-    limits = np.array([CONSTRAINT_ROUNDING * 2.0 * eps * float(np.sqrt(np.max(np.diag(g.matrix)))) for g in grams])
-    pending = np.arange(len(states))
-    results = [None] * len(states)
-    for _ in range(3):
+    limits = np.array([CONSTRAINT_ROUNDING * 2.0 * eps * float(np.sqrt(g.largest_diagonal)) for g in grams])
+    for _ in range(3 if pending.size else 0):
         rows = np.array(index)[pending]
         sums = problems.source.reduce(
             folded_dual_sums(problems.labels_of, problems.folds[rows], problems.columns[rows], thetas[:, pending],
-                             corrections[:, pending], eps, problems.scaling, problems.fit_intercept),
+                             corrections[:, pending], eps, problems.scaling, problems.fit_intercept,
+                             problems.layout),
             add_folded_dual,
         )
         problems.passes += 1
@@ -216,14 +247,42 @@ def _own(sums, j):
     return {key: (value[..., j] if key == "gradient" else value[j]) for key, value in sums.items() if key != "line"}
 
 
+def proximal_newton_step(hessian, gradient, theta, l1_weights, damping, free=None):
+    """The damped proximal Newton step ``Δ`` of :func:`proximal_step` at ``H + μI``, for either Hessian.
+
+    A :class:`~gradfit.robust.level_newton.LevelHessian` (level codes; its
+    damping ``μ`` is put on a level as ``μ s_l²``, a positive diagonal as
+    ``μI``: :mod:`gradfit.robust.level_newton`): without an L1 part, its damped
+    Newton step, solved by the level blocks; with one (or only some
+    coordinates free), coordinate descent on the blocks
+    (:func:`gradfit.robust.level_prox.level_proximal_step`).
+    """
+    if isinstance(hessian, LevelHessian):
+        if not np.any(l1_weights > 0) and (free is None or free.all()):
+            return _damped_step(hessian, gradient, damping)
+        free = np.ones(theta.shape[0], dtype=bool) if free is None else free
+        return level_proximal_step(hessian, gradient, theta, l1_weights, damping, free, CD_SWEEPS, CD_TOL)
+    return proximal_step(hessian + damping * np.eye(theta.shape[0]), gradient, theta, l1_weights, free)
+
+
 def _point(problem, theta, own):
-    """An evaluation as :func:`gradfit.robust.huber.certificate` reads it, from one problem's sums."""
+    """An evaluation as :func:`gradfit.robust.huber.certificate` reads it, from one problem's sums.
+
+    On level codes (``own["levels"]``, the training inliers' level moments) the
+    Hessian is a :class:`~gradfit.robust.level_newton.LevelHessian`.
+    """
     W = problem.sum_weights
+    if "levels" in own:
+        coding = CodedColumns(problem.layout, problem.scaling, problem.fit_intercept)
+        hessian = LevelHessian(own["levels"], coding, problem.layout["reference"], W, problem.ridge,
+                               problem.fit_intercept)
+    else:
+        hessian = own["hessian"] / W + np.diag(problem.ridge)
     return {
         "theta": theta, "sums": own,
         "F": own["value"] / W + problem.penalty_value(theta),
         "gradient": own["gradient"] / W + problem.ridge * theta,
-        "hessian": own["hessian"] / W + np.diag(problem.ridge),
+        "hessian": hessian,
         "heldout": own["heldout"] / own["heldout_weight"] if own["heldout_weight"] > 0 else np.nan,
     }
 
@@ -301,7 +360,7 @@ class _State:
         self.problem, self.point, self.free = problem, point, free
         p = point["theta"].shape[0]
         self.floor = 1e-12 * max(2.0 * gram.top, np.finfo(float).tiny)
-        self.damping = max(1e-6 * np.trace(point["hessian"]) / p, self.floor)
+        self.damping = max(1e-6 * _trace(point["hessian"]) / p, self.floor)
         self.bound = None
         self.checked_at = np.inf
         self.iterations = 0
@@ -324,8 +383,7 @@ class _State:
         theta, l1 = point["theta"], _l1_weights(problem)
         while True:
             try:
-                hessian = point["hessian"] + self.damping * np.eye(theta.shape[0])
-                step = proximal_step(hessian, point["gradient"], theta, l1, self.free)
+                step = proximal_newton_step(point["hessian"], point["gradient"], theta, l1, self.damping, self.free)
                 break
             except np.linalg.LinAlgError:
                 self.damping = max(self.damping * 10.0, 1e-12)
@@ -363,7 +421,7 @@ def solve_path(problems, grids, *, intercept_only=None, tol=PATH_TOL, max_iter=1
     """
     gram = problems.gram
     M = problems.n_problems
-    p = gram.matrix.shape[0]
+    p = problems.n_params
     n_ratios, n_alphas = grids.shape
     k = problems.n_folds
     n_outputs = int(problems.columns.max()) + 1
@@ -418,7 +476,7 @@ def intercept_solutions(problems, max_iter):
     Without an intercept it is ``θ = 0`` (one pass).
     """
     M = problems.n_problems
-    p = problems.gram.matrix.shape[0]
+    p = problems.n_params
     free = np.zeros(p, dtype=bool)
     free[p - 1] = problems.fit_intercept
     thetas = np.zeros((p, M))
@@ -456,7 +514,7 @@ def hashed_labels(n_folds, seed):
     """``labels_of`` for hashed folds: each row's :func:`gradfit.folds.fold_of` from its position."""
 
     def labels_of(chunk):
-        return fold_of(np.arange(chunk.start, chunk.start + chunk.n_rows), n_folds, seed)
+        return fold_of(row_positions(chunk), n_folds, seed)  # (the positions gradfit.folds hashes)
 
     return labels_of
 
@@ -504,7 +562,7 @@ def _iterate(problems, states, tol, gram, max_iter, certify):
                          np.stack([states[m].point["theta"] for m in line], axis=1),
                          np.stack([(states[m].searching or states[m].trial)[0] for m in line], axis=1), LINE_STEPS)
         sums = problems.evaluate(np.array(which, dtype=np.intp),
-                                 np.stack(thetas, axis=1) if thetas else np.zeros((gram.matrix.shape[0], 0)),
+                                 np.stack(thetas, axis=1) if thetas else np.zeros((problems.n_params, 0)),
                                  line=line_spec)
         line_values = {m: sums["line"][r] for r, m in enumerate(line)}
         for j, m in enumerate(which):

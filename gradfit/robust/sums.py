@@ -141,9 +141,12 @@ class CodedBlock:
         self.shape = (dense.shape[0], coding.n_params)
 
     def __matmul__(self, vector):
+        """``Z_b @ θ`` for ``θ`` of shape (p,) or (p, m) (many parameter columns: every fold's at once)."""
         coding = self.coding
-        levels = np.zeros(coding.n_levels)
-        levels[coding.others] = vector[coding.level_index] / coding.level_scale
+        vector = np.asarray(vector)
+        scale = coding.level_scale.reshape((-1,) + (1,) * (vector.ndim - 1))
+        levels = np.zeros((coding.n_levels,) + vector.shape[1:])
+        levels[coding.others] = vector[coding.level_index] / scale
         return self.dense @ vector[coding.block_columns] + levels[self.codes] - coding.level_center @ levels[
             coding.others]
 
@@ -157,7 +160,14 @@ class _Transposed:
         self.block = block
 
     def __matmul__(self, values):
+        """``Z_bᵀ @ values`` for ``values`` of shape (n,) or (n, m): one ``bincount`` per column."""
         block, coding = self.block, self.block.coding
+        values = np.asarray(values)
+        if values.ndim == 2:
+            out = np.empty((coding.n_params, values.shape[1]))
+            for j in range(values.shape[1]):
+                out[:, j] = self @ values[:, j]
+            return out
         out = np.empty(coding.n_params)
         out[coding.block_columns] = block.dense.T @ values
         sums = np.bincount(block.codes, weights=values, minlength=coding.n_levels)[coding.others]

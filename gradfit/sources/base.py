@@ -91,8 +91,8 @@ class Source:
         if layout is not None and self.block_layout is None and layout["n_levels"] > MAX_LEVELS:
             raise DataError(
                 f"{self.describe()}, column {layout['name']!r}: {layout['n_levels']} categories, more than the "
-                f"{MAX_LEVELS} gradfit encodes as dense features, which fits that solve with their dense scatter "
-                "need (optimizer='newton', Huber's cross-validation); other fits keep the column as level codes")
+                f"{MAX_LEVELS} gradfit encodes as dense features, which this fit would take (it solves with their dense "
+                "scatter); other fits keep the column as level codes")
 
     #: a chunk is the unit of work handed to a thread, and of the partial results
     #: merged: big enough that the hand-over and a chunk's first block cost

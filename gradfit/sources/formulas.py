@@ -14,8 +14,9 @@ A factor of many levels that the design keeps as level codes
 source's ``block_candidate``: after ``use_blocks(True)`` the chunks carry its
 ``codes`` and the rest of the formula's features, never its dummies (made
 from the codes, within ``MAX_LEVELS``, for fits that ask for them). Its
-levels are learned by a pass of their own (:meth:`FormulaSource.settle`): more than
-:data:`~gradfit.sources.encoding.BLOCK_LEVELS` levels end the statistics pass that learns the others.
+levels are learned in the statistics pass too: the parts carry the main
+effects' level codes (:func:`encode_part`), and the pass forms the factor's
+blocks from statistics keyed by them (:mod:`gradfit.engines.formula_levels`).
 """
 
 from __future__ import annotations
@@ -54,6 +55,18 @@ class FormulaPart:
         Rows of the table read (the first part of a batch: its batch's).
     probe : pandas.DataFrame or None
         The part's first row.
+    effects : list of str or None
+        The categorical main effects kept as level codes in the pass
+        (:meth:`~gradfit.formula.FormulaDesign.effect_codes`; ``None``: none).
+    codes, levels : list
+        Per factor of ``effects``: each row's place in ``levels``, the part's own levels.
+    rest : ndarray of int or None
+        The columns of ``X`` that are not ``effects``' dummies (``None``: all).
+    dense : bool
+        ``X`` holds every term, ``effects``' dummies included (as
+        :meth:`~gradfit.formula.FormulaDesign.learn_encoding` with no
+        ``coded``): ``False`` once a factor of ``effects`` has more than
+        :data:`~gradfit.sources.encoding.BLOCK_LEVELS` levels.
     """
 
     X: np.ndarray | None
@@ -66,6 +79,46 @@ class FormulaPart:
     counts: dict
     rows: int
     probe: object = None
+    effects: list | None = None
+    codes: list | None = None
+    levels: list | None = None
+    rest: np.ndarray | None = None
+    dense: bool = True
+
+
+def encode_part(design, frame, known=None, effects=None, crossed=False):
+    """Rows of the table encoded against their own levels, for the pass that learns them (a :class:`FormulaPart`'s).
+
+    The categorical main effects (:meth:`~gradfit.formula.FormulaDesign.effect_codes`)
+    come as level codes too; while none has had more than
+    :data:`~gradfit.sources.encoding.BLOCK_LEVELS` levels (``crossed``, or
+    in ``frame``) every term is encoded
+    (:meth:`~gradfit.formula.FormulaDesign.learn_encoding`), and ``rest``
+    says which columns are not theirs; after, only the rest of the formula
+    (``dense`` False). ``effects``: those of the parts before, which every
+    part must have alike.
+
+    Returns
+    -------
+    ``(X, y, names, found, effects, codes, levels, rest, dense)``.
+    """
+    from ..formula import NotStreamable
+    from .encoding import BLOCK_LEVELS
+
+    coded = design.effect_codes(frame) if design._main_effects() else {}
+    if effects is not None and list(coded) != effects:  # a column taken as categories in one part only
+        raise NotStreamable(next(iter(set(coded) ^ set(effects))))
+    effects = list(coded)
+    crossed = crossed or any(len(levels) > BLOCK_LEVELS for _, levels in coded.values())
+    rest = None
+    if crossed:  # the effects' terms left out: their levels come as codes alone
+        X, y, names, _, found = design.learn_encoding(frame, known, coded=effects)
+    else:
+        X, y, names, _, found, terms = design.learn_encoding(frame, known, terms=True)
+        if effects:
+            rest = np.flatnonzero([term not in coded for term in terms])
+    return (X, y, names, found, effects, [coded[factor][0] for factor in effects],
+            [coded[factor][1] for factor in effects], rest, not crossed)
 
 
 class FormulaSource(Source):
@@ -240,15 +293,24 @@ class FormulaSource(Source):
         Rows with a missing value are dropped (and counted) or named as
         :meth:`chunks` does. A part holds about :attr:`chunk_bytes` of its
         encoded columns (its width is known once encoded: the first part is
-        of 4096 rows, and the last part's width sizes the next). Raises
-        :class:`~gradfit.sources.level_parts.TooManyLevels` as soon as a
-        factor has more than :data:`~gradfit.sources.encoding.BLOCK_LEVELS` levels.
+        of 4096 rows, and the last part's width sizes the next).
+
+        The categorical main effects (:meth:`~gradfit.formula.FormulaDesign.effect_codes`,
+        the candidates to be kept as level codes) come as each row's level
+        too, so that the pass keeps statistics keyed by them
+        (:mod:`gradfit.engines.formula_levels`). Once one of them has more
+        than :data:`~gradfit.sources.encoding.BLOCK_LEVELS` levels (in a part,
+        or in the parts so far), the parts no longer encode their terms
+        (``dense`` False): never a dense one-hot of them. Any other factor
+        of as many levels raises :class:`~gradfit.sources.level_parts.TooManyLevels`.
         """
         from .encoding import BLOCK_LEVELS
         from .level_parts import TooManyLevels
 
         known = {}  # {factor: {level: None}} of the parts so far, first seen first: each part is tried on them
         width = None  # the encoded width: known once a part is encoded (dummies may make it wide)
+        effects = None  # the categorical main effects, as the first part has them
+        crossed = False  # one of them has had too many levels for a dense one-hot
         position = 0
         for frame, _ in self._frames():
             rows = len(frame)
@@ -260,12 +322,16 @@ class FormulaSource(Source):
             while offset < len(frame):
                 step = 4096 if width is None else int(max(4096, min(1 << 20, self.chunk_bytes // (8 * width))))
                 part = frame.iloc[offset:offset + step]
-                X, y, names, _, found = self.design.learn_encoding(part, known)
-                for factor, levels in found.items():
+                X, y, names, found, effects, codes, levels, rest, dense = encode_part(self.design, part, known,
+                                                                                      effects, crossed)
+                crossed = not dense
+                for factor, seen in found.items():
                     union = known.setdefault(factor, {})
-                    union.update(dict.fromkeys(levels))
+                    union.update(dict.fromkeys(seen))
                     if len(union) > BLOCK_LEVELS:
-                        raise TooManyLevels(factor)
+                        if factor not in effects:
+                            raise TooManyLevels(factor)
+                        crossed = True  # the parts from the next on code it
                 if not self.targets:
                     y = np.empty((len(part), 0))
                 weight = None
@@ -273,7 +339,8 @@ class FormulaSource(Source):
                     weight = part[self.weight_name if self._weight_values is None else "__weight__"].to_numpy(
                         dtype=np.float64)
                 yield FormulaPart(X, y, weight, position, part.index.to_numpy(), names, found,
-                                  counts if offset == 0 else {}, rows if offset == 0 else 0, part.iloc[:1])
+                                  counts if offset == 0 else {}, rows if offset == 0 else 0, part.iloc[:1],
+                                  effects or None, codes, levels, rest, dense)
                 width = X.shape[1] + y.shape[1] + 1
                 position += len(part)
                 offset += len(part)
@@ -358,9 +425,12 @@ def _partition_part(frame, design, variables, missing, start):
     frame, counts, _ = frame_missing(frame, variables, missing, where)
     if len(frame) == 0:
         return FormulaPartial(None, [], {}, counts, rows, 0)
-    X, y, names, target_names, found = FormulaDesign(design.formula).learn_encoding(frame)
-    part = FormulaPart(X, y, None, start, frame.index.to_numpy(), names, found, counts, rows, frame.iloc[:1])
-    return part_partial(part, True, lambda part: SourceNames("frame", "the Dask input", names, target_names))
+    learning = FormulaDesign(design.formula)
+    target_names = learning.target_names(frame.iloc[:0])
+    X, y, names, found, effects, codes, levels, rest, dense = encode_part(learning, frame)
+    part = FormulaPart(X, y, None, start, frame.index.to_numpy(), names, found, counts, rows, frame.iloc[:1],
+                       effects or None, codes, levels, rest, dense)
+    return part_partial(part, True, lambda part: SourceNames("frame", "the Dask input", part.names, target_names))
 
 
 def _partition_partial(frame, design, variables, missing):
@@ -465,7 +535,9 @@ def dask_formula_source(frame, formula, missing="error", handle_unknown="error",
             if partial.probe is None:
                 raise DataError("the Dask input has no data rows" + (" left after dropping missing values"
                                                                      if sum(raw) else ""))
-            design._found = {factor: set(levels) for factor, levels in partial.found.items()}
+            from ..engines.formula_levels import learned_levels
+
+            design._found = learned_levels(partial)
             design.finish()
             head = partial.probe
         else:  # the levels learned apart (a coding other than treatment, a factor of many levels)
@@ -494,7 +566,12 @@ def dask_formula_source(frame, formula, missing="error", handle_unknown="error",
     source.design = design
     source.missing_counts = None
     source.rows_dropped = int(sum(raw) - sum(lengths))
-    if partial is not None:
+    if partial is not None and not partial.dense:  # a factor of many levels: its blocks from the merged cells
+        from ..engines.formula_levels import formula_blocks
+
+        if design.block is not None and partial.cells is not None:
+            source.learned_statistics = formula_blocks(source, partial)
+    elif partial is not None:
         from ..engines.formula_levels import restrict
         from ..engines.statistics import finish
 
