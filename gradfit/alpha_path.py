@@ -181,6 +181,19 @@ def enet_path(quadratic, alphas, l1_ratio, tol=PATH_TOL, max_sweeps=MAX_SWEEPS):
     """L1 / elastic-net solutions by coordinate descent on the Gram matrix, warm-started along ``alphas``."""
     kernel = compiled_kernel()
     gram = quadratic.gram
+    return warm_path(quadratic, alphas, l1_ratio, tol, max_sweeps,
+                     lambda cross, target, l1, l2, coef: kernel(gram, cross, target, l1, l2, coef, tol, max_sweeps))
+
+
+def warm_path(quadratic, alphas, l1_ratio, tol, max_sweeps, solve):
+    """The :class:`Path` of ``alphas`` (decreasing), each output's coefficients warm-started along them.
+
+    ``solve(cross, target, l1, l2, coef)`` runs coordinate descent from
+    ``coef`` (updated in place) on one output's quadratic (``cross`` its
+    ``X̃ᵀy/W``, ``target`` its ``yᵀy/W``) and returns ``(gap, objective,
+    sweeps)``: the Gram's products are the solver's business (the dense
+    Gram here, the level blocks in :mod:`gradfit.block_path`).
+    """
     d, k = quadratic.cross.shape
     n = len(alphas)
     coefs = np.zeros((n, k, d))
@@ -191,7 +204,7 @@ def enet_path(quadratic, alphas, l1_ratio, tol=PATH_TOL, max_sweeps=MAX_SWEEPS):
         target = float(quadratic.target[output])
         for i, alpha in enumerate(alphas):
             l1, l2 = alpha * l1_ratio, alpha * (1.0 - l1_ratio)
-            gap, objective, count = kernel(gram, cross, target, l1, l2, coef, tol, max_sweeps)
+            gap, objective, count = solve(cross, target, l1, l2, coef)
             coefs[i, output] = coef
             # the gap of P = F/2 relative to P: the same ratio as for F
             gaps[i, output] = gap / objective if objective > 0 else 0.0

@@ -53,6 +53,7 @@ from .alpha_path import (
     Quadratic,
     solve_path,
     validation_mse,
+    warm_path,
 )
 from .fitting import on_codes
 from .jit import lazily_compiled
@@ -222,23 +223,12 @@ def block_enet_path(quadratic, alphas, l1_ratio, tol=PATH_TOL, max_sweeps=MAX_SW
     slot[blocks.dense_index] = np.arange(blocks.n_dense)
     slot[blocks.level_index] = -1 - blocks.others
     diagonal = quadratic.diagonal()
-    n = len(alphas)
-    coefs = np.zeros((n, k, d))
-    gaps, sweeps, converged = np.zeros((n, k)), np.zeros((n, k), dtype=int), np.zeros((n, k), dtype=bool)
-    for output in range(k):
-        coef = np.zeros(d)
-        cross = np.ascontiguousarray(quadratic.cross[:, output])
-        target = float(quadratic.target[output])
-        for i, alpha in enumerate(alphas):
-            l1, l2 = alpha * l1_ratio, alpha * (1.0 - l1_ratio)
-            gap, objective, count = kernel(slot, diagonal, quadratic.share, quadratic.offset, quadratic.within,
-                                           quadratic.between, quadratic.offset_mean, quadratic.fit_intercept,
-                                           cross, target, l1, l2, coef, tol, max_sweeps)
-            coefs[i, output] = coef
-            gaps[i, output] = gap / objective if objective > 0 else 0.0
-            sweeps[i, output] = count
-            converged[i, output] = gap <= tol * target or count < max_sweeps
-    return Path(coefs, quadratic.intercepts(coefs), gaps, sweeps, converged)
+
+    def solve(cross, target, l1, l2, coef):
+        return kernel(slot, diagonal, quadratic.share, quadratic.offset, quadratic.within, quadratic.between,
+                      quadratic.offset_mean, quadratic.fit_intercept, cross, target, l1, l2, coef, tol, max_sweeps)
+
+    return warm_path(quadratic, alphas, l1_ratio, tol, max_sweeps, solve)
 
 
 def block_validation_mse(blocks, coefs, intercepts):

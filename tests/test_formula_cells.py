@@ -34,21 +34,10 @@ from gradfit.engines.categorical import BlockStatistics  # noqa: E402
 from gradfit.sources.formulas import FormulaSource  # noqa: E402
 
 from .conftest import write_table  # noqa: E402
+from .test_formula_onepass import CountingSource  # noqa: E402  (the pass-counting source, shared)
 
 FORMULA = "y ~ x + np.log(z) + C(g):x + C(firm) + C(h)"
 N_LEVELS = 1200
-
-
-class CountingSource(FormulaSource):
-    """A :class:`FormulaSource` that counts its passes over the table (for this test only)."""
-
-    def __init__(self, *args, **kwargs):
-        self.passes = 0
-        super().__init__(*args, **kwargs)
-
-    def _frames(self):
-        self.passes += 1
-        yield from super()._frames()
 
 
 def make_table(levels=N_LEVELS, per_level=(8, 2), seed=0):

@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 from ..errors import DataError
 from . import encoding
 from .columns import ColumnStore, memory_budget, row_bytes
-from .base import Source, file_row_position, fold_in_threads, worker_threads
+from .base import Source, file_row_position, fold_in_threads, pending_property, worker_threads
 from .decode import ChunkDecoder
 from .file_checks import Stamps, estimate_rows, sniff_csv
 
@@ -301,24 +301,12 @@ class FileSource(Source):
             self._scan()
             self._levels_known()
 
-    def _pending(name):  # a property factory, used in the class body only
-        def get(self):
-            if self.__dict__.get("levels_pending"):
-                self.settle()
-            return self.__dict__.get("_" + name, getattr(Source, name, None))
-
-        def put(self, value):
-            self.__dict__["_" + name] = value
-
-        return property(get, put, doc=f"``{name}``, once the levels are known (:meth:`settle`).")
-
-    encoder = _pending("encoder")
-    feature_names = _pending("feature_names")
-    n_features = _pending("n_features")
-    block_candidate = _pending("block_candidate")
-    missing_counts = _pending("missing_counts")
-    rows_dropped = _pending("rows_dropped")
-    del _pending
+    encoder = pending_property("encoder")
+    feature_names = pending_property("feature_names")
+    n_features = pending_property("n_features")
+    block_candidate = pending_property("block_candidate")
+    missing_counts = pending_property("missing_counts")
+    rows_dropped = pending_property("rows_dropped")
 
     @property
     def n_samples(self):
