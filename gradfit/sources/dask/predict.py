@@ -67,17 +67,21 @@ def _encoder(model):
 
 
 def _predict_frame(X, encoder, missing, coef, intercept, predict):
-    dask, da = require("dask"), require("dask.array")
     names = [str(c) for c in X.columns]
     if names != encoder.raw_names:
         raise ValueError(f"X has columns {names}, but the model was fitted on {encoder.raw_names}")
+    reading = _PredictReading(encoder, missing, coef, intercept, predict,
+                              encoder.block_layout() if encoder.block is not None else None)
+    return _by_partition(X, _predict_partition, reading, coef.shape[0])
+
+
+def _by_partition(X, function, reading, n_outputs):
+    """``function(partition, reading, first row)`` on the workers, as one Dask array of shape (n, n_outputs)."""
+    dask, da = require("dask"), require("dask.array")
     lengths = [int(n) for n in compute(X.map_partitions(len))[0]]
     starts = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-    reading = dask.delayed(_PredictReading(encoder, missing, coef, intercept, predict,
-                                           encoder.block_layout() if encoder.block is not None else None),
-                           pure=True)
-    run = dask.delayed(_predict_partition, pure=True)
-    blocks = [da.from_delayed(run(part, reading, int(start)), shape=(n, coef.shape[0]), dtype=np.float64)
+    reading, run = dask.delayed(reading, pure=True), dask.delayed(function, pure=True)
+    blocks = [da.from_delayed(run(part, reading, int(start)), shape=(n, n_outputs), dtype=np.float64)
               for part, n, start in zip(X.to_delayed(), lengths, starts)]
     return da.concatenate(blocks, axis=0)
 
@@ -115,20 +119,14 @@ def _predict_formula(X, model, coef, intercept, predict):
     coefficients gathered by code (:func:`gradfit.model.predict`), never a
     dense one-hot block.
     """
-    dask, da = require("dask"), require("dask.array")
     design = copy.copy(model.design_)
     design.handle_unknown = model.handle_unknown  # the estimator's setting at predict time
     absent = [v for v in design.feature_variables if v not in X.columns]
     if absent:
         raise DataError(f"the Dask input has no column {absent[0]!r} (the formula names it)")
     X = X[design.feature_variables]
-    lengths = [int(n) for n in compute(X.map_partitions(len))[0]]
-    starts = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-    reading = dask.delayed(_FormulaReading(design, model.missing, coef, intercept, predict), pure=True)
-    run = dask.delayed(_predict_formula_partition, pure=True)
-    blocks = [da.from_delayed(run(part, reading, int(start)), shape=(n, coef.shape[0]), dtype=np.float64)
-              for part, n, start in zip(X.to_delayed(), lengths, starts)]
-    return da.concatenate(blocks, axis=0)
+    return _by_partition(X, _predict_formula_partition, _FormulaReading(design, model.missing, coef, intercept,
+                                                                         predict), coef.shape[0])
 
 
 @dataclasses.dataclass
