@@ -108,7 +108,6 @@ class FormulaDesign:
         self._spec = None
         self._pass_spec = None  # the right-hand side's spec of the statistics pass's first chunk
         self._pass_formula = None  # the formula that spec encodes (without the main effects coded, once they are)
-        self._first = True
         self._chunks_learned = 0
         #: the factor kept as level codes (:meth:`choose_block`), its column, and its layout once built
         self.block = self.block_column = self._layout = None

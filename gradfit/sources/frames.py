@@ -241,24 +241,16 @@ def _encode_rows(arrays, encoder, where):
     return encoder.encode(arrays, np.float64, where), None
 
 
-def encode_frame(X, encoder, missing):
-    """``(features, codes)`` of a frame for predictions; rows with a missing value are NaN when ``missing="drop"``.
-
-    ``codes`` is ``None``, or, where the encoder keeps a column of many levels
-    as level codes (:attr:`~gradfit.sources.encoding.TableEncoder.block`),
-    that column's codes, shape (n,), and ``features`` the other features,
-    shape (n, ``n_dense``) (:meth:`~gradfit.sources.encoding.TableEncoder.encode_blocks`):
-    never a dense one-hot block of the column.
-    """
-    return _encode_rows(_frame_arrays(X, encoder, missing), encoder, _where)
-
-
 def predict_frame(X, encoder, missing, predict):
     """``predict(features, codes)`` over a frame's rows, encoded a block of rows at a time; shape (n, n_outputs).
 
-    As :func:`encode_frame` gives them, but for at most about
-    :attr:`~gradfit.sources.base.Source.chunk_bytes` of features at once:
-    the other categorical columns' dummies are never made for the whole frame.
+    Rows with a missing value are NaN when ``missing="drop"``. ``codes`` is
+    ``None``, or, where the encoder keeps a column of many levels as level
+    codes (:attr:`~gradfit.sources.encoding.TableEncoder.block`), that
+    column's codes, shape (rows,), and ``features`` the other features
+    (:meth:`~gradfit.sources.encoding.TableEncoder.encode_blocks`). At most
+    about :attr:`~gradfit.sources.base.Source.chunk_bytes` of features are
+    made at once: no categorical column's dummies are made for the whole frame.
     """
     arrays = _frame_arrays(X, encoder, missing)
     n = len(X)
